@@ -1,0 +1,324 @@
+//! BAR0 register map (docs/hw-spec.md §3).
+//!
+//! All registers are 32 bits, little-endian, 4-byte aligned. 64-bit quantities are two registers, low word at the
+//! lower address; software writes the low word first. Offsets are byte offsets into BAR0.
+
+/// Prototype PCI vendor id. NOT assigned by PCI-SIG: a production part gets a real one (docs/hw-spec.md §2).
+pub const PCI_VENDOR_ID: u16 = 0x1ea7;
+/// Prototype PCI device id of the ironlb L3 load-balancer function.
+pub const PCI_DEVICE_ID: u16 = 0x1b01;
+/// Size of BAR0 in bytes.
+pub const BAR0_SIZE: usize = 0x1_0000;
+
+/// Value of [`ID`]: ASCII "ILB1" read as a little-endian u32 (bytes 'I','L','B','1').
+pub const ID_MAGIC: u32 = u32::from_le_bytes(*b"ILB1");
+/// Contract major version implemented by this crate. A driver refuses any other major.
+pub const VERSION_MAJOR: u16 = 1;
+/// Contract minor version implemented by this crate. Minors only add; a driver accepts any minor.
+pub const VERSION_MINOR: u16 = 0;
+
+// --- identification and capabilities (read-only) -------------------------------------------------------------
+
+/// Identification magic, [`ID_MAGIC`].
+pub const ID: u32 = 0x0000;
+/// `major << 16 | minor`.
+pub const VERSION: u32 = 0x0004;
+/// Number of LB-table buckets (power of two, >= 2). Each bucket holds [`CAP_LB_WAYS`] entries.
+pub const CAP_LB_BUCKETS: u32 = 0x0008;
+/// Entries per LB-table bucket (4 in v1).
+pub const CAP_LB_WAYS: u32 = 0x000C;
+/// Entries in the range (port filter) table.
+pub const CAP_RANGES: u32 = 0x0010;
+/// Maximum ranges in one LB's block (the filter compares this many in parallel; 16 in v1).
+pub const CAP_MAX_RANGES_PER_LB: u32 = 0x0014;
+/// Entries in the target table.
+pub const CAP_TARGETS: u32 = 0x0018;
+/// Maximum distinct targets referenced by one LB's bucket array.
+pub const CAP_MAX_TARGETS_PER_LB: u32 = 0x001C;
+/// Slots in bucket memory (shared by all LBs' bucket arrays, both sets).
+pub const CAP_BUCKET_SLOTS: u32 = 0x0020;
+/// Supported bucket-array sizes: bits 7:0 = min log2(M), bits 15:8 = max log2(M).
+pub const CAP_BUCKET_LOG2: u32 = 0x0024;
+/// Number of LB ids (rows of the per-LB counter table).
+pub const CAP_LB_IDS: u32 = 0x0028;
+/// Number of drop-reason counters implemented (see [`crate::DropReason`]).
+pub const CAP_DROP_REASONS: u32 = 0x002C;
+/// Number of ports (see [`PORT_CFG`]).
+pub const CAP_PORTS: u32 = 0x0030;
+/// Maximum log2 of the DMA command ring size.
+pub const CAP_RING_MAX_LOG2: u32 = 0x0034;
+
+// --- control and device configuration -------------------------------------------------------------------------
+
+/// Control: [`CONTROL_ENABLE`], [`CONTROL_RESET`].
+pub const CONTROL: u32 = 0x0040;
+/// Pipeline enable. While clear, every packet is dropped with `device_disabled`.
+pub const CONTROL_ENABLE: u32 = 1 << 0;
+/// Write 1: clear all tables, counters, port config and the ring; self-clearing. The device is then disabled.
+pub const CONTROL_RESET: u32 = 1 << 1;
+/// Status (read-only): [`STATUS_READY`], [`STATUS_RING_ERROR`].
+pub const STATUS: u32 = 0x0044;
+/// The device accepts commands.
+pub const STATUS_READY: u32 = 1 << 0;
+/// The DMA ring stopped on an error (see [`RING_STATUS`]).
+pub const STATUS_RING_ERROR: u32 = 1 << 1;
+/// Device underlay IPv6 address, the outer source of every encapsulated packet: 16 bytes at 0x50..0x60, network
+/// byte order (byte 0 of the address at the lowest address, i.e. register 0x50 holds bytes 0..4 little-endian).
+pub const UNDERLAY_SRC: u32 = 0x0050;
+/// Underlay MTU in bytes: the largest outer IPv6 packet (40-byte header + inner packet) the device may send.
+pub const UNDERLAY_MTU: u32 = 0x0060;
+/// Hop limit of the outer IPv6 header (bits 7:0).
+pub const UNDERLAY_HOP_LIMIT: u32 = 0x0064;
+/// Default underlay MTU after reset.
+pub const DEFAULT_UNDERLAY_MTU: u32 = 9000;
+/// Default outer hop limit after reset.
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+
+/// Port configuration array: `PORT_CFG + 4 * port`, see [`crate::entry::PortCfg`].
+pub const PORT_CFG: u32 = 0x0080;
+/// Maximum number of ports the register map has room for.
+pub const MAX_PORTS: u32 = 32;
+
+// --- mailbox (single updates) ---------------------------------------------------------------------------------
+
+/// Mailbox opcode, see [`Opcode`].
+pub const MB_OPCODE: u32 = 0x0100;
+/// Mailbox table id, see [`TableId`].
+pub const MB_TABLE: u32 = 0x0104;
+/// First entry index.
+pub const MB_INDEX: u32 = 0x0108;
+/// Number of consecutive entries (WRITE/READ: 1..=16/entry_words; FILL: any).
+pub const MB_COUNT: u32 = 0x010C;
+/// Word offset inside the entry (WRITE_WORD) or fill value (FILL).
+pub const MB_ARG: u32 = 0x0110;
+/// Doorbell: software writes a new sequence number here to execute the staged command.
+pub const MB_DOORBELL: u32 = 0x0114;
+/// Sequence number of the last completed command (read-only).
+pub const MB_DONE_SEQ: u32 = 0x0118;
+/// Status of the last completed command (read-only), see [`Status`].
+pub const MB_STATUS: u32 = 0x011C;
+/// Staging data: 16 words (64 bytes) at 0x140..0x180.
+pub const MB_DATA: u32 = 0x0140;
+/// Number of staging words.
+pub const MB_DATA_WORDS: usize = 16;
+
+// --- DMA command ring (bulk updates) --------------------------------------------------------------------------
+
+/// Ring base IOVA, low word (64-byte aligned).
+pub const RING_BASE_LO: u32 = 0x0200;
+/// Ring base IOVA, high word.
+pub const RING_BASE_HI: u32 = 0x0204;
+/// log2 of the number of 32-byte descriptors.
+pub const RING_SIZE_LOG2: u32 = 0x0208;
+/// Ring control: [`RING_CTRL_ENABLE`].
+pub const RING_CTRL: u32 = 0x020C;
+/// Enable. A 0 -> 1 transition resets head, tail and error state to 0.
+pub const RING_CTRL_ENABLE: u32 = 1 << 0;
+/// Producer index (doorbell), free-running modulo 2^32, written by software after the descriptors.
+pub const RING_TAIL: u32 = 0x0210;
+/// Consumer index, free-running modulo 2^32 (read-only).
+pub const RING_HEAD: u32 = 0x0214;
+/// IOVA of the 16-byte completion record, low word (16-byte aligned).
+pub const RING_CPL_LO: u32 = 0x0218;
+/// IOVA of the completion record, high word.
+pub const RING_CPL_HI: u32 = 0x021C;
+/// Ring status (read-only): bit 0 stopped on error, bits 15:8 [`Status`] of the failed descriptor.
+pub const RING_STATUS: u32 = 0x0220;
+/// Free-running index of the descriptor that failed (read-only, valid while stopped).
+pub const RING_ERR_INDEX: u32 = 0x0224;
+
+// --- counters -------------------------------------------------------------------------------------------------
+
+/// Drop counters: 32 x u64 (low word first) at 0x300..0x400, indexed by [`crate::DropReason`]. Read-only;
+/// cleared by writing any value to [`DROP_CLEAR`].
+pub const DROP_COUNTERS: u32 = 0x0300;
+/// Write: clear all drop counters.
+pub const DROP_CLEAR: u32 = 0x0400;
+
+/// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0.
+pub const RESERVED_BAR_RING: u32 = 0x8000;
+
+/// Mailbox / ring opcodes (docs/hw-spec.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Write `count` entries from staging data (mailbox) or from the payload at `iova` (ring).
+    Write = 1,
+    /// Read `count` entries into staging data (mailbox) or DMA them to `iova` (ring).
+    Read = 2,
+    /// Write one 32-bit word at word offset `arg` of entry `index` (the commit-word write).
+    WriteWord = 3,
+    /// Write the 32-bit value `arg` into every word of `count` entries starting at `index` (clears).
+    Fill = 4,
+    /// Do nothing (ring padding, fences).
+    Nop = 5,
+}
+
+impl Opcode {
+    /// Decode a raw opcode.
+    pub fn from_raw(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Opcode::Write,
+            2 => Opcode::Read,
+            3 => Opcode::WriteWord,
+            4 => Opcode::Fill,
+            5 => Opcode::Nop,
+            _ => return None,
+        })
+    }
+}
+
+/// Table ids for [`MB_TABLE`] and ring descriptors (docs/hw-spec.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TableId {
+    /// LB exact-match table; index = bucket * ways + way; 16 words per entry.
+    Lb = 1,
+    /// Range table; 2 words per entry.
+    Range = 2,
+    /// Target table; 8 words per entry.
+    Target = 3,
+    /// Bucket memory; 1 word (a target index) per slot.
+    Bucket = 4,
+    /// Per-LB counters (read; Fill clears); 4 words per entry.
+    LbCounter = 5,
+    /// Per-target counters (read; Fill clears); 4 words per entry.
+    TargetCounter = 6,
+}
+
+impl TableId {
+    /// All tables, in id order.
+    pub const ALL: [TableId; 6] = [
+        TableId::Lb,
+        TableId::Range,
+        TableId::Target,
+        TableId::Bucket,
+        TableId::LbCounter,
+        TableId::TargetCounter,
+    ];
+
+    /// Decode a raw table id.
+    pub fn from_raw(v: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| *t as u32 == v)
+    }
+
+    /// Entry size in 32-bit words.
+    pub const fn entry_words(self) -> usize {
+        match self {
+            TableId::Lb => 16,
+            TableId::Range => 2,
+            TableId::Target => 8,
+            TableId::Bucket => 1,
+            TableId::LbCounter | TableId::TargetCounter => 4,
+        }
+    }
+
+    /// Entry size in bytes.
+    pub const fn entry_bytes(self) -> usize {
+        self.entry_words() * 4
+    }
+
+    /// True for counter tables, which software may read and clear (Fill with 0) but not write.
+    pub const fn is_counter(self) -> bool {
+        matches!(self, TableId::LbCounter | TableId::TargetCounter)
+    }
+
+    /// Lower-case name used in dumps and errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TableId::Lb => "lb",
+            TableId::Range => "range",
+            TableId::Target => "target",
+            TableId::Bucket => "bucket",
+            TableId::LbCounter => "lb_counter",
+            TableId::TargetCounter => "target_counter",
+        }
+    }
+}
+
+/// Command completion status (mailbox [`MB_STATUS`], ring completion record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Status {
+    /// Done.
+    Ok = 0,
+    /// Unknown opcode.
+    BadOpcode = 1,
+    /// Unknown table id, or a write to a counter table.
+    BadTable = 2,
+    /// Index/count outside the table, count 0, or more entries than the staging area holds.
+    OutOfRange = 3,
+    /// Word offset outside the entry.
+    BadWord = 4,
+    /// A DMA access hit an IOVA outside what the host mapped.
+    DmaFault = 5,
+    /// Ring misconfigured (size, alignment) or not enabled.
+    RingConfig = 6,
+}
+
+impl Status {
+    /// Decode a raw status.
+    pub fn from_raw(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Status::Ok,
+            1 => Status::BadOpcode,
+            2 => Status::BadTable,
+            3 => Status::OutOfRange,
+            4 => Status::BadWord,
+            5 => Status::DmaFault,
+            6 => Status::RingConfig,
+            _ => return None,
+        })
+    }
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::BadOpcode => "bad_opcode",
+            Status::BadTable => "bad_table",
+            Status::OutOfRange => "out_of_range",
+            Status::BadWord => "bad_word",
+            Status::DmaFault => "dma_fault",
+            Status::RingConfig => "ring_config",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_spells_ilb1() {
+        assert_eq!(ID_MAGIC, 0x3142_4c49);
+    }
+
+    #[test]
+    fn register_blocks_do_not_overlap() {
+        assert!(CAP_RING_MAX_LOG2 < CONTROL);
+        assert!(UNDERLAY_HOP_LIMIT < PORT_CFG);
+        assert!(PORT_CFG + 4 * MAX_PORTS <= MB_OPCODE);
+        assert!(MB_DATA + 4 * MB_DATA_WORDS as u32 <= RING_BASE_LO);
+        assert!(RING_ERR_INDEX < DROP_COUNTERS);
+        assert!(DROP_COUNTERS + 8 * 32 <= DROP_CLEAR);
+        assert!((RESERVED_BAR_RING as usize) < BAR0_SIZE);
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for t in TableId::ALL {
+            assert_eq!(TableId::from_raw(t as u32), Some(t));
+            assert!(t.entry_words() <= MB_DATA_WORDS);
+        }
+        for v in 0..16 {
+            if let Some(o) = Opcode::from_raw(v) {
+                assert_eq!(o as u32, v);
+            }
+            if let Some(s) = Status::from_raw(v) {
+                assert_eq!(s as u32, v);
+            }
+        }
+        assert_eq!(TableId::from_raw(0), None);
+        assert_eq!(Opcode::from_raw(0), None);
+    }
+}
