@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const DOMAIN_PUBLIC: u32 = 0x0100_0000;
 /// Largest VNI.
 pub const VNI_MAX: u32 = 0x00FF_FFFF;
+const _: () = assert!(VNI_MAX < DOMAIN_PUBLIC, "the public domain must not be a VNI");
 
 /// Address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +100,5 @@ mod tests {
         let v6: Vip = "2001:db8::1".parse::<IpAddr>().unwrap().into();
         assert_eq!(v6.family(), Family::V6);
         assert_eq!(v6.to_string(), "2001:db8::1");
-        assert!(VNI_MAX < DOMAIN_PUBLIC);
     }
 }

@@ -138,6 +138,18 @@ pub const DROP_CLEAR: u32 = 0x0400;
 /// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0.
 pub const RESERVED_BAR_RING: u32 = 0x8000;
 
+// The register blocks must not overlap: checked when the crate compiles.
+const _: () = {
+    assert!(CAP_RING_MAX_LOG2 < CONTROL);
+    assert!(UNDERLAY_HOP_LIMIT < PORT_CFG);
+    assert!(PORT_CFG + 4 * MAX_PORTS <= MB_OPCODE);
+    assert!(MB_DATA + 4 * MB_DATA_WORDS as u32 <= RING_BASE_LO);
+    assert!(RING_ERR_INDEX < DROP_COUNTERS);
+    assert!(DROP_COUNTERS + 8 * 32 <= DROP_CLEAR);
+    assert!((RESERVED_BAR_RING as usize) < BAR0_SIZE);
+    assert!(ID_MAGIC == 0x3142_4c49);
+};
+
 /// Mailbox / ring opcodes (docs/hw-spec.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -287,22 +299,6 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn magic_spells_ilb1() {
-        assert_eq!(ID_MAGIC, 0x3142_4c49);
-    }
-
-    #[test]
-    fn register_blocks_do_not_overlap() {
-        assert!(CAP_RING_MAX_LOG2 < CONTROL);
-        assert!(UNDERLAY_HOP_LIMIT < PORT_CFG);
-        assert!(PORT_CFG + 4 * MAX_PORTS <= MB_OPCODE);
-        assert!(MB_DATA + 4 * MB_DATA_WORDS as u32 <= RING_BASE_LO);
-        assert!(RING_ERR_INDEX < DROP_COUNTERS);
-        assert!(DROP_COUNTERS + 8 * 32 <= DROP_CLEAR);
-        assert!((RESERVED_BAR_RING as usize) < BAR0_SIZE);
-    }
 
     #[test]
     fn enums_round_trip() {
