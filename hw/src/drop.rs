@@ -36,6 +36,8 @@ pub enum DropReason {
     MtuExceeded = 13,
 }
 
+const _: () = assert!(DropReason::COUNT <= 32, "the register map has room for 32 drop counters");
+
 impl DropReason {
     /// Every reason, in counter order.
     pub const ALL: [DropReason; 14] = [
