@@ -1,1 +1,12 @@
-//! ironlb-sim
+//! The ironlb device model: a bit-exact software implementation of docs/hw-spec.md.
+//!
+//! [`device::Device`] is the device (registers, mailbox, DMA ring, table memory, counters); the packet pipeline
+//! computes verdicts from the device's table memory only.
+
+pub mod config;
+pub mod device;
+pub mod mem;
+pub mod tables;
+
+pub use config::DeviceConfig;
+pub use device::Device;

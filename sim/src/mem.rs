@@ -1,0 +1,215 @@
+//! Memory regions the model shares with a driver: the BAR0 register file and the host-memory (DMA) window.
+//!
+//! Both are mmaps: anonymous for the in-process model, files under /dev/shm for a model in its own process
+//! (`ironlb-sim serve`). Either side may write at any time, so no `&`/`&mut` reference into the memory is ever
+//! created: access is by volatile reads/writes through the raw pointer, bounds-checked first. This module and
+//! [`crate::serve`]'s file setup are the only places in the model with `unsafe`.
+
+use memmap2::MmapMut;
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+struct Inner {
+    ptr: NonNull<u8>,
+    len: usize,
+    _map: MmapMut,
+}
+
+// SAFETY: the mapping is owned by `Inner` and lives as long as it; all access goes through volatile operations on
+// the raw pointer, which are sound to perform from any thread (races are resolved by the contract's doorbell
+// protocol, exactly as with real device memory).
+unsafe impl Send for Inner {}
+// SAFETY: see `Send`; `Inner` has no interior state besides the mapped bytes.
+unsafe impl Sync for Inner {}
+
+/// A shared, mapped memory region. Cloning shares the same memory.
+#[derive(Clone)]
+pub struct Region {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("len", &self.inner.len).finish()
+    }
+}
+
+impl Region {
+    /// Anonymous zeroed memory of `len` bytes (the in-process model).
+    pub fn anon(len: usize) -> std::io::Result<Region> {
+        Ok(Region::from_map(MmapMut::map_anon(len)?))
+    }
+
+    /// Map a file of exactly `len` bytes, creating or sizing it when `create` is set.
+    pub fn file(path: &Path, len: usize, create: bool) -> std::io::Result<Region> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        let have = f.metadata()?.len();
+        if have != len as u64 {
+            if create && have == 0 {
+                f.set_len(len as u64)?;
+            } else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is {have} bytes, expected {len}", path.display()),
+                ));
+            }
+        }
+        // SAFETY: the file is opened read-write; other processes may write it concurrently, which is why this
+        // module never hands out references into the mapping (volatile access only).
+        let map = unsafe { MmapMut::map_mut(&f)? };
+        Ok(Region::from_map(map))
+    }
+
+    fn from_map(mut map: MmapMut) -> Region {
+        let len = map.len();
+        let ptr = NonNull::new(map.as_mut_ptr()).unwrap_or(NonNull::dangling());
+        Region {
+            inner: Arc::new(Inner { ptr, len, _map: map }),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.inner.len
+    }
+
+    /// True for an empty region.
+    pub fn is_empty(&self) -> bool {
+        self.inner.len == 0
+    }
+
+    /// The raw base pointer, for a driver backend that wraps the same memory in its own volatile window. The
+    /// pointer stays valid while any clone of this region lives.
+    pub fn raw_ptr(&self) -> NonNull<u8> {
+        self.inner.ptr
+    }
+
+    fn check(&self, offset: usize, size: usize) -> bool {
+        offset.checked_add(size).is_some_and(|end| end <= self.inner.len)
+    }
+
+    /// Volatile 32-bit little-endian read; `None` when out of bounds or misaligned.
+    pub fn read32(&self, offset: usize) -> Option<u32> {
+        if offset % 4 != 0 || !self.check(offset, 4) {
+            return None;
+        }
+        // SAFETY: in bounds and 4-aligned (mmaps are page-aligned); mapping alive while `self` is.
+        Some(u32::from_le(unsafe {
+            self.inner.ptr.as_ptr().add(offset).cast::<u32>().read_volatile()
+        }))
+    }
+
+    /// Volatile 32-bit little-endian write; `false` when out of bounds or misaligned.
+    pub fn write32(&self, offset: usize, value: u32) -> bool {
+        if offset % 4 != 0 || !self.check(offset, 4) {
+            return false;
+        }
+        // SAFETY: in bounds and 4-aligned; mapping alive and writable while `self` is.
+        unsafe {
+            self.inner
+                .ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<u32>()
+                .write_volatile(value.to_le())
+        };
+        true
+    }
+
+    /// Volatile copy out; `false` when out of bounds.
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) -> bool {
+        if !self.check(offset, out.len()) {
+            return false;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: offset + i < offset + out.len() <= len, checked above.
+            *b = unsafe { self.inner.ptr.as_ptr().add(offset + i).read_volatile() };
+        }
+        true
+    }
+
+    /// Volatile copy in; `false` when out of bounds.
+    pub fn write_bytes(&self, offset: usize, data: &[u8]) -> bool {
+        if !self.check(offset, data.len()) {
+            return false;
+        }
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: offset + i < offset + data.len() <= len, checked above.
+            unsafe { self.inner.ptr.as_ptr().add(offset + i).write_volatile(*b) };
+        }
+        true
+    }
+}
+
+/// Host memory as the device sees it: a region addressed by IOVA starting at `base`.
+#[derive(Clone, Debug)]
+pub struct HostMemory {
+    /// The memory.
+    pub region: Region,
+    /// IOVA of byte 0.
+    pub base: u64,
+}
+
+/// A DMA access outside the host's mapped window (an IOMMU fault on real hardware).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("DMA fault: {len} bytes at IOVA {iova:#x} are not mapped")]
+pub struct DmaFault {
+    /// Faulting IOVA.
+    pub iova: u64,
+    /// Access length.
+    pub len: usize,
+}
+
+impl HostMemory {
+    fn offset(&self, iova: u64, len: usize) -> Result<usize, DmaFault> {
+        iova.checked_sub(self.base)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|o| o.checked_add(len).is_some_and(|e| e <= self.region.len()))
+            .ok_or(DmaFault { iova, len })
+    }
+    /// DMA read.
+    pub fn read(&self, iova: u64, out: &mut [u8]) -> Result<(), DmaFault> {
+        let o = self.offset(iova, out.len())?;
+        self.region.read_bytes(o, out);
+        Ok(())
+    }
+    /// DMA write.
+    pub fn write(&self, iova: u64, data: &[u8]) -> Result<(), DmaFault> {
+        let o = self.offset(iova, data.len())?;
+        self.region.write_bytes(o, data);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_and_sharing() {
+        let r = Region::anon(4096).unwrap();
+        let r2 = r.clone();
+        assert!(r.write32(8, 0xDEAD_BEEF));
+        assert_eq!(r2.read32(8), Some(0xDEAD_BEEF));
+        assert_eq!(r.read32(4096), None);
+        assert_eq!(r.read32(2), None);
+        assert!(!r.write_bytes(4090, &[0; 8]));
+        let h = HostMemory {
+            region: r,
+            base: 0x1000,
+        };
+        assert!(h.write(0x1000 + 16, &[1, 2, 3]).is_ok());
+        let mut b = [0u8; 3];
+        h.read(0x1010, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3]);
+        assert_eq!(h.read(0x0FFF, &mut b), Err(DmaFault { iova: 0xFFF, len: 3 }));
+        assert!(h.write(0x1000 + 4094, &[0; 3]).is_err());
+    }
+}
