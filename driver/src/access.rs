@@ -32,6 +32,12 @@ pub trait DeviceAccess: Send {
     /// Access counts since the backend was opened.
     fn counts(&self) -> AccessCounts;
 
+    /// Called by the driver while it waits for the device (between polls of a completion). Backends whose device
+    /// runs elsewhere just spin; the in-process backend lets the model run here.
+    fn wait_hint(&mut self) {
+        std::hint::spin_loop();
+    }
+
     /// Read a 64-bit register as two 32-bit reads, low word first (docs/hw-spec.md §3.1).
     fn read64(&mut self, offset: u32) -> u64 {
         let lo = self.read32(offset) as u64;

@@ -21,7 +21,10 @@ unsafe impl Send for MappedWindow {}
 
 impl std::fmt::Debug for MappedWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedWindow").field("ptr", &self.ptr).field("len", &self.len).finish()
+        f.debug_struct("MappedWindow")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -32,7 +35,11 @@ impl MappedWindow {
     /// `ptr` must point to `len` bytes that stay mapped, readable and writable for as long as `owner` lives, and
     /// the caller must not create Rust references into that memory.
     pub unsafe fn new(ptr: NonNull<u8>, len: usize, owner: Box<dyn Any + Send>) -> Self {
-        MappedWindow { ptr, len, _owner: owner }
+        MappedWindow {
+            ptr,
+            len,
+            _owner: owner,
+        }
     }
 
     /// Length in bytes.
@@ -47,7 +54,7 @@ impl MappedWindow {
 
     fn check(&self, offset: usize, size: usize, align: usize) {
         assert!(
-            offset % align == 0 && offset.checked_add(size).is_some_and(|end| end <= self.len),
+            offset.is_multiple_of(align) && offset.checked_add(size).is_some_and(|end| end <= self.len),
             "access of {size} bytes at {offset:#x} outside window of {:#x} bytes (or misaligned)",
             self.len
         );
@@ -65,24 +72,51 @@ impl MappedWindow {
     pub fn write32(&self, offset: usize, value: u32) {
         self.check(offset, 4, 4);
         // SAFETY: bounds and alignment checked above; the mapping is live and writable (constructor contract).
-        unsafe { self.ptr.as_ptr().add(offset).cast::<u32>().write_volatile(value.to_le()) }
-    }
-
-    /// Copy bytes out of the window with volatile byte reads.
-    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        self.check(offset, out.len(), 1);
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: `offset + i < offset + out.len() <= len`, checked above; mapping live.
-            *b = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
+        unsafe {
+            self.ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<u32>()
+                .write_volatile(value.to_le())
         }
     }
 
-    /// Copy bytes into the window with volatile byte writes.
+    /// Copy bytes out of the window (volatile 8-byte reads where aligned, then single bytes).
+    pub fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+        self.check(offset, out.len(), 1);
+        let mut i = 0;
+        while i < out.len() {
+            let p = offset + i;
+            if p.is_multiple_of(8) && out.len() - i >= 8 {
+                // SAFETY: p + 8 <= offset + out.len() <= len (checked above) and p is 8-aligned; mapping live.
+                let v = unsafe { self.ptr.as_ptr().add(p).cast::<u64>().read_volatile() };
+                out[i..i + 8].copy_from_slice(&v.to_ne_bytes());
+                i += 8;
+            } else {
+                // SAFETY: p < offset + out.len() <= len, checked above; mapping live.
+                out[i] = unsafe { self.ptr.as_ptr().add(p).read_volatile() };
+                i += 1;
+            }
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    }
+
+    /// Copy bytes into the window (volatile 8-byte writes where aligned, then single bytes).
     pub fn write_bytes(&self, offset: usize, data: &[u8]) {
         self.check(offset, data.len(), 1);
-        for (i, b) in data.iter().enumerate() {
-            // SAFETY: `offset + i < offset + data.len() <= len`, checked above; mapping live and writable.
-            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*b) }
+        let mut i = 0;
+        while i < data.len() {
+            let p = offset + i;
+            if p.is_multiple_of(8) && data.len() - i >= 8 {
+                let v = u64::from_ne_bytes(data[i..i + 8].try_into().expect("8 bytes"));
+                // SAFETY: p + 8 <= offset + data.len() <= len (checked above) and p is 8-aligned; mapping writable.
+                unsafe { self.ptr.as_ptr().add(p).cast::<u64>().write_volatile(v) };
+                i += 8;
+            } else {
+                // SAFETY: p < offset + data.len() <= len, checked above; mapping writable.
+                unsafe { self.ptr.as_ptr().add(p).write_volatile(data[i]) };
+                i += 1;
+            }
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Driver errors.
+//! Driver errors: one variant per failed operation, each saying what to do where there is something to do.
+
+use ironlb_hw::regs::Opcode;
+use std::time::Duration;
 
 /// Errors raised by a backend while opening or mapping a device.
 #[derive(Debug, thiserror::Error)]
@@ -20,4 +23,82 @@ pub enum AccessError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Errors of the device API.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The backend failed.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// BAR0 does not hold an ironlb device.
+    #[error("not an ironlb device: ID register reads {found:#010x}, expected {expected:#010x} (wrong PCI address or BAR index?)")]
+    BadMagic {
+        /// Value read.
+        found: u32,
+        /// ID_MAGIC.
+        expected: u32,
+    },
+    /// The device implements another major version of the contract.
+    #[error("device implements contract {major}.{minor}; this driver supports major {supported} only (upgrade the driver)")]
+    UnsupportedVersion {
+        /// Device major.
+        major: u16,
+        /// Device minor.
+        minor: u16,
+        /// Driver major.
+        supported: u16,
+    },
+    /// The device reports capabilities the driver cannot work with.
+    #[error("device capability {cap} = {value} is unusable: {why}")]
+    BadCapability {
+        /// Register name.
+        cap: &'static str,
+        /// Value read.
+        value: u32,
+        /// Why.
+        why: &'static str,
+    },
+    /// A poll did not see the expected value in time.
+    #[error("timeout after {waited:?} waiting for {register} (device not running, or hung?)")]
+    Timeout {
+        /// What was polled.
+        register: &'static str,
+        /// How long.
+        waited: Duration,
+    },
+    /// The device rejected a command.
+    #[error("device rejected {op:?} on table {table} at index {index}: {status}")]
+    Command {
+        /// Opcode.
+        op: Opcode,
+        /// Table name.
+        table: &'static str,
+        /// First entry.
+        index: u32,
+        /// Status name.
+        status: &'static str,
+    },
+    /// A table has no room.
+    #[error("{table} table full: {detail}")]
+    TableFull {
+        /// Table name.
+        table: &'static str,
+        /// What could not be placed.
+        detail: String,
+    },
+    /// An entry read back from the device does not decode.
+    #[error("corrupt {table} entry {index} read from device: {source}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Entry index.
+        index: u32,
+        /// Decode error.
+        #[source]
+        source: ironlb_hw::DecodeError,
+    },
+    /// The request itself is invalid (caller bug or unchecked input).
+    #[error("invalid request: {0}")]
+    Invalid(String),
 }

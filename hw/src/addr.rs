@@ -9,7 +9,7 @@ pub const VNI_MAX: u32 = 0x00FF_FFFF;
 const _: () = assert!(VNI_MAX < DOMAIN_PUBLIC, "the public domain must not be a VNI");
 
 /// Address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Family {
     /// IPv4.
     V4,
@@ -43,8 +43,15 @@ impl Family {
 }
 
 /// A 16-byte address in network byte order; IPv4 is stored mapped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+#[serde(into = "String")]
 pub struct Vip(pub [u8; 16]);
+
+impl From<Vip> for String {
+    fn from(v: Vip) -> String {
+        v.to_string()
+    }
+}
 
 const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 

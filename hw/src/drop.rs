@@ -2,7 +2,8 @@
 //! [`crate::regs::DROP_COUNTERS`]; names are stable and used in dumps, JSON and metrics labels.
 
 /// Why the pipeline dropped a packet. Every drop has exactly one reason, and every reason has a counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum DropReason {
     /// Ingress port not enabled, or not an ingress port (the underlay port only transmits).
@@ -36,7 +37,10 @@ pub enum DropReason {
     MtuExceeded = 13,
 }
 
-const _: () = assert!(DropReason::COUNT <= 32, "the register map has room for 32 drop counters");
+const _: () = assert!(
+    DropReason::COUNT <= 32,
+    "the register map has room for 32 drop counters"
+);
 
 impl DropReason {
     /// Every reason, in counter order.

@@ -25,7 +25,7 @@ pub fn crc32(seed: u32, data: &[u8]) -> u32 {
 
 /// The tuple a flow is identified by. For ICMP errors it is the embedded packet's tuple reversed; for fragments the
 /// ports are zero (docs/hw-spec.md §6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct FlowTuple {
     /// Domain the packet arrived in (VNI or [`crate::addr::DOMAIN_PUBLIC`]).
     pub domain: u32,
@@ -61,7 +61,7 @@ impl FlowTuple {
 }
 
 /// The LB-table key: (domain, address family, VIP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct LbKey {
     /// VNI of a Network (24 bits) or [`crate::addr::DOMAIN_PUBLIC`].
     pub domain: u32,

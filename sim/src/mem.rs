@@ -97,7 +97,7 @@ impl Region {
 
     /// Volatile 32-bit little-endian read; `None` when out of bounds or misaligned.
     pub fn read32(&self, offset: usize) -> Option<u32> {
-        if offset % 4 != 0 || !self.check(offset, 4) {
+        if !offset.is_multiple_of(4) || !self.check(offset, 4) {
             return None;
         }
         // SAFETY: in bounds and 4-aligned (mmaps are page-aligned); mapping alive while `self` is.
@@ -108,7 +108,7 @@ impl Region {
 
     /// Volatile 32-bit little-endian write; `false` when out of bounds or misaligned.
     pub fn write32(&self, offset: usize, value: u32) -> bool {
-        if offset % 4 != 0 || !self.check(offset, 4) {
+        if !offset.is_multiple_of(4) || !self.check(offset, 4) {
             return false;
         }
         // SAFETY: in bounds and 4-aligned; mapping alive and writable while `self` is.

@@ -11,7 +11,7 @@ use super::get_u64;
 pub const SIZE: usize = 16;
 
 /// Packets and bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct CounterEntry {
     /// Packets forwarded.
     pub packets: u64,

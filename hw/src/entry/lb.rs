@@ -60,7 +60,7 @@ const CTRL_DEFINED: u32 =
     CTRL_VALID | CTRL_ACTIVE_SET | CTRL_FAMILY_MASK | CTRL_ICMP_ALLOW_ECHO | CTRL_ICMP_DELIVER_ERRORS;
 
 /// Per-LB ICMP policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct IcmpPolicy {
     /// Load-balance echo requests (default false: dropped, IEP-3).
     pub allow_echo: bool,
@@ -78,7 +78,7 @@ impl Default for IcmpPolicy {
 }
 
 /// One of the two configuration sets of an LB entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct LbSet {
     /// First entry of the LB's range block.
     pub range_base: u32,
@@ -131,7 +131,7 @@ impl LbSet {
 }
 
 /// A valid LB entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct LbEntry {
     /// Index (0/1) of the set the device uses.
     pub active_set: u8,

@@ -23,7 +23,8 @@ mod field {
 }
 
 /// A port-filtered transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
     /// TCP (6).
     Tcp,
@@ -62,7 +63,7 @@ impl Protocol {
 }
 
 /// One allowed (protocol, port range).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct RangeEntry {
     /// Protocol.
     pub protocol: Protocol,

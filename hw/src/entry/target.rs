@@ -28,7 +28,7 @@ mod field {
 }
 
 /// A valid target entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct TargetEntry {
     /// Owning LB id.
     pub lb_id: u32,

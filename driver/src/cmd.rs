@@ -1,0 +1,432 @@
+//! Command execution: the register mailbox for single updates and the DMA command ring for batches
+//! (docs/hw-spec.md §4). Every wait has a timeout and a typed error.
+
+use crate::access::DeviceAccess;
+use crate::dma::DmaRegion;
+use crate::error::DriverError;
+use ironlb_hw::entry::{bytes_to_words, Completion, Descriptor};
+use ironlb_hw::regs::*;
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the driver waits for a command or a batch before declaring the device hung.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One table write. A batch of them executes in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    /// Write whole entries from `index` (`data.len()` a multiple of the entry size).
+    Write {
+        /// Table.
+        table: TableId,
+        /// First entry.
+        index: u32,
+        /// Entry bytes.
+        data: Vec<u8>,
+    },
+    /// Write one word of one entry (the commit-word write).
+    WriteWord {
+        /// Table.
+        table: TableId,
+        /// Entry.
+        index: u32,
+        /// Word offset.
+        word: u32,
+        /// Value.
+        value: u32,
+    },
+    /// Fill `count` entries with `value` in every word.
+    Fill {
+        /// Table.
+        table: TableId,
+        /// First entry.
+        index: u32,
+        /// Entries.
+        count: u32,
+        /// Word value.
+        value: u32,
+    },
+}
+
+impl Cmd {
+    fn table(&self) -> TableId {
+        match self {
+            Cmd::Write { table, .. } | Cmd::WriteWord { table, .. } | Cmd::Fill { table, .. } => *table,
+        }
+    }
+    fn index(&self) -> u32 {
+        match self {
+            Cmd::Write { index, .. } | Cmd::WriteWord { index, .. } | Cmd::Fill { index, .. } => *index,
+        }
+    }
+    fn opcode(&self) -> Opcode {
+        match self {
+            Cmd::Write { .. } => Opcode::Write,
+            Cmd::WriteWord { .. } => Opcode::WriteWord,
+            Cmd::Fill { .. } => Opcode::Fill,
+        }
+    }
+}
+
+fn status_name(raw: u32) -> &'static str {
+    Status::from_raw(raw).map_or("unknown status", Status::name)
+}
+
+/// Poll `done` until it returns true, calling the backend's wait hint between polls.
+fn wait_until(
+    acc: &mut dyn DeviceAccess,
+    register: &'static str,
+    mut done: impl FnMut(&mut dyn DeviceAccess) -> bool,
+) -> Result<(), DriverError> {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if done(acc) {
+            return Ok(());
+        }
+        spins += 1;
+        if spins < 2000 {
+            acc.wait_hint();
+        } else {
+            if start.elapsed() > COMMAND_TIMEOUT {
+                return Err(DriverError::Timeout {
+                    register,
+                    waited: start.elapsed(),
+                });
+            }
+            acc.wait_hint();
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+}
+
+/// The register mailbox (docs/hw-spec.md §4.1).
+#[derive(Debug)]
+pub struct Mailbox {
+    seq: u32,
+}
+
+impl Mailbox {
+    /// Attach to the mailbox, continuing from the device's last completed sequence number.
+    pub fn new(acc: &mut dyn DeviceAccess) -> Mailbox {
+        Mailbox {
+            seq: acc.read32(MB_DONE_SEQ),
+        }
+    }
+
+    /// Execute one staged command and wait for it. `data` is staged into MB_DATA first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn exec(
+        &mut self,
+        acc: &mut dyn DeviceAccess,
+        op: Opcode,
+        table: TableId,
+        index: u32,
+        count: u32,
+        arg: u32,
+        data: &[u32],
+    ) -> Result<(), DriverError> {
+        debug_assert!(data.len() <= MB_DATA_WORDS);
+        acc.write_block(MB_DATA, data);
+        acc.write32(MB_OPCODE, op as u32);
+        acc.write32(MB_TABLE, table as u32);
+        acc.write32(MB_INDEX, index);
+        acc.write32(MB_COUNT, count);
+        acc.write32(MB_ARG, arg);
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        fence(Ordering::SeqCst);
+        acc.write32(MB_DOORBELL, seq);
+        wait_until(acc, "MB_DONE_SEQ", |a| a.read32(MB_DONE_SEQ) == seq)?;
+        let status = acc.read32(MB_STATUS);
+        if status != Status::Ok as u32 {
+            return Err(DriverError::Command {
+                op,
+                table: table.name(),
+                index,
+                status: status_name(status),
+            });
+        }
+        Ok(())
+    }
+
+    /// Execute a [`Cmd`] through the mailbox (WRITE of at most 64 bytes).
+    pub fn run(&mut self, acc: &mut dyn DeviceAccess, cmd: &Cmd) -> Result<(), DriverError> {
+        match cmd {
+            Cmd::Write { table, index, data } => {
+                let count = (data.len() / table.entry_bytes()) as u32;
+                self.exec(
+                    acc,
+                    Opcode::Write,
+                    *table,
+                    *index,
+                    count,
+                    0,
+                    &bytes_to_words(data),
+                )
+            }
+            Cmd::WriteWord {
+                table,
+                index,
+                word,
+                value,
+            } => self.exec(acc, Opcode::WriteWord, *table, *index, 1, *word, &[*value]),
+            Cmd::Fill {
+                table,
+                index,
+                count,
+                value,
+            } => self.exec(acc, Opcode::Fill, *table, *index, *count, *value, &[]),
+        }
+    }
+
+    /// Read up to 64 bytes of entries.
+    pub fn read(
+        &mut self,
+        acc: &mut dyn DeviceAccess,
+        table: TableId,
+        index: u32,
+        count: u32,
+    ) -> Result<Vec<u8>, DriverError> {
+        self.exec(acc, Opcode::Read, table, index, count, 0, &[])?;
+        let words = count as usize * table.entry_words();
+        Ok((0..words)
+            .flat_map(|i| acc.read32(MB_DATA + 4 * i as u32).to_le_bytes())
+            .collect())
+    }
+}
+
+/// The DMA command ring (docs/hw-spec.md §4.2): descriptors and the completion record in one DMA buffer,
+/// payloads in a second (the arena).
+#[derive(Debug)]
+pub struct Ring {
+    ring: DmaRegion,
+    arena: DmaRegion,
+    size_log2: u8,
+    tail: u32,
+    /// Descriptors written since the last doorbell.
+    pending: Vec<Descriptor>,
+    /// Which caller command each pending descriptor belongs to (for error reports).
+    arena_used: usize,
+    cpl_offset: usize,
+    /// Completion record sequence seen last.
+    cpl_seq: u32,
+    /// Batches (doorbells) rung so far.
+    pub doorbells: u64,
+}
+
+const ARENA_BYTES: usize = 2 << 20;
+
+impl Ring {
+    /// Allocate ring memory and program + enable the ring.
+    pub fn new(acc: &mut dyn DeviceAccess, size_log2: u8) -> Result<Ring, DriverError> {
+        let ring_bytes = (1usize << size_log2) * 32;
+        let cpl_offset = ring_bytes;
+        let ring = acc.alloc_dma(ring_bytes + 64)?;
+        let arena = acc.alloc_dma(ARENA_BYTES)?;
+        let mut r = Ring {
+            ring,
+            arena,
+            size_log2,
+            tail: 0,
+            pending: Vec::new(),
+            arena_used: 0,
+            cpl_offset,
+            cpl_seq: 0,
+            doorbells: 0,
+        };
+        r.enable(acc);
+        Ok(r)
+    }
+
+    /// (Re)program and enable the ring: after a device reset or a ring error.
+    pub(crate) fn enable(&mut self, acc: &mut dyn DeviceAccess) {
+        acc.write32(RING_CTRL, 0);
+        self.ring.window().write_bytes(self.cpl_offset, &[0u8; 16]);
+        self.tail = 0;
+        self.cpl_seq = 0;
+        self.pending.clear();
+        self.arena_used = 0;
+        acc.write64(RING_BASE_LO, self.ring.iova());
+        acc.write32(RING_SIZE_LOG2, self.size_log2 as u32);
+        acc.write64(RING_CPL_LO, self.ring.iova() + self.cpl_offset as u64);
+        acc.write32(RING_TAIL, 0);
+        fence(Ordering::SeqCst);
+        acc.write32(RING_CTRL, RING_CTRL_ENABLE);
+    }
+
+    fn completion(&self) -> Completion {
+        let mut b = [0u8; 16];
+        self.ring.window().read_bytes(self.cpl_offset, &mut b);
+        Completion::parse(&b)
+    }
+
+    fn capacity(&self) -> usize {
+        1usize << self.size_log2
+    }
+
+    /// Queue a descriptor whose payload (if any) is `payload`; flushes first when the ring or arena is full.
+    fn push(
+        &mut self,
+        acc: &mut dyn DeviceAccess,
+        mut d: Descriptor,
+        payload: Option<&[u8]>,
+        cmds: &mut Vec<(Opcode, TableId, u32)>,
+        origin: (Opcode, TableId, u32),
+    ) -> Result<(), DriverError> {
+        let need = payload.map_or(0, |p| p.len().next_multiple_of(64));
+        if self.pending.len() == self.capacity() || self.arena_used + need > ARENA_BYTES {
+            self.flush(acc, cmds)?;
+        }
+        if let Some(p) = payload {
+            self.arena.window().write_bytes(self.arena_used, p);
+            d.iova = self.arena.iova() + self.arena_used as u64;
+            self.arena_used += need;
+        }
+        let slot = (self.tail.wrapping_add(self.pending.len() as u32) as usize) & (self.capacity() - 1);
+        self.ring.window().write_bytes(slot * 32, &d.emit());
+        self.pending.push(d);
+        cmds.push(origin);
+        Ok(())
+    }
+
+    /// Ring the doorbell for everything queued and wait for the completion record. One MMIO write, no MMIO read.
+    fn flush(
+        &mut self,
+        acc: &mut dyn DeviceAccess,
+        cmds: &mut Vec<(Opcode, TableId, u32)>,
+    ) -> Result<(), DriverError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let start = self.tail;
+        let new_tail = self.tail.wrapping_add(self.pending.len() as u32);
+        fence(Ordering::SeqCst);
+        acc.write32(RING_TAIL, new_tail);
+        self.doorbells += 1;
+        let mut last = Completion::default();
+        let res = wait_until(acc, "ring completion record", |_| {
+            last = self.completion();
+            last.status != 0 || last.head == new_tail
+        });
+        self.pending.clear();
+        self.arena_used = 0;
+        res?;
+        self.cpl_seq = last.seq;
+        if last.status != 0 {
+            let i = last.err_index.wrapping_sub(start) as usize;
+            let (op, table, index) = cmds.get(i).copied().unwrap_or((Opcode::Nop, TableId::Lb, 0));
+            self.enable(acc);
+            cmds.clear();
+            return Err(DriverError::Command {
+                op,
+                table: table.name(),
+                index,
+                status: status_name(last.status),
+            });
+        }
+        self.tail = new_tail;
+        cmds.clear();
+        Ok(())
+    }
+
+    /// Execute a batch of commands: as few doorbells as ring and arena size allow (one for most batches).
+    pub fn run(&mut self, acc: &mut dyn DeviceAccess, batch: &[Cmd]) -> Result<(), DriverError> {
+        let mut origins = Vec::with_capacity(batch.len().min(self.capacity()));
+        for c in batch {
+            let origin = (c.opcode(), c.table(), c.index());
+            match c {
+                Cmd::Write { table, index, data } => {
+                    // Split very large writes so each fits the arena.
+                    let eb = table.entry_bytes();
+                    let per = (ARENA_BYTES / 2 / eb).max(1);
+                    for (k, chunk) in data.chunks(per * eb).enumerate() {
+                        let d = Descriptor {
+                            opcode: Opcode::Write,
+                            table: Some(*table),
+                            index: index + (k * per) as u32,
+                            count: (chunk.len() / eb) as u32,
+                            arg: 0,
+                            iova: 0,
+                            value: 0,
+                        };
+                        self.push(acc, d, Some(chunk), &mut origins, origin)?;
+                    }
+                }
+                Cmd::WriteWord {
+                    table,
+                    index,
+                    word,
+                    value,
+                } => {
+                    let d = Descriptor {
+                        opcode: Opcode::WriteWord,
+                        table: Some(*table),
+                        index: *index,
+                        count: 1,
+                        arg: *word,
+                        iova: 0,
+                        value: *value,
+                    };
+                    self.push(acc, d, None, &mut origins, origin)?;
+                }
+                Cmd::Fill {
+                    table,
+                    index,
+                    count,
+                    value,
+                } => {
+                    let d = Descriptor {
+                        opcode: Opcode::Fill,
+                        table: Some(*table),
+                        index: *index,
+                        count: *count,
+                        arg: *value,
+                        iova: 0,
+                        value: 0,
+                    };
+                    self.push(acc, d, None, &mut origins, origin)?;
+                }
+            }
+        }
+        self.flush(acc, &mut origins)
+    }
+
+    /// DMA-read `count` entries into host memory and return them (chunked by the arena size).
+    pub fn read(
+        &mut self,
+        acc: &mut dyn DeviceAccess,
+        table: TableId,
+        index: u32,
+        count: u32,
+    ) -> Result<Vec<u8>, DriverError> {
+        let eb = table.entry_bytes();
+        let per = (ARENA_BYTES / eb) as u32;
+        let mut out = vec![0u8; count as usize * eb];
+        let mut done = 0u32;
+        let mut origins = Vec::new();
+        while done < count {
+            let n = per.min(count - done);
+            let d = Descriptor {
+                opcode: Opcode::Read,
+                table: Some(table),
+                index: index + done,
+                count: n,
+                arg: 0,
+                iova: self.arena.iova(),
+                value: 0,
+            };
+            let slot = (self.tail as usize) & (self.capacity() - 1);
+            self.ring.window().write_bytes(slot * 32, &d.emit());
+            self.pending.push(d);
+            origins.push((Opcode::Read, table, index + done));
+            self.flush(acc, &mut origins)?;
+            let off = done as usize * eb;
+            self.arena
+                .window()
+                .read_bytes(0, &mut out[off..off + n as usize * eb]);
+            done += n;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,622 @@
+//! Programming load balancers: create, update and delete with no packet ever seeing a half-written
+//! configuration (docs/hw-spec.md §8). All memory is allocated before any command is sent, so a request that
+//! does not fit fails with `TableFull` and leaves the device and the driver's state as they were.
+
+use crate::alloc::Block;
+use crate::cmd::Cmd;
+use crate::device::Device;
+use crate::error::DriverError;
+use crate::tables::buckets::{choose_m_log2, default_hasher, TargetKey};
+use crate::tables::lb::Placement;
+use ironlb_hw::entry::lb::CTRL_WORD;
+use ironlb_hw::entry::{IcmpPolicy, LbEntry, LbSet, RangeEntry, TargetEntry};
+use ironlb_hw::regs::TableId;
+use ironlb_hw::LbKey;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+
+/// What one load balancer must look like on the device. All VIPs of an LB share its allow-list, targets and
+/// bucket array; each VIP is one LB-table entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct LbSpec {
+    /// Counter row and identity of the LB.
+    pub lb_id: u32,
+    /// (domain, VIP) keys, one LB-table entry each.
+    pub vips: BTreeSet<LbKey>,
+    /// ICMP policy.
+    pub icmp: IcmpPolicy,
+    /// Allow-list, sorted.
+    pub ranges: Vec<RangeEntry>,
+    /// Targets' underlay addresses.
+    pub targets: BTreeSet<Ipv6Addr>,
+}
+
+/// The driver's knowledge of one programmed LB (rebuilt from the device by adoption).
+#[derive(Debug, Clone)]
+pub struct LbState {
+    /// What is programmed.
+    pub spec: LbSpec,
+    /// Active set of every VIP entry.
+    pub active_set: u8,
+    /// Generation written last.
+    pub generation: u32,
+    /// The range block.
+    pub range: Block,
+    /// Bucket array and its log2(M); `None` without targets.
+    pub array: Option<(Block, u8)>,
+    /// Target-table index per target.
+    pub target_index: BTreeMap<Ipv6Addr, u32>,
+    /// Bucket array contents (target-table indices).
+    pub slots: Vec<u32>,
+    /// LB-table index per VIP.
+    pub vip_index: BTreeMap<LbKey, u32>,
+    /// Memory referenced by an inconsistent earlier state (found by adoption), freed by the next update.
+    pub stale: Vec<(TableId, Block)>,
+    /// The VIP entries disagree (an update was interrupted): the next apply republishes all of them.
+    pub dirty: bool,
+}
+
+impl LbState {
+    fn set(&self) -> LbSet {
+        let (bucket_base, bucket_log2) = self.array.map_or((0, 0), |(b, l)| (b.start, l));
+        LbSet {
+            range_base: self.range.start,
+            range_count: self.range.len as u16,
+            bucket_log2,
+            bucket_base,
+        }
+    }
+
+    fn entry(&self, key: &LbKey, other_set: LbSet) -> LbEntry {
+        let mut sets = [other_set; 2];
+        sets[self.active_set as usize] = self.set();
+        LbEntry {
+            active_set: self.active_set,
+            icmp: self.spec.icmp,
+            generation: self.generation,
+            domain: key.domain,
+            lb_id: self.spec.lb_id,
+            vip: key.vip,
+            sets,
+        }
+    }
+}
+
+/// What an apply did (for logs, metrics and benches).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApplyReport {
+    /// True when the LB did not exist before.
+    pub created: bool,
+    /// Commands sent.
+    pub commands: usize,
+    /// Bucket slots rewritten in place.
+    pub slots_in_place: usize,
+    /// True when a shadow array was written and flipped to.
+    pub shadow_flip: bool,
+    /// True when the allow-list moved to a new block.
+    pub ranges_rewritten: bool,
+    /// Cuckoo moves performed.
+    pub cuckoo_moves: usize,
+}
+
+/// Allocations made for one step, undone if it cannot complete.
+#[derive(Default)]
+struct Txn {
+    allocated: Vec<(TableId, Block)>,
+}
+
+/// What a successful step changes in the driver's state once its commands completed.
+type Commit = Box<dyn FnOnce(&mut Device)>;
+
+impl Device {
+    fn alloc(&mut self, txn: &mut Txn, table: TableId, len: u32, align: u32) -> Result<Block, DriverError> {
+        let a = match table {
+            TableId::Range => &mut self.ranges,
+            TableId::Bucket => &mut self.buckets,
+            TableId::Target => &mut self.targets,
+            _ => unreachable!("only range, bucket and target memory is allocated"),
+        };
+        let b = a.alloc(len, align).ok_or_else(|| DriverError::TableFull {
+            table: table.name(),
+            detail: format!(
+                "no free block of {len} entries (largest free block {})",
+                a.largest_free()
+            ),
+        })?;
+        txn.allocated.push((table, b));
+        Ok(b)
+    }
+
+    pub(crate) fn free_block(&mut self, table: TableId, b: Block) {
+        match table {
+            TableId::Range => self.ranges.free(b),
+            TableId::Bucket => self.buckets.free(b),
+            TableId::Target => self.targets.free(b),
+            _ => unreachable!("only range, bucket and target memory is allocated"),
+        }
+    }
+
+    fn validate(&self, spec: &LbSpec) -> Result<(), DriverError> {
+        let c = self.caps();
+        let bad = |m: String| Err(DriverError::Invalid(format!("lb_id {}: {m}", spec.lb_id)));
+        if spec.lb_id >= c.lb_ids {
+            return bad(format!("lb_id >= CAP_LB_IDS {}", c.lb_ids));
+        }
+        if spec.ranges.len() > c.max_ranges_per_lb as usize {
+            return bad(format!(
+                "{} port ranges, the device compares at most {}",
+                spec.ranges.len(),
+                c.max_ranges_per_lb
+            ));
+        }
+        if spec.targets.len() > c.max_targets_per_lb as usize {
+            return bad(format!(
+                "{} targets, the device supports at most {} per LB",
+                spec.targets.len(),
+                c.max_targets_per_lb
+            ));
+        }
+        if spec.vips.is_empty() {
+            return bad("no VIP".into());
+        }
+        for (id, st) in &self.lbs {
+            if *id != spec.lb_id {
+                if let Some(k) = spec.vips.iter().find(|k| st.spec.vips.contains(k)) {
+                    return bad(format!(
+                        "VIP {} in domain {:#x} already belongs to lb_id {id}",
+                        k.vip, k.domain
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bucket array for a target set: target-table indices per slot, from the consistent-hashing scheme (a pure
+    /// function of the set of underlay addresses and M, so every host computes the same array).
+    fn array_for(targets: &BTreeMap<Ipv6Addr, u32>, m_log2: u8) -> Vec<u32> {
+        let keys: Vec<TargetKey> = targets.keys().map(|a| TargetKey(a.octets())).collect();
+        let idx: Vec<u32> = targets.values().copied().collect();
+        default_hasher()
+            .assign(&keys, m_log2)
+            .into_iter()
+            .map(|i| idx[i as usize])
+            .collect()
+    }
+
+    fn slots_cmd(base: u32, slots: &[u32]) -> Cmd {
+        Cmd::Write {
+            table: TableId::Bucket,
+            index: base,
+            data: slots.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        }
+    }
+
+    /// Run a planned step: on a planning error undo its allocations; on a device error re-adopt.
+    fn run_step(
+        &mut self,
+        planned: Result<(Vec<Cmd>, Commit), DriverError>,
+        txn: Txn,
+    ) -> Result<usize, DriverError> {
+        let (cmds, commit) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                for (t, b) in txn.allocated {
+                    self.free_block(t, b);
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.submit(&cmds) {
+            tracing::error!(error = %e, "device failed while applying a change; re-adopting device state");
+            self.adopt()?;
+            return Err(e);
+        }
+        commit(self);
+        Ok(cmds.len())
+    }
+
+    /// Make the device hold `spec`: create the LB, or update it hitlessly (docs/hw-spec.md §8).
+    ///
+    /// Steps, each complete and consistent on its own: (1) VIPs no longer wanted are invalidated; (2) allow-list,
+    /// targets, bucket array and ICMP policy are written to unused memory and published by one commit-word write per
+    /// VIP; (3) new VIPs are placed (cuckoo moves, then the entry). A `TableFull` or `Invalid` error leaves the
+    /// device as it was before the failing step; for a new LB nothing of it remains.
+    pub fn apply(&mut self, spec: &LbSpec) -> Result<ApplyReport, DriverError> {
+        self.validate(spec)?;
+        let mut spec = spec.clone();
+        spec.ranges.sort();
+        let mut report = ApplyReport::default();
+        let existed = self.lbs.contains_key(&spec.lb_id);
+        if existed {
+            let old = self.lbs[&spec.lb_id].spec.vips.clone();
+            let gone: Vec<LbKey> = old.difference(&spec.vips).copied().collect();
+            if !gone.is_empty() {
+                report.commands += self.remove_vips(spec.lb_id, &gone)?;
+            }
+            let mut txn = Txn::default();
+            let planned = self.plan_body_update(&spec, &mut txn, &mut report);
+            report.commands += self.run_step(planned, txn)?;
+        } else {
+            let mut txn = Txn::default();
+            let planned = self.plan_body_create(&spec, &mut txn);
+            report.commands += self.run_step(planned, txn)?;
+            report.created = true;
+        }
+        let have = self.lbs[&spec.lb_id].spec.vips.clone();
+        let mut added = Vec::new();
+        for key in spec.vips.difference(&have) {
+            match self.insert_vip(spec.lb_id, *key) {
+                Ok((n, moves)) => {
+                    report.commands += n;
+                    report.cuckoo_moves += moves;
+                    added.push(*key);
+                }
+                Err(e) => {
+                    if existed {
+                        self.remove_vips(spec.lb_id, &added)?;
+                    } else {
+                        self.remove(spec.lb_id)?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Step 2 for a new LB: its memory, with no VIP yet (nothing can reach it).
+    fn plan_body_create(&mut self, spec: &LbSpec, txn: &mut Txn) -> Result<(Vec<Cmd>, Commit), DriverError> {
+        let range = self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?;
+        let mut target_index = BTreeMap::new();
+        for t in &spec.targets {
+            target_index.insert(*t, self.alloc(txn, TableId::Target, 1, 1)?.start);
+        }
+        let array = if spec.targets.is_empty() {
+            None
+        } else {
+            let c = self.caps();
+            let log2 = choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max);
+            Some((self.alloc(txn, TableId::Bucket, 1 << log2, 1 << log2)?, log2))
+        };
+        let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, l));
+        let mut cmds = Vec::new();
+        if range.len > 0 {
+            cmds.push(Cmd::Write {
+                table: TableId::Range,
+                index: range.start,
+                data: spec.ranges.iter().flat_map(|r| r.emit()).collect(),
+            });
+        }
+        for (t, &i) in &target_index {
+            cmds.push(Cmd::Write {
+                table: TableId::Target,
+                index: i,
+                data: TargetEntry {
+                    lb_id: spec.lb_id,
+                    underlay: *t,
+                }
+                .emit()
+                .to_vec(),
+            });
+        }
+        if let Some((b, _)) = array {
+            cmds.push(Self::slots_cmd(b.start, &slots));
+        }
+        let st = LbState {
+            spec: LbSpec {
+                vips: BTreeSet::new(),
+                ..spec.clone()
+            },
+            active_set: 0,
+            generation: 1,
+            range,
+            array,
+            target_index,
+            slots,
+            vip_index: BTreeMap::new(),
+            stale: Vec::new(),
+            dirty: false,
+        };
+        Ok((
+            cmds,
+            Box::new(move |d: &mut Device| {
+                d.lbs.insert(st.spec.lb_id, st);
+            }),
+        ))
+    }
+
+    /// Step 2 for an existing LB: new allow-list block, target entries, in-place slot rewrites or a shadow array,
+    /// then the commit-word flip of every VIP (§8.2, §8.3).
+    fn plan_body_update(
+        &mut self,
+        spec: &LbSpec,
+        txn: &mut Txn,
+        report: &mut ApplyReport,
+    ) -> Result<(Vec<Cmd>, Commit), DriverError> {
+        let old = self.lbs[&spec.lb_id].clone();
+        let mut st = old.clone();
+        st.spec = LbSpec {
+            vips: old.spec.vips.clone(),
+            ..spec.clone()
+        };
+        st.stale.clear();
+        st.dirty = false;
+        let mut cmds = Vec::new();
+        let mut to_free: Vec<(TableId, Block)> = old.stale.clone();
+        let mut flip = old.dirty;
+
+        if spec.ranges != old.spec.ranges {
+            let b = self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?;
+            if b.len > 0 {
+                cmds.push(Cmd::Write {
+                    table: TableId::Range,
+                    index: b.start,
+                    data: spec.ranges.iter().flat_map(|r| r.emit()).collect(),
+                });
+            }
+            to_free.push((TableId::Range, old.range));
+            st.range = b;
+            flip = true;
+            report.ranges_rewritten = true;
+        }
+
+        let mut removed_targets = Vec::new();
+        if spec.targets != old.spec.targets {
+            for t in spec.targets.difference(&old.spec.targets) {
+                let i = self.alloc(txn, TableId::Target, 1, 1)?.start;
+                st.target_index.insert(*t, i);
+                cmds.push(Cmd::Write {
+                    table: TableId::Target,
+                    index: i,
+                    data: TargetEntry {
+                        lb_id: spec.lb_id,
+                        underlay: *t,
+                    }
+                    .emit()
+                    .to_vec(),
+                });
+            }
+            for t in old.spec.targets.difference(&spec.targets) {
+                removed_targets.push(st.target_index.remove(t).expect("old target has an index"));
+            }
+            let c = self.caps().clone();
+            let new_log2 = (!spec.targets.is_empty())
+                .then(|| choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max));
+            let new_slots = new_log2.map_or(Vec::new(), |l| Self::array_for(&st.target_index, l));
+            let in_place = match (old.array, new_log2) {
+                (Some((b, l)), Some(nl)) if l == nl => {
+                    let changed: Vec<usize> = (0..new_slots.len())
+                        .filter(|&i| new_slots[i] != old.slots[i])
+                        .collect();
+                    (changed.len() <= new_slots.len() / 4).then_some((b, changed))
+                }
+                _ => None,
+            };
+            if let Some((b, changed)) = in_place {
+                // Small change: rewrite only the changed slots, in runs of consecutive slots.
+                let mut i = 0;
+                while i < changed.len() {
+                    let mut j = i;
+                    while j + 1 < changed.len() && changed[j + 1] == changed[j] + 1 {
+                        j += 1;
+                    }
+                    cmds.push(Self::slots_cmd(
+                        b.start + changed[i] as u32,
+                        &new_slots[changed[i]..=changed[j]],
+                    ));
+                    i = j + 1;
+                }
+                report.slots_in_place = changed.len();
+            } else {
+                if let Some(nl) = new_log2 {
+                    let nb = self.alloc(txn, TableId::Bucket, 1 << nl, 1 << nl)?;
+                    cmds.push(Self::slots_cmd(nb.start, &new_slots));
+                    st.array = Some((nb, nl));
+                    report.shadow_flip = true;
+                } else {
+                    st.array = None;
+                }
+                if let Some((b, _)) = old.array {
+                    to_free.push((TableId::Bucket, b));
+                }
+                flip = true;
+            }
+            st.slots = new_slots;
+        }
+
+        // Publish: per VIP, write the entry with the inactive set staged (ACTIVE_SET unchanged, one atomic entry
+        // write), then the commit word with ACTIVE_SET flipped.
+        let mut new_entries = Vec::new();
+        if flip || spec.icmp != old.spec.icmp {
+            if flip {
+                st.active_set ^= 1;
+                st.generation = old.generation.wrapping_add(1);
+            }
+            for (key, &idx) in &old.vip_index {
+                let cur = *self.lbt.get(idx).expect("programmed VIP in mirror");
+                // The set not in use after this step: the old active one on a flip, else the untouched inactive.
+                let other = cur.sets[(old.active_set ^ u8::from(!flip)) as usize];
+                let next = st.entry(key, other);
+                if flip {
+                    let staged = LbEntry {
+                        active_set: old.active_set,
+                        icmp: old.spec.icmp,
+                        ..next
+                    };
+                    cmds.push(Cmd::Write {
+                        table: TableId::Lb,
+                        index: idx,
+                        data: staged.emit().to_vec(),
+                    });
+                }
+                cmds.push(Cmd::WriteWord {
+                    table: TableId::Lb,
+                    index: idx,
+                    word: CTRL_WORD,
+                    value: next.ctrl(),
+                });
+                new_entries.push((idx, next));
+            }
+        }
+        // Removed targets are invalidated only after no slot references them.
+        for &i in &removed_targets {
+            cmds.push(Cmd::Fill {
+                table: TableId::Target,
+                index: i,
+                count: 1,
+                value: 0,
+            });
+            to_free.push((TableId::Target, Block { start: i, len: 1 }));
+        }
+        Ok((
+            cmds,
+            Box::new(move |d: &mut Device| {
+                for (idx, e) in new_entries {
+                    d.lbt.set(idx, e);
+                }
+                for (t, b) in to_free {
+                    d.free_block(t, b);
+                }
+                d.lbs.insert(st.spec.lb_id, st);
+            }),
+        ))
+    }
+
+    /// Step 1: invalidate VIP entries (§8.4).
+    fn remove_vips(&mut self, lb_id: u32, keys: &[LbKey]) -> Result<usize, DriverError> {
+        let st = &self.lbs[&lb_id];
+        let idx: Vec<u32> = keys.iter().filter_map(|k| st.vip_index.get(k).copied()).collect();
+        let cmds: Vec<Cmd> = idx
+            .iter()
+            .map(|&i| Cmd::WriteWord {
+                table: TableId::Lb,
+                index: i,
+                word: CTRL_WORD,
+                value: 0,
+            })
+            .collect();
+        let keys = keys.to_vec();
+        self.run_step(
+            Ok((
+                cmds,
+                Box::new(move |d: &mut Device| {
+                    for i in idx {
+                        d.lbt.clear(i);
+                    }
+                    let st = d.lbs.get_mut(&lb_id).expect("LB exists");
+                    for k in &keys {
+                        st.vip_index.remove(k);
+                        st.spec.vips.remove(k);
+                    }
+                }),
+            )),
+            Txn::default(),
+        )
+    }
+
+    /// Step 3: place one VIP of an existing LB: cuckoo moves (each written to its new place before its old place
+    /// is reused), then the entry, which publishes the LB under this VIP.
+    fn insert_vip(&mut self, lb_id: u32, key: LbKey) -> Result<(usize, usize), DriverError> {
+        let st = &self.lbs[&lb_id];
+        let e = st.entry(&key, LbSet::default());
+        let p: Placement = self.lbt.plan_insert(&key).ok_or_else(|| DriverError::TableFull {
+            table: "lb",
+            detail: format!(
+                "no room for VIP {} in domain {:#x} ({} of {} entries used)",
+                key.vip,
+                key.domain,
+                self.lbt.used(),
+                self.lbt.capacity()
+            ),
+        })?;
+        let mut cmds = Vec::with_capacity(p.moves.len() + 1);
+        for &(from, to) in &p.moves {
+            let moved = self.lbt.get(from).expect("move source occupied");
+            cmds.push(Cmd::Write {
+                table: TableId::Lb,
+                index: to,
+                data: moved.emit().to_vec(),
+            });
+        }
+        cmds.push(Cmd::Write {
+            table: TableId::Lb,
+            index: p.index,
+            data: e.emit().to_vec(),
+        });
+        let moves = p.moves.len();
+        let n = self.run_step(
+            Ok((
+                cmds,
+                Box::new(move |d: &mut Device| {
+                    for &(from, to) in &p.moves {
+                        let moved = *d.lbt.get(from).expect("move source occupied");
+                        if let Some(s) = d.lbs.get_mut(&moved.lb_id) {
+                            s.vip_index.insert(moved.key(), to);
+                        }
+                    }
+                    d.lbt.apply(&p, e);
+                    let st = d.lbs.get_mut(&lb_id).expect("LB exists");
+                    st.vip_index.insert(key, p.index);
+                    st.spec.vips.insert(key);
+                }),
+            )),
+            Txn::default(),
+        )?;
+        Ok((n, moves))
+    }
+
+    /// Delete an LB: invalidate its entries first, then free its memory (§8.4).
+    pub fn remove(&mut self, lb_id: u32) -> Result<(), DriverError> {
+        let Some(st) = self.lbs.get(&lb_id).cloned() else {
+            return Ok(());
+        };
+        let mut cmds: Vec<Cmd> = st
+            .vip_index
+            .values()
+            .map(|&i| Cmd::WriteWord {
+                table: TableId::Lb,
+                index: i,
+                word: CTRL_WORD,
+                value: 0,
+            })
+            .collect();
+        for &i in st.target_index.values() {
+            cmds.push(Cmd::Fill {
+                table: TableId::Target,
+                index: i,
+                count: 1,
+                value: 0,
+            });
+        }
+        if let Err(e) = self.submit(&cmds) {
+            self.adopt()?;
+            return Err(e);
+        }
+        for &i in st.vip_index.values() {
+            self.lbt.clear(i);
+        }
+        self.free_block(TableId::Range, st.range);
+        if let Some((b, _)) = st.array {
+            self.free_block(TableId::Bucket, b);
+        }
+        for &i in st.target_index.values() {
+            self.free_block(TableId::Target, Block { start: i, len: 1 });
+        }
+        for (t, b) in st.stale {
+            self.free_block(t, b);
+        }
+        self.lbs.remove(&lb_id);
+        Ok(())
+    }
+
+    /// What the driver believes is programmed (from its state; [`Device::read_state`] reads the device).
+    pub fn programmed(&self) -> impl Iterator<Item = &LbSpec> {
+        self.lbs.values().map(|s| &s.spec)
+    }
+
+    /// Driver state of one LB.
+    pub fn lb_state(&self, lb_id: u32) -> Option<&LbState> {
+        self.lbs.get(&lb_id)
+    }
+}

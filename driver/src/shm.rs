@@ -1,0 +1,113 @@
+//! `sim-shm` backend: a model running as its own process (`ironlb-sim serve`), reached through its shared-memory
+//! BAR file and host-memory file — the same attachment QEMU's ivshmem gives a guest.
+
+use crate::access::{AccessCounts, DeviceAccess};
+use crate::dma::{DmaRegion, MappedWindow};
+use crate::error::AccessError;
+use crate::inproc::alloc_from;
+use ironlb_sim::mem::Region;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Where a served model lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShmPaths {
+    /// BAR file (64 KiB).
+    pub bar: PathBuf,
+    /// Host-memory file.
+    pub host: PathBuf,
+    /// IOVA of the host-memory file's first byte (as given to `ironlb-sim serve --host-iova-base`).
+    pub host_iova_base: u64,
+}
+
+impl ShmPaths {
+    /// `PREFIX.bar` and `PREFIX.host` with the model's default IOVA base.
+    pub fn from_prefix(prefix: &Path) -> ShmPaths {
+        let p = prefix.as_os_str().to_owned();
+        let with = |ext: &str| {
+            let mut s = p.clone();
+            s.push(ext);
+            PathBuf::from(s)
+        };
+        ShmPaths {
+            bar: with(".bar"),
+            host: with(".host"),
+            host_iova_base: ironlb_sim::DeviceConfig::default().host_iova_base,
+        }
+    }
+}
+
+/// Driver access to a served model.
+pub struct ShmBackend {
+    bar: MappedWindow,
+    host: Region,
+    host_base: u64,
+    next_dma: usize,
+    counts: AccessCounts,
+    _lock: File,
+}
+
+impl ShmBackend {
+    /// Map the model's files. Only one driver may own the device: an exclusive lock on the BAR file enforces it.
+    pub fn open(paths: &ShmPaths) -> Result<Self, AccessError> {
+        let io = |what: String| move |source| AccessError::Io { what, source };
+        let bar_len = std::fs::metadata(&paths.bar)
+            .map_err(io(format!(
+                "model BAR file {} (is `ironlb-sim serve` running?)",
+                paths.bar.display()
+            )))?
+            .len() as usize;
+        let host_len = std::fs::metadata(&paths.host)
+            .map_err(io(format!("model host-memory file {}", paths.host.display())))?
+            .len() as usize;
+        let lock = File::open(&paths.bar).map_err(io(format!("open {}", paths.bar.display())))?;
+        lock.try_lock().map_err(|e| AccessError::Io {
+            what: format!(
+                "lock {}: another driver (ironlb run?) owns this device",
+                paths.bar.display()
+            ),
+            source: match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => std::io::ErrorKind::WouldBlock.into(),
+            },
+        })?;
+        let bar_region =
+            Region::file(&paths.bar, bar_len, false).map_err(io(format!("map {}", paths.bar.display())))?;
+        let host = Region::file(&paths.host, host_len, false)
+            .map_err(io(format!("map {}", paths.host.display())))?;
+        let ptr = bar_region.raw_ptr();
+        // SAFETY: live shared mapping of `bar_len` bytes kept alive by the region moved into the owner box;
+        // accessed only through MappedWindow's volatile accessors.
+        let bar = unsafe { MappedWindow::new(ptr, bar_len, Box::new(bar_region)) };
+        // DMA buffers are carved from the top half of host memory, leaving the bottom for other users of the
+        // window (none in v1); the model sees the whole file as its IOMMU window.
+        Ok(ShmBackend {
+            bar,
+            host,
+            host_base: paths.host_iova_base,
+            next_dma: 0,
+            counts: AccessCounts::default(),
+            _lock: lock,
+        })
+    }
+}
+
+impl DeviceAccess for ShmBackend {
+    fn bar_len(&self) -> usize {
+        self.bar.len()
+    }
+    fn read32(&mut self, offset: u32) -> u32 {
+        self.counts.reads += 1;
+        self.bar.read32(offset as usize)
+    }
+    fn write32(&mut self, offset: u32, value: u32) {
+        self.counts.writes += 1;
+        self.bar.write32(offset as usize, value);
+    }
+    fn alloc_dma(&mut self, len: usize) -> Result<DmaRegion, AccessError> {
+        alloc_from(&self.host, self.host_base, &mut self.next_dma, len)
+    }
+    fn counts(&self) -> AccessCounts {
+        self.counts
+    }
+}
