@@ -1,7 +1,23 @@
 //! ironlb driver: programs the device of docs/hw-spec.md through a mapped BAR.
 //!
-//! One [`access::DeviceAccess`] trait, several backends; all table logic sits above the trait.
+//! One [`access::DeviceAccess`] trait, three backends (`vfio`, `sim-shm`, `inproc`); all table logic — command
+//! paths, cuckoo placement, range blocks, bucket arrays, read-back — sits above the trait in [`Device`].
 
 pub mod access;
+pub mod alloc;
+pub mod caps;
+pub mod cmd;
+pub mod device;
 pub mod dma;
 pub mod error;
+pub mod inproc;
+pub mod program;
+pub mod readback;
+pub mod shm;
+pub mod tables;
+pub mod vfio;
+
+pub use device::Device;
+pub use error::{AccessError, DriverError};
+pub use program::{ApplyReport, LbSpec};
+pub use readback::Snapshot;
