@@ -77,8 +77,15 @@ impl Caps {
             ring_max_log2: acc.read32(CAP_RING_MAX_LOG2) as u8,
         };
         let bad = |cap, value, why| Err(DriverError::BadCapability { cap, value, why });
-        if caps.lb_buckets < 2 || !caps.lb_buckets.is_power_of_two() {
-            return bad("CAP_LB_BUCKETS", caps.lb_buckets, "must be a power of two >= 2");
+        if caps.lb_buckets < 2
+            || !caps.lb_buckets.is_power_of_two()
+            || caps.lb_buckets > ironlb_hw::hash::MAX_LB_BUCKETS
+        {
+            return bad(
+                "CAP_LB_BUCKETS",
+                caps.lb_buckets,
+                "must be a power of two in 2..=65536",
+            );
         }
         if caps.lb_ways != 4 {
             return bad("CAP_LB_WAYS", caps.lb_ways, "contract v1 buckets have 4 ways");
@@ -88,6 +95,13 @@ impl Caps {
             || caps.bucket_log2_max > 31
         {
             return bad("CAP_BUCKET_LOG2", log2, "needs 1 <= min <= max <= 31");
+        }
+        if caps.bucket_log2_min > crate::tables::buckets::MAX_M_LOG2 {
+            return bad(
+                "CAP_BUCKET_LOG2",
+                log2,
+                "the driver builds bucket arrays of at most 2^16 slots",
+            );
         }
         Ok(caps)
     }

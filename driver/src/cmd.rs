@@ -235,13 +235,18 @@ impl Ring {
             cpl_seq: 0,
             doorbells: 0,
         };
-        r.enable(acc);
+        r.enable(acc)?;
         Ok(r)
     }
 
-    /// (Re)program and enable the ring: after a device reset or a ring error.
-    pub(crate) fn enable(&mut self, acc: &mut dyn DeviceAccess) {
+    /// (Re)program and enable the ring: at open, after a device reset or a ring error. Each ENABLE edge is
+    /// confirmed through `RING_STATUS.ACTIVE` (docs/hw-spec.md §4.2), so a device that samples its registers cannot
+    /// miss the 0 -> 1 toggle that resets its head.
+    pub(crate) fn enable(&mut self, acc: &mut dyn DeviceAccess) -> Result<(), DriverError> {
         acc.write32(RING_CTRL, 0);
+        wait_until(acc, "RING_STATUS.ACTIVE to clear", |a| {
+            a.read32(RING_STATUS) & RING_STATUS_ACTIVE == 0
+        })?;
         self.ring.window().write_bytes(self.cpl_offset, &[0u8; 16]);
         self.tail = 0;
         self.cpl_seq = 0;
@@ -253,6 +258,19 @@ impl Ring {
         acc.write32(RING_TAIL, 0);
         fence(Ordering::SeqCst);
         acc.write32(RING_CTRL, RING_CTRL_ENABLE);
+        wait_until(acc, "RING_STATUS.ACTIVE to set", |a| {
+            a.read32(RING_STATUS) & RING_STATUS_ACTIVE != 0
+        })?;
+        let st = acc.read32(RING_STATUS);
+        if st & RING_STATUS_STOPPED != 0 {
+            return Err(DriverError::Command {
+                op: Opcode::Nop,
+                table: "ring",
+                index: 0,
+                status: status_name((st >> 8) & 0xFF),
+            });
+        }
+        Ok(())
     }
 
     fn completion(&self) -> Completion {
@@ -316,8 +334,10 @@ impl Ring {
         if last.status != 0 {
             let i = last.err_index.wrapping_sub(start) as usize;
             let (op, table, index) = cmds.get(i).copied().unwrap_or((Opcode::Nop, TableId::Lb, 0));
-            self.enable(acc);
             cmds.clear();
+            if let Err(e) = self.enable(acc) {
+                tracing::error!(error = %e, "could not re-enable the command ring after an error");
+            }
             return Err(DriverError::Command {
                 op,
                 table: table.name(),

@@ -106,6 +106,16 @@ impl Device {
         }
     }
 
+    /// Execute commands through the DMA ring only, whatever their number (bulk loads and benches).
+    pub fn submit_ring(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        self.stats.ring_batches += 1;
+        self.stats.ring_commands += cmds.len() as u64;
+        self.ring.run(self.acc.as_mut(), cmds)
+    }
+
     /// Execute commands one by one through the mailbox (single-update path; benches compare it with the ring).
     pub fn submit_mailbox(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         for c in cmds {
@@ -207,7 +217,7 @@ impl Device {
             acc.wait_hint();
         }
         self.mb = Mailbox::new(self.acc.as_mut());
-        self.ring.enable(self.acc.as_mut());
+        self.ring.enable(self.acc.as_mut())?;
         self.lbt = LbTable::new(self.caps.lb_buckets);
         self.ranges = BlockAllocator::new(self.caps.ranges);
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);

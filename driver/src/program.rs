@@ -159,11 +159,12 @@ impl Device {
         if spec.vips.is_empty() {
             return bad("no VIP".into());
         }
-        for (id, st) in &self.lbs {
-            if *id != spec.lb_id {
-                if let Some(k) = spec.vips.iter().find(|k| st.spec.vips.contains(k)) {
+        // VIP ownership through the LB-table mirror: O(1) per VIP.
+        for k in &spec.vips {
+            if let Some(owner) = self.lbt.find(k).and_then(|i| self.lbt.get(i)).map(|e| e.lb_id) {
+                if owner != spec.lb_id {
                     return bad(format!(
-                        "VIP {} in domain {:#x} already belongs to lb_id {id}",
+                        "VIP {} in domain {:#x} already belongs to lb_id {owner}",
                         k.vip, k.domain
                     ));
                 }

@@ -1,4 +1,4 @@
-//! Drop reasons (docs/hw-spec.md §7.9). The numeric value indexes the drop counters at
+//! Drop reasons (docs/hw-spec.md §7.10). The numeric value indexes the drop counters at
 //! [`crate::regs::DROP_COUNTERS`]; names are stable and used in dumps, JSON and metrics labels.
 
 /// Why the pipeline dropped a packet. Every drop has exactly one reason, and every reason has a counter.

@@ -122,8 +122,15 @@ pub const RING_HEAD: u32 = 0x0214;
 pub const RING_CPL_LO: u32 = 0x0218;
 /// IOVA of the completion record, high word.
 pub const RING_CPL_HI: u32 = 0x021C;
-/// Ring status (read-only): bit 0 stopped on error, bits 15:8 [`Status`] of the failed descriptor.
+/// Ring status (read-only): bit 0 stopped on error, bit 1 [`RING_STATUS_ACTIVE`], bits 15:8 [`Status`] of the
+/// failed descriptor.
 pub const RING_STATUS: u32 = 0x0220;
+/// RING_STATUS bit 0: stopped on an error.
+pub const RING_STATUS_STOPPED: u32 = 1 << 0;
+/// RING_STATUS bit 1: the device has taken the last ENABLE edge: set once it has processed ENABLE 0 -> 1 (head
+/// reset, error state cleared), clear once it has seen ENABLE = 0. Software waits for this bit after writing
+/// RING_CTRL, because a device that samples its registers could otherwise miss a quick 0 -> 1 toggle.
+pub const RING_STATUS_ACTIVE: u32 = 1 << 1;
 /// Free-running index of the descriptor that failed (read-only, valid while stopped).
 pub const RING_ERR_INDEX: u32 = 0x0224;
 

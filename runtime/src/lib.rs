@@ -1,1 +1,6 @@
-//! ironlb-runtime
+//! ironlb host runtime: turns IronCore LoadBalancer objects into device tables.
+//!
+//! So far: the built-in example configuration ([`example`]) that the `ironlb replay --example` main job programs
+//! through the driver. The manifest loader, controller and reconciler follow (issue: runtime).
+
+pub mod example;

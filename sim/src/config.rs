@@ -29,6 +29,9 @@ pub struct DeviceConfig {
     pub host_mem_len: usize,
     /// IOVA of the first byte of host memory.
     pub host_iova_base: u64,
+    /// Ring descriptors executed per `poll` at most (the model's scheduling quantum between packets; 1 makes
+    /// every table write interleave with packets, which the hitless tests use). Not visible to software.
+    pub ring_budget: u32,
 }
 
 impl Default for DeviceConfig {
@@ -48,6 +51,7 @@ impl Default for DeviceConfig {
             ring_max_log2: 16,
             host_mem_len: 64 << 20,
             host_iova_base: 0x1_0000_0000,
+            ring_budget: 4096,
         }
     }
 }
@@ -69,6 +73,7 @@ impl DeviceConfig {
             ring_max_log2: 12,
             host_mem_len: 8 << 20,
             host_iova_base: 0x1_0000_0000,
+            ring_budget: 4096,
         }
     }
 

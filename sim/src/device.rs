@@ -13,6 +13,9 @@ use ironlb_hw::regs::{self, *};
 use ironlb_hw::DropReason;
 
 pub(crate) mod commands;
+mod direct;
+
+pub use commands::CommandCounts;
 
 /// Ring state the device keeps internally (not visible in registers except HEAD/STATUS).
 #[derive(Debug, Default, Clone)]
@@ -37,6 +40,8 @@ pub struct Device {
     drops: [u64; DropReason::COUNT],
     pub(crate) mb_done: u32,
     pub(crate) ring: RingState,
+    /// Commands executed (model statistics, not device state: kept across resets).
+    pub(crate) counts: CommandCounts,
 }
 
 impl Device {
@@ -66,6 +71,7 @@ impl Device {
             drops: [0; DropReason::COUNT],
             mb_done: 0,
             ring: RingState::default(),
+            counts: CommandCounts::default(),
         };
         d.reset();
         d

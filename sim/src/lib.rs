@@ -6,7 +6,12 @@
 pub mod config;
 pub mod device;
 pub mod mem;
+pub mod pcap;
+pub mod pipeline;
+pub mod serve;
 pub mod tables;
+pub mod testing;
 
 pub use config::DeviceConfig;
 pub use device::Device;
+pub use pipeline::{Trace, Verdict};

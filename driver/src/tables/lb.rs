@@ -165,6 +165,19 @@ mod tests {
     use ironlb_hw::entry::{IcmpPolicy, LbSet};
     use ironlb_hw::Vip;
 
+    /// Pseudo-random (xorshift) IPv4 VIPs: CRC-based placement must cope with unstructured keys, not only with the
+    /// sequential addresses a pool hands out (which a linear hash spreads perfectly).
+    fn random_entry(domain: u32, n: u32) -> LbEntry {
+        let mut x = (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 32;
+        LbEntry {
+            vip: Vip::from_ipv4((x as u32).to_be_bytes()),
+            ..entry(domain, n)
+        }
+    }
+
     fn entry(domain: u32, n: u32) -> LbEntry {
         LbEntry {
             active_set: 0,
@@ -180,11 +193,16 @@ mod tests {
     /// Every key stays findable while moves are applied one by one, and the final table holds all keys once.
     #[test]
     fn fills_past_95_percent_and_keys_stay_findable() {
+        fill(entry);
+        fill(random_entry);
+    }
+
+    fn fill(make: fn(u32, u32) -> LbEntry) {
         let mut t = LbTable::new(256);
         let mut inserted = Vec::new();
         let mut n = 0u32;
         loop {
-            let e = entry(7, n);
+            let e = make(7, n);
             let Some(p) = t.plan_insert(&e.key()) else { break };
             // Simulate the device seeing each write in order.
             let mut dev = t.clone();

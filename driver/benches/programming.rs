@@ -1,0 +1,232 @@
+//! Programming speed (issue 4 §5), printed as figures (not asserted):
+//! - entry writes per second over sim-shm (model served by another thread through shared-memory files, as a
+//!   separate process would): mailbox vs DMA ring by batch size;
+//! - MMIO reads and writes per update (target add/remove on an LB), amortized;
+//! - cuckoo occupancy of the LB table at the first insert failure, and apply latency p50/p99 of single-VIP LBs.
+//!
+//! Run: `cargo bench -p ironlb-driver --bench programming`. Results: docs/performance.md.
+
+use ironlb_driver::cmd::Cmd;
+use ironlb_driver::inproc::InprocBackend;
+use ironlb_driver::shm::{ShmBackend, ShmPaths};
+use ironlb_driver::{Device, DriverError, LbSpec};
+use ironlb_hw::entry::{IcmpPolicy, Protocol, RangeEntry, TargetEntry};
+use ironlb_hw::regs::{TableId, BAR0_SIZE};
+use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
+use ironlb_sim::mem::{HostMemory, Region};
+use ironlb_sim::{Device as Model, DeviceConfig};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn served(
+    cfg: DeviceConfig,
+) -> (
+    Device,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("ironlb-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paths = ShmPaths {
+        bar: dir.join("dev.bar"),
+        host: dir.join("dev.host"),
+        host_iova_base: cfg.host_iova_base,
+    };
+    let bar = Region::file(&paths.bar, BAR0_SIZE, true).unwrap();
+    let host = Region::file(&paths.host, cfg.host_mem_len, true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let base = cfg.host_iova_base;
+    let t = std::thread::spawn(move || {
+        let mut m = Model::with_regions(cfg, bar, HostMemory { region: host, base });
+        ironlb_sim::serve::serve_loop(&mut m, &s2);
+    });
+    let probe = Region::file(&paths.bar, BAR0_SIZE, false).unwrap();
+    while probe.read32(0) != Some(ironlb_hw::regs::ID_MAGIC) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let dev = Device::open(Box::new(ShmBackend::open(&paths).unwrap())).unwrap();
+    (dev, stop, t, dir)
+}
+
+fn target_write(i: u32) -> Cmd {
+    let e = TargetEntry {
+        lb_id: 1,
+        underlay: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, (i >> 16) as u16, i as u16),
+    };
+    Cmd::Write {
+        table: TableId::Target,
+        index: i % 200_000,
+        data: e.emit().to_vec(),
+    }
+}
+
+fn writes_per_second(dev: &mut Device) {
+    println!("\n## Entry writes per second over sim-shm (32-byte target entries)");
+    println!("| path | batch | entries | seconds | entries/s | MMIO writes/entry | MMIO reads/entry |");
+    println!("|---|---|---|---|---|---|---|");
+    let n = 20_000u32;
+    let cmds: Vec<Cmd> = (0..n).map(target_write).collect();
+    let c0 = dev.access_counts();
+    let t = Instant::now();
+    dev.submit_mailbox(&cmds).unwrap();
+    let s = t.elapsed().as_secs_f64();
+    let c1 = dev.access_counts();
+    println!(
+        "| mailbox | 1 | {n} | {s:.3} | {:.0} | {:.1} | {:.1} |",
+        n as f64 / s,
+        (c1.writes - c0.writes) as f64 / n as f64,
+        (c1.reads - c0.reads) as f64 / n as f64
+    );
+    for batch in [1usize, 16, 256, 4096] {
+        let total = if batch < 16 { 20_000 } else { 400_000 };
+        let cmds: Vec<Cmd> = (0..total as u32).map(target_write).collect();
+        let c0 = dev.access_counts();
+        let t = Instant::now();
+        for chunk in cmds.chunks(batch) {
+            dev.submit_ring(chunk).unwrap();
+        }
+        let s = t.elapsed().as_secs_f64();
+        let c1 = dev.access_counts();
+        println!(
+            "| ring | {batch} | {total} | {s:.3} | {:.0} | {:.4} | {:.4} |",
+            total as f64 / s,
+            (c1.writes - c0.writes) as f64 / total as f64,
+            (c1.reads - c0.reads) as f64 / total as f64
+        );
+    }
+}
+
+fn spec(lb_id: u32, vip: Vip, targets: impl IntoIterator<Item = u32>) -> LbSpec {
+    LbSpec {
+        lb_id,
+        vips: [LbKey {
+            domain: DOMAIN_PUBLIC,
+            vip,
+        }]
+        .into(),
+        icmp: IcmpPolicy::default(),
+        ranges: vec![RangeEntry {
+            protocol: Protocol::Tcp,
+            low: 80,
+            high: 80,
+        }],
+        targets: targets
+            .into_iter()
+            .map(|t| {
+                Ipv6Addr::new(
+                    0xfd00,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    (lb_id >> 16) as u16 + (t >> 16) as u16,
+                    t as u16,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn mmio_per_update(dev: &mut Device) {
+    println!(
+        "\n## MMIO per update over sim-shm (one target added or removed on an LB with 64 targets, M=16384)"
+    );
+    let mut s = spec(7, Vip::from_ipv4([198, 51, 100, 7]), 0..64);
+    dev.apply(&s).unwrap();
+    let n = 1000u32;
+    let c0 = dev.access_counts();
+    let t = Instant::now();
+    for k in 0..n {
+        if k % 2 == 0 {
+            s.targets
+                .insert(Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, k as u16));
+        } else {
+            let last = *s.targets.iter().next_back().unwrap();
+            s.targets.remove(&last);
+        }
+        dev.apply(&s).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let c1 = dev.access_counts();
+    println!(
+        "{n} updates: {:.4} MMIO reads/update, {:.2} MMIO writes/update, {:.1} µs/update",
+        (c1.reads - c0.reads) as f64 / n as f64,
+        (c1.writes - c0.writes) as f64 / n as f64,
+        secs * 1e6 / n as f64
+    );
+}
+
+fn cuckoo(pattern: &str) {
+    let mut dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::default()).unwrap())).unwrap();
+    let cap = dev.caps().lb_buckets * dev.caps().lb_ways;
+    let mut lat = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut i = 0u32;
+    let err = loop {
+        let n = if pattern == "random" {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u32
+        } else {
+            0x0a00_0000 + i
+        };
+        let vip = if i.is_multiple_of(2) {
+            Vip::from_ipv4(Ipv4Addr::from(n).octets())
+        } else {
+            Vip(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                (rng >> 32) as u16,
+                (rng >> 48) as u16,
+                (n >> 16) as u16,
+                n as u16,
+            )
+            .octets())
+        };
+        let s = LbSpec {
+            lb_id: i,
+            targets: Default::default(),
+            ..spec(i, vip, [])
+        };
+        let t = Instant::now();
+        match dev.apply(&s) {
+            Ok(_) => lat.push(t.elapsed()),
+            Err(DriverError::Invalid(_)) => continue, // a random VIP drawn twice
+            Err(e) => break e,
+        }
+        i += 1;
+    };
+    assert!(matches!(err, DriverError::TableFull { table: "lb", .. }), "{err}");
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    println!(
+        "| {pattern} | {i}/{cap} | {:.2}% | {:?} | {:?} | {:?} |",
+        100.0 * i as f64 / cap as f64,
+        p(0.5),
+        p(0.99),
+        lat.last().unwrap()
+    );
+}
+
+fn main() {
+    let (mut dev, stop, t, dir) = served(DeviceConfig::default());
+    writes_per_second(&mut dev);
+    mmio_per_update(&mut dev);
+    drop(dev);
+    stop.store(true, Ordering::SeqCst);
+    t.join().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    println!("\n## LB table (cuckoo, 2 hashes x 4 ways), in-process model, reference part (32768 entries)");
+    println!("| VIPs | placed at first failure | occupancy | apply p50 | apply p99 | apply max |");
+    println!("|---|---|---|---|---|---|");
+    cuckoo("sequential");
+    cuckoo("random");
+}

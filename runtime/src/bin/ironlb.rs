@@ -1,0 +1,198 @@
+//! `ironlb`: the ironlb command line. Exit codes: 0 ok, 1 runtime error, 2 bad input.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ironlb_hw::entry::PortKind;
+use ironlb_runtime::example;
+use ironlb_sim::Verdict;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ironlb",
+    version,
+    about = "L3 load balancer offloaded to a SmartNIC (or its software model)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Program the software model and replay packets through it.
+    ///
+    /// With `--example`, the model is programmed by the driver with the example load balancers of docs/sim.md (the
+    /// IronCore seeds). Without `--in`, a built-in set of client packets is replayed and every verdict is printed;
+    /// with `--in`, a pcap is replayed on one ingress, forwarded packets are written to `--out` and one JSON line per
+    /// packet to `--verdicts` (docs/sim.md).
+    Replay {
+        /// Program the example configuration (required until manifest loading lands).
+        #[arg(long, required = true)]
+        example: bool,
+        /// Ingress of the input capture: `public` or `vni:N`.
+        #[arg(long, requires = "input")]
+        ingress: Option<String>,
+        /// Input pcap (RAW, IPV4, IPV6 or ETHERNET link type).
+        #[arg(long = "in", requires_all = ["ingress", "out"])]
+        input: Option<PathBuf>,
+        /// Output pcap of forwarded (encapsulated) packets, LINKTYPE_RAW.
+        #[arg(long, requires = "input")]
+        out: Option<PathBuf>,
+        /// One JSON line per input packet.
+        #[arg(long, requires = "input")]
+        verdicts: Option<PathBuf>,
+    },
+}
+
+/// Bad input from the user: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ironlb: error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Replay {
+            example: _,
+            ingress,
+            input,
+            out,
+            verdicts,
+        } => {
+            let (mut dev, model) = example::device().context("programming the example configuration")?;
+            match (ingress, input, out) {
+                (Some(ingress), Some(input), Some(out)) => {
+                    let port = ingress_port(&mut dev, &ingress)?;
+                    let inp =
+                        File::open(&input).map_err(|e| BadInput(format!("--in {}: {e}", input.display())))?;
+                    let outf = File::create(&out).with_context(|| format!("--out {}", out.display()))?;
+                    let vf = match &verdicts {
+                        Some(p) => Some(BufWriter::new(
+                            File::create(p).with_context(|| format!("--verdicts {}", p.display()))?,
+                        )),
+                        None => None,
+                    };
+                    let mut m = model.lock().expect("model lock");
+                    let s =
+                        ironlb_sim::pcap::replay(&mut m, port, BufReader::new(inp), BufWriter::new(outf), vf)
+                            .with_context(|| format!("replaying {}", input.display()))?;
+                    println!(
+                        "replayed {} packets on {ingress}: {} forwarded, {} dropped, {} skipped",
+                        s.packets,
+                        s.forwarded,
+                        s.dropped.values().sum::<u64>(),
+                        s.skipped
+                    );
+                    for (r, n) in &s.dropped {
+                        println!("  dropped {n:>6}  {r}");
+                    }
+                }
+                _ => builtin(&mut dev, &model)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+fn ingress_port(dev: &mut ironlb_driver::Device, ingress: &str) -> Result<u32> {
+    let want = if ingress == "public" {
+        None
+    } else if let Some(v) = ingress.strip_prefix("vni:") {
+        Some(
+            v.parse::<u32>()
+                .map_err(|_| BadInput(format!("--ingress {ingress}: VNI must be a number")))?,
+        )
+    } else {
+        bail!(BadInput(format!(
+            "--ingress {ingress}: expected `public` or `vni:N`"
+        )));
+    };
+    for p in 0..dev.caps().ports {
+        let cfg = dev.port(p)?;
+        let hit = match (cfg.enabled, cfg.kind, want) {
+            (true, PortKind::Public, None) => true,
+            (true, PortKind::Network { vni }, Some(w)) => vni == w,
+            _ => false,
+        };
+        if hit {
+            return Ok(p);
+        }
+    }
+    bail!(BadInput(format!(
+        "--ingress {ingress}: no such port in the example configuration (public, vni:100, vni:200)"
+    )))
+}
+
+fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::SharedModel) -> Result<()> {
+    println!("programmed by the driver into the software model:");
+    for (name, s) in example::specs() {
+        let st = dev.lb_state(s.lb_id).context("example LB missing after apply")?;
+        let vips: Vec<String> = s.vips.iter().map(|k| k.vip.to_string()).collect();
+        println!("  lb {} {name}", s.lb_id);
+        println!(
+            "       VIPs {}  targets {}  bucket array M={}",
+            vips.join(", "),
+            s.targets
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            st.slots.len()
+        );
+    }
+    println!("\nreplaying {} client packets:", example::packets().len());
+    for p in example::packets() {
+        let v = model.lock().expect("model lock").process(p.port, &p.bytes);
+        let what = match v {
+            Verdict::Forward { packet, .. } => {
+                let dst = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).expect("outer dst"));
+                format!("forward -> target {dst}")
+            }
+            Verdict::Drop(r) => format!("drop ({r})"),
+        };
+        println!("  {:<66} {what}", p.what);
+    }
+    println!("\ncounters read back from the device:");
+    let lbc = dev.lb_counters()?;
+    for (_, s) in example::specs() {
+        let c = lbc[s.lb_id as usize];
+        println!(
+            "  lb {:<12}     packets {:>4} bytes {:>6}",
+            s.lb_id, c.packets, c.bytes
+        );
+    }
+    let tc = dev.target_counters()?;
+    for (_, s) in example::specs() {
+        for (addr, i) in &dev.lb_state(s.lb_id).context("example LB")?.target_index {
+            let c = tc[*i as usize];
+            println!(
+                "  target {addr:<12} packets {:>4} bytes {:>6}",
+                c.packets, c.bytes
+            );
+        }
+    }
+    for (r, n) in dev.drop_counters() {
+        if n > 0 {
+            println!("  drop {:<20} {n:>4}", r.name());
+        }
+    }
+    Ok(())
+}
