@@ -199,12 +199,11 @@ fn lb_table_fills_past_95_percent_then_fails_cleanly() {
     let cap = dev.caps().lb_buckets * 4;
     let mut placed = 0u32;
     let err = loop {
-        let s = spec(
-            placed,
-            &[v4(&format!("10.{}.{}.1", placed / 256, placed % 256), 9)],
-            &[],
-            [],
-        );
+        // Unstructured VIPs (a multiplicative hash of the counter): sequential ones would be a best case for
+        // the CRC-based placement, which is linear.
+        let x = placed.wrapping_add(1).wrapping_mul(0x9E37_79B1);
+        let vip = std::net::Ipv4Addr::from(x.rotate_left(13) ^ x);
+        let s = spec(placed, &[v4(&vip.to_string(), 9)], &[], []);
         match dev.apply(&s) {
             Ok(_) => placed += 1,
             Err(e) => break e,
