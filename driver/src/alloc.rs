@@ -42,6 +42,11 @@ impl BlockAllocator {
         self.used
     }
 
+    /// Number of free blocks (1 = no fragmentation).
+    pub fn free_blocks(&self) -> usize {
+        self.free.len()
+    }
+
     /// Largest free block.
     pub fn largest_free(&self) -> u32 {
         self.free.values().copied().max().unwrap_or(0)

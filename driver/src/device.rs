@@ -84,6 +84,11 @@ impl Device {
         self.acc.counts()
     }
 
+    /// Free blocks of the range table (1 when it is not fragmented).
+    pub fn range_free_blocks(&self) -> usize {
+        self.ranges.free_blocks()
+    }
+
     /// Command path statistics.
     pub fn command_stats(&self) -> CommandStats {
         self.stats

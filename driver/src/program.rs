@@ -54,6 +54,8 @@ pub struct LbState {
     pub stale: Vec<(TableId, Block)>,
     /// The VIP entries disagree (an update was interrupted): the next apply republishes all of them.
     pub dirty: bool,
+    /// The next apply moves the allow-list to exactly this block even if it did not change (defragmentation).
+    pub relocate_to: Option<Block>,
 }
 
 impl LbState {
@@ -318,6 +320,7 @@ impl Device {
             vip_index: BTreeMap::new(),
             stale: Vec::new(),
             dirty: false,
+            relocate_to: None,
         };
         Ok((
             cmds,
@@ -343,12 +346,25 @@ impl Device {
         };
         st.stale.clear();
         st.dirty = false;
+        st.relocate_to = None;
         let mut cmds = Vec::new();
         let mut to_free: Vec<(TableId, Block)> = old.stale.clone();
         let mut flip = old.dirty;
 
-        if spec.ranges != old.spec.ranges {
-            let b = self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?;
+        if spec.ranges != old.spec.ranges || old.relocate_to.is_some() {
+            let b = match old.relocate_to {
+                Some(b) if b.len == spec.ranges.len() as u32 => {
+                    if !self.ranges.reserve(b) {
+                        return Err(DriverError::TableFull {
+                            table: "range",
+                            detail: format!("block {}..{} is not free", b.start, b.start + b.len),
+                        });
+                    }
+                    txn.allocated.push((TableId::Range, b));
+                    b
+                }
+                _ => self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?,
+            };
             if b.len > 0 {
                 cmds.push(Cmd::Write {
                     table: TableId::Range,
@@ -609,6 +625,50 @@ impl Device {
         }
         self.lbs.remove(&lb_id);
         Ok(())
+    }
+
+    /// Compact the range table without dropping a packet: allow-lists are slid down, in address order, to the end
+    /// of the previous one. Each move writes the list into its new block and publishes it with the usual commit-word
+    /// flip (§8.2) before the old block is freed; when old and new places overlap, the list first goes to a
+    /// temporary block elsewhere. Afterwards all free range memory is one block at the top. Returns the number of
+    /// moves made.
+    pub fn defragment_ranges(&mut self) -> Result<usize, DriverError> {
+        let mut order: Vec<(u32, u32)> = self.lbs.values().map(|s| (s.range.start, s.spec.lb_id)).collect();
+        order.sort();
+        let mut moves = 0;
+        let mut cursor = 0u32;
+        for (start, lb_id) in order {
+            let len = self.lbs[&lb_id].range.len;
+            if len == 0 || start == cursor {
+                cursor += len;
+                continue;
+            }
+            let target = Block { start: cursor, len };
+            if cursor + len > start {
+                // Overlap with its own block: park it elsewhere first.
+                let tmp = self.ranges.alloc(len, 1).ok_or_else(|| DriverError::TableFull {
+                    table: "range",
+                    detail: format!("no free block of {len} entries to stage a move"),
+                })?;
+                self.ranges.free(tmp);
+                self.relocate(lb_id, tmp)?;
+                moves += 1;
+            }
+            self.relocate(lb_id, target)?;
+            moves += 1;
+            cursor += len;
+        }
+        Ok(moves)
+    }
+
+    fn relocate(&mut self, lb_id: u32, to: Block) -> Result<(), DriverError> {
+        let spec = self.lbs[&lb_id].spec.clone();
+        self.lbs.get_mut(&lb_id).expect("programmed LB").relocate_to = Some(to);
+        let r = self.apply(&spec);
+        if let Some(st) = self.lbs.get_mut(&lb_id) {
+            st.relocate_to = None;
+        }
+        r.map(|_| ())
     }
 
     /// What the driver believes is programmed (from its state; [`Device::read_state`] reads the device).

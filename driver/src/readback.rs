@@ -255,6 +255,7 @@ impl Device {
                 spec,
                 stale,
                 dirty: !d.consistent,
+                relocate_to: None,
             };
             self.lbs.insert(lb_id, st);
         }

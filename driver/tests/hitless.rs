@@ -197,3 +197,110 @@ fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
         }
     }
 }
+
+/// Defragmenting the range table under traffic: every LB keeps admitting exactly its ports, nothing is dropped, and
+/// the free space ends up in one block.
+#[test]
+fn range_defragmentation_under_traffic() {
+    let cfg = DeviceConfig {
+        ring_budget: 1,
+        ..DeviceConfig::small()
+    };
+    let backend = InprocBackend::new(cfg).unwrap();
+    let model = backend.model();
+    let mut dev = Device::open(Box::new(backend)).unwrap();
+    dev.set_port(
+        PUBLIC_PORT,
+        PortCfg {
+            enabled: true,
+            kind: PortKind::Public,
+        },
+    )
+    .unwrap();
+    dev.set_port(
+        3,
+        PortCfg {
+            enabled: true,
+            kind: PortKind::Underlay,
+        },
+    )
+    .unwrap();
+    dev.set_enabled(true);
+    // 20 LBs with allow-lists of 1..4 ranges; then every other LB is deleted, leaving holes between the rest.
+    let mut specs = Vec::new();
+    for k in 0..20u32 {
+        let ranges: Vec<_> = (0..(k % 4 + 1) as u16).map(|i| (Tcp, 80 + i, 80 + i)).collect();
+        let s = spec(
+            k,
+            &[v4(&format!("203.0.113.{}", k + 1), DOMAIN_PUBLIC)],
+            &ranges,
+            [k],
+        );
+        dev.apply(&s).unwrap();
+        specs.push(s);
+    }
+    for k in (0..20u32).step_by(2) {
+        dev.remove(k).unwrap();
+    }
+    let kept: Vec<_> = specs.into_iter().filter(|s| s.lb_id % 2 == 1).collect();
+    assert!(
+        dev.range_free_blocks() > 1,
+        "setup should leave the range table fragmented"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let bad: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sender = {
+        let (model, stop, bad) = (model.clone(), stop.clone(), bad.clone());
+        let kept = kept.clone();
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(Ordering::SeqCst) && rounds < 100_000 {
+                rounds += 1;
+                for s in &kept {
+                    let ip = match s.vips.iter().next().unwrap().vip.to_ip() {
+                        std::net::IpAddr::V4(a) => a.octets(),
+                        _ => unreachable!(),
+                    };
+                    let n = s.ranges.len() as u16;
+                    // Allowed: 80..80+n; not allowed: 80+n.
+                    for (port, allowed) in [(80, true), (79 + n, true), (80 + n, false)] {
+                        let v = model
+                            .lock()
+                            .unwrap()
+                            .process(PUBLIC_PORT, &syn([198, 51, 100, 1], ip, 999, port));
+                        let ok = matches!(v, Verdict::Forward { .. });
+                        if ok != allowed {
+                            bad.lock()
+                                .unwrap()
+                                .push(format!("lb {} port {port}: {v:?}", s.lb_id));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let moved = dev.defragment_ranges().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    assert!(moved > 0);
+    assert_eq!(
+        dev.range_free_blocks(),
+        1,
+        "free space not in one block after defragmentation"
+    );
+    let bad = bad.lock().unwrap();
+    assert!(
+        bad.is_empty(),
+        "{} wrong verdicts during defragmentation, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+    let state = dev.read_state().unwrap().specs();
+    for s in &kept {
+        let mut want = s.clone();
+        want.ranges.sort();
+        assert_eq!(state[&s.lb_id], want);
+    }
+}

@@ -186,7 +186,11 @@ fn assert_ring_ok(d: &Device, r: &Ring) {
 
 /// The ring stopped at descriptor `index` with `status`: registers and completion record agree.
 fn assert_ring_failed(d: &Device, r: &Ring, index: u32, status: Status) {
-    assert_eq!(d.reg(RING_STATUS), RING_STATUS_ACTIVE | 1 | (status as u32) << 8, "RING_STATUS");
+    assert_eq!(
+        d.reg(RING_STATUS),
+        RING_STATUS_ACTIVE | 1 | (status as u32) << 8,
+        "RING_STATUS"
+    );
     assert_eq!(d.reg(RING_ERR_INDEX), index, "RING_ERR_INDEX");
     assert_eq!(d.reg(RING_HEAD), index, "RING_HEAD = the failed descriptor");
     assert_ne!(d.reg(STATUS) & STATUS_RING_ERROR, 0, "STATUS.RING_ERROR");
@@ -912,7 +916,11 @@ fn ring_dma_fault_on_descriptor_read() {
     };
     program_ring(&d, r.base, r.log2, r.cpl);
     enable(&mut d);
-    assert_eq!(d.reg(RING_STATUS), RING_STATUS_ACTIVE, "alignment and size are fine");
+    assert_eq!(
+        d.reg(RING_STATUS),
+        RING_STATUS_ACTIVE,
+        "alignment and size are fine"
+    );
     r.tail = 1;
     doorbell(&mut d, &r);
     assert_ring_failed(&d, &r, 0, Status::DmaFault);
@@ -958,7 +966,10 @@ fn ring_completion_record_fault_stops_the_ring() {
     doorbell(&mut d, &r);
     // The descriptor ran; the record could not be written; the ring stops at the next index.
     assert_eq!(bytes_to_words(&entry_bytes(&d, TableId::Bucket, 0, 1)), [5]);
-    assert_eq!(d.reg(RING_STATUS), RING_STATUS_ACTIVE | 1 | (Status::DmaFault as u32) << 8);
+    assert_eq!(
+        d.reg(RING_STATUS),
+        RING_STATUS_ACTIVE | 1 | (Status::DmaFault as u32) << 8
+    );
     assert_eq!(d.reg(RING_ERR_INDEX), 1);
     assert_eq!(d.reg(RING_HEAD), 1);
     assert_ne!(d.reg(STATUS) & STATUS_RING_ERROR, 0);
@@ -1024,7 +1035,11 @@ fn ring_config_validation() {
             assert_ring_ok(&d, &r);
             continue;
         }
-        assert_eq!(d.reg(RING_STATUS), RING_STATUS_ACTIVE | 1 | (Status::RingConfig as u32) << 8, "{what}");
+        assert_eq!(
+            d.reg(RING_STATUS),
+            RING_STATUS_ACTIVE | 1 | (Status::RingConfig as u32) << 8,
+            "{what}"
+        );
         assert_eq!(d.reg(RING_ERR_INDEX), 0);
         assert_ne!(d.reg(STATUS) & STATUS_RING_ERROR, 0, "{what}");
         if record_written {
@@ -1095,7 +1110,11 @@ fn ring_reenable_after_error() {
     w(&d, RING_CTRL, 0);
     assert!(d.poll());
     assert_eq!(d.reg(RING_STATUS) & 1, 1, "disabling does not clear the error");
-    assert_eq!(d.reg(RING_STATUS) & RING_STATUS_ACTIVE, 0, "ACTIVE follows ENABLE = 0");
+    assert_eq!(
+        d.reg(RING_STATUS) & RING_STATUS_ACTIVE,
+        0,
+        "ACTIVE follows ENABLE = 0"
+    );
     w(&d, RING_TAIL, 0);
     w(&d, RING_CTRL, RING_CTRL_ENABLE);
     assert!(d.poll());
