@@ -3,6 +3,7 @@
 //! This is one of the two places in the driver with `unsafe` (the other is the VFIO syscall module). No `&` or
 //! `&mut` reference into mapped memory is ever created: the memory may change under us (the device writes it), so
 //! all access is `read_volatile`/`write_volatile` through a raw pointer, bounds-checked first.
+#![allow(unsafe_code)]
 
 use std::any::Any;
 use std::ptr::NonNull;

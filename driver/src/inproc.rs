@@ -3,6 +3,7 @@
 //! BAR and host memory are the model's own anonymous mappings; the driver reaches them through the same volatile
 //! [`MappedWindow`] as any other backend. After every register write, and while the driver waits, the backend
 //! lets the model react (`Device::poll`), which is what the model's own loop does in `ironlb-sim serve`.
+#![allow(unsafe_code)]
 
 use crate::access::{AccessCounts, DeviceAccess};
 use crate::dma::{DmaRegion, MappedWindow};

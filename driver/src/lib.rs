@@ -2,6 +2,7 @@
 //!
 //! One [`access::DeviceAccess`] trait, three backends (`vfio`, `sim-shm`, `inproc`); all table logic — command
 //! paths, cuckoo placement, range blocks, bucket arrays, read-back — sits above the trait in [`Device`].
+#![deny(unsafe_code)] // allowed only in the modules that touch mapped memory or ioctls (docs/architecture.md)
 
 pub mod access;
 pub mod alloc;

@@ -1,5 +1,6 @@
 //! `sim-shm` backend: a model running as its own process (`ironlb-sim serve`), reached through its shared-memory
 //! BAR file and host-memory file — the same attachment QEMU's ivshmem gives a guest.
+#![allow(unsafe_code)]
 
 use crate::access::{AccessCounts, DeviceAccess};
 use crate::dma::{DmaRegion, MappedWindow};

@@ -2,5 +2,6 @@
 //!
 //! So far: the built-in example configuration ([`example`]) that the `ironlb replay --example` main job programs
 //! through the driver. The manifest loader, controller and reconciler follow (issue: runtime).
+#![forbid(unsafe_code)]
 
 pub mod example;

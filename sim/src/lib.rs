@@ -2,6 +2,7 @@
 //!
 //! [`device::Device`] is the device (registers, mailbox, DMA ring, table memory, counters); the packet pipeline
 //! computes verdicts from the device's table memory only.
+#![deny(unsafe_code)] // allowed only in mem.rs, the shared mappings (docs/architecture.md)
 
 pub mod config;
 pub mod device;

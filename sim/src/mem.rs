@@ -4,6 +4,7 @@
 //! (`ironlb-sim serve`). Either side may write at any time, so no `&`/`&mut` reference into the memory is ever
 //! created: access is by volatile reads/writes through the raw pointer, bounds-checked first. This module and
 //! [`crate::serve`]'s file setup are the only places in the model with `unsafe`.
+#![allow(unsafe_code)]
 
 use memmap2::MmapMut;
 use std::fs::OpenOptions;

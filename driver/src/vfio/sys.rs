@@ -6,6 +6,7 @@
 //! (`/dev/vfio/N`) and attaches when the first [`Device`] of the group is opened, and detaches and closes when that
 //! device is dropped. vfio-ioctls always uses `/dev/vfio`: the devfs root of [`super::VfioRoots`] only moves the
 //! pre-checks.
+#![allow(unsafe_code)]
 
 use super::sysfs::{open_error, Checked, PciAddress};
 use super::VfioError;
