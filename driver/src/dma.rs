@@ -122,6 +122,46 @@ impl MappedWindow {
     }
 }
 
+/// A mapped register BAR that counts the driver's 32-bit accesses (for MMIO-per-operation figures). Every backend
+/// whose BAR is a mapping (vfio, sim-shm, inproc) reaches its registers through one of these.
+#[derive(Debug)]
+pub struct CountedBar {
+    window: MappedWindow,
+    counts: crate::access::AccessCounts,
+}
+
+impl CountedBar {
+    /// Count accesses to `window`.
+    pub fn new(window: MappedWindow) -> Self {
+        CountedBar {
+            window,
+            counts: Default::default(),
+        }
+    }
+    /// BAR length.
+    pub fn len(&self) -> usize {
+        self.window.len()
+    }
+    /// True for an empty BAR.
+    pub fn is_empty(&self) -> bool {
+        self.window.is_empty()
+    }
+    /// Counted volatile read.
+    pub fn read32(&mut self, offset: u32) -> u32 {
+        self.counts.reads += 1;
+        self.window.read32(offset as usize)
+    }
+    /// Counted volatile write.
+    pub fn write32(&mut self, offset: u32, value: u32) {
+        self.counts.writes += 1;
+        self.window.write32(offset as usize, value);
+    }
+    /// Accesses so far.
+    pub fn counts(&self) -> crate::access::AccessCounts {
+        self.counts
+    }
+}
+
 /// A DMA buffer: a mapped window plus the IOVA the device uses for its first byte.
 #[derive(Debug)]
 pub struct DmaRegion {

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{DmaRegion, MappedWindow};
+use crate::dma::{CountedBar, DmaRegion, MappedWindow};
 use crate::error::AccessError;
 use ironlb_sim::{Device as Model, DeviceConfig};
 use std::sync::{Arc, Mutex};
@@ -17,11 +17,10 @@ pub type SharedModel = Arc<Mutex<Model>>;
 /// Driver access to an in-process model.
 pub struct InprocBackend {
     model: SharedModel,
-    bar: MappedWindow,
+    bar: CountedBar,
     host: ironlb_sim::mem::Region,
     host_base: u64,
     next_dma: usize,
-    counts: AccessCounts,
 }
 
 impl InprocBackend {
@@ -47,11 +46,10 @@ impl InprocBackend {
         let bar = unsafe { MappedWindow::new(bar_ptr, bar_len, Box::new(bar_region)) };
         InprocBackend {
             model,
-            bar,
+            bar: CountedBar::new(bar),
             host,
             host_base,
             next_dma: 0,
-            counts: AccessCounts::default(),
         }
     }
 
@@ -70,18 +68,15 @@ impl DeviceAccess for InprocBackend {
         self.bar.len()
     }
     fn read32(&mut self, offset: u32) -> u32 {
-        self.counts.reads += 1;
-        self.bar.read32(offset as usize)
+        self.bar.read32(offset)
     }
     fn write32(&mut self, offset: u32, value: u32) {
-        self.counts.writes += 1;
-        self.bar.write32(offset as usize, value);
+        self.bar.write32(offset, value);
         self.poll();
     }
     fn write_block(&mut self, offset: u32, words: &[u32]) {
         for (i, w) in words.iter().enumerate() {
-            self.counts.writes += 1;
-            self.bar.write32(offset as usize + 4 * i, *w);
+            self.bar.write32(offset + 4 * i as u32, *w);
         }
         self.poll();
     }
@@ -89,7 +84,7 @@ impl DeviceAccess for InprocBackend {
         alloc_from(&self.host, self.host_base, &mut self.next_dma, len)
     }
     fn counts(&self) -> AccessCounts {
-        self.counts
+        self.bar.counts()
     }
     fn wait_hint(&mut self) {
         self.poll();

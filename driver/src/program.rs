@@ -187,6 +187,23 @@ impl Device {
             .collect()
     }
 
+    fn target_cmd(lb_id: u32, underlay: Ipv6Addr, index: u32) -> Cmd {
+        Cmd::Write {
+            table: TableId::Target,
+            index,
+            data: TargetEntry { lb_id, underlay }.emit().to_vec(),
+        }
+    }
+
+    /// The write of an allow-list into its block (nothing for an empty list).
+    fn ranges_cmd(block: Block, ranges: &[RangeEntry]) -> Option<Cmd> {
+        (block.len > 0).then(|| Cmd::Write {
+            table: TableId::Range,
+            index: block.start,
+            data: ranges.iter().flat_map(|r| r.emit()).collect(),
+        })
+    }
+
     fn slots_cmd(base: u32, slots: &[u32]) -> Cmd {
         Cmd::Write {
             table: TableId::Bucket,
@@ -284,24 +301,9 @@ impl Device {
         };
         let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, l));
         let mut cmds = Vec::new();
-        if range.len > 0 {
-            cmds.push(Cmd::Write {
-                table: TableId::Range,
-                index: range.start,
-                data: spec.ranges.iter().flat_map(|r| r.emit()).collect(),
-            });
-        }
+        cmds.extend(Self::ranges_cmd(range, &spec.ranges));
         for (t, &i) in &target_index {
-            cmds.push(Cmd::Write {
-                table: TableId::Target,
-                index: i,
-                data: TargetEntry {
-                    lb_id: spec.lb_id,
-                    underlay: *t,
-                }
-                .emit()
-                .to_vec(),
-            });
+            cmds.push(Self::target_cmd(spec.lb_id, *t, i));
         }
         if let Some((b, _)) = array {
             cmds.push(Self::slots_cmd(b.start, &slots));
@@ -365,13 +367,7 @@ impl Device {
                 }
                 _ => self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?,
             };
-            if b.len > 0 {
-                cmds.push(Cmd::Write {
-                    table: TableId::Range,
-                    index: b.start,
-                    data: spec.ranges.iter().flat_map(|r| r.emit()).collect(),
-                });
-            }
+            cmds.extend(Self::ranges_cmd(b, &spec.ranges));
             to_free.push((TableId::Range, old.range));
             st.range = b;
             flip = true;
@@ -383,16 +379,7 @@ impl Device {
             for t in spec.targets.difference(&old.spec.targets) {
                 let i = self.alloc(txn, TableId::Target, 1, 1)?.start;
                 st.target_index.insert(*t, i);
-                cmds.push(Cmd::Write {
-                    table: TableId::Target,
-                    index: i,
-                    data: TargetEntry {
-                        lb_id: spec.lb_id,
-                        underlay: *t,
-                    }
-                    .emit()
-                    .to_vec(),
-                });
+                cmds.push(Self::target_cmd(spec.lb_id, *t, i));
             }
             for t in old.spec.targets.difference(&spec.targets) {
                 removed_targets.push(st.target_index.remove(t).expect("old target has an index"));

@@ -3,7 +3,7 @@
 #![allow(unsafe_code)]
 
 use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{DmaRegion, MappedWindow};
+use crate::dma::{CountedBar, DmaRegion, MappedWindow};
 use crate::error::AccessError;
 use crate::inproc::alloc_from;
 use ironlb_sim::mem::Region;
@@ -40,11 +40,10 @@ impl ShmPaths {
 
 /// Driver access to a served model.
 pub struct ShmBackend {
-    bar: MappedWindow,
+    bar: CountedBar,
     host: Region,
     host_base: u64,
     next_dma: usize,
-    counts: AccessCounts,
     _lock: File,
 }
 
@@ -83,11 +82,10 @@ impl ShmBackend {
         // DMA buffers are carved from the top half of host memory, leaving the bottom for other users of the
         // window (none in v1); the model sees the whole file as its IOMMU window.
         Ok(ShmBackend {
-            bar,
+            bar: CountedBar::new(bar),
             host,
             host_base: paths.host_iova_base,
             next_dma: 0,
-            counts: AccessCounts::default(),
             _lock: lock,
         })
     }
@@ -98,17 +96,15 @@ impl DeviceAccess for ShmBackend {
         self.bar.len()
     }
     fn read32(&mut self, offset: u32) -> u32 {
-        self.counts.reads += 1;
-        self.bar.read32(offset as usize)
+        self.bar.read32(offset)
     }
     fn write32(&mut self, offset: u32, value: u32) {
-        self.counts.writes += 1;
-        self.bar.write32(offset as usize, value);
+        self.bar.write32(offset, value);
     }
     fn alloc_dma(&mut self, len: usize) -> Result<DmaRegion, AccessError> {
         alloc_from(&self.host, self.host_base, &mut self.next_dma, len)
     }
     fn counts(&self) -> AccessCounts {
-        self.counts
+        self.bar.counts()
     }
 }

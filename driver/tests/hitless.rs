@@ -29,23 +29,13 @@ fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     v
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Seen {
-    To(Ipv6Addr),
-    Dropped(DropReason),
-}
-
-fn outer_dst(p: &[u8]) -> Ipv6Addr {
-    Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap())
-}
-
-#[test]
-fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
-    let cfg = DeviceConfig {
+/// An in-process device whose model executes one ring descriptor per poll, with a public port and an underlay.
+fn device_under_traffic() -> (Device, ironlb_driver::inproc::SharedModel) {
+    let backend = InprocBackend::new(DeviceConfig {
         ring_budget: 1,
         ..DeviceConfig::small()
-    };
-    let backend = InprocBackend::new(cfg).unwrap();
+    })
+    .unwrap();
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend)).unwrap();
     dev.set_port(
@@ -66,6 +56,22 @@ fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
     .unwrap();
     dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
     dev.set_enabled(true);
+    (dev, model)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    To(Ipv6Addr),
+    Dropped(DropReason),
+}
+
+fn outer_dst(p: &[u8]) -> Ipv6Addr {
+    Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap())
+}
+
+#[test]
+fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
+    let (mut dev, model) = device_under_traffic();
 
     let x = spec(1, &[v4("203.0.113.1", DOMAIN_PUBLIC)], &[(Tcp, 80, 80)], 0..8);
     let mut y = spec(2, &[v4("203.0.113.2", DOMAIN_PUBLIC)], &[(Tcp, 80, 80)], 100..106);
@@ -202,30 +208,7 @@ fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
 /// the free space ends up in one block.
 #[test]
 fn range_defragmentation_under_traffic() {
-    let cfg = DeviceConfig {
-        ring_budget: 1,
-        ..DeviceConfig::small()
-    };
-    let backend = InprocBackend::new(cfg).unwrap();
-    let model = backend.model();
-    let mut dev = Device::open(Box::new(backend)).unwrap();
-    dev.set_port(
-        PUBLIC_PORT,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Public,
-        },
-    )
-    .unwrap();
-    dev.set_port(
-        3,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Underlay,
-        },
-    )
-    .unwrap();
-    dev.set_enabled(true);
+    let (mut dev, model) = device_under_traffic();
     // 20 LBs with allow-lists of 1..4 ranges; then every other LB is deleted, leaving holes between the rest.
     let mut specs = Vec::new();
     for k in 0..20u32 {

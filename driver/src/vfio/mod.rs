@@ -20,7 +20,7 @@ pub mod sys;
 pub mod sysfs;
 
 use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{DmaRegion, MappedWindow};
+use crate::dma::{CountedBar, DmaRegion};
 use crate::error::AccessError;
 use std::path::{Path, PathBuf};
 use sys::{Container, Device, RegionInfo};
@@ -406,11 +406,10 @@ pub fn plan_bar_mapping(
 /// the container (`/dev/vfio/vfio` closes, releasing the IOMMU domain, once DMA buffers still alive drop their
 /// share of it). So: device before group before container.
 pub struct VfioBackend {
-    bar: MappedWindow,
+    bar: CountedBar,
     device: Device,
     container: Container,
     iova: IovaAllocator,
-    counts: AccessCounts,
     addr: PciAddress,
     group: u32,
     bar_index: u32,
@@ -471,11 +470,10 @@ impl VfioBackend {
         let bar = device.map_region(bar_index, &info, start, len)?;
         tracing::info!(%addr, group = checked.group, bar_index, bar_len = len, command = cmd, "VFIO device open");
         Ok(VfioBackend {
-            bar,
+            bar: CountedBar::new(bar),
             device,
             container,
             iova: IovaAllocator::new(sys::page_size() as u64),
-            counts: AccessCounts::default(),
             addr,
             group: checked.group,
             bar_index,
@@ -508,12 +506,10 @@ impl DeviceAccess for VfioBackend {
         self.bar.len()
     }
     fn read32(&mut self, offset: u32) -> u32 {
-        self.counts.reads += 1;
-        self.bar.read32(offset as usize)
+        self.bar.read32(offset)
     }
     fn write32(&mut self, offset: u32, value: u32) {
-        self.counts.writes += 1;
-        self.bar.write32(offset as usize, value);
+        self.bar.write32(offset, value);
     }
     fn alloc_dma(&mut self, len: usize) -> Result<DmaRegion, AccessError> {
         let iova = self.iova.alloc(len).ok_or_else(|| AccessError::DmaAlloc {
@@ -523,7 +519,7 @@ impl DeviceAccess for VfioBackend {
         self.container.alloc_dma(&self.addr, iova, len)
     }
     fn counts(&self) -> AccessCounts {
-        self.counts
+        self.bar.counts()
     }
 }
 
