@@ -4,4 +4,8 @@
 //! through the driver. The manifest loader, controller and reconciler follow (issue: runtime).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod example;
+pub mod manifest;
+pub mod source;
+pub mod validate;

@@ -68,10 +68,10 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
 #[command(after_long_help = SERVE_HELP)]
 pub struct ServeArgs {
     /// BAR0 register file (created with exactly 64 KiB, or reused if it already has that size).
-    #[arg(long, default_value = "/dev/shm/ironlb-bar")]
+    #[arg(long, default_value = "/dev/shm/ironlb.bar")]
     pub bar: PathBuf,
     /// Host-memory (DMA window) file (created, or reused if it already has --host-mem-len bytes).
-    #[arg(long = "host-mem", default_value = "/dev/shm/ironlb-host")]
+    #[arg(long = "host-mem", default_value = "/dev/shm/ironlb.host")]
     pub host_mem: PathBuf,
     /// Bytes of host memory [default: 64M, or 8M with --small].
     #[arg(long, value_parser = parse_u64)]

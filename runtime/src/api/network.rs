@@ -1,0 +1,112 @@
+//! `Network` and `NetworkInterface`, with ironlb's schema extensions.
+
+use super::loadbalancer::{IpSource, StatusIp};
+use super::meta::{LocalObjectReference, ObjectMeta};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A network (an overlay domain).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: NetworkSpec,
+}
+
+/// `Network.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// **ironlb extension.** The network's VXLAN/Geneve network identifier (24 bits, `0..=0xFFFFFF`). It is the
+    /// lookup domain of internal load balancers in this network: an internal VIP is unique per VNI. Required by
+    /// ironlb. Wide integer so out-of-range values reach validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<i64>,
+}
+
+/// A network interface of a machine; a load balancer target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    /// Metadata (labels are matched by `networkInterfaceSelector`; `uid` by `LoadBalancerRouting`).
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: NetworkInterfaceSpec,
+    /// Status.
+    #[serde(default)]
+    pub status: NetworkInterfaceStatus,
+}
+
+/// `NetworkInterface.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterfaceSpec {
+    /// The network the interface is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_ref: Option<LocalObjectReference>,
+    /// The interface's overlay IPs (`ip:` or IronCore's `value:`, or `ephemeral:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpSource>,
+}
+
+/// `NetworkInterface.status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterfaceStatus {
+    /// Lifecycle state; only `Available` interfaces receive traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<NetworkInterfaceState>,
+    /// Allocated overlay IPs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<StatusIp>,
+    /// **ironlb extension.** The IPv6 underlay address of the hypervisor (host) serving this interface: load
+    /// balanced packets for the interface are encapsulated and sent there. Must be an IPv6 address. Written by the
+    /// node agent; an interface without it is not a usable target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_address: Option<String>,
+}
+
+/// Network interface state. Unknown values are kept and rejected by validation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum NetworkInterfaceState {
+    /// Being set up.
+    Pending,
+    /// Ready for traffic.
+    Available,
+    /// Failed.
+    Error,
+    /// Anything else, as written.
+    Unknown(String),
+}
+
+impl From<String> for NetworkInterfaceState {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "Pending" => NetworkInterfaceState::Pending,
+            "Available" => NetworkInterfaceState::Available,
+            "Error" => NetworkInterfaceState::Error,
+            _ => NetworkInterfaceState::Unknown(s),
+        }
+    }
+}
+
+impl From<NetworkInterfaceState> for String {
+    fn from(s: NetworkInterfaceState) -> Self {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for NetworkInterfaceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkInterfaceState::Pending => "Pending",
+            NetworkInterfaceState::Available => "Available",
+            NetworkInterfaceState::Error => "Error",
+            NetworkInterfaceState::Unknown(s) => s,
+        })
+    }
+}

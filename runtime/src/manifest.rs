@@ -1,0 +1,251 @@
+//! Loading IronCore manifests (issue 5 §2): YAML files with one or more documents (`---`), each dispatched on
+//! `apiVersion` + `kind` into an [`Object`].
+//!
+//! Every problem becomes a [`LoadError`] naming the file, the document (1-based, counting non-empty documents),
+//! the line when known, and the object (`Kind namespace/name`) when known. A bad document never hides the good
+//! ones: loading always goes on with the next document and the next file.
+//!
+//! Documents are split at lines that start with `---` (or are `...`) so that line numbers stay exact; a `---` at
+//! the start of a line inside a multi-line quoted scalar is therefore not supported.
+
+use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
+use serde::de::DeserializeOwned;
+use serde_norway::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Loaded objects with the file each came from.
+pub type Loaded = Vec<(PathBuf, Object)>;
+
+/// A file, document or object that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based document index in the file, when the error is about a document.
+    pub document: Option<usize>,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// `Kind namespace/name` (or as much as is known), when known.
+    pub object: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(l) = self.line {
+            write!(f, ", line {l}")?;
+        }
+        if let Some(o) = &self.object {
+            write!(f, ": {o}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads `path`: a file, or every `*.yaml`/`*.yml` file directly in a directory (sorted by name, not recursive).
+pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
+    let path = path.as_ref();
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let io_err = |e: std::io::Error| LoadError {
+        file: path.to_path_buf(),
+        document: None,
+        line: None,
+        object: None,
+        message: e.to_string(),
+    };
+    if !path.is_dir() {
+        return load_file(path);
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => return (objects, vec![io_err(e)]),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let p = entry.path();
+                let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                if yaml && p.is_file() {
+                    files.push(p);
+                }
+            }
+            Err(e) => errors.push(io_err(e)),
+        }
+    }
+    files.sort();
+    for f in files {
+        let (o, e) = load_file(&f);
+        objects.extend(o);
+        errors.extend(e);
+    }
+    (objects, errors)
+}
+
+/// Loads one file.
+pub fn load_file(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
+    let path = path.as_ref();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(path, &text),
+        Err(e) => (
+            Vec::new(),
+            vec![LoadError {
+                file: path.to_path_buf(),
+                document: None,
+                line: None,
+                object: None,
+                message: e.to_string(),
+            }],
+        ),
+    }
+}
+
+/// Loads YAML text as if read from `file` (used in errors).
+pub fn load_str(file: impl AsRef<Path>, text: &str) -> (Loaded, Vec<LoadError>) {
+    let file = file.as_ref();
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (index, (first_line, doc)) in split_documents(text).into_iter().enumerate() {
+        match load_document(&doc) {
+            Ok(o) => objects.push((file.to_path_buf(), o)),
+            Err((line, object, message)) => errors.push(LoadError {
+                file: file.to_path_buf(),
+                document: Some(index + 1),
+                line: line.map(|l| l + first_line - 1),
+                object,
+                message,
+            }),
+        }
+    }
+    (objects, errors)
+}
+
+/// Splits into non-empty documents, each with its 1-based first line in the file.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    let mut flush = |current: &mut String, start: usize| {
+        let empty = current.lines().all(|l| {
+            let t = l.trim();
+            t.is_empty() || t.starts_with('#') || t.starts_with('%')
+        });
+        if !empty {
+            docs.push((start, std::mem::take(current)));
+        }
+        current.clear();
+    };
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") || t.starts_with("---\t") || t == "..." {
+            flush(&mut current, start);
+            start = i + 2;
+            // Content after `--- ` on the same line (e.g. `--- {a: 1}`) starts the document.
+            if let Some(rest) = t
+                .strip_prefix("---")
+                .map(str::trim)
+                .filter(|r| !r.is_empty() && !r.starts_with('#'))
+            {
+                start = i + 1;
+                current.push_str(rest);
+                current.push('\n');
+            }
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    flush(&mut current, start);
+    docs
+}
+
+type DocError = (Option<usize>, Option<String>, String);
+
+fn yaml_error(e: &serde_norway::Error) -> (Option<usize>, String) {
+    let line = e.location().map(|l| l.line());
+    let mut msg = e.to_string();
+    // Drop serde_norway's " at line L column C" (relative to the document): the line is reported separately.
+    while let Some(i) = msg.find(" at line ") {
+        let rest = &msg[i..];
+        let end = rest
+            .find(" column ")
+            .map(|c| c + " column ".len() + rest[c + 8..].chars().take_while(char::is_ascii_digit).count())
+            .unwrap_or(rest.len());
+        msg.replace_range(i..i + end, "");
+    }
+    (line, msg)
+}
+
+fn str_field<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut v = v;
+    for p in path {
+        v = v.get(*p)?;
+    }
+    v.as_str()
+}
+
+fn load_document(doc: &str) -> Result<Object, DocError> {
+    let value: Value = serde_norway::from_str(doc).map_err(|e| {
+        let (line, msg) = yaml_error(&e);
+        (line, None, format!("invalid YAML: {msg}"))
+    })?;
+    if !value.is_mapping() {
+        return Err((None, None, "expected a mapping with apiVersion and kind".into()));
+    }
+    let api_version = str_field(&value, &["apiVersion"]);
+    let kind = str_field(&value, &["kind"]);
+    let name = str_field(&value, &["metadata", "name"]);
+    let namespace = str_field(&value, &["metadata", "namespace"]).unwrap_or(crate::api::DEFAULT_NAMESPACE);
+    let object = kind.map(|k| match name {
+        Some(n) => format!("{k} {namespace}/{n}"),
+        None => k.to_string(),
+    });
+    let (Some(api_version), Some(kind_str)) = (api_version, kind) else {
+        let missing = if api_version.is_none() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        return Err((None, object, format!("missing {missing}")));
+    };
+    let Some(kind) = Kind::from_type_meta(api_version, kind_str) else {
+        return Err((
+            None,
+            object,
+            format!("unsupported apiVersion/kind {api_version}/{kind_str}"),
+        ));
+    };
+    fn parse<T: DeserializeOwned>(doc: &str, object: &Option<String>) -> Result<T, DocError> {
+        serde_norway::from_str(doc).map_err(|e| {
+            let (line, msg) = yaml_error(&e);
+            (line, object.clone(), msg)
+        })
+    }
+    Ok(match kind {
+        Kind::LoadBalancer => Object::LoadBalancer(parse::<LoadBalancer>(doc, &object)?),
+        Kind::LoadBalancerRouting => Object::LoadBalancerRouting(parse::<LoadBalancerRouting>(doc, &object)?),
+        Kind::Network => Object::Network(parse::<Network>(doc, &object)?),
+        Kind::NetworkInterface => Object::NetworkInterface(parse::<NetworkInterface>(doc, &object)?),
+        Kind::Prefix => Object::Prefix(parse::<Prefix>(doc, &object)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_with_lines() {
+        let d = split_documents("# c\n---\na: 1\n---\n\n---\nb: 2\n...\n");
+        assert_eq!(d, vec![(3, "a: 1\n".to_string()), (7, "b: 2\n".to_string())]);
+    }
+}

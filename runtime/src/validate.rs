@@ -1,0 +1,598 @@
+//! Validation of loaded IronCore objects (issue 5 §2): every rule ironlb needs before programming a device.
+//!
+//! [`validate`] returns the objects that passed and one [`ValidationError`] per problem, naming the file, the
+//! object (`Kind namespace/name`) and the field path (e.g. `spec.ports[1].portEnd`). A bad object never removes
+//! the others from the valid set; an object that references a bad or missing one is itself rejected (the reference
+//! cannot be resolved). Objects are checked in input order, so of two conflicting objects the later one is rejected.
+
+use crate::api::ipam::parse_cidr;
+use crate::api::{
+    IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
+    NetworkInterfaceState, Object, Prefix, Protocol,
+};
+use crate::manifest::Loaded;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Largest VNI (24 bits).
+pub const MAX_VNI: i64 = 0xFF_FFFF;
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// File the object came from.
+    pub file: PathBuf,
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// Field path, e.g. `spec.ports[1].portEnd`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}: {}",
+            self.file.display(),
+            self.object,
+            self.field,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// The lookup domain of a VIP: the public domain, or a Network's VNI (internal load balancers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VipDomain {
+    /// Public addresses.
+    Public,
+    /// Addresses inside the Network with this VNI.
+    Vni(u32),
+}
+
+impl fmt::Display for VipDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VipDomain::Public => f.write_str("the public domain"),
+            VipDomain::Vni(v) => write!(f, "VNI {v}"),
+        }
+    }
+}
+
+type Key = (String, String);
+/// A field path and the IP family found there.
+type FieldFamily = (String, IpFamily);
+
+struct Ctx<'a> {
+    objects: &'a [(PathBuf, Object)],
+    bad: Vec<bool>,
+    errors: Vec<ValidationError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, i: usize, field: impl Into<String>, message: impl Into<String>) {
+        self.bad[i] = true;
+        self.errors.push(ValidationError {
+            file: self.objects[i].0.clone(),
+            object: self.objects[i].1.display_name(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// What a name resolves to: absent, present but invalid, or valid with a value.
+enum Ref<T> {
+    Missing,
+    Invalid,
+    Valid(T),
+}
+
+fn lookup<T: Clone>(map: &BTreeMap<Key, Option<T>>, ns: &str, name: &str) -> Ref<T> {
+    match map.get(&(ns.to_string(), name.to_string())) {
+        None => Ref::Missing,
+        Some(None) => Ref::Invalid,
+        Some(Some(v)) => Ref::Valid(v.clone()),
+    }
+}
+
+/// Validates `objects`; returns the valid ones (in input order) and the problems found.
+pub fn validate(objects: &[(PathBuf, Object)]) -> (Loaded, Vec<ValidationError>) {
+    let mut cx = Ctx {
+        objects,
+        bad: vec![false; objects.len()],
+        errors: Vec::new(),
+    };
+    // Names: non-empty and unique per kind and namespace.
+    let mut seen: BTreeMap<(Kind, String, String), usize> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        let m = o.metadata();
+        if m.name.is_empty() {
+            cx.err(i, "metadata.name", "must not be empty");
+            continue;
+        }
+        let k = (o.kind(), m.namespace().to_string(), m.name.clone());
+        if let Some(&first) = seen.get(&k) {
+            let msg = format!(
+                "duplicate {} (first defined in {})",
+                o.display_name(),
+                objects[first].0.display()
+            );
+            cx.err(i, "metadata.name", msg);
+        } else {
+            seen.insert(k, i);
+        }
+    }
+    let key = |o: &Object| (o.metadata().namespace().to_string(), o.metadata().name.clone());
+
+    // Networks: key -> VNI when valid.
+    let mut networks: BTreeMap<Key, Option<u32>> = BTreeMap::new();
+    let mut vnis: BTreeMap<u32, String> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::Network(n) = o {
+            let vni = check_network(&mut cx, i, n, &mut vnis);
+            networks
+                .entry(key(o))
+                .or_insert(if cx.bad[i] { None } else { vni });
+        }
+    }
+    // Prefixes: key -> (net, len) when valid.
+    let mut prefixes: BTreeMap<Key, Option<(IpAddr, u8)>> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::Prefix(p) = o {
+            let net = check_prefix(&mut cx, i, p);
+            prefixes
+                .entry(key(o))
+                .or_insert(if cx.bad[i] { None } else { net });
+        }
+    }
+    // Network interfaces: key -> (uid, network name) when valid.
+    let mut nics: BTreeMap<Key, Option<(Option<String>, String)>> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::NetworkInterface(n) = o {
+            check_nic(&mut cx, i, n, &networks, &prefixes);
+            let v = (
+                n.metadata.uid.clone(),
+                n.spec.network_ref.clone().unwrap_or_default().name,
+            );
+            nics.entry(key(o))
+                .or_insert(if cx.bad[i] { None } else { Some(v) });
+        }
+    }
+    // Load balancers: key -> network name.
+    let mut lbs: BTreeMap<Key, Option<String>> = BTreeMap::new();
+    let mut vips: BTreeMap<(VipDomain, IpAddr), String> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::LoadBalancer(lb) = o {
+            check_lb(&mut cx, i, lb, &networks, &prefixes, &mut vips);
+            let net = lb.spec.network_ref.as_ref().map(|r| r.name.clone());
+            lbs.entry(key(o)).or_insert(net);
+        }
+    }
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::LoadBalancerRouting(r) = o {
+            check_routing(&mut cx, i, r, &networks, &nics, &lbs);
+        }
+    }
+    let valid = objects
+        .iter()
+        .zip(&cx.bad)
+        .filter(|(_, bad)| !**bad)
+        .map(|(o, _)| o.clone())
+        .collect();
+    (valid, cx.errors)
+}
+
+fn check_network(cx: &mut Ctx<'_>, i: usize, n: &Network, vnis: &mut BTreeMap<u32, String>) -> Option<u32> {
+    let Some(vni) = n.spec.vni else {
+        cx.err(i, "spec.vni", "required (ironlb extension: the Network's VNI)");
+        return None;
+    };
+    if !(0..=MAX_VNI).contains(&vni) {
+        cx.err(i, "spec.vni", format!("{vni} out of range 0..={MAX_VNI}"));
+        return None;
+    }
+    let vni = vni as u32;
+    if let Some(other) = vnis.get(&vni) {
+        cx.err(i, "spec.vni", format!("VNI {vni} already used by {other}"));
+        return None;
+    }
+    vnis.insert(vni, format!("Network {}", n.metadata.key()));
+    Some(vni)
+}
+
+fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> {
+    let Some(s) = &p.spec.prefix else {
+        cx.err(i, "spec.prefix", "required");
+        return None;
+    };
+    let Some((net, len)) = parse_cidr(s) else {
+        cx.err(i, "spec.prefix", format!("invalid CIDR {s:?}"));
+        return None;
+    };
+    match &p.spec.ip_family {
+        Some(IpFamily::Unknown(f)) => cx.err(
+            i,
+            "spec.ipFamily",
+            format!("unknown IP family {f:?} (expected IPv4 or IPv6)"),
+        ),
+        Some(f) if *f != IpFamily::of(&net) => {
+            cx.err(i, "spec.ipFamily", format!("{f} does not match prefix {s}"))
+        }
+        _ => {}
+    }
+    Some((net, len))
+}
+
+/// Resolves a networkRef at `field`; returns the VNI when the Network is valid.
+fn check_network_ref(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    field: &str,
+    r: Option<&crate::api::LocalObjectReference>,
+    networks: &BTreeMap<Key, Option<u32>>,
+) -> Option<u32> {
+    let ns = cx.objects[i].1.metadata().namespace().to_string();
+    match r {
+        None => cx.err(i, field, "required"),
+        Some(r) if r.name.is_empty() => cx.err(i, format!("{field}.name"), "must not be empty"),
+        Some(r) => match lookup(networks, &ns, &r.name) {
+            Ref::Missing => cx.err(
+                i,
+                format!("{field}.name"),
+                format!("unknown Network {ns}/{}", r.name),
+            ),
+            Ref::Invalid => cx.err(
+                i,
+                format!("{field}.name"),
+                format!("Network {ns}/{} is invalid", r.name),
+            ),
+            Ref::Valid(v) => return Some(v),
+        },
+    }
+    None
+}
+
+fn parse_ip(cx: &mut Ctx<'_>, i: usize, field: &str, s: &str) -> Option<IpAddr> {
+    match s.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            cx.err(i, field, format!("invalid IP address {s:?}"));
+            None
+        }
+    }
+}
+
+/// Checks IP sources at `field`; returns (field, literal address) and (field, prefix family) pairs.
+fn check_ip_sources(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    field: &str,
+    ips: &[IpSource],
+    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+) -> (Vec<(String, IpAddr)>, Vec<FieldFamily>) {
+    let ns = cx.objects[i].1.metadata().namespace().to_string();
+    let (mut literals, mut ephemeral) = (Vec::new(), Vec::new());
+    for (j, src) in ips.iter().enumerate() {
+        let f = format!("{field}[{j}]");
+        match (&src.ip, &src.ephemeral) {
+            (Some(ip), None) => {
+                let f = format!("{f}.ip");
+                if let Some(ip) = parse_ip(cx, i, &f, ip) {
+                    literals.push((f, ip));
+                }
+            }
+            (None, Some(_)) => {
+                let f = format!("{f}.ephemeral.prefixTemplate.spec.prefixRef.name");
+                match src.prefix_ref() {
+                    None | Some("") => cx.err(i, f, "required"),
+                    Some(name) => match lookup(prefixes, &ns, name) {
+                        Ref::Missing => cx.err(i, f, format!("unknown Prefix {ns}/{name}")),
+                        Ref::Invalid => cx.err(i, f, format!("Prefix {ns}/{name} is invalid")),
+                        Ref::Valid((net, _)) => ephemeral.push((f, IpFamily::of(&net))),
+                    },
+                }
+            }
+            _ => cx.err(i, f, "exactly one of ip and ephemeral must be set"),
+        }
+    }
+    (literals, ephemeral)
+}
+
+fn check_nic(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    n: &NetworkInterface,
+    networks: &BTreeMap<Key, Option<u32>>,
+    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+) {
+    check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
+    check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes);
+    for (j, ip) in n.status.ips.iter().enumerate() {
+        parse_ip(cx, i, &format!("status.ips[{j}]"), &ip.ip);
+    }
+    if let Some(NetworkInterfaceState::Unknown(s)) = &n.status.state {
+        cx.err(
+            i,
+            "status.state",
+            format!("unknown state {s:?} (expected Pending, Available or Error)"),
+        );
+    }
+    if let Some(u) = &n.status.underlay_address {
+        if let Some(ip) = parse_ip(cx, i, "status.underlayAddress", u) {
+            if !ip.is_ipv6() {
+                cx.err(
+                    i,
+                    "status.underlayAddress",
+                    format!("{ip} is not an IPv6 address"),
+                );
+            }
+        }
+    }
+}
+
+fn range_str(p: &Protocol, lo: i64, hi: i64) -> String {
+    if lo == hi {
+        format!("{p} {lo}")
+    } else {
+        format!("{p} {lo}-{hi}")
+    }
+}
+
+fn check_lb(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    lb: &LoadBalancer,
+    networks: &BTreeMap<Key, Option<u32>>,
+    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    vips: &mut BTreeMap<(VipDomain, IpAddr), String>,
+) {
+    let s = &lb.spec;
+    match &s.lb_type {
+        None => cx.err(i, "spec.type", "required (Public or Internal)"),
+        Some(LoadBalancerType::Unknown(t)) => cx.err(
+            i,
+            "spec.type",
+            format!("unknown type {t:?} (expected Public or Internal)"),
+        ),
+        Some(_) => {}
+    }
+    // IP families.
+    let mut families = BTreeSet::new();
+    if s.ip_families.is_empty() {
+        cx.err(i, "spec.ipFamilies", "must not be empty");
+    }
+    for (j, f) in s.ip_families.iter().enumerate() {
+        let field = format!("spec.ipFamilies[{j}]");
+        if let IpFamily::Unknown(u) = f {
+            cx.err(
+                i,
+                field,
+                format!("unknown IP family {u:?} (expected IPv4 or IPv6)"),
+            );
+        } else if !families.insert(f.clone()) {
+            cx.err(i, field, format!("duplicate {f}"));
+        }
+    }
+    let fams = s
+        .ip_families
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // IPs.
+    let (literals, ephemeral) = check_ip_sources(cx, i, "spec.ips", &s.ips, prefixes);
+    match s.lb_type {
+        Some(LoadBalancerType::Internal) if s.ips.is_empty() => {
+            cx.err(i, "spec.ips", "required for type Internal")
+        }
+        Some(LoadBalancerType::Public) => {
+            for (j, src) in s.ips.iter().enumerate() {
+                if src.ip.is_some() {
+                    cx.err(
+                        i,
+                        format!("spec.ips[{j}].ip"),
+                        "literal IPs are not allowed for type Public",
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut status = Vec::new();
+    for (j, ip) in lb.status.ips.iter().enumerate() {
+        let f = format!("status.ips[{j}]");
+        if let Some(a) = parse_ip(cx, i, &f, &ip.ip) {
+            status.push((f, a));
+        }
+    }
+    let family_ok = |f: &IpFamily| families.is_empty() || families.contains(f);
+    for (f, ip) in literals.iter().chain(&status) {
+        let fam = IpFamily::of(ip);
+        if !family_ok(&fam) {
+            cx.err(i, f.clone(), format!("{ip} is {fam}, not in ipFamilies [{fams}]"));
+        }
+    }
+    for (f, fam) in &ephemeral {
+        if !family_ok(fam) {
+            cx.err(
+                i,
+                f.clone(),
+                format!("Prefix is {fam}, not in ipFamilies [{fams}]"),
+            );
+        }
+    }
+    // Ports.
+    let mut ranges: Vec<(usize, Protocol, i64, i64)> = Vec::new();
+    for (j, p) in s.ports.iter().enumerate() {
+        let f = format!("spec.ports[{j}]");
+        let mut ok = true;
+        match &p.protocol {
+            None => {
+                cx.err(i, format!("{f}.protocol"), "required");
+                ok = false;
+            }
+            Some(Protocol::Unknown(u)) => {
+                cx.err(
+                    i,
+                    format!("{f}.protocol"),
+                    format!("unknown protocol {u:?} (expected TCP, UDP or SCTP)"),
+                );
+                ok = false;
+            }
+            Some(_) => {}
+        }
+        if !(1..=65535).contains(&p.port) {
+            cx.err(
+                i,
+                format!("{f}.port"),
+                format!("{} out of range 1..=65535", p.port),
+            );
+            ok = false;
+        }
+        let end = p.port_end.unwrap_or(p.port);
+        if let Some(e) = p.port_end {
+            if !(1..=65535).contains(&e) {
+                cx.err(i, format!("{f}.portEnd"), format!("{e} out of range 1..=65535"));
+                ok = false;
+            } else if ok && e < p.port {
+                cx.err(
+                    i,
+                    format!("{f}.portEnd"),
+                    format!("{e} is less than port {}", p.port),
+                );
+                ok = false;
+            }
+        }
+        if let (true, Some(proto)) = (ok, &p.protocol) {
+            if let Some((k, _, lo, hi)) = ranges
+                .iter()
+                .find(|(_, q, lo, hi)| q == proto && p.port <= *hi && *lo <= end)
+            {
+                let msg = format!(
+                    "{} overlaps spec.ports[{k}] ({})",
+                    range_str(proto, p.port, end),
+                    range_str(proto, *lo, *hi)
+                );
+                cx.err(i, f, msg);
+            } else {
+                ranges.push((j, proto.clone(), p.port, end));
+            }
+        }
+    }
+    // Network and VIP uniqueness per domain.
+    let vni = check_network_ref(cx, i, "spec.networkRef", s.network_ref.as_ref(), networks);
+    if let Some(m) = &s.network_interface_selector {
+        for (j, r) in m.match_expressions.iter().enumerate() {
+            if let Some((field, msg)) = r.problem() {
+                cx.err(
+                    i,
+                    format!("spec.networkInterfaceSelector.matchExpressions[{j}].{field}"),
+                    msg,
+                );
+            }
+        }
+    }
+    let domain = match (&s.lb_type, vni) {
+        (Some(LoadBalancerType::Public), _) => VipDomain::Public,
+        (Some(LoadBalancerType::Internal), Some(v)) => VipDomain::Vni(v),
+        _ => return,
+    };
+    let me = format!("LoadBalancer {}", lb.metadata.key());
+    let mut mine = BTreeSet::new();
+    for (f, ip) in literals.iter().chain(&status) {
+        if !mine.insert(*ip) {
+            continue;
+        }
+        match vips.get(&(domain, *ip)) {
+            Some(other) => cx.err(
+                i,
+                f.clone(),
+                format!("VIP {ip} in {domain} already used by {other}"),
+            ),
+            None => {
+                vips.insert((domain, *ip), me.clone());
+            }
+        }
+    }
+}
+
+fn check_routing(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    r: &LoadBalancerRouting,
+    networks: &BTreeMap<Key, Option<u32>>,
+    nics: &BTreeMap<Key, Option<(Option<String>, String)>>,
+    lbs: &BTreeMap<Key, Option<String>>,
+) {
+    let ns = r.metadata.namespace().to_string();
+    check_network_ref(cx, i, "networkRef", r.network_ref.as_ref(), networks);
+    let net = r.network_ref.as_ref().map(|n| n.name.clone());
+    match lbs.get(&(ns.clone(), r.metadata.name.clone())) {
+        None => cx.err(
+            i,
+            "metadata.name",
+            format!("no LoadBalancer {ns}/{}", r.metadata.name),
+        ),
+        Some(lb_net) if net.is_some() && *lb_net != net => {
+            let msg = format!(
+                "{} differs from the LoadBalancer's networkRef",
+                net.clone().unwrap_or_default()
+            );
+            cx.err(i, "networkRef.name", msg)
+        }
+        Some(_) => {}
+    }
+    let mut seen = BTreeSet::new();
+    for (j, d) in r.destinations.iter().enumerate() {
+        let f = format!("destinations[{j}]");
+        if d.name.is_empty() {
+            cx.err(i, format!("{f}.name"), "must not be empty");
+            continue;
+        }
+        if !seen.insert(d.name.clone()) {
+            cx.err(
+                i,
+                format!("{f}.name"),
+                format!("duplicate destination {}", d.name),
+            );
+            continue;
+        }
+        match lookup(nics, &ns, &d.name) {
+            Ref::Missing => cx.err(
+                i,
+                format!("{f}.name"),
+                format!("unknown NetworkInterface {ns}/{}", d.name),
+            ),
+            Ref::Invalid => cx.err(
+                i,
+                format!("{f}.name"),
+                format!("NetworkInterface {ns}/{} is invalid", d.name),
+            ),
+            Ref::Valid((uid, nic_net)) => {
+                if let (Some(want), Some(have)) = (&d.uid, &uid) {
+                    if want != have {
+                        cx.err(
+                            i,
+                            format!("{f}.uid"),
+                            format!("{want} does not match NetworkInterface uid {have}"),
+                        );
+                    }
+                }
+                if net.as_ref().is_some_and(|n| *n != nic_net) {
+                    cx.err(
+                        i,
+                        format!("{f}.name"),
+                        format!("NetworkInterface {ns}/{} is in Network {nic_net}", d.name),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! `DirSource`: initial load, create / modify / delete / rename seen through the watcher, debouncing,
+//! last-good retention of broken files, and ignored names. Every wait is bounded.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ironlb_runtime::source::{DirSource, Snapshot, Source};
+use serde_norway::Value;
+
+/// Upper bound for any single expected change to show up (generous for loaded CI machines).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn src(dir: &Path) -> DirSource {
+    DirSource::new(dir).expect("DirSource::new")
+}
+
+/// Wait (bounded) until the snapshot satisfies `pred`; returns it and how many changes were reported.
+fn wait_for(s: &mut DirSource, what: &str, pred: impl Fn(&Snapshot) -> bool) -> (Snapshot, usize) {
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    let mut changes = 0;
+    loop {
+        let snap = s.snapshot().unwrap();
+        if pred(&snap) {
+            return (snap, changes);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "timed out waiting for: {what}; last snapshot {snap:#?}"
+        );
+        if s.wait_change(left).unwrap() {
+            changes += 1;
+        }
+    }
+}
+
+fn names(snap: &Snapshot) -> Vec<String> {
+    snap.files
+        .keys()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The value of top-level key `k` of the only document of `file`.
+fn val(snap: &Snapshot, dir: &Path, file: &str, k: &str) -> Option<Value> {
+    let f = snap.files.get(&dir.join(file))?;
+    f.documents.first()?.get(k).cloned()
+}
+
+fn int(n: i64) -> Value {
+    Value::from(n)
+}
+
+#[test]
+fn initial_load_reads_yaml_and_ignores_everything_else() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    fs::write(p.join("a.yaml"), "kind: A\nn: 1\n---\nkind: A2\n---\n").unwrap();
+    fs::write(p.join("b.yml"), "kind: B\n").unwrap();
+    fs::write(p.join("c.json"), "{}").unwrap();
+    fs::write(p.join("notes.txt"), "x").unwrap();
+    fs::write(p.join(".hidden.yaml"), "kind: H\n").unwrap();
+    fs::write(p.join("a.yaml~"), "kind: Backup\n").unwrap();
+    fs::write(p.join(".#a.yaml"), "kind: Lock\n").unwrap();
+    fs::write(p.join(".a.yaml.swp"), "junk").unwrap();
+    fs::create_dir(p.join("sub.yaml")).unwrap();
+    fs::create_dir(p.join("nested")).unwrap();
+    fs::write(p.join("nested/n.yaml"), "kind: N\n").unwrap();
+
+    let mut s = src(p);
+    let snap = s.snapshot().unwrap();
+    assert_eq!(snap.generation, 0);
+    assert_eq!(names(&snap), ["a.yaml", "b.yml"]);
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    let a = &snap.files[&p.join("a.yaml")];
+    assert_eq!(a.documents.len(), 2, "trailing empty document dropped");
+    assert_eq!(a.documents[1]["kind"], Value::from("A2"));
+    assert_eq!(snap.documents().count(), 3);
+    assert!(s.describe().contains(&*p.to_string_lossy()));
+}
+
+#[test]
+fn create_modify_delete_are_seen() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    let mut s = src(&p);
+    assert!(s.snapshot().unwrap().files.is_empty());
+
+    let t = Instant::now();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap();
+    let (snap, _) = wait_for(&mut s, "create", |s| val(s, &p, "lb.yaml", "n") == Some(int(1)));
+    assert!(snap.generation >= 1);
+    assert!(t.elapsed() < CHANGE_TIMEOUT);
+
+    fs::write(p.join("lb.yaml"), "n: 2\n").unwrap();
+    let (snap2, _) = wait_for(&mut s, "modify", |s| val(s, &p, "lb.yaml", "n") == Some(int(2)));
+    assert!(snap2.generation > snap.generation);
+
+    fs::remove_file(p.join("lb.yaml")).unwrap();
+    wait_for(&mut s, "delete", |s| s.files.is_empty() && s.errors.is_empty());
+}
+
+#[test]
+fn burst_of_writes_is_debounced() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    let mut s = src(&p);
+    for i in 0..20 {
+        fs::write(p.join("burst.yaml"), format!("n: {i}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (_, changes) = wait_for(&mut s, "final burst content", |s| {
+        val(s, &p, "burst.yaml", "n") == Some(int(19))
+    });
+    // Drain anything still pending; nothing else should be reported.
+    let mut extra = 0;
+    while s.wait_change(Duration::from_millis(400)).unwrap() {
+        extra += 1;
+        assert!(extra < 20, "change notifications never stop");
+    }
+    let total = changes + extra;
+    assert!(
+        (1..=3).contains(&total),
+        "20 writes should be debounced into few changes, got {total}"
+    );
+    assert_eq!(val(&s.snapshot().unwrap(), &p, "burst.yaml", "n"), Some(int(19)));
+}
+
+#[test]
+fn invalid_file_keeps_last_good_documents_and_reports_error() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("lb.yaml"), "n: 1\n---\nm: 1\n").unwrap();
+    let mut s = src(&p);
+    assert_eq!(s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(), 2);
+
+    // Broken on line 4 (second document): an unterminated flow sequence.
+    fs::write(p.join("lb.yaml"), "n: 2\n---\nm: 2\nx: [1, 2\ny: 3\n").unwrap();
+    let (snap, _) = wait_for(&mut s, "error reported", |s| !s.errors.is_empty());
+    assert_eq!(snap.errors.len(), 1);
+    let e = &snap.errors[0];
+    assert_eq!(e.path, p.join("lb.yaml"));
+    let line = e.line.expect("error has a line");
+    assert!((4..=6).contains(&line), "line {line}: {e}");
+    assert!(e.column.is_some());
+    let shown = e.to_string();
+    assert!(
+        shown.contains("lb.yaml") && shown.contains(&format!(":{line}")),
+        "{shown}"
+    );
+    // Last good content is still served, all of it (no partial document from the broken version).
+    let f = &snap.files[&p.join("lb.yaml")];
+    assert_eq!(f.documents.len(), 2);
+    assert_eq!(f.documents[0]["n"], int(1));
+    assert_eq!(f.documents[1]["m"], int(1));
+
+    // Valid again: replaced, error cleared.
+    fs::write(p.join("lb.yaml"), "n: 3\n").unwrap();
+    let (snap, _) = wait_for(&mut s, "valid again", |s| {
+        s.errors.is_empty() && val(s, &p, "lb.yaml", "n") == Some(int(3))
+    });
+    assert_eq!(snap.files[&p.join("lb.yaml")].documents.len(), 1);
+}
+
+#[test]
+fn never_valid_file_is_reported_but_absent() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("bad.yaml"), "a: [\n").unwrap();
+    fs::write(p.join("good.yaml"), "a: 1\n").unwrap();
+    let mut s = src(&p);
+    let snap = s.snapshot().unwrap();
+    assert_eq!(names(&snap), ["good.yaml"]);
+    assert_eq!(snap.errors.len(), 1);
+    assert_eq!(snap.errors[0].path, p.join("bad.yaml"));
+
+    // Deleting the broken file clears its error.
+    fs::remove_file(p.join("bad.yaml")).unwrap();
+    wait_for(&mut s, "error cleared", |s| s.errors.is_empty());
+}
+
+#[test]
+fn tmp_then_rename_write_is_seen() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap();
+    let mut s = src(&p);
+
+    // Editor / kubectl-style atomic replace, tmp name ignored by the filter.
+    fs::write(p.join(".lb.yaml.tmp"), "n: 2\n").unwrap();
+    fs::rename(p.join(".lb.yaml.tmp"), p.join("lb.yaml")).unwrap();
+    wait_for(&mut s, "renamed-over content", |s| {
+        val(s, &p, "lb.yaml", "n") == Some(int(2))
+    });
+
+    // A rename into place of a brand-new file, and a rename away (= delete).
+    fs::write(p.join("new.tmp"), "n: 7\n").unwrap();
+    fs::rename(p.join("new.tmp"), p.join("new.yml")).unwrap();
+    wait_for(&mut s, "renamed-in file", |s| {
+        val(s, &p, "new.yml", "n") == Some(int(7))
+    });
+    fs::rename(p.join("new.yml"), p.join("new.yml.bak")).unwrap();
+    let (snap, _) = wait_for(&mut s, "renamed-away file", |s| {
+        !s.files.contains_key(&p.join("new.yml"))
+    });
+    assert_eq!(names(&snap), ["lb.yaml"]);
+}
+
+#[test]
+fn non_yaml_and_unchanged_writes_do_not_notify() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap();
+    let mut s = src(&p);
+    let before = s.snapshot().unwrap();
+
+    fs::write(p.join("c.json"), "{}").unwrap();
+    fs::write(p.join("notes.txt"), "x").unwrap();
+    fs::write(p.join(".#lb.yaml"), "n: 9\n").unwrap();
+    fs::write(p.join("lb.yaml~"), "n: 9\n").unwrap();
+    fs::write(p.join(".lb.yaml.swp"), "junk").unwrap();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap(); // same bytes
+
+    assert!(!s.wait_change(Duration::from_millis(500)).unwrap());
+    assert_eq!(s.snapshot().unwrap(), before);
+}
