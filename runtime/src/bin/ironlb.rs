@@ -23,6 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Validate manifests (a file or a directory of *.yaml) without touching a device. Prints every error with
+    /// its file, object and field; exit code 2 when there is any.
+    Validate {
+        /// File or directory.
+        path: PathBuf,
+    },
     /// Program the software model and replay packets through it.
     ///
     /// With `--example`, the model is programmed by the driver with the example load balancers of docs/sim.md (the
@@ -70,6 +76,30 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Validate { path } => {
+            if !path.exists() {
+                bail!(BadInput(format!("{}: no such file or directory", path.display())));
+            }
+            let (loaded, load_errors) = ironlb_runtime::manifest::load_dir(&path);
+            let (valid, errors) = ironlb_runtime::validate::validate(&loaded);
+            for e in &load_errors {
+                println!("error: {e}");
+            }
+            for e in &errors {
+                println!("error: {e}");
+            }
+            let bad = load_errors.len() + errors.len();
+            println!(
+                "{}: {} objects, {} valid, {bad} errors",
+                path.display(),
+                loaded.len(),
+                valid.len()
+            );
+            if bad > 0 {
+                bail!(BadInput(format!("{bad} errors in {}", path.display())));
+            }
+            Ok(())
+        }
         Cmd::Replay {
             example: _,
             ingress,
