@@ -2,9 +2,17 @@
 //! policy → port filter → flow hash → bucket slot → target → MTU → IP-in-IPv6 encapsulation.
 //!
 //! The pipeline reads only registers and table memory (what the hardware has), never host-side state. It is one
-//! generic function over a [`trace::TraceSink`]: [`Device::process`], [`Device::process_into`] (the allocation-free
-//! hot path) and [`Device::process_traced`] all run it; without tracing the trace calls compile away.
+//! generic implementation over a [`trace::TraceSink`]: [`Device::process`], [`Device::process_into`] (the
+//! allocation-free hot path) and [`Device::process_traced`] all run it; without tracing the trace calls compile away.
+//!
+//! It is split at its memory stages, each a function: `front` (§7.1–§7.8 up to the bucket-slot index: parse, LB
+//! lookup, L4 / ICMP policy, port filter, flow hash), `bucket` (one bucket-memory read), `target_entry` (one
+//! target-entry read), `egress` (MTU, egress port, encapsulation) and `Device::account` (counters). The single-packet
+//! path (`pipeline`) chains them for one packet; [`Device::process_burst`] (burst.rs) runs each stage over a whole
+//! burst before the next, so the cache misses of many packets overlap, as a hardware pipeline keeps many packets in
+//! flight.
 
+mod burst;
 mod classify;
 mod crc;
 mod encap;
@@ -13,6 +21,7 @@ mod lookup;
 pub mod parse;
 mod trace;
 
+pub use burst::BurstResult;
 pub use encap::{NH_IPV4, NH_IPV6, OUTER_LEN};
 pub use trace::{FlowTrace, Trace, TraceStage};
 
@@ -40,7 +49,25 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// What [`front`] decided: the bucket slot to read next and what encapsulation needs of the packet.
+#[derive(Debug, Clone, Copy)]
+struct Front<'a> {
+    /// Bucket-memory slot (bounds-checked).
+    slot: u32,
+    /// Flow hash (outer flow label).
+    hash: u32,
+    /// LB_ID of the matched entry (per-LB counter row).
+    lb_id: u32,
+    /// Inner datagram is IPv6.
+    v6: bool,
+    /// Inner TOS / traffic class.
+    traffic_class: u8,
+    /// The inner datagram (forwarded unchanged).
+    datagram: &'a [u8],
+}
+
 /// A forwarding decision before counters are updated.
+#[derive(Debug, Clone, Copy)]
 struct Fwd {
     egress_port: u32,
     lb_id: u32,
@@ -93,16 +120,26 @@ impl Device {
         out: &mut Vec<u8>,
         t: &mut S,
     ) -> Result<u32, DropReason> {
-        match pipeline(self, port, pkt, out, t) {
+        let r = pipeline(self, port, pkt, out, t);
+        if let Err(r) = r {
+            out.clear();
+            t.set(|t| t.drop = Some(r));
+        }
+        self.account(r)
+    }
+
+    /// Update the counters for one decision: per-LB and per-target rows on forward, the drop counter of the reason
+    /// on drop.
+    #[inline(always)]
+    fn account(&mut self, r: Result<Fwd, DropReason>) -> Result<u32, DropReason> {
+        match r {
             Ok(f) => {
                 self.tables.count(TableId::LbCounter, f.lb_id, f.len);
                 self.tables.count(TableId::TargetCounter, f.target, f.len);
                 Ok(f.egress_port)
             }
             Err(r) => {
-                out.clear();
                 self.count_drop(r);
-                t.set(|t| t.drop = Some(r));
                 Err(r)
             }
         }
@@ -139,7 +176,8 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// §7.1–§7.9, read-only: the decision and (on forward) the outer packet in `out`.
+/// §7.1–§7.9 for one packet, read-only: the decision and (on forward) the outer packet appended to `out`. The
+/// stages in order; [`Device::process_burst`] runs the same stages over a burst.
 #[inline(always)]
 fn pipeline<S: TraceSink>(
     d: &Device,
@@ -148,6 +186,16 @@ fn pipeline<S: TraceSink>(
     out: &mut Vec<u8>,
     t: &mut S,
 ) -> Result<Fwd, DropReason> {
+    let f = front(d, port, pkt, t)?;
+    let target = bucket(d, f.slot, t)?;
+    let underlay = target_entry(d, target, t)?;
+    egress(d, &f, target, underlay, out, t)
+}
+
+/// §7.1–§7.8 up to the bucket-slot index: ingress, L3, extension headers, LB lookup, L4 / ICMP policy, port filter,
+/// flow hash, slot bounds. Reads registers, the LB table and the range table.
+#[inline(always)]
+fn front<'a, S: TraceSink>(d: &Device, port: u32, pkt: &'a [u8], t: &mut S) -> Result<Front<'a>, DropReason> {
     let cfg = d.config();
 
     // §7.1 ingress.
@@ -302,7 +350,19 @@ fn pipeline<S: TraceSink>(
             format!("slot {slot} outside bucket memory ({slots} slots)")
         });
     }
-    let slot = slot as u32;
+    Ok(Front {
+        slot: slot as u32,
+        hash: h,
+        lb_id: lb.lb_id,
+        v6: ip.v6,
+        traffic_class: ip.traffic_class,
+        datagram: ip.datagram,
+    })
+}
+
+/// §7.8 bucket slot → target index: one read of bucket memory (`slot` is in range), then the target-index checks.
+#[inline(always)]
+fn bucket<S: TraceSink>(d: &Device, slot: u32, t: &mut S) -> Result<u32, DropReason> {
     let target = le32(d.tables.entry(TableId::Bucket, slot));
     t.set(|t| t.bucket_slot = Some(slot));
     if target == NO_TARGET {
@@ -311,13 +371,19 @@ fn pipeline<S: TraceSink>(
         });
     }
     t.set(|t| t.target = Some(target));
-    let n_targets = cfg.targets; // CAP_TARGETS = entries of the target table
+    let n_targets = d.config().targets; // CAP_TARGETS = entries of the target table
     if target >= n_targets {
         return fail(t, "bucket", DropReason::NoTarget, || {
             format!("slot {slot} holds target {target} >= CAP_TARGETS ({n_targets})")
         });
     }
     t.step("bucket", || format!("slot {slot} -> target {target}"));
+    Ok(target)
+}
+
+/// §7.8 target index (< CAP_TARGETS) → underlay address: one read of the target table.
+#[inline(always)]
+fn target_entry<S: TraceSink>(d: &Device, target: u32, t: &mut S) -> Result<[u8; 16], DropReason> {
     let Some(underlay) = raw_underlay(d.tables.entry(TableId::Target, target)) else {
         return fail(t, "target", DropReason::NoTarget, || {
             format!("target entry {target} is not valid")
@@ -327,9 +393,22 @@ fn pipeline<S: TraceSink>(
     t.step("target", || {
         format!("target {target} underlay {}", Ipv6Addr::from(underlay))
     });
+    Ok(underlay)
+}
 
-    // §7.9 MTU and encapsulation.
-    let len = ip.datagram.len();
+/// §7.9 MTU, egress port and encapsulation: appends the outer packet to `out` on forward (nothing on drop).
+/// Reads registers only.
+#[inline(always)]
+fn egress<S: TraceSink>(
+    d: &Device,
+    f: &Front<'_>,
+    target: u32,
+    underlay: [u8; 16],
+    out: &mut Vec<u8>,
+    t: &mut S,
+) -> Result<Fwd, DropReason> {
+    let cfg = d.config();
+    let len = f.datagram.len();
     let mtu = d.underlay_mtu();
     if (OUTER_LEN + len) as u64 > u64::from(mtu) {
         return fail(t, "mtu", DropReason::MtuExceeded, || {
@@ -350,14 +429,15 @@ fn pipeline<S: TraceSink>(
         });
     };
     let outer = Outer {
-        traffic_class: ip.traffic_class,
-        flow_label: h & 0xF_FFFF,
-        next_header: if ip.v6 { NH_IPV6 } else { NH_IPV4 },
+        traffic_class: f.traffic_class,
+        flow_label: f.hash & 0xF_FFFF,
+        next_header: if f.v6 { NH_IPV6 } else { NH_IPV4 },
         hop_limit: d.hop_limit(),
         src: underlay_src(d),
         dst: underlay,
     };
-    outer.write(ip.datagram, out);
+    let start = out.len();
+    outer.write(f.datagram, out);
     t.set(|t| t.egress_port = Some(egress_port));
     t.step("egress", || {
         format!(
@@ -366,12 +446,12 @@ fn pipeline<S: TraceSink>(
             Ipv6Addr::from(outer.dst),
             outer.flow_label,
             outer.hop_limit,
-            out.len()
+            out.len() - start
         )
     });
     Ok(Fwd {
         egress_port,
-        lb_id: lb.lb_id,
+        lb_id: f.lb_id,
         target,
         len: len as u64,
     })

@@ -350,6 +350,7 @@ fn active_set_switch() {
     assert_eq!(drop_reason(&mut d, PORT_NET_A, &p8080), NoVip);
 }
 
+mod burst;
 mod icmp_frag;
 mod target;
 
