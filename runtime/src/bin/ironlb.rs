@@ -10,6 +10,14 @@ use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` that returns the write error instead of panicking (a closed pipe, as with `ironlb ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "ironlb",
@@ -63,6 +71,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            // The reader went away (`| head`): not an error of ours.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("ironlb: error: {e:#}");
             if e.downcast_ref::<BadInput>().is_some() {
@@ -83,13 +100,13 @@ fn run(cli: Cli) -> Result<()> {
             let (loaded, load_errors) = ironlb_runtime::manifest::load_dir(&path);
             let (valid, errors) = ironlb_runtime::validate::validate(&loaded);
             for e in &load_errors {
-                println!("error: {e}");
+                out!("error: {e}");
             }
             for e in &errors {
-                println!("error: {e}");
+                out!("error: {e}");
             }
             let bad = load_errors.len() + errors.len();
-            println!(
+            out!(
                 "{}: {} objects, {} valid, {bad} errors",
                 path.display(),
                 loaded.len(),
@@ -124,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
                     let s =
                         ironlb_sim::pcap::replay(&mut m, port, BufReader::new(inp), BufWriter::new(outf), vf)
                             .with_context(|| format!("replaying {}", input.display()))?;
-                    println!(
+                    out!(
                         "replayed {} packets on {ingress}: {} forwarded, {} dropped, {} skipped",
                         s.packets,
                         s.forwarded,
@@ -132,7 +149,7 @@ fn run(cli: Cli) -> Result<()> {
                         s.skipped
                     );
                     for (r, n) in &s.dropped {
-                        println!("  dropped {n:>6}  {r}");
+                        out!("  dropped {n:>6}  {r}");
                     }
                 }
                 _ => builtin(&mut dev, &model)?,
@@ -172,12 +189,12 @@ fn ingress_port(dev: &mut ironlb_driver::Device, ingress: &str) -> Result<u32> {
 }
 
 fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::SharedModel) -> Result<()> {
-    println!("programmed by the driver into the software model:");
+    out!("programmed by the driver into the software model:");
     for (name, s) in example::specs() {
         let st = dev.lb_state(s.lb_id).context("example LB missing after apply")?;
         let vips: Vec<String> = s.vips.iter().map(|k| k.vip.to_string()).collect();
-        println!("  lb {} {name}", s.lb_id);
-        println!(
+        out!("  lb {} {name}", s.lb_id);
+        out!(
             "       VIPs {}  targets {}  bucket array M={}",
             vips.join(", "),
             s.targets
@@ -188,7 +205,7 @@ fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::Share
             st.slots.len()
         );
     }
-    println!("\nreplaying {} client packets:", example::packets().len());
+    out!("\nreplaying {} client packets:", example::packets().len());
     for p in example::packets() {
         let v = model.lock().expect("model lock").process(p.port, &p.bytes);
         let what = match v {
@@ -198,30 +215,33 @@ fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::Share
             }
             Verdict::Drop(r) => format!("drop ({r})"),
         };
-        println!("  {:<66} {what}", p.what);
+        out!("  {:<66} {what}", p.what);
     }
-    println!("\ncounters read back from the device:");
+    out!("\ncounters read back from the device:");
     let lbc = dev.lb_counters()?;
     for (_, s) in example::specs() {
         let c = lbc[s.lb_id as usize];
-        println!(
+        out!(
             "  lb {:<12}     packets {:>4} bytes {:>6}",
-            s.lb_id, c.packets, c.bytes
+            s.lb_id,
+            c.packets,
+            c.bytes
         );
     }
     let tc = dev.target_counters()?;
     for (_, s) in example::specs() {
         for (addr, i) in &dev.lb_state(s.lb_id).context("example LB")?.target_index {
             let c = tc[*i as usize];
-            println!(
+            out!(
                 "  target {addr:<12} packets {:>4} bytes {:>6}",
-                c.packets, c.bytes
+                c.packets,
+                c.bytes
             );
         }
     }
     for (r, n) in dev.drop_counters() {
         if n > 0 {
-            println!("  drop {:<20} {n:>4}", r.name());
+            out!("  drop {:<20} {n:>4}", r.name());
         }
     }
     Ok(())
