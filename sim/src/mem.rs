@@ -2,11 +2,11 @@
 //!
 //! Both are mmaps: anonymous for the in-process model, files under /dev/shm for a model in its own process
 //! (`ironlb-sim serve`). Either side may write at any time, so no `&`/`&mut` reference into the memory is ever
-//! created: access is by volatile reads/writes through the raw pointer, bounds-checked first. This module and
-//! [`crate::serve`]'s file setup are the only places in the model with `unsafe`.
+//! created: access is by volatile reads/writes through the raw pointer, bounds-checked first. This module is the
+//! only place in the model with `unsafe` (the crate denies it elsewhere).
 #![allow(unsafe_code)]
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions, MmapRaw};
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::ptr::NonNull;
@@ -15,7 +15,8 @@ use std::sync::Arc;
 struct Inner {
     ptr: NonNull<u8>,
     len: usize,
-    _map: MmapMut,
+    /// Raw mapping: it hands out pointers only, so no Rust reference into the shared memory can exist.
+    _map: MmapRaw,
 }
 
 // SAFETY: the mapping is owned by `Inner` and lives as long as it; all access goes through volatile operations on
@@ -40,7 +41,7 @@ impl std::fmt::Debug for Region {
 impl Region {
     /// Anonymous zeroed memory of `len` bytes (the in-process model).
     pub fn anon(len: usize) -> std::io::Result<Region> {
-        Ok(Region::from_map(MmapMut::map_anon(len)?))
+        Ok(Region::from_map(MmapMut::map_anon(len)?.into()))
     }
 
     /// Map a file of exactly `len` bytes, creating or sizing it when `create` is set.
@@ -62,13 +63,13 @@ impl Region {
                 ));
             }
         }
-        // SAFETY: the file is opened read-write; other processes may write it concurrently, which is why this
-        // module never hands out references into the mapping (volatile access only).
-        let map = unsafe { MmapMut::map_mut(&f)? };
+        // A raw mapping needs no `unsafe`: it gives out pointers only, and other processes writing the file
+        // concurrently is exactly why this module never creates references into it (volatile access only).
+        let map = MmapOptions::new().len(len).map_raw(&f)?;
         Ok(Region::from_map(map))
     }
 
-    fn from_map(mut map: MmapMut) -> Region {
+    fn from_map(map: MmapRaw) -> Region {
         let len = map.len();
         let ptr = NonNull::new(map.as_mut_ptr()).unwrap_or(NonNull::dangling());
         Region {
