@@ -15,7 +15,7 @@ pub enum AccessError {
         reason: String,
     },
     /// An I/O error from the operating system while doing `what`.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// The operation that failed.
         what: String,

@@ -78,3 +78,75 @@ fn replay_example_programs_and_forwards() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--ingress bogus"), "{err}");
 }
+
+#[test]
+fn trace_explains_forward_and_drop() {
+    let (code, out, err) = ironlb(&[
+        "trace",
+        "--example",
+        "--ingress",
+        "public",
+        "--packet",
+        "tcp 198.51.100.7:40000 -> 203.0.113.10:80",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for stage in [
+        "lookup       hit lb_id=1",
+        "port_filter  tcp/80 admitted",
+        "hash         crc32=0x",
+        "target       target",
+    ] {
+        assert!(out.contains(stage), "missing '{stage}' in\n{out}");
+    }
+    assert!(out.contains("verdict: forward on port 3"), "{out}");
+    let (code, out, _) = ironlb(&[
+        "trace",
+        "--example",
+        "--ingress",
+        "vni:200",
+        "--packet",
+        "tcp 10.0.0.5:1 -> 10.0.0.1:8080",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("trace JSON");
+    assert_eq!(v["result"]["reason"], "no_vip");
+    assert_eq!(v["trace"]["drop"], "no_vip");
+    let (code, _, err) = ironlb(&[
+        "trace",
+        "--example",
+        "--ingress",
+        "public",
+        "--packet",
+        "gre 1.2.3.4 -> 5.6.7.8",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown protocol 'gre'"), "{err}");
+}
+
+#[test]
+fn dump_decodes_the_device() {
+    let (code, out, err) = ironlb(&["dump", "--example"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("vip 203.0.113.10") && out.contains("allow UDP 1024-2048"),
+        "{out}"
+    );
+    assert!(
+        out.contains("target") && out.contains("fd00:2::2") && out.contains("/512"),
+        "{out}"
+    );
+    let (code, out, _) = ironlb(&["dump", "--example", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("dump JSON");
+    assert_eq!(v["lbs"]["1"]["vips"].as_array().map(Vec::len), Some(2));
+    let (code, _, err) = ironlb(&["dump", "--backend", "sim-shm:/nonexistent/model"]);
+    assert_eq!(code, 1, "a missing device is a runtime error");
+    assert!(
+        err.contains("/nonexistent/model.bar (is `ironlb-sim serve` running?)"),
+        "{err}"
+    );
+    let (code, _, _) = ironlb(&["dump", "--backend", "bogus"]);
+    assert_eq!(code, 2);
+}

@@ -31,6 +31,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Show, stage by stage, what the device does with one packet: which LB entry matched, the port-filter
+    /// decision, the flow hash, the bucket slot, the target, or the drop reason.
+    Trace {
+        /// Program the example configuration (required until the daemon serves traces).
+        #[arg(long, required = true)]
+        example: bool,
+        /// Ingress: `public` or `vni:N`.
+        #[arg(long)]
+        ingress: String,
+        /// `<tcp|udp|sctp|icmp> <src>:<sport> -> <dst>:<dport>` (IPv6 in brackets).
+        #[arg(long)]
+        packet: String,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// Decode the device's tables (read back from device memory, not from driver state).
+    Dump {
+        /// Program the example configuration into an in-process model and dump it.
+        #[arg(long, conflicts_with = "backend")]
+        example: bool,
+        /// The device: `sim-shm:PREFIX` (a model served from PREFIX.bar / PREFIX.host) or `vfio:PCI_ADDR[@BAR]`.
+        #[arg(long, required_unless_present = "example")]
+        backend: Option<String>,
+        /// Which table.
+        #[arg(long, default_value = "all", value_parser = ["lbs", "ranges", "targets", "buckets", "counters", "all"])]
+        table: String,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Validate manifests (a file or a directory of *.yaml) without touching a device. Prints every error with
     /// its file, object and field; exit code 2 when there is any.
     Validate {
@@ -62,10 +93,7 @@ enum Cmd {
     },
 }
 
-/// Bad input from the user: exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct BadInput(String);
+use ironlb_runtime::cli::BadInput;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,8 +119,94 @@ fn main() -> ExitCode {
     }
 }
 
+fn open_backend(spec: &str) -> Result<ironlb_driver::Device> {
+    let access: Box<dyn ironlb_driver::access::DeviceAccess> = if let Some(prefix) =
+        spec.strip_prefix("sim-shm:")
+    {
+        let paths = ironlb_driver::shm::ShmPaths::from_prefix(std::path::Path::new(prefix));
+        Box::new(ironlb_driver::shm::ShmBackend::open(&paths).with_context(|| format!("--backend {spec}"))?)
+    } else if let Some(rest) = spec.strip_prefix("vfio:") {
+        let (pci, bar) = match rest.split_once('@') {
+            Some((p, b)) => (
+                p,
+                b.parse::<u32>()
+                    .map_err(|_| BadInput(format!("--backend {spec}: BAR index must be a number")))?,
+            ),
+            None => (rest, 0),
+        };
+        Box::new(
+            ironlb_driver::vfio::VfioBackend::open(pci, bar).with_context(|| format!("--backend {spec}"))?,
+        )
+    } else {
+        bail!(BadInput(format!(
+            "--backend {spec}: expected sim-shm:PREFIX or vfio:PCI_ADDR[@BAR]"
+        )));
+    };
+    Ok(ironlb_driver::Device::open(access)?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Trace {
+            example: _,
+            ingress,
+            packet,
+            output,
+        } => {
+            let (mut dev, model) = example::device().context("programming the example configuration")?;
+            let port = ingress_port(&mut dev, &ingress)?;
+            let pkt = ironlb_runtime::cli::build_packet(&packet)?;
+            let (v, t) = model.lock().expect("model lock").process_traced(port, &pkt);
+            if output == "json" {
+                let verdict = match &v {
+                    Verdict::Forward { egress_port, packet } => {
+                        serde_json::json!({"verdict": "forward", "egress_port": egress_port, "len": packet.len()})
+                    }
+                    Verdict::Drop(r) => serde_json::json!({"verdict": "drop", "reason": r.name()}),
+                };
+                out!("{}", serde_json::json!({"trace": t, "result": verdict}));
+            } else {
+                out!("{packet} on {ingress}:");
+                out!("{}", ironlb_runtime::cli::render_trace(&v, &t).trim_end());
+            }
+            Ok(())
+        }
+        Cmd::Dump {
+            example,
+            backend,
+            table,
+            output,
+        } => {
+            let mut dev = match backend {
+                Some(b) => open_backend(&b)?,
+                None if example => {
+                    example::device()
+                        .context("programming the example configuration")?
+                        .0
+                }
+                None => bail!(BadInput("give --backend or --example".into())),
+            };
+            let snap = dev.read_state().context("reading the device's tables")?;
+            let lbc = dev.lb_counters()?;
+            let tc = dev.target_counters()?;
+            if output == "json" {
+                let drops: std::collections::BTreeMap<&str, u64> = dev
+                    .drop_counters()
+                    .into_iter()
+                    .map(|(r, n)| (r.name(), n))
+                    .collect();
+                out!(
+                    "{}",
+                    serde_json::json!({"lbs": snap.lbs, "orphan_targets": snap.orphan_targets, "drops": drops})
+                );
+            } else {
+                out!(
+                    "{}",
+                    ironlb_runtime::cli::render_dump(&snap, &lbc, &tc, &table).trim_end()
+                );
+            }
+            Ok(())
+        }
         Cmd::Validate { path } => {
             if !path.exists() {
                 bail!(BadInput(format!("{}: no such file or directory", path.display())));
