@@ -1,0 +1,252 @@
+//! The controller (issue: runtime): pure functions from validated IronCore objects to the driver's [`LbSpec`]s.
+//!
+//! - [`routing_for`] computes a load balancer's `LoadBalancerRouting` from its `networkInterfaceSelector` (IEP-3):
+//!   the `Available` NetworkInterfaces in the load balancer's namespace and network whose labels match.
+//! - [`desired_specs`] turns every LoadBalancer into an [`LbSpec`]: VIPs in their lookup domain, the port
+//!   allow-list, the targets' underlay addresses and the default ICMP policy. What cannot be programmed (yet) is
+//!   reported as a [`ControllerIssue`] instead of failing the whole set.
+//!
+//! No I/O: the lb_id allocation and the ephemeral IP allocation are inputs.
+
+use crate::api::{
+    LoadBalancer, LoadBalancerRouting, LoadBalancerType, NetworkInterface, NetworkInterfaceState, Object,
+    ObjectMeta, Protocol, RoutingDestination,
+};
+use ironlb_driver::LbSpec;
+use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
+use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+
+/// `(namespace, name)` of an object.
+pub type ObjectKey = (String, String);
+
+/// Something the controller could not turn into device state (the load balancer or one of its targets is skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerIssue {
+    /// `Kind namespace/name` of the object concerned.
+    pub object: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ControllerIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.object, self.message)
+    }
+}
+
+impl std::error::Error for ControllerIssue {}
+
+fn lb_issue(lb: &LoadBalancer, message: impl Into<String>) -> ControllerIssue {
+    ControllerIssue {
+        object: format!("LoadBalancer {}", lb.metadata.key()),
+        message: message.into(),
+    }
+}
+
+fn network_name(r: &Option<crate::api::LocalObjectReference>) -> Option<&str> {
+    r.as_ref().map(|r| r.name.as_str())
+}
+
+/// The routing computed from `lb`'s `networkInterfaceSelector`: the NetworkInterfaces of `interfaces` in the load
+/// balancer's namespace and network, `Available`, whose labels match; destinations sorted by name. `None` when the
+/// load balancer has no selector (a `LoadBalancerRouting` written by someone else is then used as is).
+pub fn routing_for(lb: &LoadBalancer, interfaces: &[NetworkInterface]) -> Option<LoadBalancerRouting> {
+    let selector = lb.spec.network_interface_selector.as_ref()?;
+    let ns = lb.metadata.namespace();
+    let net = network_name(&lb.spec.network_ref);
+    let mut destinations: Vec<RoutingDestination> = interfaces
+        .iter()
+        .filter(|n| {
+            n.metadata.namespace() == ns
+                && network_name(&n.spec.network_ref) == net
+                && n.status.state == Some(NetworkInterfaceState::Available)
+                && selector.matches(&n.metadata.labels)
+        })
+        .map(|n| RoutingDestination {
+            name: n.metadata.name.clone(),
+            uid: n.metadata.uid.clone(),
+        })
+        .collect();
+    destinations.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(LoadBalancerRouting {
+        metadata: ObjectMeta {
+            namespace: Some(ns.to_string()),
+            name: lb.metadata.name.clone(),
+            uid: None,
+            labels: BTreeMap::new(),
+        },
+        network_ref: lb.spec.network_ref.clone(),
+        destinations,
+    })
+}
+
+fn hw_protocol(p: &Protocol) -> Option<HwProtocol> {
+    match p {
+        Protocol::Tcp => Some(HwProtocol::Tcp),
+        Protocol::Udp => Some(HwProtocol::Udp),
+        Protocol::Sctp => Some(HwProtocol::Sctp),
+        Protocol::Unknown(_) => None,
+    }
+}
+
+fn key_of(m: &ObjectMeta) -> ObjectKey {
+    (m.namespace().to_string(), m.name.clone())
+}
+
+/// The desired [`LbSpec`] of every LoadBalancer in `objects` (expected to be validated, see
+/// [`crate::validate::validate`]), keyed `namespace/name`, in input order, and the issues found.
+///
+/// - VIPs: the literal `spec.ips` plus the allocated addresses: `allocated[(namespace, name)]` when present, else
+///   `status.ips`. Domain: the Network's VNI for `Internal`, [`DOMAIN_PUBLIC`] for `Public`.
+/// - Ranges: `spec.ports` (`port..=portEnd`, or `port`), sorted.
+/// - Targets: the underlay addresses of the routing's destinations: the routing computed by [`routing_for`] when
+///   the load balancer has a selector, else the `LoadBalancerRouting` of the same namespace/name (none: no targets).
+///   Destinations whose NetworkInterface is missing, not `Available` or without an underlay address are skipped
+///   with an issue.
+/// - lb_id: `lb_ids[(namespace, name)]`; a load balancer without one, or without any VIP, is skipped with an issue.
+pub fn desired_specs(
+    objects: &[(PathBuf, Object)],
+    lb_ids: &BTreeMap<ObjectKey, u32>,
+    allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
+) -> (Vec<(String, LbSpec)>, Vec<ControllerIssue>) {
+    let mut vnis: BTreeMap<ObjectKey, u32> = BTreeMap::new();
+    let mut nics: Vec<NetworkInterface> = Vec::new();
+    let mut routings: BTreeMap<ObjectKey, &LoadBalancerRouting> = BTreeMap::new();
+    for (_, o) in objects {
+        match o {
+            Object::Network(n) => {
+                if let Some(vni) = n.spec.vni.and_then(|v| u32::try_from(v).ok()) {
+                    vnis.entry(key_of(&n.metadata)).or_insert(vni);
+                }
+            }
+            Object::NetworkInterface(n) => nics.push(n.clone()),
+            Object::LoadBalancerRouting(r) => {
+                routings.entry(key_of(&r.metadata)).or_insert(r);
+            }
+            _ => {}
+        }
+    }
+    let nic_by_key: BTreeMap<ObjectKey, &NetworkInterface> =
+        nics.iter().rev().map(|n| (key_of(&n.metadata), n)).collect();
+
+    let mut specs = Vec::new();
+    let mut issues = Vec::new();
+    for (_, o) in objects {
+        let Object::LoadBalancer(lb) = o else { continue };
+        let key = key_of(&lb.metadata);
+        let Some(&lb_id) = lb_ids.get(&key) else {
+            issues.push(lb_issue(lb, "no lb_id allocated"));
+            continue;
+        };
+        // Domain.
+        let domain = match &lb.spec.lb_type {
+            Some(LoadBalancerType::Public) => DOMAIN_PUBLIC,
+            Some(LoadBalancerType::Internal) => {
+                let net = network_name(&lb.spec.network_ref).unwrap_or_default();
+                match vnis.get(&(key.0.clone(), net.to_string())) {
+                    Some(&vni) => vni,
+                    None => {
+                        issues.push(lb_issue(lb, format!("Network {:?} with a VNI not found", net)));
+                        continue;
+                    }
+                }
+            }
+            other => {
+                issues.push(lb_issue(lb, format!("unsupported type {other:?}")));
+                continue;
+            }
+        };
+        // VIPs.
+        let mut ips: BTreeSet<IpAddr> = lb
+            .spec
+            .ips
+            .iter()
+            .filter_map(|s| s.ip.as_deref())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        match allocated.get(&key) {
+            Some(a) => ips.extend(a.iter().copied()),
+            None => ips.extend(lb.status.ips.iter().filter_map(|s| s.ip.parse::<IpAddr>().ok())),
+        }
+        if ips.is_empty() {
+            issues.push(lb_issue(lb, "no VIPs (nothing allocated yet)"));
+            continue;
+        }
+        let vips = ips
+            .into_iter()
+            .map(|ip| LbKey {
+                domain,
+                vip: Vip::from(ip),
+            })
+            .collect();
+        // Ranges.
+        let mut ranges: Vec<RangeEntry> = lb
+            .spec
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let protocol = hw_protocol(p.protocol.as_ref()?)?;
+                let low = u16::try_from(p.port).ok()?;
+                let high = u16::try_from(p.port_end.unwrap_or(p.port)).ok()?;
+                Some(RangeEntry { protocol, low, high })
+            })
+            .collect();
+        ranges.sort();
+        ranges.dedup();
+        // Targets.
+        let computed = routing_for(lb, &nics);
+        let routing = computed.as_ref().or_else(|| routings.get(&key).copied());
+        let mut targets: BTreeSet<Ipv6Addr> = BTreeSet::new();
+        for d in routing.map(|r| r.destinations.as_slice()).unwrap_or_default() {
+            let skip = |why: String| {
+                lb_issue(
+                    lb,
+                    format!("destination NetworkInterface {}/{}: {why}", key.0, d.name),
+                )
+            };
+            let Some(nic) = nic_by_key.get(&(key.0.clone(), d.name.clone())) else {
+                issues.push(skip("not found, skipped".into()));
+                continue;
+            };
+            if let (Some(want), Some(have)) = (&d.uid, &nic.metadata.uid) {
+                if want != have {
+                    issues.push(skip(format!(
+                        "uid {have} differs from the routing's {want}, skipped"
+                    )));
+                    continue;
+                }
+            }
+            if nic.status.state != Some(NetworkInterfaceState::Available) {
+                let state = nic
+                    .status
+                    .state
+                    .as_ref()
+                    .map_or("unset".to_string(), |s| s.to_string());
+                issues.push(skip(format!("not Available (state {state}), skipped")));
+                continue;
+            }
+            match nic.status.underlay_address.as_deref().map(str::parse::<Ipv6Addr>) {
+                Some(Ok(a)) => {
+                    targets.insert(a);
+                }
+                Some(Err(_)) => issues.push(skip("underlay address is not IPv6, skipped".into())),
+                None => issues.push(skip("no underlay address, skipped".into())),
+            }
+        }
+        specs.push((
+            lb.metadata.key(),
+            LbSpec {
+                lb_id,
+                vips,
+                icmp: IcmpPolicy::default(),
+                ranges,
+                targets,
+            },
+        ));
+    }
+    (specs, issues)
+}
