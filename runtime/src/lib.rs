@@ -4,6 +4,7 @@
 //! through the driver. The manifest loader, controller and reconciler follow (issue: runtime).
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod api;
 pub mod cli;
 pub mod controller;
