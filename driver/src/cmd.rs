@@ -204,15 +204,13 @@ pub struct Ring {
     arena: DmaRegion,
     size_log2: u8,
     tail: u32,
-    /// Descriptors written since the last doorbell.
-    pending: Vec<Descriptor>,
-    /// Which caller command each pending descriptor belongs to (for error reports).
+    /// Descriptors written to ring memory since the last doorbell.
+    pending: u32,
+    /// Bytes of the payload arena used by the pending descriptors.
     arena_used: usize,
     cpl_offset: usize,
-    /// Completion record sequence seen last.
-    cpl_seq: u32,
-    /// Batches (doorbells) rung so far.
-    pub doorbells: u64,
+    /// Doorbells (`RING_TAIL` writes) rung so far.
+    doorbells: u64,
 }
 
 const ARENA_BYTES: usize = 2 << 20;
@@ -229,10 +227,9 @@ impl Ring {
             arena,
             size_log2,
             tail: 0,
-            pending: Vec::new(),
+            pending: 0,
             arena_used: 0,
             cpl_offset,
-            cpl_seq: 0,
             doorbells: 0,
         };
         r.enable(acc)?;
@@ -249,8 +246,7 @@ impl Ring {
         })?;
         self.ring.window().write_bytes(self.cpl_offset, &[0u8; 16]);
         self.tail = 0;
-        self.cpl_seq = 0;
-        self.pending.clear();
+        self.pending = 0;
         self.arena_used = 0;
         acc.write64(RING_BASE_LO, self.ring.iova());
         acc.write32(RING_SIZE_LOG2, self.size_log2 as u32);
@@ -279,6 +275,11 @@ impl Ring {
         Completion::parse(&b)
     }
 
+    /// Doorbells rung so far (one per batch, more when a batch outgrows the ring or the arena).
+    pub fn doorbells(&self) -> u64 {
+        self.doorbells
+    }
+
     fn capacity(&self) -> usize {
         1usize << self.size_log2
     }
@@ -293,7 +294,7 @@ impl Ring {
         origin: (Opcode, TableId, u32),
     ) -> Result<(), DriverError> {
         let need = payload.map_or(0, |p| p.len().next_multiple_of(64));
-        if self.pending.len() == self.capacity() || self.arena_used + need > ARENA_BYTES {
+        if self.pending as usize == self.capacity() || self.arena_used + need > ARENA_BYTES {
             self.flush(acc, cmds)?;
         }
         if let Some(p) = payload {
@@ -301,9 +302,9 @@ impl Ring {
             d.iova = self.arena.iova() + self.arena_used as u64;
             self.arena_used += need;
         }
-        let slot = (self.tail.wrapping_add(self.pending.len() as u32) as usize) & (self.capacity() - 1);
+        let slot = (self.tail.wrapping_add(self.pending) as usize) & (self.capacity() - 1);
         self.ring.window().write_bytes(slot * 32, &d.emit());
-        self.pending.push(d);
+        self.pending += 1;
         cmds.push(origin);
         Ok(())
     }
@@ -314,11 +315,11 @@ impl Ring {
         acc: &mut dyn DeviceAccess,
         cmds: &mut Vec<(Opcode, TableId, u32)>,
     ) -> Result<(), DriverError> {
-        if self.pending.is_empty() {
+        if self.pending == 0 {
             return Ok(());
         }
         let start = self.tail;
-        let new_tail = self.tail.wrapping_add(self.pending.len() as u32);
+        let new_tail = self.tail.wrapping_add(self.pending);
         fence(Ordering::SeqCst);
         acc.write32(RING_TAIL, new_tail);
         self.doorbells += 1;
@@ -327,10 +328,9 @@ impl Ring {
             last = self.completion();
             last.status != 0 || last.head == new_tail
         });
-        self.pending.clear();
+        self.pending = 0;
         self.arena_used = 0;
         res?;
-        self.cpl_seq = last.seq;
         if last.status != 0 {
             let i = last.err_index.wrapping_sub(start) as usize;
             let (op, table, index) = cmds.get(i).copied().unwrap_or((Opcode::Nop, TableId::Lb, 0));
@@ -436,10 +436,8 @@ impl Ring {
                 iova: self.arena.iova(),
                 value: 0,
             };
-            let slot = (self.tail as usize) & (self.capacity() - 1);
-            self.ring.window().write_bytes(slot * 32, &d.emit());
-            self.pending.push(d);
-            origins.push((Opcode::Read, table, index + done));
+            // The arena is empty here (every batch ends with a flush), so it can take the whole chunk.
+            self.push(acc, d, None, &mut origins, (Opcode::Read, table, index + done))?;
             self.flush(acc, &mut origins)?;
             let off = done as usize * eb;
             self.arena

@@ -36,7 +36,7 @@ pub struct Device {
 pub struct CommandStats {
     /// Commands sent through the mailbox.
     pub mailbox: u64,
-    /// Ring batches (doorbells).
+    /// Ring doorbells rung (one per batch, more when a batch outgrows the ring or its payload arena).
     pub ring_batches: u64,
     /// Commands sent through the ring.
     pub ring_commands: u64,
@@ -91,7 +91,10 @@ impl Device {
 
     /// Command path statistics.
     pub fn command_stats(&self) -> CommandStats {
-        self.stats
+        CommandStats {
+            ring_batches: self.ring.doorbells(),
+            ..self.stats
+        }
     }
 
     /// Execute commands in order: a single small command through the mailbox, anything else through the ring
@@ -104,7 +107,6 @@ impl Device {
                 self.mb.run(self.acc.as_mut(), c)
             }
             _ => {
-                self.stats.ring_batches += 1;
                 self.stats.ring_commands += cmds.len() as u64;
                 self.ring.run(self.acc.as_mut(), cmds)
             }
@@ -116,7 +118,6 @@ impl Device {
         if cmds.is_empty() {
             return Ok(());
         }
-        self.stats.ring_batches += 1;
         self.stats.ring_commands += cmds.len() as u64;
         self.ring.run(self.acc.as_mut(), cmds)
     }
@@ -136,7 +137,6 @@ impl Device {
             self.stats.mailbox += 1;
             self.mb.read(self.acc.as_mut(), table, index, count)
         } else {
-            self.stats.ring_batches += 1;
             self.ring.read(self.acc.as_mut(), table, index, count)
         }
     }

@@ -411,3 +411,40 @@ proptest! {
         run_history(&mut dev, &ops);
     }
 }
+
+/// Single updates go through the mailbox, batches through the ring with one doorbell each
+/// (docs/architecture.md "Programming"), and the ring path needs no MMIO read.
+#[test]
+fn single_updates_use_the_mailbox_and_batches_one_doorbell() {
+    let mut dev = Device::open(inproc(DeviceConfig::small()).access).unwrap();
+    let mut s = spec(1, &[v4("10.0.0.1", 5)], &[(Tcp, 80, 80)], 0..4);
+    let before = dev.command_stats();
+    let reads = dev.access_counts().reads;
+    dev.apply(&s).unwrap(); // body (ranges, targets, array) in one batch, then the VIP entry alone
+    let after = dev.command_stats();
+    assert_eq!(after.ring_batches - before.ring_batches, 1, "{after:?}");
+    assert_eq!(
+        after.mailbox - before.mailbox,
+        1,
+        "the lone VIP entry write uses the mailbox: {after:?}"
+    );
+    assert!(after.ring_commands - before.ring_commands >= 6, "{after:?}");
+    // Only the mailbox command read registers (its completion poll and status).
+    assert!(
+        dev.access_counts().reads - reads <= 4,
+        "ring batches must not read MMIO"
+    );
+    // An ICMP-policy change is one commit-word write: mailbox only, no doorbell.
+    s.icmp.allow_echo = true;
+    let r = dev.apply(&s).unwrap();
+    assert_eq!(r.commands, 1);
+    let last = dev.command_stats();
+    assert_eq!(
+        (
+            last.mailbox - after.mailbox,
+            last.ring_batches - after.ring_batches
+        ),
+        (1, 0),
+        "{last:?}"
+    );
+}
