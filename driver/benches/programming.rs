@@ -6,51 +6,20 @@
 //!
 //! Run: `cargo bench -p ironlb-driver --bench programming`. Results: docs/performance.md.
 
+// The served model (a thread polling the shared-memory files) is the one the integration tests use.
+#[path = "../tests/common.rs"]
+mod common;
+
 use ironlb_driver::cmd::Cmd;
 use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::shm::{ShmBackend, ShmPaths};
+use ironlb_driver::shm::ShmBackend;
 use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{IcmpPolicy, Protocol, RangeEntry, TargetEntry};
-use ironlb_hw::regs::{TableId, BAR0_SIZE};
+use ironlb_hw::regs::TableId;
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
-use ironlb_sim::mem::{HostMemory, Region};
-use ironlb_sim::{Device as Model, DeviceConfig};
+use ironlb_sim::DeviceConfig;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-fn served(
-    cfg: DeviceConfig,
-) -> (
-    Device,
-    Arc<AtomicBool>,
-    std::thread::JoinHandle<()>,
-    std::path::PathBuf,
-) {
-    let dir = std::env::temp_dir().join(format!("ironlb-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let paths = ShmPaths {
-        bar: dir.join("dev.bar"),
-        host: dir.join("dev.host"),
-        host_iova_base: cfg.host_iova_base,
-    };
-    let bar = Region::file(&paths.bar, BAR0_SIZE, true).unwrap();
-    let host = Region::file(&paths.host, cfg.host_mem_len, true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let base = cfg.host_iova_base;
-    let t = std::thread::spawn(move || {
-        let mut m = Model::with_regions(cfg, bar, HostMemory { region: host, base });
-        ironlb_sim::serve::serve_loop(&mut m, &s2);
-    });
-    let probe = Region::file(&paths.bar, BAR0_SIZE, false).unwrap();
-    while probe.read32(0) != Some(ironlb_hw::regs::ID_MAGIC) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let dev = Device::open(Box::new(ShmBackend::open(&paths).unwrap())).unwrap();
-    (dev, stop, t, dir)
-}
+use std::time::Instant;
 
 fn target_write(i: u32) -> Cmd {
     let e = TargetEntry {
@@ -217,14 +186,13 @@ fn cuckoo(pattern: &str) {
 }
 
 fn main() {
-    let (mut dev, stop, t, dir) = served(DeviceConfig::default());
+    let served = common::serve(DeviceConfig::default());
+    let mut dev = Device::open(Box::new(ShmBackend::open(&served.paths).unwrap())).unwrap();
     writes_per_second(&mut dev);
     mmio_per_update(&mut dev);
     drop(dev);
-    stop.store(true, Ordering::SeqCst);
-    t.join().unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-    println!("\n## LB table (cuckoo, 2 hashes x 4 ways), in-process model, reference part (32768 entries)");
+    drop(served); // stops the model thread and removes its files
+    println!("\n## LB table (cuckoo, 2 candidate buckets x 4 ways), in-process model, reference part (32768 entries)");
     println!("| VIPs | placed at first failure | occupancy | apply p50 | apply p99 | apply max |");
     println!("|---|---|---|---|---|---|");
     cuckoo("sequential");
