@@ -2,9 +2,34 @@
 //!
 //! The controller's [`desired_specs`](crate::controller::desired_specs) takes `lb_ids` and `allocated` IPs as
 //! inputs; [`Allocator`] produces them and keeps them stable across restarts. The whole state lives in one JSON
-//! file that is replaced crash-safely on every mutation: write `PATH.tmp`, fsync it, rename it over `PATH`, fsync
-//! the directory. A mutating call returns only after the new state is durable, and the in-memory state is only
-//! updated once the write succeeded, so memory and disk never disagree.
+//! file that is replaced crash-safely: write `PATH.tmp`, fsync it, rename it over `PATH`, fsync the directory.
+//!
+//! # Durability
+//!
+//! Outside a batch, a mutating call returns only after the new state is durable; if writing fails, the call puts
+//! memory back as it was and returns the error, so memory and disk never disagree. A call that changes nothing
+//! writes nothing.
+//!
+//! [`Allocator::batch`] groups many calls into one write (a cold start allocating for thousands of load balancers
+//! writes once, not once per call):
+//! - inside the closure, mutating calls change memory only; their results are visible to later calls of the same
+//!   batch (nothing is handed out twice), and [`Allocator::state`] shows them;
+//! - when the closure returns, the state is persisted once, if it changed. If that write fails, memory is rolled
+//!   back to what it was before the batch and the error is returned: `Err` means nothing from the batch was
+//!   allocated or released. Whatever the closure changed is committed, whatever it returns (an `Err` of its own
+//!   included): a call that fails inside a batch has changed nothing, the calls before it stand;
+//! - a `batch` inside a batch joins the outer one: it runs its closure and returns `Ok` without writing; the outer
+//!   batch's write (or rollback) covers it;
+//! - if the closure panics, memory is rolled back and the panic continues.
+//!
+//! # Cost
+//!
+//! Every call costs O(log n) for n load balancers (plus the write outside a batch), except [`Allocator::retain`]
+//! and [`Allocator::snapshot`], which are O(n). Used lb_ids, public IPs and per-Prefix IPs are kept in in-memory
+//! indexes derived from the state (never persisted): sets stored as maximal runs of consecutive values, so the
+//! lowest free value at or after a point is one lookup. They are built on open, updated by every mutation and
+//! rebuilt after a rollback. Rollback information is the previous value of each load balancer and Prefix cursor
+//! a batch touched, not a copy of the whole state.
 //!
 //! Invariants (checked again when loading; a file violating them is rejected as corrupt):
 //! - an lb_id is held by at most one load balancer;
@@ -14,12 +39,15 @@
 use crate::api::ipam::parse_cidr;
 use crate::api::IpFamily;
 use crate::controller::ObjectKey;
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// Allocation errors.
@@ -169,8 +197,11 @@ pub struct PrefixCursor {
 }
 
 /// The complete allocator state, as persisted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Persisted", into = "Persisted")]
+///
+/// Serialized as the state file's JSON (written from borrows, without copying the state); deserializing checks
+/// the invariants of the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Persisted")]
 pub struct AllocState {
     /// Per load balancer.
     pub lbs: BTreeMap<ObjectKey, LbAlloc>,
@@ -180,7 +211,7 @@ pub struct AllocState {
 
 const FORMAT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Persisted {
     version: u32,
@@ -190,20 +221,20 @@ struct Persisted {
     cursors: Vec<PersistedCursor>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersistedLb {
     namespace: String,
     name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     lb_id: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     public_ips: Vec<IpAddr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     prefix_ips: Vec<PersistedPrefixIp>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersistedPrefixIp {
     prefix_namespace: String,
@@ -211,7 +242,7 @@ struct PersistedPrefixIp {
     ip: IpAddr,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersistedCursor {
     namespace: String,
@@ -220,41 +251,99 @@ struct PersistedCursor {
     next: IpAddr,
 }
 
-impl From<AllocState> for Persisted {
-    fn from(s: AllocState) -> Self {
-        Persisted {
-            version: FORMAT_VERSION,
-            lbs: s
-                .lbs
-                .into_iter()
-                .map(|((namespace, name), a)| PersistedLb {
+impl Serialize for AllocState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The shape `Persisted` reads.
+        let mut s = serializer.serialize_struct("Persisted", 3)?;
+        s.serialize_field("version", &FORMAT_VERSION)?;
+        s.serialize_field(
+            "lbs",
+            &SeqOf(|| {
+                self.lbs.iter().map(|((namespace, name), a)| LbRef {
                     namespace,
                     name,
                     lb_id: a.lb_id,
-                    public_ips: a.public_ips,
-                    prefix_ips: a
-                        .prefix_ips
-                        .into_iter()
-                        .map(|((prefix_namespace, prefix_name), ip)| PersistedPrefixIp {
-                            prefix_namespace,
-                            prefix_name,
-                            ip,
-                        })
-                        .collect(),
+                    public_ips: &a.public_ips,
+                    prefix_ips: PrefixIpsRef(&a.prefix_ips),
                 })
-                .collect(),
-            cursors: s
-                .cursors
-                .into_iter()
-                .map(|((namespace, name), c)| PersistedCursor {
+            }),
+        )?;
+        s.serialize_field(
+            "cursors",
+            &SeqOf(|| {
+                self.cursors.iter().map(|((namespace, name), c)| CursorRef {
                     namespace,
                     name,
                     cidr: format!("{}/{}", c.cidr.0, c.cidr.1),
                     next: c.next,
                 })
-                .collect(),
-        }
+            }),
+        )?;
+        s.end()
     }
+}
+
+/// Serializes the items of the iterator the closure makes as a sequence.
+struct SeqOf<F>(F);
+
+impl<F, I> Serialize for SeqOf<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((self.0)())
+    }
+}
+
+#[derive(Serialize)]
+struct LbRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lb_id: Option<u32>,
+    #[serde(skip_serializing_if = "<[IpAddr]>::is_empty")]
+    public_ips: &'a [IpAddr],
+    #[serde(skip_serializing_if = "PrefixIpsRef::is_empty")]
+    prefix_ips: PrefixIpsRef<'a>,
+}
+
+struct PrefixIpsRef<'a>(&'a BTreeMap<ObjectKey, IpAddr>);
+
+impl PrefixIpsRef<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for PrefixIpsRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .map(|((prefix_namespace, prefix_name), &ip)| PrefixIpRef {
+                    prefix_namespace,
+                    prefix_name,
+                    ip,
+                }),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct PrefixIpRef<'a> {
+    prefix_namespace: &'a str,
+    prefix_name: &'a str,
+    ip: IpAddr,
+}
+
+#[derive(Serialize)]
+struct CursorRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    cidr: String,
+    next: IpAddr,
 }
 
 impl TryFrom<Persisted> for AllocState {
@@ -340,6 +429,14 @@ pub struct Allocator {
     pools: Pools,
     lb_id_cap: u32,
     state: AllocState,
+    /// Derived from `state`, never persisted.
+    index: Index,
+    /// A batch is open: the explicit one of [`Allocator::batch`], or the one around a single mutating call.
+    in_batch: bool,
+    /// What the entries the open batch touched were before it (empty outside a batch).
+    undo: Undo,
+    /// Successful writes of the state file.
+    persists: u64,
 }
 
 impl Allocator {
@@ -359,15 +456,19 @@ impl Allocator {
             Err(e) if e.kind() == io::ErrorKind::NotFound => (AllocState::default(), false),
             Err(source) => return Err(AllocError::Io { path, source }),
         };
-        let a = Allocator {
+        let mut a = Allocator {
             path,
             pools,
             lb_id_cap,
+            index: Index::build(&state),
             state,
+            in_batch: false,
+            undo: Undo::default(),
+            persists: 0,
         };
         if !exists {
             // Fail early when the location is not writable.
-            a.persist(&a.state)?;
+            a.persist()?;
         }
         Ok(a)
     }
@@ -386,159 +487,92 @@ impl Allocator {
         &self.path
     }
 
-    /// The current (persisted) state.
+    /// The current state: the persisted one, or inside a [`batch`](Allocator::batch) the batch's (not yet
+    /// persisted) one.
     pub fn state(&self) -> &AllocState {
         &self.state
     }
 
-    /// The load balancer's lb_id: its existing one, else the lowest free id below the cap.
-    pub fn lb_id(&mut self, key: &ObjectKey) -> Result<u32, AllocError> {
-        if let Some(id) = self.state.lbs.get(key).and_then(|a| a.lb_id) {
-            if id < self.lb_id_cap {
-                return Ok(id);
+    /// How many times this allocator has written the state file successfully (the initial write of a new file
+    /// included). A diagnostic: a batch adds at most one.
+    pub fn persist_count(&self) -> u64 {
+        self.persists
+    }
+
+    /// Runs `f` as one batch: mutating calls inside it change memory only, and the state is persisted once at the
+    /// end, if it changed. Returns what `f` returns; `Err` when that write failed, in which case memory has been
+    /// rolled back to what it was before the batch (nothing from it was allocated or released). A `batch` inside
+    /// a batch joins the outer one (its `Ok` is not durable yet). See the module documentation.
+    pub fn batch<R>(&mut self, f: impl FnOnce(&mut Allocator) -> R) -> Result<R, AllocError> {
+        if self.in_batch {
+            return Ok(f(self));
+        }
+        self.in_batch = true;
+        let out = panic::catch_unwind(AssertUnwindSafe(|| f(self)));
+        self.in_batch = false;
+        let undo = mem::take(&mut self.undo);
+        let out = match out {
+            Ok(out) => out,
+            Err(payload) => {
+                self.rollback(undo);
+                panic::resume_unwind(payload)
+            }
+        };
+        if undo.changed(&self.state) {
+            if let Err(e) = self.persist() {
+                self.rollback(undo);
+                return Err(e);
             }
         }
-        let used: BTreeSet<u32> = self
-            .state
-            .lbs
-            .iter()
-            .filter(|(k, _)| *k != key)
-            .filter_map(|(_, a)| a.lb_id)
-            .collect();
-        // Lowest free id: at most used.len() + 1 candidates.
-        let id = (0..self.lb_id_cap)
-            .find(|id| !used.contains(id))
-            .ok_or(AllocError::Exhausted { what: "lb_id" })?;
-        let mut next = self.state.clone();
-        next.lbs.entry(key.clone()).or_default().lb_id = Some(id);
-        self.commit(next)?;
-        Ok(id)
+        Ok(out)
+    }
+
+    /// The load balancer's lb_id: its existing one, else the lowest free id below the cap.
+    pub fn lb_id(&mut self, key: &ObjectKey) -> Result<u32, AllocError> {
+        self.batch(|a| a.lb_id_in_memory(key))?
     }
 
     /// One public IP per requested family (duplicates ignored), in request order. Existing addresses that are
     /// still in a pool are kept; public IPs of families no longer requested are released. On error nothing
     /// changes.
     pub fn public_ips(&mut self, key: &ObjectKey, families: &[IpFamily]) -> Result<Vec<IpAddr>, AllocError> {
-        let mut wanted: Vec<&IpFamily> = Vec::new();
-        for f in families {
-            if !wanted.contains(&f) {
-                wanted.push(f);
-            }
-        }
-        let current: Vec<IpAddr> = self
-            .state
-            .lbs
-            .get(key)
-            .map(|a| a.public_ips.clone())
-            .unwrap_or_default();
-        let used: BTreeSet<IpAddr> = self
-            .state
-            .lbs
-            .iter()
-            .filter(|(k, _)| *k != key)
-            .flat_map(|(_, a)| a.public_ips.iter().copied())
-            .collect();
-        let mut out = Vec::with_capacity(wanted.len());
-        for family in wanted {
-            let pools = self
-                .pools
-                .of(family)
-                .ok_or_else(|| AllocError::UnsupportedFamily {
-                    family: family.clone(),
-                })?;
-            let keep = current.iter().copied().find(|ip| {
-                IpFamily::of(ip) == *family
-                    && pools.iter().any(|&(net, len)| pool_range(net, len).contains(ip))
-            });
-            let ip = match keep {
-                Some(ip) => ip,
-                None => pools
-                    .iter()
-                    .find_map(|&(net, len)| pool_range(net, len).lowest_free(&used))
-                    .ok_or_else(|| AllocError::PoolExhausted {
-                        family: family.clone(),
-                    })?,
-            };
-            out.push(ip);
-        }
-        if out != current {
-            let mut next = self.state.clone();
-            let entry = next.lbs.entry(key.clone()).or_default();
-            entry.public_ips = out.clone();
-            if entry.is_empty() {
-                next.lbs.remove(key);
-            }
-            self.commit(next)?;
-        }
-        Ok(out)
+        self.batch(|a| a.public_ips_in_memory(key, families, &[]))?
+    }
+
+    /// [`Allocator::public_ips`], except that a family the load balancer holds no address of yet takes the first
+    /// address of `preferred` that is of that family, in a pool and free (e.g. the object's `status.ips`, the record
+    /// of an earlier allocation, when the state file was lost or the object moved hosts).
+    pub fn public_ips_preferring(
+        &mut self,
+        key: &ObjectKey,
+        families: &[IpFamily],
+        preferred: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, AllocError> {
+        self.batch(|a| a.public_ips_in_memory(key, families, preferred))?
     }
 
     /// One address (a /32 or /128) from the Prefix `prefix_name` whose CIDR is `cidr`, for this load balancer.
     /// The existing one is kept while it lies in `cidr`; new ones are taken sequentially from the Prefix's cursor
-    /// (wrapping around), so the search touches at most (allocated + 1) candidates.
+    /// (wrapping around): the first free address at or after the cursor.
     pub fn prefix_ip(
         &mut self,
         key: &ObjectKey,
         prefix_name: &ObjectKey,
         cidr: (IpAddr, u8),
     ) -> Result<IpAddr, AllocError> {
-        let range = Range::of(cidr.0, cidr.1);
-        let cidr = (network(cidr.0, cidr.1), cidr.1);
-        if let Some(&ip) = self
-            .state
-            .lbs
-            .get(key)
-            .and_then(|a| a.prefix_ips.get(prefix_name))
-        {
-            if range.contains(&ip) {
-                return Ok(ip);
-            }
-        }
-        let used: BTreeSet<IpAddr> = self
-            .state
-            .lbs
-            .iter()
-            .filter(|(k, _)| *k != key)
-            .filter_map(|(_, a)| a.prefix_ips.get(prefix_name).copied())
-            .filter(|ip| range.contains(ip))
-            .collect();
-        let exhausted = || AllocError::PrefixExhausted {
-            prefix: prefix_name.clone(),
-        };
-        // used.len() >= size, where size - 1 == last - first.
-        if used.len() as u128 > range.last - range.first {
-            return Err(exhausted());
-        }
-        let start = match self.state.cursors.get(prefix_name) {
-            Some(c) if c.cidr == cidr && range.contains(&c.next) => to_u128(c.next),
-            _ => range.first,
-        };
-        let mut cand = start;
-        let mut found = None;
-        for _ in 0..=used.len() {
-            if !used.contains(&range.addr(cand)) {
-                found = Some(cand);
-                break;
-            }
-            cand = range.wrapping_next(cand);
-        }
-        let found = found.ok_or_else(exhausted)?;
-        let ip = range.addr(found);
-        let mut next = self.state.clone();
-        next.lbs
-            .entry(key.clone())
-            .or_default()
-            .prefix_ips
-            .insert(prefix_name.clone(), ip);
-        next.cursors.insert(
-            prefix_name.clone(),
-            PrefixCursor {
-                cidr,
-                next: range.addr(range.wrapping_next(found)),
-            },
-        );
-        self.commit(next)?;
-        Ok(ip)
+        self.batch(|a| a.prefix_ip_in_memory(key, prefix_name, cidr, &[]))?
+    }
+
+    /// [`Allocator::prefix_ip`], except that a load balancer holding no address of this Prefix yet takes the first
+    /// address of `preferred` that lies in `cidr` and is free (e.g. the object's `status.ips`).
+    pub fn prefix_ip_preferring(
+        &mut self,
+        key: &ObjectKey,
+        prefix_name: &ObjectKey,
+        cidr: (IpAddr, u8),
+        preferred: &[IpAddr],
+    ) -> Result<IpAddr, AllocError> {
+        self.batch(|a| a.prefix_ip_in_memory(key, prefix_name, cidr, preferred))?
     }
 
     /// Releases the load balancer's prefix IPs from Prefixes not in `live` (it stopped referencing them).
@@ -547,40 +581,28 @@ impl Allocator {
         key: &ObjectKey,
         live: &BTreeSet<ObjectKey>,
     ) -> Result<(), AllocError> {
-        let Some(a) = self.state.lbs.get(key) else {
-            return Ok(());
-        };
-        if a.prefix_ips.keys().all(|p| live.contains(p)) {
-            return Ok(());
-        }
-        let mut next = self.state.clone();
-        if let Some(a) = next.lbs.get_mut(key) {
-            a.prefix_ips.retain(|p, _| live.contains(p));
-            if a.is_empty() {
-                next.lbs.remove(key);
-            }
-        }
-        self.commit(next)
+        self.batch(|a| a.retain_prefix_ips_in_memory(key, live))
     }
 
     /// Frees everything the load balancer holds (it was deleted).
     pub fn release(&mut self, key: &ObjectKey) -> Result<(), AllocError> {
-        if !self.state.lbs.contains_key(key) {
-            return Ok(());
-        }
-        let mut next = self.state.clone();
-        next.lbs.remove(key);
-        self.commit(next)
+        self.batch(|a| a.remove_lb(key))
     }
 
     /// Releases every load balancer not in `live` (garbage collection after a sync).
     pub fn retain(&mut self, live: &BTreeSet<ObjectKey>) -> Result<(), AllocError> {
-        if self.state.lbs.keys().all(|k| live.contains(k)) {
-            return Ok(());
-        }
-        let mut next = self.state.clone();
-        next.lbs.retain(|k, _| live.contains(k));
-        self.commit(next)
+        self.batch(|a| {
+            let gone: Vec<ObjectKey> = a
+                .state
+                .lbs
+                .keys()
+                .filter(|k| !live.contains(*k))
+                .cloned()
+                .collect();
+            for k in &gone {
+                a.remove_lb(k);
+            }
+        })
     }
 
     /// `(lb_ids, allocated)` in the shapes [`desired_specs`](crate::controller::desired_specs) takes. `allocated`
@@ -606,14 +628,253 @@ impl Allocator {
         (ids, allocated)
     }
 
-    fn commit(&mut self, next: AllocState) -> Result<(), AllocError> {
-        self.persist(&next)?;
-        self.state = next;
-        Ok(())
+    // The `*_in_memory` methods run inside a batch. They change state, index and undo together, and only once
+    // nothing can fail any more: on error they have changed nothing.
+
+    fn lb_id_in_memory(&mut self, key: &ObjectKey) -> Result<u32, AllocError> {
+        let old = self.state.lbs.get(key).and_then(|a| a.lb_id);
+        if let Some(id) = old {
+            if id < self.lb_id_cap {
+                return Ok(id);
+            }
+        }
+        // The key's own id (if any) is at or above the cap, so it is no candidate either way.
+        let id = self
+            .lb_id_cap
+            .checked_sub(1)
+            .and_then(|max| self.index.ids.first_free(0, u128::from(max)))
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or(AllocError::Exhausted { what: "lb_id" })?;
+        self.touch_lb(key);
+        if let Some(old) = old {
+            self.index.ids.remove(u128::from(old));
+        }
+        self.index.ids.insert(u128::from(id));
+        self.lb_mut(key).lb_id = Some(id);
+        Ok(id)
     }
 
-    fn persist(&self, state: &AllocState) -> Result<(), AllocError> {
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| AllocError::Io {
+    fn public_ips_in_memory(
+        &mut self,
+        key: &ObjectKey,
+        families: &[IpFamily],
+        preferred: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, AllocError> {
+        let mut wanted: Vec<&IpFamily> = Vec::new();
+        for f in families {
+            if !wanted.contains(&f) {
+                wanted.push(f);
+            }
+        }
+        let current: &[IpAddr] = self.state.lbs.get(key).map_or(&[], |a| a.public_ips.as_slice());
+        let mut out = Vec::with_capacity(wanted.len());
+        for family in wanted {
+            let pools = self
+                .pools
+                .of(family)
+                .ok_or_else(|| AllocError::UnsupportedFamily {
+                    family: family.clone(),
+                })?;
+            let keep = current.iter().copied().find(|ip| {
+                IpFamily::of(ip) == *family
+                    && pools.iter().any(|&(net, len)| pool_range(net, len).contains(ip))
+            });
+            // The index holds the key's own IPs too; that is fine: one of this family in a pool is kept above,
+            // and one outside every pool is never a candidate.
+            let prefer = || {
+                preferred.iter().copied().find(|ip| {
+                    IpFamily::of(ip) == *family
+                        && pools.iter().any(|&(net, len)| {
+                            let r = pool_range(net, len);
+                            r.contains(ip) && {
+                                let v = to_u128(*ip);
+                                self.index.public.first_free(r.v4, v, v).is_some()
+                            }
+                        })
+                })
+            };
+            let ip = match keep.or_else(prefer) {
+                Some(ip) => ip,
+                None => pools
+                    .iter()
+                    .find_map(|&(net, len)| {
+                        let r = pool_range(net, len);
+                        self.index
+                            .public
+                            .first_free(r.v4, r.first, r.last)
+                            .map(|v| r.addr(v))
+                    })
+                    .ok_or_else(|| AllocError::PoolExhausted {
+                        family: family.clone(),
+                    })?,
+            };
+            out.push(ip);
+        }
+        if out.as_slice() != current {
+            self.touch_lb(key);
+            let entry = self.lb_mut(key);
+            let old = mem::replace(&mut entry.public_ips, out.clone());
+            for ip in old {
+                self.index.public.remove(ip);
+            }
+            for &ip in &out {
+                self.index.public.insert(ip);
+            }
+            self.drop_if_empty(key);
+        }
+        Ok(out)
+    }
+
+    fn prefix_ip_in_memory(
+        &mut self,
+        key: &ObjectKey,
+        prefix_name: &ObjectKey,
+        cidr: (IpAddr, u8),
+        preferred: &[IpAddr],
+    ) -> Result<IpAddr, AllocError> {
+        let range = Range::of(cidr.0, cidr.1);
+        let cidr = (network(cidr.0, cidr.1), cidr.1);
+        let old = self
+            .state
+            .lbs
+            .get(key)
+            .and_then(|a| a.prefix_ips.get(prefix_name))
+            .copied();
+        if let Some(ip) = old {
+            if range.contains(&ip) {
+                return Ok(ip);
+            }
+        }
+        let start = match self.state.cursors.get(prefix_name) {
+            Some(c) if c.cidr == cidr && range.contains(&c.next) => to_u128(c.next),
+            _ => range.first,
+        };
+        // The key's own old address (if any) lies outside `range`: no candidate either way.
+        let used = self.index.prefix.get(prefix_name);
+        let free = |from: u128, to: u128| match used {
+            Some(used) => used.first_free(range.v4, from, to),
+            None => (from <= to).then_some(from),
+        };
+        let wanted = preferred
+            .iter()
+            .filter(|ip| range.contains(ip))
+            .map(|ip| to_u128(*ip))
+            .find(|&v| free(v, v).is_some());
+        let found = wanted
+            .or_else(|| free(start, range.last))
+            .or_else(|| free(range.first, start.checked_sub(1)?))
+            .ok_or_else(|| AllocError::PrefixExhausted {
+                prefix: prefix_name.clone(),
+            })?;
+        let ip = range.addr(found);
+        self.touch_lb(key);
+        self.touch_cursor(prefix_name);
+        if let Some(old) = old {
+            self.index.remove_prefix_ip(prefix_name, old);
+        }
+        self.index
+            .prefix
+            .entry(prefix_name.clone())
+            .or_default()
+            .insert(ip);
+        self.lb_mut(key).prefix_ips.insert(prefix_name.clone(), ip);
+        self.state.cursors.insert(
+            prefix_name.clone(),
+            PrefixCursor {
+                cidr,
+                next: range.addr(range.wrapping_next(found)),
+            },
+        );
+        Ok(ip)
+    }
+
+    fn retain_prefix_ips_in_memory(&mut self, key: &ObjectKey, live: &BTreeSet<ObjectKey>) {
+        let Some(a) = self.state.lbs.get(key) else {
+            return;
+        };
+        if a.prefix_ips.keys().all(|p| live.contains(p)) {
+            return;
+        }
+        self.touch_lb(key);
+        if let Some(a) = self.state.lbs.get_mut(key) {
+            let index = &mut self.index;
+            a.prefix_ips.retain(|p, ip| {
+                let keep = live.contains(p);
+                if !keep {
+                    index.remove_prefix_ip(p, *ip);
+                }
+                keep
+            });
+        }
+        self.drop_if_empty(key);
+    }
+
+    /// Removes the load balancer and everything it holds.
+    fn remove_lb(&mut self, key: &ObjectKey) {
+        debug_assert!(self.in_batch);
+        let Some(a) = self.state.lbs.remove(key) else {
+            return;
+        };
+        self.index.remove(&a);
+        // Moved, not copied, into the undo record (unless the batch already recorded an earlier value).
+        self.undo.lbs.entry(key.clone()).or_insert(Some(a));
+    }
+
+    /// Records the load balancer's value before the open batch touched it, once per batch.
+    fn touch_lb(&mut self, key: &ObjectKey) {
+        debug_assert!(self.in_batch);
+        if !self.undo.lbs.contains_key(key) {
+            self.undo
+                .lbs
+                .insert(key.clone(), self.state.lbs.get(key).cloned());
+        }
+    }
+
+    /// Records the Prefix cursor's value before the open batch touched it, once per batch.
+    fn touch_cursor(&mut self, prefix: &ObjectKey) {
+        debug_assert!(self.in_batch);
+        if !self.undo.cursors.contains_key(prefix) {
+            self.undo
+                .cursors
+                .insert(prefix.clone(), self.state.cursors.get(prefix).cloned());
+        }
+    }
+
+    /// The load balancer's entry, created empty if missing (the key is cloned only then).
+    fn lb_mut(&mut self, key: &ObjectKey) -> &mut LbAlloc {
+        if !self.state.lbs.contains_key(key) {
+            self.state.lbs.insert(key.clone(), LbAlloc::default());
+        }
+        self.state.lbs.get_mut(key).expect("inserted above")
+    }
+
+    /// A load balancer holding nothing is not kept.
+    fn drop_if_empty(&mut self, key: &ObjectKey) {
+        if self.state.lbs.get(key).is_some_and(LbAlloc::is_empty) {
+            self.state.lbs.remove(key);
+        }
+    }
+
+    /// Puts back what the batch recorded in `undo` and rebuilds the index.
+    fn rollback(&mut self, undo: Undo) {
+        for (k, before) in undo.lbs {
+            match before {
+                Some(a) => self.state.lbs.insert(k, a),
+                None => self.state.lbs.remove(&k),
+            };
+        }
+        for (k, before) in undo.cursors {
+            match before {
+                Some(c) => self.state.cursors.insert(k, c),
+                None => self.state.cursors.remove(&k),
+            };
+        }
+        self.index = Index::build(&self.state);
+    }
+
+    /// Writes the current state crash-safely.
+    fn persist(&mut self) -> Result<(), AllocError> {
+        let mut bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| AllocError::Io {
             path: self.path.clone(),
             source: io::Error::other(e),
         })?;
@@ -641,7 +902,192 @@ impl Allocator {
         };
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| AllocError::Io { path: dir, source })
+            .map_err(|source| AllocError::Io { path: dir, source })?;
+        self.persists += 1;
+        Ok(())
+    }
+}
+
+/// What the entries a batch touched were before it: `None` for absent.
+#[derive(Debug, Default)]
+struct Undo {
+    lbs: BTreeMap<ObjectKey, Option<LbAlloc>>,
+    cursors: BTreeMap<ObjectKey, Option<PrefixCursor>>,
+}
+
+impl Undo {
+    /// Whether `state` differs from the recorded values (a batch that changed something and changed it back did
+    /// not change anything).
+    fn changed(&self, state: &AllocState) -> bool {
+        self.lbs
+            .iter()
+            .any(|(k, before)| state.lbs.get(k) != before.as_ref())
+            || self
+                .cursors
+                .iter()
+                .any(|(k, before)| state.cursors.get(k) != before.as_ref())
+    }
+}
+
+/// The used values of an [`AllocState`], for allocation without scanning it.
+#[derive(Debug, Default)]
+struct Index {
+    /// Held lb_ids (also those at or above the cap).
+    ids: Runs,
+    /// Held public IPs.
+    public: IpRuns,
+    /// Held IPs per Prefix (also those outside its current CIDR).
+    prefix: BTreeMap<ObjectKey, IpRuns>,
+}
+
+impl Index {
+    fn build(state: &AllocState) -> Index {
+        let mut index = Index::default();
+        for a in state.lbs.values() {
+            index.add(a);
+        }
+        index
+    }
+
+    fn add(&mut self, a: &LbAlloc) {
+        if let Some(id) = a.lb_id {
+            let fresh = self.ids.insert(u128::from(id));
+            debug_assert!(fresh, "lb_id {id} held twice");
+        }
+        for &ip in &a.public_ips {
+            let fresh = self.public.insert(ip);
+            debug_assert!(fresh, "public IP {ip} held twice");
+        }
+        for (p, &ip) in &a.prefix_ips {
+            let fresh = self.prefix.entry(p.clone()).or_default().insert(ip);
+            debug_assert!(fresh, "prefix IP {ip} held twice");
+        }
+    }
+
+    fn remove(&mut self, a: &LbAlloc) {
+        if let Some(id) = a.lb_id {
+            self.ids.remove(u128::from(id));
+        }
+        for &ip in &a.public_ips {
+            self.public.remove(ip);
+        }
+        for (p, &ip) in &a.prefix_ips {
+            self.remove_prefix_ip(p, ip);
+        }
+    }
+
+    fn remove_prefix_ip(&mut self, prefix: &ObjectKey, ip: IpAddr) {
+        if let Some(used) = self.prefix.get_mut(prefix) {
+            used.remove(ip);
+            if used.is_empty() {
+                self.prefix.remove(prefix);
+            }
+        }
+    }
+}
+
+/// A set of addresses of both families.
+#[derive(Debug, Default)]
+struct IpRuns {
+    v4: Runs,
+    v6: Runs,
+}
+
+impl IpRuns {
+    fn family(&self, v4: bool) -> &Runs {
+        if v4 {
+            &self.v4
+        } else {
+            &self.v6
+        }
+    }
+
+    fn family_mut(&mut self, ip: IpAddr) -> &mut Runs {
+        if ip.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr) -> bool {
+        self.family_mut(ip).insert(to_u128(ip))
+    }
+
+    fn remove(&mut self, ip: IpAddr) -> bool {
+        self.family_mut(ip).remove(to_u128(ip))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v4.runs.is_empty() && self.v6.runs.is_empty()
+    }
+
+    /// The lowest address (as an integer) of the family in `from..=to` not in the set.
+    fn first_free(&self, v4: bool, from: u128, to: u128) -> Option<u128> {
+        self.family(v4).first_free(from, to)
+    }
+}
+
+/// A set of integers, stored as its maximal runs of consecutive values (no two runs overlap or touch), so the
+/// first value not in the set at or after any point is one lookup. Every operation is O(log runs).
+#[derive(Debug, Default)]
+struct Runs {
+    /// First value of a run -> its last value.
+    runs: BTreeMap<u128, u128>,
+}
+
+impl Runs {
+    /// The run `(first, last)` holding `v`.
+    fn run_of(&self, v: u128) -> Option<(u128, u128)> {
+        self.runs
+            .range(..=v)
+            .next_back()
+            .map(|(&first, &last)| (first, last))
+            .filter(|&(_, last)| last >= v)
+    }
+
+    /// Adds `v`; false when it was there already.
+    fn insert(&mut self, v: u128) -> bool {
+        if self.run_of(v).is_some() {
+            return false;
+        }
+        // Join the run ending just before `v` and the one starting just after it.
+        let first = v
+            .checked_sub(1)
+            .and_then(|before| self.run_of(before))
+            .map_or(v, |(first, _)| first);
+        let last = v
+            .checked_add(1)
+            .and_then(|after| self.runs.remove(&after))
+            .unwrap_or(v);
+        self.runs.insert(first, last);
+        true
+    }
+
+    /// Removes `v`; false when it was not there.
+    fn remove(&mut self, v: u128) -> bool {
+        let Some((first, last)) = self.run_of(v) else {
+            return false;
+        };
+        if first < v {
+            self.runs.insert(first, v - 1);
+        } else {
+            self.runs.remove(&first);
+        }
+        if v < last {
+            self.runs.insert(v + 1, last);
+        }
+        true
+    }
+
+    /// The lowest value in `from..=to` not in the set.
+    fn first_free(&self, from: u128, to: u128) -> Option<u128> {
+        // A run's last value + 1 is free: runs do not touch.
+        let cand = match self.run_of(from) {
+            Some((_, last)) => last.checked_add(1)?,
+            None => from,
+        };
+        (cand <= to).then_some(cand)
     }
 }
 
@@ -719,19 +1165,6 @@ impl Range {
         } else {
             v + 1
         }
-    }
-
-    /// The lowest address not in `used`; touches at most `used.len() + 1` candidates.
-    fn lowest_free(&self, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
-        let mut cand = self.first;
-        while cand <= self.last {
-            let ip = self.addr(cand);
-            if !used.contains(&ip) {
-                return Some(ip);
-            }
-            cand = cand.checked_add(1)?;
-        }
-        None
     }
 }
 

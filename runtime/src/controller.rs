@@ -55,33 +55,8 @@ fn network_name(r: &Option<crate::api::LocalObjectReference>) -> Option<&str> {
 /// balancer's namespace and network, `Available`, whose labels match; destinations sorted by name. `None` when the
 /// load balancer has no selector (a `LoadBalancerRouting` written by someone else is then used as is).
 pub fn routing_for(lb: &LoadBalancer, interfaces: &[NetworkInterface]) -> Option<LoadBalancerRouting> {
-    let selector = lb.spec.network_interface_selector.as_ref()?;
-    let ns = lb.metadata.namespace();
-    let net = network_name(&lb.spec.network_ref);
-    let mut destinations: Vec<RoutingDestination> = interfaces
-        .iter()
-        .filter(|n| {
-            n.metadata.namespace() == ns
-                && network_name(&n.spec.network_ref) == net
-                && n.status.state == Some(NetworkInterfaceState::Available)
-                && selector.matches(&n.metadata.labels)
-        })
-        .map(|n| RoutingDestination {
-            name: n.metadata.name.clone(),
-            uid: n.metadata.uid.clone(),
-        })
-        .collect();
-    destinations.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(LoadBalancerRouting {
-        metadata: ObjectMeta {
-            namespace: Some(ns.to_string()),
-            name: lb.metadata.name.clone(),
-            uid: None,
-            labels: BTreeMap::new(),
-        },
-        network_ref: lb.spec.network_ref.clone(),
-        destinations,
-    })
+    lb.spec.network_interface_selector.as_ref()?;
+    Some(routing_from(lb, interfaces.iter()))
 }
 
 fn hw_protocol(p: &Protocol) -> Option<HwProtocol> {
@@ -97,8 +72,119 @@ fn key_of(m: &ObjectMeta) -> ObjectKey {
     (m.namespace().to_string(), m.name.clone())
 }
 
+/// What the controller derives from a set of objects: the specs, the routings it computed and what it skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// The desired [`LbSpec`] per load balancer, in input order.
+    pub specs: Vec<(ObjectKey, LbSpec)>,
+    /// The routing used for each load balancer that has one: computed from its selector, or the
+    /// `LoadBalancerRouting` written by someone else.
+    pub routings: BTreeMap<ObjectKey, LoadBalancerRouting>,
+    /// Load balancers or targets that were skipped.
+    pub issues: Vec<(ObjectKey, ControllerIssue)>,
+}
+
+/// NetworkInterfaces grouped for selector matching: by (namespace, network), and within that by label pair, so
+/// that a selector with `matchLabels` only looks at the interfaces carrying its rarest pair.
+struct NicIndex<'a> {
+    by_network: BTreeMap<(&'a str, Option<&'a str>), NetNics<'a>>,
+}
+
+#[derive(Default)]
+struct NetNics<'a> {
+    all: Vec<&'a NetworkInterface>,
+    by_label: BTreeMap<(&'a str, &'a str), Vec<&'a NetworkInterface>>,
+}
+
+impl<'a> NicIndex<'a> {
+    fn new(nics: &'a [NetworkInterface]) -> Self {
+        let mut by_network: BTreeMap<(&str, Option<&str>), NetNics<'a>> = BTreeMap::new();
+        for n in nics {
+            let net = by_network
+                .entry((n.metadata.namespace(), network_name(&n.spec.network_ref)))
+                .or_default();
+            net.all.push(n);
+            for (k, v) in &n.metadata.labels {
+                net.by_label.entry((k.as_str(), v.as_str())).or_default().push(n);
+            }
+        }
+        NicIndex { by_network }
+    }
+
+    /// Same result as [`routing_for`] over all interfaces.
+    fn routing_for(&self, lb: &LoadBalancer) -> Option<LoadBalancerRouting> {
+        let selector = lb.spec.network_interface_selector.as_ref()?;
+        let candidates: &[&NetworkInterface] = match self
+            .by_network
+            .get(&(lb.metadata.namespace(), network_name(&lb.spec.network_ref)))
+        {
+            None => &[],
+            Some(net) => selector
+                .match_labels
+                .iter()
+                .map(|(k, v)| {
+                    net.by_label
+                        .get(&(k.as_str(), v.as_str()))
+                        .map_or(&[][..], Vec::as_slice)
+                })
+                .min_by_key(|c| c.len())
+                .unwrap_or(&net.all),
+        };
+        Some(routing_from(lb, candidates.iter().copied()))
+    }
+}
+
+fn routing_from<'a>(
+    lb: &LoadBalancer,
+    candidates: impl Iterator<Item = &'a NetworkInterface>,
+) -> LoadBalancerRouting {
+    let ns = lb.metadata.namespace();
+    let net = network_name(&lb.spec.network_ref);
+    let selector = lb.spec.network_interface_selector.clone().unwrap_or_default();
+    let mut destinations: Vec<RoutingDestination> = candidates
+        .filter(|n| {
+            n.metadata.namespace() == ns
+                && network_name(&n.spec.network_ref) == net
+                && n.status.state == Some(NetworkInterfaceState::Available)
+                && selector.matches(&n.metadata.labels)
+        })
+        .map(|n| RoutingDestination {
+            name: n.metadata.name.clone(),
+            uid: n.metadata.uid.clone(),
+        })
+        .collect();
+    destinations.sort_by(|a, b| a.name.cmp(&b.name));
+    LoadBalancerRouting {
+        metadata: ObjectMeta {
+            namespace: Some(ns.to_string()),
+            name: lb.metadata.name.clone(),
+            uid: None,
+            labels: BTreeMap::new(),
+        },
+        network_ref: lb.spec.network_ref.clone(),
+        destinations,
+    }
+}
+
 /// The desired [`LbSpec`] of every LoadBalancer in `objects` (expected to be validated, see
-/// [`crate::validate::validate`]), keyed `namespace/name`, in input order, and the issues found.
+/// [`crate::validate::validate`]), keyed `namespace/name`, in input order, and the issues found. See [`desired`].
+pub fn desired_specs(
+    objects: &[(PathBuf, Object)],
+    lb_ids: &BTreeMap<ObjectKey, u32>,
+    allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
+) -> (Vec<(String, LbSpec)>, Vec<ControllerIssue>) {
+    let d = desired(objects, lb_ids, allocated);
+    (
+        d.specs
+            .into_iter()
+            .map(|((ns, n), s)| (format!("{ns}/{n}"), s))
+            .collect(),
+        d.issues.into_iter().map(|(_, i)| i).collect(),
+    )
+}
+
+/// The desired state of every LoadBalancer in `objects` (expected to be validated, see
+/// [`crate::validate::validate`]):
 ///
 /// - VIPs: the literal `spec.ips` plus the allocated addresses: `allocated[(namespace, name)]` when present, else
 ///   `status.ips`. Domain: the Network's VNI for `Internal`, [`DOMAIN_PUBLIC`] for `Public`.
@@ -108,11 +194,11 @@ fn key_of(m: &ObjectMeta) -> ObjectKey {
 ///   Destinations whose NetworkInterface is missing, not `Available` or without an underlay address are skipped
 ///   with an issue.
 /// - lb_id: `lb_ids[(namespace, name)]`; a load balancer without one, or without any VIP, is skipped with an issue.
-pub fn desired_specs(
+pub fn desired(
     objects: &[(PathBuf, Object)],
     lb_ids: &BTreeMap<ObjectKey, u32>,
     allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
-) -> (Vec<(String, LbSpec)>, Vec<ControllerIssue>) {
+) -> Desired {
     let mut vnis: BTreeMap<ObjectKey, u32> = BTreeMap::new();
     let mut nics: Vec<NetworkInterface> = Vec::new();
     let mut routings: BTreeMap<ObjectKey, &LoadBalancerRouting> = BTreeMap::new();
@@ -133,13 +219,15 @@ pub fn desired_specs(
     let nic_by_key: BTreeMap<ObjectKey, &NetworkInterface> =
         nics.iter().rev().map(|n| (key_of(&n.metadata), n)).collect();
 
-    let mut specs = Vec::new();
+    let index = NicIndex::new(&nics);
+    let mut out = Desired::default();
     let mut issues = Vec::new();
     for (_, o) in objects {
         let Object::LoadBalancer(lb) = o else { continue };
         let key = key_of(&lb.metadata);
+        let mut issue = |i: ControllerIssue| issues.push((key.clone(), i));
         let Some(&lb_id) = lb_ids.get(&key) else {
-            issues.push(lb_issue(lb, "no lb_id allocated"));
+            issue(lb_issue(lb, "no lb_id allocated"));
             continue;
         };
         // Domain.
@@ -150,13 +238,13 @@ pub fn desired_specs(
                 match vnis.get(&(key.0.clone(), net.to_string())) {
                     Some(&vni) => vni,
                     None => {
-                        issues.push(lb_issue(lb, format!("Network {:?} with a VNI not found", net)));
+                        issue(lb_issue(lb, format!("Network {:?} with a VNI not found", net)));
                         continue;
                     }
                 }
             }
             other => {
-                issues.push(lb_issue(lb, format!("unsupported type {other:?}")));
+                issue(lb_issue(lb, format!("unsupported type {other:?}")));
                 continue;
             }
         };
@@ -173,7 +261,7 @@ pub fn desired_specs(
             None => ips.extend(lb.status.ips.iter().filter_map(|s| s.ip.parse::<IpAddr>().ok())),
         }
         if ips.is_empty() {
-            issues.push(lb_issue(lb, "no VIPs (nothing allocated yet)"));
+            issue(lb_issue(lb, "no VIPs (nothing allocated yet)"));
             continue;
         }
         let vips = ips
@@ -198,8 +286,11 @@ pub fn desired_specs(
         ranges.sort();
         ranges.dedup();
         // Targets.
-        let computed = routing_for(lb, &nics);
+        let computed = index.routing_for(lb);
         let routing = computed.as_ref().or_else(|| routings.get(&key).copied());
+        if let Some(r) = routing {
+            out.routings.insert(key.clone(), r.clone());
+        }
         let mut targets: BTreeSet<Ipv6Addr> = BTreeSet::new();
         for d in routing.map(|r| r.destinations.as_slice()).unwrap_or_default() {
             let skip = |why: String| {
@@ -209,12 +300,12 @@ pub fn desired_specs(
                 )
             };
             let Some(nic) = nic_by_key.get(&(key.0.clone(), d.name.clone())) else {
-                issues.push(skip("not found, skipped".into()));
+                issue(skip("not found, skipped".into()));
                 continue;
             };
             if let (Some(want), Some(have)) = (&d.uid, &nic.metadata.uid) {
                 if want != have {
-                    issues.push(skip(format!(
+                    issue(skip(format!(
                         "uid {have} differs from the routing's {want}, skipped"
                     )));
                     continue;
@@ -226,19 +317,19 @@ pub fn desired_specs(
                     .state
                     .as_ref()
                     .map_or("unset".to_string(), |s| s.to_string());
-                issues.push(skip(format!("not Available (state {state}), skipped")));
+                issue(skip(format!("not Available (state {state}), skipped")));
                 continue;
             }
             match nic.status.underlay_address.as_deref().map(str::parse::<Ipv6Addr>) {
                 Some(Ok(a)) => {
                     targets.insert(a);
                 }
-                Some(Err(_)) => issues.push(skip("underlay address is not IPv6, skipped".into())),
-                None => issues.push(skip("no underlay address, skipped".into())),
+                Some(Err(_)) => issue(skip("underlay address is not IPv6, skipped".into())),
+                None => issue(skip("no underlay address, skipped".into())),
             }
         }
-        specs.push((
-            lb.metadata.key(),
+        out.specs.push((
+            key.clone(),
             LbSpec {
                 lb_id,
                 vips,
@@ -248,5 +339,6 @@ pub fn desired_specs(
             },
         ));
     }
-    (specs, issues)
+    out.issues = issues;
+    out
 }

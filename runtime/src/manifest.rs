@@ -9,6 +9,7 @@
 //! the start of a line inside a multi-line quoted scalar is therefore not supported.
 
 use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
+use crate::source::Snapshot;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
 use std::fmt;
@@ -87,6 +88,29 @@ pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
         let (o, e) = load_file(&f);
         objects.extend(o);
         errors.extend(e);
+    }
+    (objects, errors)
+}
+
+/// Loads every file of a [`Snapshot`] (a source's last good content), in origin order.
+pub fn load_snapshot(snap: &Snapshot) -> (Loaded, Vec<LoadError>) {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (path, f) in &snap.files {
+        match std::str::from_utf8(&f.bytes) {
+            Ok(text) => {
+                let (o, e) = load_str(path, text);
+                objects.extend(o);
+                errors.extend(e);
+            }
+            Err(e) => errors.push(LoadError {
+                file: path.clone(),
+                document: None,
+                line: None,
+                object: None,
+                message: format!("not UTF-8: {e}"),
+            }),
+        }
     }
     (objects, errors)
 }

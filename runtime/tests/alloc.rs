@@ -330,3 +330,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn preferred_addresses_are_taken_when_free_and_in_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let pools = Pools::parse(&["203.0.113.0/24".into(), "2001:db8:ff::/64".into()]).unwrap();
+    let mut a = Allocator::open(&dir.path().join("a.json"), pools, 16).unwrap();
+    let k = |n: &str| ("default".to_string(), n.to_string());
+    let both = [IpFamily::IPv4, IpFamily::IPv6];
+    let rec: Vec<std::net::IpAddr> = vec![
+        "203.0.113.10".parse().unwrap(),
+        "2001:db8:ff::10".parse().unwrap(),
+    ];
+    assert_eq!(a.public_ips_preferring(&k("a"), &both, &rec).unwrap(), rec);
+    // Taken: another LB preferring the same gets the lowest free instead; outside the pool is ignored.
+    let other = a
+        .public_ips_preferring(&k("b"), &[IpFamily::IPv4], &["203.0.113.10".parse().unwrap()])
+        .unwrap();
+    assert_eq!(other, vec!["203.0.113.1".parse::<std::net::IpAddr>().unwrap()]);
+    let out = a
+        .public_ips_preferring(&k("c"), &[IpFamily::IPv4], &["198.51.100.1".parse().unwrap()])
+        .unwrap();
+    assert_eq!(out, vec!["203.0.113.2".parse::<std::net::IpAddr>().unwrap()]);
+    // An LB that already holds an address keeps it whatever it prefers.
+    let keep = a
+        .public_ips_preferring(&k("a"), &[IpFamily::IPv4], &["203.0.113.99".parse().unwrap()])
+        .unwrap();
+    assert_eq!(keep, vec!["203.0.113.10".parse::<std::net::IpAddr>().unwrap()]);
+    // Prefix: the preferred address inside the CIDR, if free.
+    let p = k("prefix");
+    let cidr = ("2607:f0d0:1002:51::".parse().unwrap(), 64);
+    let want: std::net::IpAddr = "2607:f0d0:1002:51::4".parse().unwrap();
+    assert_eq!(a.prefix_ip_preferring(&k("i"), &p, cidr, &[want]).unwrap(), want);
+    assert_ne!(a.prefix_ip_preferring(&k("j"), &p, cidr, &[want]).unwrap(), want);
+}

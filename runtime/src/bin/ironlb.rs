@@ -2,13 +2,23 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ironlb_hw::entry::PortKind;
+use ironlb_driver::inproc::SharedModel;
+use ironlb_runtime::alloc::Pools;
+use ironlb_runtime::backend::BackendSpec;
+use ironlb_runtime::cli::BadInput;
+use ironlb_runtime::daemon::{self, Daemon, DaemonConfig, Request, StatusFile};
 use ironlb_runtime::example;
-use ironlb_sim::Verdict;
+use ironlb_runtime::ops::{self, Format, OpError, View};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler};
+use ironlb_sim::{DeviceConfig, Verdict};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `println!` that returns the write error instead of panicking (a closed pipe, as with `ironlb ... | head`).
 macro_rules! out {
@@ -29,14 +39,101 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Where diagnostics come from: the built-in example, a manifest directory programmed into an in-process model, a
+/// device opened directly, or (the default) a running daemon.
+#[derive(clap::Args, Debug, Clone)]
+struct Target {
+    /// Program the built-in example configuration into an in-process model.
+    #[arg(long, conflicts_with_all = ["manifests", "backend", "socket"])]
+    example: bool,
+    /// Program this manifest directory into an in-process model (allocations from --public-pool).
+    #[arg(long, conflicts_with_all = ["backend", "socket"])]
+    manifests: Option<PathBuf>,
+    /// Open a device directly: `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]` (not while a daemon drives it).
+    #[arg(long, conflicts_with = "socket")]
+    backend: Option<String>,
+    /// The daemon's control socket (default: STATE_DIR/ironlb.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The daemon's state directory (for its default socket).
+    #[arg(long, env = "IRONLB_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pools: PoolArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct PoolArgs {
+    /// Public address pool(s), CIDR, comma-separated or repeated; one per family at least.
+    #[arg(long = "public-pool", default_value = daemon::DEFAULT_PUBLIC_POOLS)]
+    public_pool: Vec<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct HostArgs {
+    /// Port roles `N=public`, `N=vni:V` or `N=underlay`, comma-separated or repeated.
+    #[arg(long = "port", default_value = daemon::DEFAULT_PORTS, value_delimiter = ',')]
+    ports: Vec<String>,
+    /// Outer IPv6 source address of encapsulated packets.
+    #[arg(long, default_value = daemon::DEFAULT_UNDERLAY_SRC)]
+    underlay_src: std::net::Ipv6Addr,
+    /// Underlay MTU.
+    #[arg(long, default_value_t = daemon::DEFAULT_MTU)]
+    mtu: u32,
+    /// Outer hop limit.
+    #[arg(long, default_value_t = daemon::DEFAULT_HOP_LIMIT)]
+    hop_limit: u8,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// The daemon: watch a manifest directory and keep the device programmed. With no --backend it runs the
+    /// software model in-process (the embedded default).
+    Run {
+        /// Manifest directory (watched: create, modify, delete).
+        #[arg(long)]
+        manifests: PathBuf,
+        /// The device: `inproc` (software model in this process), `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]`.
+        #[arg(long, default_value = "inproc")]
+        backend: String,
+        /// State directory: allocations, status.json, control socket, lock.
+        #[arg(long, env = "IRONLB_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        pools: PoolArgs,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Control socket (default STATE_DIR/ironlb.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// Log format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+        /// Quiet time before a burst of manifest changes is applied, in milliseconds.
+        #[arg(long, default_value_t = 2)]
+        debounce_ms: u64,
+        /// Sync once, print what was programmed and exit (exit 2 if a LoadBalancer is invalid, 1 if one could
+        /// not be programmed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Load balancer status: IPs, routing, programmed targets, conditions (from the daemon, or STATE_DIR/status.json
+    /// when it is not running).
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Show, stage by stage, what the device does with one packet: which LB entry matched, the port-filter
-    /// decision, the flow hash, the bucket slot, the target, or the drop reason.
+    /// decision, the flow hash, the bucket slot, the target, or the drop reason. The packet is not counted.
     Trace {
-        /// Program the example configuration (required until the daemon serves traces).
-        #[arg(long, required = true)]
-        example: bool,
+        #[command(flatten)]
+        target: Target,
         /// Ingress: `public` or `vni:N`.
         #[arg(long)]
         ingress: String,
@@ -49,15 +146,19 @@ enum Cmd {
     },
     /// Decode the device's tables (read back from device memory, not from driver state).
     Dump {
-        /// Program the example configuration into an in-process model and dump it.
-        #[arg(long, conflicts_with = "backend")]
-        example: bool,
-        /// The device: `sim-shm:PREFIX` (a model served from PREFIX.bar / PREFIX.host) or `vfio:PCI_ADDR[@BAR]`.
-        #[arg(long, required_unless_present = "example")]
-        backend: Option<String>,
+        #[command(flatten)]
+        target: Target,
         /// Which table.
         #[arg(long, default_value = "all", value_parser = ["lbs", "ranges", "targets", "buckets", "counters", "all"])]
         table: String,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// Counters: per load balancer and target, drops by reason, table occupancy.
+    Stats {
+        #[command(flatten)]
+        target: Target,
         /// Output format.
         #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -70,14 +171,19 @@ enum Cmd {
     },
     /// Program the software model and replay packets through it.
     ///
-    /// With `--example`, the model is programmed by the driver with the example load balancers of docs/sim.md (the
-    /// IronCore seeds). Without `--in`, a built-in set of client packets is replayed and every verdict is printed;
-    /// with `--in`, a pcap is replayed on one ingress, forwarded packets are written to `--out` and one JSON line per
-    /// packet to `--verdicts` (docs/sim.md).
+    /// The model is programmed from `--manifests DIR` (through the reconciler, as the daemon does) or with the
+    /// built-in `--example`. Without `--in`, a built-in set of client packets for the example addresses is
+    /// replayed and every verdict printed; with `--in`, a pcap is replayed on one ingress, forwarded packets are
+    /// written to `--out` and one JSON line per packet to `--verdicts` (docs/sim.md).
     Replay {
-        /// Program the example configuration (required until manifest loading lands).
-        #[arg(long, required = true)]
+        /// Program the built-in example configuration.
+        #[arg(long, conflicts_with = "manifests", required_unless_present = "manifests")]
         example: bool,
+        /// Program this manifest directory.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        #[command(flatten)]
+        pools: PoolArgs,
         /// Ingress of the input capture: `public` or `vni:N`.
         #[arg(long, requires = "input")]
         ingress: Option<String>,
@@ -91,9 +197,12 @@ enum Cmd {
         #[arg(long, requires = "input")]
         verdicts: Option<PathBuf>,
     },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
-
-use ironlb_runtime::cli::BadInput;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -119,92 +228,424 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_backend(spec: &str) -> Result<ironlb_driver::Device> {
-    let access: Box<dyn ironlb_driver::access::DeviceAccess> = if let Some(prefix) =
-        spec.strip_prefix("sim-shm:")
-    {
-        let paths = ironlb_driver::shm::ShmPaths::from_prefix(std::path::Path::new(prefix));
-        Box::new(ironlb_driver::shm::ShmBackend::open(&paths).with_context(|| format!("--backend {spec}"))?)
-    } else if let Some(rest) = spec.strip_prefix("vfio:") {
-        let (pci, bar) = match rest.split_once('@') {
-            Some((p, b)) => (
-                p,
-                b.parse::<u32>()
-                    .map_err(|_| BadInput(format!("--backend {spec}: BAR index must be a number")))?,
-            ),
-            None => (rest, 0),
-        };
-        Box::new(
-            ironlb_driver::vfio::VfioBackend::open(pci, bar).with_context(|| format!("--backend {spec}"))?,
-        )
+fn format(o: &str) -> Format {
+    if o == "json" {
+        Format::Json
     } else {
-        bail!(BadInput(format!(
-            "--backend {spec}: expected sim-shm:PREFIX or vfio:PCI_ADDR[@BAR]"
+        Format::Table
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(BadInput(e.to_string()))
+}
+
+fn op_err(e: OpError) -> anyhow::Error {
+    match e {
+        OpError::BadInput(b) => anyhow::Error::new(b),
+        OpError::Failed(m) => anyhow::anyhow!(m),
+    }
+}
+
+fn pools(p: &PoolArgs) -> Result<Pools> {
+    Pools::parse(&p.public_pool).map_err(|e| bad(format!("--public-pool: {e}")))
+}
+
+fn host(h: &HostArgs) -> Result<HostConfig> {
+    let ports = h
+        .ports
+        .iter()
+        .map(|p| HostConfig::parse_port(p).map_err(|e| bad(format!("--port {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(HostConfig {
+        ports,
+        underlay_src: h.underlay_src,
+        mtu: h.mtu,
+        hop_limit: h.hop_limit,
+    })
+}
+
+fn default_host() -> HostArgs {
+    HostArgs {
+        ports: daemon::DEFAULT_PORTS.split(',').map(str::to_string).collect(),
+        underlay_src: daemon::DEFAULT_UNDERLAY_SRC.parse().expect("default underlay"),
+        mtu: daemon::DEFAULT_MTU,
+        hop_limit: daemon::DEFAULT_HOP_LIMIT,
+    }
+}
+
+/// A device programmed in this process: the example, or a manifest directory through the reconciler.
+struct Local {
+    rec: Option<Reconciler>,
+    dev: Option<ironlb_driver::Device>,
+    model: SharedModel,
+    names: BTreeMap<u32, String>,
+}
+
+impl Local {
+    fn dev(&mut self) -> &mut ironlb_driver::Device {
+        match (&mut self.rec, &mut self.dev) {
+            (Some(r), _) => r.device(),
+            (None, Some(d)) => d,
+            (None, None) => unreachable!("a local device has a reconciler or a device"),
+        }
+    }
+
+    fn view(&mut self) -> View<'_> {
+        let Local {
+            rec,
+            dev,
+            model,
+            names,
+            ..
+        } = self;
+        let dev = match (rec, dev) {
+            (Some(r), _) => r.device(),
+            (None, Some(d)) => d,
+            (None, None) => unreachable!("a local device has a reconciler or a device"),
+        };
+        View {
+            dev,
+            model: Some(model),
+            names,
+        }
+    }
+}
+
+fn local_example() -> Result<Local> {
+    let (dev, model) = example::device().context("programming the example configuration")?;
+    let names = example::specs()
+        .into_iter()
+        .map(|(n, s)| (s.lb_id, n.to_string()))
+        .collect();
+    Ok(Local {
+        rec: None,
+        dev: Some(dev),
+        model,
+        names,
+    })
+}
+
+fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
+    if !dir.is_dir() {
+        bail!(bad(format!("--manifests {}: not a directory", dir.display())));
+    }
+    let p = daemon::program_dir(dir, pools, &host(&default_host())?)
+        .with_context(|| format!("programming {}", dir.display()))?;
+    if !quiet {
+        for e in &p.load_errors {
+            eprintln!("ironlb: warning: {e}");
+        }
+        for e in &p.report.errors {
+            eprintln!(
+                "ironlb: warning: LoadBalancer {}/{}: {}: {}",
+                e.key.0, e.key.1, e.reason, e.message
+            );
+        }
+    }
+    let names = p
+        .rec
+        .programmed()
+        .iter()
+        .map(|(k, s)| (s.lb_id, format!("{}/{}", k.0, k.1)))
+        .collect();
+    Ok(Local {
+        rec: Some(p.rec),
+        dev: None,
+        model: p.model,
+        names,
+    })
+}
+
+fn socket_of(t: &Target) -> PathBuf {
+    t.socket.clone().unwrap_or_else(|| {
+        t.state_dir
+            .clone()
+            .unwrap_or_else(daemon::default_state_dir)
+            .join("ironlb.sock")
+    })
+}
+
+/// Runs a diagnostics request against the target: in-process, a directly opened device, or the daemon.
+fn diagnose(t: &Target, req: Request) -> Result<String> {
+    if t.example || t.manifests.is_some() {
+        let mut l = if t.example {
+            local_example()?
+        } else {
+            local_manifests(
+                t.manifests.as_deref().expect("manifests"),
+                pools(&t.pools)?,
+                false,
+            )?
+        };
+        if let Request::Status { format: f } = req {
+            return match &l.rec {
+                Some(r) => Ok(ops::status(r.status(), f)),
+                None => bail!(bad(
+                    "status needs --manifests or a daemon (the example has no objects)"
+                )),
+            };
+        }
+        let _ = l.dev();
+        return answer(l.view(), &req);
+    }
+    if let Some(b) = &t.backend {
+        let spec: BackendSpec = b.parse().map_err(|e| bad(format!("--backend {e}")))?;
+        if spec == BackendSpec::Inproc {
+            bail!(bad(
+                "--backend inproc: an in-process model is empty; use --manifests or --example"
+            ));
+        }
+        let mut opened = spec
+            .open(&DeviceConfig::default())
+            .with_context(|| format!("--backend {b}"))?;
+        let names = BTreeMap::new();
+        if let Request::Status { .. } = req {
+            bail!(bad(
+                "status comes from the daemon (--socket/--state-dir), not from a device"
+            ));
+        }
+        return answer(
+            View {
+                dev: &mut opened.device,
+                model: opened.model.as_ref(),
+                names: &names,
+            },
+            &req,
+        );
+    }
+    let socket = socket_of(t);
+    match daemon::request(&socket, &req) {
+        Ok(o) => Ok(o),
+        Err(OpError::Failed(m)) if matches!(req, Request::Status { .. }) && !socket.exists() => {
+            // No daemon: the status it last published.
+            let dir = t.state_dir.clone().unwrap_or_else(daemon::default_state_dir);
+            let f = StatusFile::read(&dir).map_err(|e| anyhow::anyhow!("{m}; and {e}"))?;
+            let Request::Status { format: fmt } = req else {
+                unreachable!()
+            };
+            Ok(ops::status(&f.by_key(), fmt))
+        }
+        Err(e) => Err(op_err(e)),
+    }
+}
+
+fn answer(v: View<'_>, req: &Request) -> Result<String> {
+    match req {
+        Request::Dump { table, format } => ops::dump(v, table, *format),
+        Request::Stats { format } => ops::stats(v, *format),
+        Request::Trace {
+            ingress,
+            packet,
+            format,
+        } => ops::trace(v, ingress, packet, *format),
+        Request::Status { .. } => unreachable!("handled by the caller"),
+    }
+    .map_err(op_err)
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn progress_bar() -> Option<ironlb_runtime::reconcile::ProgressFn> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} programming {pos}/{len} load balancers {wide_bar} {eta}",
+        )
+        .expect("progress template"),
+    );
+    Some(Box::new(move |done, total| {
+        if total < 64 {
+            return;
+        }
+        if bar.is_hidden() && done < total {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_length(total);
+        bar.set_position(done);
+        if done == total {
+            bar.finish_and_clear();
+            bar.reset();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_daemon(
+    manifests: PathBuf,
+    backend: String,
+    state_dir: Option<PathBuf>,
+    pools_: PoolArgs,
+    host_: HostArgs,
+    socket: Option<PathBuf>,
+    metrics: Option<std::net::SocketAddr>,
+    log_format: String,
+    debounce_ms: u64,
+    once: bool,
+) -> Result<()> {
+    init_logs(&log_format);
+    if !manifests.is_dir() {
+        bail!(bad(format!(
+            "--manifests {}: not a directory",
+            manifests.display()
         )));
+    }
+    let backend: BackendSpec = backend.parse().map_err(|e| bad(format!("--backend {e}")))?;
+    let cfg = DaemonConfig {
+        manifests,
+        state_dir: state_dir.unwrap_or_else(daemon::default_state_dir),
+        backend,
+        device_config: DeviceConfig::default(),
+        pools: pools(&pools_)?,
+        host: host(&host_)?,
+        socket,
+        metrics,
+        debounce: Duration::from_millis(debounce_ms),
     };
-    Ok(ironlb_driver::Device::open(access)?)
+    let mut d = Daemon::start(cfg).context("starting the daemon")?;
+    d.set_progress(progress_bar());
+    if once {
+        let report = d.sync()?;
+        let shared = d.shared();
+        let mut sh = shared.lock().expect("daemon state lock");
+        out!("{}", ops::status(sh.rec.status(), Format::Table).trim_end());
+        let names = sh.names();
+        let model = sh.model.clone();
+        let view = View {
+            dev: sh.rec.device(),
+            model: model.as_ref(),
+            names: &names,
+        };
+        let stats = ops::stats(view, Format::Table).map_err(op_err)?;
+        if let Some(tables) = stats.split("tables:\n").nth(1) {
+            out!("\ndevice tables:\n{}", tables.trim_end());
+        }
+        out!(
+            "\nsynced in {:.1} ms: {} created, {} updated, {} removed, {} unchanged, {} errors",
+            report.duration.as_secs_f64() * 1e3,
+            report.created,
+            report.updated,
+            report.removed,
+            report.unchanged,
+            report.errors.len()
+        );
+        if report.errors.iter().any(|e| e.reason == "InvalidSpec") {
+            bail!(bad(format!(
+                "{} load balancers not programmed",
+                report.errors.len()
+            )));
+        }
+        if !report.errors.is_empty() {
+            bail!("{} load balancers not programmed", report.errors.len());
+        }
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    d.run(&stop)?;
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Run {
+            manifests,
+            backend,
+            state_dir,
+            pools,
+            host,
+            socket,
+            metrics,
+            log_format,
+            debounce_ms,
+            once,
+        } => run_daemon(
+            manifests,
+            backend,
+            state_dir,
+            pools,
+            host,
+            socket,
+            metrics,
+            log_format,
+            debounce_ms,
+            once,
+        ),
+        Cmd::Status { target, output } => {
+            let o = diagnose(
+                &target,
+                Request::Status {
+                    format: format(&output),
+                },
+            )?;
+            out!("{}", o.trim_end());
+            Ok(())
+        }
         Cmd::Trace {
-            example: _,
+            target,
             ingress,
             packet,
             output,
         } => {
-            let (mut dev, model) = example::device().context("programming the example configuration")?;
-            let port = ingress_port(&mut dev, &ingress)?;
-            let pkt = ironlb_runtime::cli::build_packet(&packet)?;
-            let (v, t) = model.lock().expect("model lock").process_traced(port, &pkt);
-            if output == "json" {
-                let verdict = match &v {
-                    Verdict::Forward { egress_port, packet } => {
-                        serde_json::json!({"verdict": "forward", "egress_port": egress_port, "len": packet.len()})
-                    }
-                    Verdict::Drop(r) => serde_json::json!({"verdict": "drop", "reason": r.name()}),
-                };
-                out!("{}", serde_json::json!({"trace": t, "result": verdict}));
-            } else {
-                out!("{packet} on {ingress}:");
-                out!("{}", ironlb_runtime::cli::render_trace(&v, &t).trim_end());
-            }
+            let o = diagnose(
+                &target,
+                Request::Trace {
+                    ingress,
+                    packet,
+                    format: format(&output),
+                },
+            )?;
+            out!("{}", o.trim_end());
             Ok(())
         }
         Cmd::Dump {
-            example,
-            backend,
+            target,
             table,
             output,
         } => {
-            let mut dev = match backend {
-                Some(b) => open_backend(&b)?,
-                None if example => {
-                    example::device()
-                        .context("programming the example configuration")?
-                        .0
-                }
-                None => bail!(BadInput("give --backend or --example".into())),
-            };
-            let snap = dev.read_state().context("reading the device's tables")?;
-            let lbc = dev.lb_counters()?;
-            let tc = dev.target_counters()?;
-            if output == "json" {
-                let drops: std::collections::BTreeMap<&str, u64> = dev
-                    .drop_counters()
-                    .into_iter()
-                    .map(|(r, n)| (r.name(), n))
-                    .collect();
-                out!(
-                    "{}",
-                    serde_json::json!({"lbs": snap.lbs, "orphan_targets": snap.orphan_targets, "drops": drops})
-                );
-            } else {
-                out!(
-                    "{}",
-                    ironlb_runtime::cli::render_dump(&snap, &lbc, &tc, &table).trim_end()
-                );
-            }
+            let o = diagnose(
+                &target,
+                Request::Dump {
+                    table,
+                    format: format(&output),
+                },
+            )?;
+            out!("{}", o.trim_end());
+            Ok(())
+        }
+        Cmd::Stats { target, output } => {
+            let o = diagnose(
+                &target,
+                Request::Stats {
+                    format: format(&output),
+                },
+            )?;
+            out!("{}", o.trim_end());
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ironlb", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
             Ok(())
         }
         Cmd::Validate { path } => {
@@ -232,16 +673,26 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Replay {
-            example: _,
+            example,
+            manifests,
+            pools: pool_args,
             ingress,
             input,
             out,
             verdicts,
         } => {
-            let (mut dev, model) = example::device().context("programming the example configuration")?;
+            let mut l = if example {
+                local_example()?
+            } else {
+                local_manifests(
+                    manifests.as_deref().expect("clap: manifests"),
+                    pools(&pool_args)?,
+                    false,
+                )?
+            };
             match (ingress, input, out) {
                 (Some(ingress), Some(input), Some(out)) => {
-                    let port = ingress_port(&mut dev, &ingress)?;
+                    let port = ops::ingress_port(l.dev(), &ingress).map_err(op_err)?;
                     let inp =
                         File::open(&input).map_err(|e| BadInput(format!("--in {}: {e}", input.display())))?;
                     let outf = File::create(&out).with_context(|| format!("--out {}", out.display()))?;
@@ -251,7 +702,7 @@ fn run(cli: Cli) -> Result<()> {
                         )),
                         None => None,
                     };
-                    let mut m = model.lock().expect("model lock");
+                    let mut m = l.model.lock().expect("model lock");
                     let s =
                         ironlb_sim::pcap::replay(&mut m, port, BufReader::new(inp), BufWriter::new(outf), vf)
                             .with_context(|| format!("replaying {}", input.display()))?;
@@ -266,52 +717,26 @@ fn run(cli: Cli) -> Result<()> {
                         out!("  dropped {n:>6}  {r}");
                     }
                 }
-                _ => builtin(&mut dev, &model)?,
+                _ => builtin(&mut l)?,
             }
             Ok(())
         }
     }
 }
 
-fn ingress_port(dev: &mut ironlb_driver::Device, ingress: &str) -> Result<u32> {
-    let want = if ingress == "public" {
-        None
-    } else if let Some(v) = ingress.strip_prefix("vni:") {
-        Some(
-            v.parse::<u32>()
-                .map_err(|_| BadInput(format!("--ingress {ingress}: VNI must be a number")))?,
-        )
-    } else {
-        bail!(BadInput(format!(
-            "--ingress {ingress}: expected `public` or `vni:N`"
-        )));
-    };
-    for p in 0..dev.caps().ports {
-        let cfg = dev.port(p)?;
-        let hit = match (cfg.enabled, cfg.kind, want) {
-            (true, PortKind::Public, None) => true,
-            (true, PortKind::Network { vni }, Some(w)) => vni == w,
-            _ => false,
-        };
-        if hit {
-            return Ok(p);
-        }
-    }
-    bail!(BadInput(format!(
-        "--ingress {ingress}: no such port in the example configuration (public, vni:100, vni:200)"
-    )))
-}
-
-fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::SharedModel) -> Result<()> {
+fn builtin(l: &mut Local) -> Result<()> {
     out!("programmed by the driver into the software model:");
-    for (name, s) in example::specs() {
-        let st = dev.lb_state(s.lb_id).context("example LB missing after apply")?;
-        let vips: Vec<String> = s.vips.iter().map(|k| k.vip.to_string()).collect();
-        out!("  lb {} {name}", s.lb_id);
+    let ids: Vec<u32> = l.names.keys().copied().collect();
+    for id in &ids {
+        let name = l.names[id].clone();
+        let st = l.dev().lb_state(*id).context("programmed LB missing")?.clone();
+        let vips: Vec<String> = st.spec.vips.iter().map(|k| k.vip.to_string()).collect();
+        out!("  lb {id} {name}");
         out!(
             "       VIPs {}  targets {}  bucket array M={}",
             vips.join(", "),
-            s.targets
+            st.spec
+                .targets
                 .iter()
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
@@ -321,7 +746,7 @@ fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::Share
     }
     out!("\nreplaying {} client packets:", example::packets().len());
     for p in example::packets() {
-        let v = model.lock().expect("model lock").process(p.port, &p.bytes);
+        let v = l.model.lock().expect("model lock").process(p.port, &p.bytes);
         let what = match v {
             Verdict::Forward { packet, .. } => {
                 let dst = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).expect("outer dst"));
@@ -332,19 +757,20 @@ fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::Share
         out!("  {:<66} {what}", p.what);
     }
     out!("\ncounters read back from the device:");
-    let lbc = dev.lb_counters()?;
-    for (_, s) in example::specs() {
-        let c = lbc[s.lb_id as usize];
+    let lbc = l.dev().lb_counters()?;
+    let tc = l.dev().target_counters()?;
+    for id in &ids {
+        let c = lbc[*id as usize];
         out!(
             "  lb {:<12}     packets {:>4} bytes {:>6}",
-            s.lb_id,
+            id,
             c.packets,
             c.bytes
         );
     }
-    let tc = dev.target_counters()?;
-    for (_, s) in example::specs() {
-        for (addr, i) in &dev.lb_state(s.lb_id).context("example LB")?.target_index {
+    for id in &ids {
+        let st = l.dev().lb_state(*id).context("programmed LB")?.clone();
+        for (addr, i) in &st.target_index {
             let c = tc[*i as usize];
             out!(
                 "  target {addr:<12} packets {:>4} bytes {:>6}",
@@ -353,7 +779,7 @@ fn builtin(dev: &mut ironlb_driver::Device, model: &ironlb_driver::inproc::Share
             );
         }
     }
-    for (r, n) in dev.drop_counters() {
+    for (r, n) in l.dev().drop_counters() {
         if n > 0 {
             out!("  drop {:<20} {n:>4}", r.name());
         }

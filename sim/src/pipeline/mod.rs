@@ -103,6 +103,24 @@ impl Device {
         (v, t)
     }
 
+    /// What the device would do with `pkt` arriving on `port`, stage by stage, without counting it: no counter
+    /// changes (diagnostics such as `ironlb trace` must not show up in the statistics).
+    pub fn dry_run(&self, port: u32, pkt: &[u8]) -> (Verdict, Trace) {
+        let mut t = Trace::default();
+        let mut out = Vec::new();
+        let v = match pipeline(self, port, pkt, &mut out, &mut t) {
+            Ok(f) => Verdict::Forward {
+                egress_port: f.egress_port,
+                packet: out,
+            },
+            Err(r) => {
+                t.drop = Some(r);
+                Verdict::Drop(r)
+            }
+        };
+        (v, t)
+    }
+
     /// The hot path: writes the outer packet into `out` (cleared first; left empty on a drop) and returns the egress
     /// port, or the drop reason. Counters as [`Device::process`]. No allocation once `out` has grown to the largest
     /// packet.

@@ -1,0 +1,222 @@
+//! Reconciler benchmarks (docs/performance.md "runtime"), a bench binary that prints its figures:
+//!
+//! 1. cold sync: N dual-stack public load balancers × T targets from a manifest directory to the device (load,
+//!    validate, allocate, program), on a fresh software model;
+//! 2. event → device: one target added or removed (a NetworkInterface's state flips), in-process: from the new
+//!    object set to the device holding the new bucket array, p50/p99 over many events;
+//! 3. file write → device: the same change written to a manifest file of a watched directory (the daemon's path:
+//!    notify event, debounce, load, sync), p50/p99.
+//!
+//! `cargo bench -p ironlb-runtime --bench sync` runs all three at N = 4096, T = 64 (the issue's scale).
+//! `-- --lbs N --targets T --events E` changes the scale.
+
+use ironlb_driver::inproc::InprocBackend;
+use ironlb_driver::Device;
+use ironlb_hw::entry::PortKind;
+use ironlb_runtime::alloc::{Allocator, Pools};
+use ironlb_runtime::manifest::{load_dir, load_snapshot};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler};
+use ironlb_runtime::source::{DirSource, Source};
+use ironlb_sim::DeviceConfig;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Args {
+    lbs: usize,
+    targets: usize,
+    events: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        lbs: 4096,
+        targets: 64,
+        events: 200,
+    };
+    let v: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < v.len() {
+        let next = || v.get(i + 1).and_then(|s| s.parse().ok()).expect("a number");
+        match v[i].as_str() {
+            "--lbs" => a.lbs = next(),
+            "--targets" => a.targets = next(),
+            "--events" => a.events = next(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+const GROUPS: usize = 64;
+
+/// Writes the manifests: one Network, `GROUPS` groups of `targets` NetworkInterfaces (one file per group), and
+/// `lbs` public dual-stack load balancers (one file per 256), LB i selecting group i mod GROUPS.
+fn write_manifests(dir: &Path, a: &Args) {
+    std::fs::write(
+        dir.join("network.yaml"),
+        "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: net}\nspec: {vni: 100}\n",
+    )
+    .unwrap();
+    for g in 0..GROUPS {
+        std::fs::write(
+            dir.join(format!("nics-{g:03}.yaml")),
+            nic_group(g, a.targets, None),
+        )
+        .unwrap();
+    }
+    let mut text = String::new();
+    for i in 0..a.lbs {
+        let _ = write!(
+            text,
+            "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: lb-{i}}}
+spec:
+  type: Public
+  ipFamilies: [IPv4, IPv6]
+  networkRef: {{name: net}}
+  networkInterfaceSelector: {{matchLabels: {{group: g{}}}}}
+  ports: [{{protocol: TCP, port: 80}}, {{protocol: UDP, port: 1024, portEnd: 2048}}]
+",
+            i % GROUPS
+        );
+        if i % 256 == 255 || i + 1 == a.lbs {
+            std::fs::write(dir.join(format!("lbs-{:03}.yaml", i / 256)), &text).unwrap();
+            text.clear();
+        }
+    }
+}
+
+/// One group's NetworkInterfaces; `down` names one that is not Available.
+fn nic_group(g: usize, targets: usize, down: Option<usize>) -> String {
+    let mut t = String::new();
+    for n in 0..targets {
+        let state = if Some(n) == down { "Pending" } else { "Available" };
+        let _ = write!(
+            t,
+            "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: NetworkInterface
+metadata: {{name: nic-{g}-{n}, uid: u-{g}-{n}, labels: {{group: g{g}}}}}
+spec: {{networkRef: {{name: net}}}}
+status: {{state: {state}, underlayAddress: \"fd00:{g:x}::{n:x}\"}}
+"
+        );
+    }
+    t
+}
+
+fn reconciler(cfg: DeviceConfig, state: &Path) -> Reconciler {
+    let dev = Device::open(Box::new(InprocBackend::new(cfg).unwrap())).unwrap();
+    let cap = dev.caps().lb_ids;
+    let pools = Pools::parse(&["198.18.0.0/15".into(), "2001:db8:ff::/64".into()]).unwrap();
+    let alloc = Allocator::open(&state.join("alloc.json"), pools, cap).unwrap();
+    let host = HostConfig {
+        ports: vec![
+            (0, PortKind::Public),
+            (1, PortKind::Network { vni: 100 }),
+            (3, PortKind::Underlay),
+        ],
+        underlay_src: "fd00:ffff::1".parse().unwrap(),
+        mtu: 9000,
+        hop_limit: 64,
+    };
+    Reconciler::new(dev, alloc, &host).unwrap()
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let a = args();
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path(), &a);
+    let state = tempfile::tempdir().unwrap();
+    println!(
+        "runtime sync bench: {} dual-stack public LBs x {} targets ({} NetworkInterfaces in {} groups)",
+        a.lbs,
+        a.targets,
+        GROUPS * a.targets,
+        GROUPS
+    );
+
+    // 1. Cold sync.
+    let t0 = Instant::now();
+    let mut rec = reconciler(DeviceConfig::default(), state.path());
+    let t_open = t0.elapsed();
+    let (objects, errors) = load_dir(dir.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    let t_load = t0.elapsed();
+    let rep = rec.sync(&objects, &[]).unwrap();
+    let t_total = t0.elapsed();
+    assert!(
+        rep.errors.is_empty(),
+        "{:?}",
+        &rep.errors[..rep.errors.len().min(3)]
+    );
+    assert_eq!(rep.created, a.lbs);
+    println!(
+        "cold sync: {:.2} s total (open device {:.0} ms, load+parse {:.0} ms, validate+allocate+program {:.2} s), {} commands",
+        t_total.as_secs_f64(),
+        t_open.as_secs_f64() * 1e3,
+        (t_load - t_open).as_secs_f64() * 1e3,
+        (t_total - t_load).as_secs_f64(),
+        rep.commands
+    );
+
+    // 2. Event → device, in-process: NIC n of group 0 flips between Available and Pending.
+    let group0 = dir.path().join("nics-000.yaml");
+    let mut lat = Vec::with_capacity(a.events);
+    let mut objects = objects;
+    let idx: Vec<usize> = objects
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| *p == group0)
+        .map(|(i, _)| i)
+        .collect();
+    for e in 0..a.events {
+        let down = (e % 2 == 0).then_some(e % a.targets);
+        let (fresh, _) = ironlb_runtime::manifest::load_str(&group0, &nic_group(0, a.targets, down));
+        for (slot, o) in idx.iter().zip(fresh) {
+            objects[*slot] = o;
+        }
+        let t = Instant::now();
+        let rep = rec.sync(&objects, &[]).unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(rep.updated, a.lbs / GROUPS, "{rep:?}");
+    }
+    println!(
+        "event -> device (one target of {} LBs added/removed, in-process): p50 {:.2} ms, p99 {:.2} ms",
+        a.lbs / GROUPS,
+        pct(&mut lat, 0.5).as_secs_f64() * 1e3,
+        pct(&mut lat, 0.99).as_secs_f64() * 1e3
+    );
+
+    // 3. File write → device through the watched directory.
+    let mut src = DirSource::with_debounce(dir.path(), Duration::from_millis(2)).unwrap();
+    let mut lat = Vec::with_capacity(a.events);
+    for e in 0..a.events {
+        let down = (e % 2 == 1).then_some(e % a.targets);
+        let t = Instant::now();
+        std::fs::write(&group0, nic_group(0, a.targets, down)).unwrap();
+        while !src.wait_change(Duration::from_secs(5)).unwrap() {}
+        let snap = src.snapshot().unwrap();
+        let (objects, errs) = load_snapshot(&snap);
+        let rep = rec.sync(&objects, &errs).unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(rep.updated, a.lbs / GROUPS, "{rep:?}");
+    }
+    println!(
+        "file write -> device (watched directory, 2 ms debounce): p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut lat, 0.5).as_secs_f64() * 1e3,
+        pct(&mut lat, 0.99).as_secs_f64() * 1e3
+    );
+}

@@ -1,0 +1,657 @@
+//! `ironlb run`: the daemon. Watches a manifest source, keeps the device reconciled, publishes status, answers
+//! diagnostics on a local control socket and serves Prometheus metrics.
+//!
+//! Files in the state directory (`--state-dir`):
+//! - `alloc.json`: the durable allocations (lb_ids, public and Prefix IPs; [`crate::alloc`]);
+//! - `status.json`: every LoadBalancer's status after the last sync ([`StatusFile`]), replaced atomically;
+//! - `ironlb.sock`: the control socket (default; `--socket`), one JSON request per connection ([`Request`]);
+//! - `ironlb.lock`: held (flock) while a daemon runs, so two daemons never share a state directory.
+//!
+//! The daemon never flushes the device: on exit the data plane keeps forwarding with what was programmed, and the
+//! next start adopts it.
+
+use crate::alloc::{Allocator, Pools};
+use crate::backend::BackendSpec;
+use crate::controller::ObjectKey;
+use crate::manifest::load_snapshot;
+use crate::metrics::{DeviceStats, Metrics, MetricsServer};
+use crate::ops::{self, Format, OpError, View};
+use crate::reconcile::{HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
+use crate::source::{DirSource, Source};
+use ironlb_driver::inproc::SharedModel;
+use ironlb_sim::DeviceConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default `--public-pool`: documentation prefixes (RFC 5737, RFC 3849), matching `examples/`. Set real pools
+/// in production.
+pub const DEFAULT_PUBLIC_POOLS: &str = "203.0.113.0/24,2001:db8:ff::/64";
+/// Default `--port` roles, matching `examples/` (docs/sim.md "example configuration").
+pub const DEFAULT_PORTS: &str = "0=public,1=vni:100,2=vni:200,3=underlay";
+/// Default `--underlay-src`.
+pub const DEFAULT_UNDERLAY_SRC: &str = "fd00:ffff::1";
+/// Default `--mtu`.
+pub const DEFAULT_MTU: u32 = 9000;
+/// Default `--hop-limit`.
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+
+/// The default state directory: `$IRONLB_STATE_DIR` is read by the CLI; here `$XDG_STATE_HOME/ironlb`, else
+/// `$HOME/.local/state/ironlb`, else `/var/lib/ironlb` (the systemd unit passes `--state-dir /var/lib/ironlb`).
+pub fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("ironlb");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join(".local/state/ironlb");
+    }
+    PathBuf::from("/var/lib/ironlb")
+}
+
+/// A manifest directory programmed once into an in-process model ([`program_dir`]).
+pub struct Programmed {
+    /// The reconciler, owning the device.
+    pub rec: Reconciler,
+    /// The model.
+    pub model: SharedModel,
+    /// What the sync did.
+    pub report: SyncReport,
+    /// Documents that did not load.
+    pub load_errors: Vec<crate::manifest::LoadError>,
+    _state: tempfile::TempDir,
+}
+
+/// Programs the manifests in `dir` into a new in-process model through the reconciler (as the daemon would),
+/// with allocations in a temporary state directory. Used by `replay`, `trace`, `dump` and `stats --manifests`.
+pub fn program_dir(dir: &Path, pools: Pools, host: &HostConfig) -> Result<Programmed, DaemonError> {
+    let state = tempfile::tempdir().map_err(io_err(Path::new("temporary state directory")))?;
+    let opened = BackendSpec::Inproc
+        .open(&DeviceConfig::default())
+        .map_err(|source| DaemonError::Device {
+            backend: "inproc".into(),
+            source,
+        })?;
+    let model = opened.model.expect("inproc has a model");
+    let cap = opened.device.caps().lb_ids;
+    let alloc = Allocator::open(&state.path().join("alloc.json"), pools, cap)?;
+    let mut rec = Reconciler::new(opened.device, alloc, host)?;
+    let (objects, load_errors) = crate::manifest::load_dir(dir);
+    let report = rec.sync(&objects, &load_errors)?;
+    Ok(Programmed {
+        rec,
+        model,
+        report,
+        load_errors,
+        _state: state,
+    })
+}
+
+/// Full resync period even when nothing changed (repairs drift, retries backed-off load balancers).
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// Everything `ironlb run` needs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Manifest directory.
+    pub manifests: PathBuf,
+    /// State directory (allocations, status, socket, lock).
+    pub state_dir: PathBuf,
+    /// The device.
+    pub backend: BackendSpec,
+    /// Model sizing for `inproc`.
+    pub device_config: DeviceConfig,
+    /// Public address pools.
+    pub pools: Pools,
+    /// Ports and underlay.
+    pub host: HostConfig,
+    /// Control socket path (default `STATE_DIR/ironlb.sock`).
+    pub socket: Option<PathBuf>,
+    /// Metrics listen address.
+    pub metrics: Option<SocketAddr>,
+    /// Debounce window of the manifest watcher.
+    pub debounce: Duration,
+}
+
+/// Daemon start-up and run failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A file or directory of the state directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another daemon holds the state directory.
+    #[error("{} is locked: another ironlb daemon uses this state directory", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// Opening the device failed.
+    #[error("opening device {backend}: {source}")]
+    Device {
+        /// The backend.
+        backend: String,
+        /// The error.
+        #[source]
+        source: crate::backend::OpenError,
+    },
+    /// The allocator state could not be opened.
+    #[error(transparent)]
+    Alloc(#[from] crate::alloc::AllocError),
+    /// A sync failed as a whole.
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    /// The manifest source failed.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The content of `STATE_DIR/status.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusFile {
+    /// Source generation the status was computed from.
+    pub generation: u64,
+    /// Manifest files that do not parse (served from their last good content).
+    pub source_errors: Vec<String>,
+    /// Documents that did not load.
+    pub load_errors: Vec<String>,
+    /// One per LoadBalancer.
+    pub load_balancers: Vec<LbStatus>,
+}
+
+impl StatusFile {
+    /// Reads `STATE_DIR/status.json`.
+    pub fn read(state_dir: &Path) -> Result<StatusFile, String> {
+        let p = state_dir.join("status.json");
+        let bytes = fs::read(&p)
+            .map_err(|e| format!("{}: {e} (has the daemon run with this --state-dir?)", p.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// The statuses by key.
+    pub fn by_key(&self) -> BTreeMap<ObjectKey, LbStatus> {
+        self.load_balancers
+            .iter()
+            .map(|s| ((s.namespace.clone(), s.name.clone()), s.clone()))
+            .collect()
+    }
+}
+
+/// Writes `bytes` to `path` atomically (tmp, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// A request on the control socket (one JSON line; the answer is one JSON line, [`Response`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Load balancer statuses.
+    Status {
+        /// Output format.
+        format: Format,
+    },
+    /// Decoded tables.
+    Dump {
+        /// Which table.
+        table: String,
+        /// Output format.
+        format: Format,
+    },
+    /// Counters.
+    Stats {
+        /// Output format.
+        format: Format,
+    },
+    /// A packet trace.
+    Trace {
+        /// `public` or `vni:N`.
+        ingress: String,
+        /// Packet description.
+        packet: String,
+        /// Output format.
+        format: Format,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Rendered output, when the request succeeded.
+    pub output: Option<String>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// True when the error is about the request (exit code 2).
+    #[serde(default)]
+    pub bad_input: bool,
+}
+
+/// What the daemon's threads share.
+pub struct Shared {
+    /// The reconciler (owns the device).
+    pub rec: Reconciler,
+    /// The in-process model, for `inproc`.
+    pub model: Option<SharedModel>,
+}
+
+impl Shared {
+    /// `namespace/name` by lb_id, for what the device holds.
+    pub fn names(&self) -> BTreeMap<u32, String> {
+        self.rec
+            .programmed()
+            .iter()
+            .map(|(k, s)| (s.lb_id, format!("{}/{}", k.0, k.1)))
+            .collect()
+    }
+
+    /// Answers one control request.
+    pub fn handle(&mut self, req: &Request) -> Result<String, OpError> {
+        let names = self.names();
+        let model = self.model.clone();
+        let view = View {
+            dev: self.rec.device(),
+            model: model.as_ref(),
+            names: &names,
+        };
+        match req {
+            Request::Status { format } => Ok(ops::status(self.rec.status(), *format)),
+            Request::Dump { table, format } => ops::dump(view, table, *format),
+            Request::Stats { format } => ops::stats(view, *format),
+            Request::Trace {
+                ingress,
+                packet,
+                format,
+            } => ops::trace(view, ingress, packet, *format),
+        }
+    }
+}
+
+/// Sends `req` to the daemon at `socket` and returns its output.
+pub fn request(socket: &Path, req: &Request) -> Result<String, OpError> {
+    let fail = |m: String| OpError::Failed(format!("control socket {}: {m}", socket.display()));
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        fail(format!(
+            "{e} (is `ironlb run` running with this --state-dir / --socket?)"
+        ))
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut line = serde_json::to_string(req).expect("request serializes");
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    let r: Response = serde_json::from_str(&answer).map_err(|e| fail(format!("bad answer: {e}")))?;
+    match (r.output, r.error) {
+        (Some(o), None) => Ok(o),
+        (_, Some(e)) if r.bad_input => Err(crate::cli::BadInput(e).into()),
+        (_, Some(e)) => Err(OpError::Failed(e)),
+        (None, None) => Err(fail("empty answer".into())),
+    }
+}
+
+fn serve_control(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(conn) = conn else { continue };
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut line = String::new();
+            let mut reader = BufReader::new(&conn);
+            if reader.read_line(&mut line).is_err() {
+                return;
+            }
+            let resp = match serde_json::from_str::<Request>(&line) {
+                Err(e) => Response {
+                    output: None,
+                    error: Some(format!("bad request: {e}")),
+                    bad_input: true,
+                },
+                Ok(req) => {
+                    let r = shared.lock().expect("daemon state lock").handle(&req);
+                    match r {
+                        Ok(o) => Response {
+                            output: Some(o),
+                            error: None,
+                            bad_input: false,
+                        },
+                        Err(e) => Response {
+                            output: None,
+                            error: Some(e.to_string()),
+                            bad_input: matches!(e, OpError::BadInput(_)),
+                        },
+                    }
+                }
+            };
+            let mut out = serde_json::to_string(&resp).expect("response serializes");
+            out.push('\n');
+            let _ = (&conn).write_all(out.as_bytes());
+        });
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    cfg: DaemonConfig,
+    shared: Arc<Mutex<Shared>>,
+    source: DirSource,
+    _lock: File,
+    socket_path: PathBuf,
+    control: Option<JoinHandle<()>>,
+    control_stop: Arc<AtomicBool>,
+    metrics: Option<Arc<Metrics>>,
+    _metrics_server: Option<MetricsServer>,
+    last_generation: Option<u64>,
+    last_status: Option<StatusFile>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Locks the state directory, opens the device (adopting its tables), the allocator and the manifest source,
+    /// and starts the control socket and the metrics server. Nothing is programmed until [`Daemon::sync`].
+    pub fn start(cfg: DaemonConfig) -> Result<Daemon, DaemonError> {
+        fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+        let lock_path = cfg.state_dir.join("ironlb.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(DaemonError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let opened = cfg
+            .backend
+            .open(&cfg.device_config)
+            .map_err(|source| DaemonError::Device {
+                backend: cfg.backend.to_string(),
+                source,
+            })?;
+        let cap = opened.device.caps().lb_ids;
+        let alloc = Allocator::open(&cfg.state_dir.join("alloc.json"), cfg.pools.clone(), cap)?;
+        let rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
+        let source = DirSource::with_debounce(&cfg.manifests, cfg.debounce)?;
+        let shared = Arc::new(Mutex::new(Shared {
+            rec,
+            model: opened.model,
+        }));
+
+        let socket_path = cfg
+            .socket
+            .clone()
+            .unwrap_or_else(|| cfg.state_dir.join("ironlb.sock"));
+        match fs::remove_file(&socket_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&socket_path)(e)),
+        }
+        let listener = UnixListener::bind(&socket_path).map_err(io_err(&socket_path))?;
+        let control_stop = Arc::new(AtomicBool::new(false));
+        let control = {
+            let (shared, stop) = (shared.clone(), control_stop.clone());
+            std::thread::Builder::new()
+                .name("ironlb-control".into())
+                .spawn(move || serve_control(listener, shared, stop))
+                .map_err(io_err(&socket_path))?
+        };
+
+        let (metrics, metrics_server) = match cfg.metrics {
+            None => (None, None),
+            Some(addr) => {
+                let weak = Arc::downgrade(&shared);
+                let m = Arc::new(Metrics::new(move || device_stats(&weak)));
+                let server = m.serve(addr).map_err(|source| DaemonError::Io {
+                    path: PathBuf::from(format!("--metrics {addr}")),
+                    source,
+                })?;
+                tracing::info!(addr = %server.local_addr(), "serving metrics");
+                (Some(m), Some(server))
+            }
+        };
+        tracing::info!(
+            backend = %cfg.backend,
+            manifests = %cfg.manifests.display(),
+            state_dir = %cfg.state_dir.display(),
+            socket = %socket_path.display(),
+            "ironlb daemon started"
+        );
+        Ok(Daemon {
+            cfg,
+            shared,
+            source,
+            _lock: lock,
+            socket_path,
+            control: Some(control),
+            control_stop,
+            metrics,
+            _metrics_server: metrics_server,
+            last_generation: None,
+            last_status: None,
+        })
+    }
+
+    /// The shared state (reconciler, model).
+    pub fn shared(&self) -> Arc<Mutex<Shared>> {
+        self.shared.clone()
+    }
+
+    /// The control socket's path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// The bound metrics address, when serving.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self._metrics_server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Sets the reconciler's progress reporter.
+    pub fn set_progress(&self, f: Option<crate::reconcile::ProgressFn>) {
+        self.shared.lock().expect("daemon state lock").rec.set_progress(f);
+    }
+
+    /// One reconcile of the source's current snapshot; writes `status.json` when it changed.
+    pub fn sync(&mut self) -> Result<SyncReport, DaemonError> {
+        let snap = self.source.snapshot()?;
+        for e in &snap.errors {
+            tracing::warn!(error = %e, "manifest file does not parse; serving its last good content");
+        }
+        let (objects, mut load_errors) = load_snapshot(&snap);
+        // A file that does not parse at all (and has no last good content) must protect what it may hold.
+        load_errors.extend(snap.errors.iter().map(|e| crate::manifest::LoadError {
+            file: e.path.clone(),
+            document: None,
+            line: e.line,
+            object: None,
+            message: e.message.clone(),
+        }));
+        for e in &load_errors {
+            tracing::warn!(error = %e, "manifest document does not load");
+        }
+        let (report, statuses) = {
+            let mut sh = self.shared.lock().expect("daemon state lock");
+            let report = sh.rec.sync(&objects, &load_errors)?;
+            let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
+            (report, statuses)
+        };
+        for e in &report.errors {
+            tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
+        }
+        if let Some(m) = &self.metrics {
+            m.observe_reconcile(report.duration);
+            for e in &report.errors {
+                m.reconcile_error(&e.key.0, &e.key.1, e.reason);
+            }
+            let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
+            m.set_lb_states(statuses.len() as u64 - failed, failed);
+        }
+        if report.created + report.updated + report.removed > 0
+            || self.last_generation != Some(snap.generation)
+        {
+            tracing::info!(
+                generation = snap.generation,
+                created = report.created,
+                updated = report.updated,
+                removed = report.removed,
+                unchanged = report.unchanged,
+                errors = report.errors.len(),
+                commands = report.commands,
+                ms = report.duration.as_secs_f64() * 1e3,
+                "synced"
+            );
+        }
+        self.last_generation = Some(snap.generation);
+        let status = StatusFile {
+            generation: snap.generation,
+            source_errors: snap.errors.iter().map(|e| e.to_string()).collect(),
+            load_errors: load_errors.iter().map(|e| e.to_string()).collect(),
+            load_balancers: statuses,
+        };
+        if self.last_status.as_ref() != Some(&status) {
+            let p = self.cfg.state_dir.join("status.json");
+            let json = serde_json::to_vec_pretty(&status).expect("status serializes");
+            write_atomic(&p, &json).map_err(io_err(&p))?;
+            self.last_status = Some(status);
+        }
+        Ok(report)
+    }
+
+    /// Runs until `stop` is set: sync, then wait for a manifest change, a due retry or the periodic resync.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.sync()?;
+            let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
+            let deadline = Instant::now() + RESYNC;
+            let deadline = next_retry.map_or(deadline, |r| r.min(deadline));
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if self.source.wait_change(left.min(Duration::from_millis(250)))? {
+                    break;
+                }
+            }
+        }
+        tracing::info!("ironlb daemon stopping; the device keeps its tables");
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.control_stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.socket_path);
+        if let Some(h) = self.control.take() {
+            let _ = h.join();
+        }
+        let _ = fs::remove_file(&self.socket_path);
+    }
+}
+
+/// Scrape-time device figures for the metrics endpoint.
+fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
+    let Some(shared) = shared.upgrade() else {
+        return DeviceStats::default();
+    };
+    let mut sh = shared.lock().expect("daemon state lock");
+    let keys: BTreeMap<u32, ObjectKey> = sh
+        .rec
+        .programmed()
+        .iter()
+        .map(|(k, s)| (s.lb_id, k.clone()))
+        .collect();
+    let names: BTreeMap<u32, String> = keys
+        .iter()
+        .map(|(id, k)| (*id, format!("{}/{}", k.0, k.1)))
+        .collect();
+    let stats = match ops::collect_stats(sh.rec.device(), &names) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reading device counters for metrics failed");
+            return DeviceStats::default();
+        }
+    };
+    let mut out = DeviceStats::default();
+    for lb in &stats.lbs {
+        let (ns, name) = keys.get(&lb.lb_id).cloned().unwrap_or_default();
+        out.lbs.push(crate::metrics::LbStats {
+            namespace: ns.clone(),
+            name: name.clone(),
+            lb_id: lb.lb_id,
+            packets: lb.packets,
+            bytes: lb.bytes,
+        });
+        for t in &lb.targets {
+            out.targets.push(crate::metrics::TargetStats {
+                namespace: ns.clone(),
+                name: name.clone(),
+                target: t.target,
+                packets: t.packets,
+                bytes: t.bytes,
+            });
+        }
+    }
+    out.drops = ironlb_hw::DropReason::ALL
+        .iter()
+        .map(|r| (r.name(), stats.drops.get(r.name()).copied().unwrap_or(0)))
+        .collect();
+    out.tables = stats
+        .tables
+        .iter()
+        .map(|t| crate::metrics::TableUse {
+            table: match t.table.as_str() {
+                "lb" => "lb",
+                "range" => "range",
+                "target" => "target",
+                _ => "bucket",
+            },
+            used: t.used,
+            capacity: t.capacity,
+        })
+        .collect();
+    out
+}

@@ -1,0 +1,385 @@
+//! The diagnostics behind `ironlb dump`, `stats`, `trace` and `status`, rendered as text or JSON.
+//!
+//! The same functions run in the CLI (against the example, a manifest directory programmed into an in-process
+//! model, or a device opened directly) and in the daemon (answering its control socket), so every target gives
+//! the same output. JSON shapes are documented in docs/operations.md and stable.
+
+use crate::cli::{build_packet, render_dump, render_trace, BadInput};
+use crate::controller::ObjectKey;
+use crate::reconcile::LbStatus;
+use ironlb_driver::inproc::SharedModel;
+use ironlb_driver::Device;
+use ironlb_hw::entry::PortKind;
+use ironlb_sim::Verdict;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+
+/// Why an operation failed: the request was bad (exit code 2), or the device failed (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The request is invalid.
+    #[error(transparent)]
+    BadInput(#[from] BadInput),
+    /// Reading the device failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ironlb_driver::DriverError> for OpError {
+    fn from(e: ironlb_driver::DriverError) -> Self {
+        OpError::Failed(e.to_string())
+    }
+}
+
+/// What an operation needs: the device, the in-process model when there is one, and the names of the load
+/// balancers by lb_id (`namespace/name`; empty when unknown).
+pub struct View<'a> {
+    /// The device.
+    pub dev: &'a mut Device,
+    /// The in-process model (traces need it).
+    pub model: Option<&'a SharedModel>,
+    /// `namespace/name` per lb_id.
+    pub names: &'a BTreeMap<u32, String>,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Human-readable text.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// `ironlb dump`: the tables decoded from the device (read back, not driver state).
+pub fn dump(v: View<'_>, table: &str, format: Format) -> Result<String, OpError> {
+    if !["lbs", "ranges", "targets", "buckets", "counters", "all"].contains(&table) {
+        return Err(BadInput(format!(
+            "--table {table}: expected lbs, ranges, targets, buckets, counters or all"
+        ))
+        .into());
+    }
+    let snap = v.dev.read_state()?;
+    let lbc = v.dev.lb_counters()?;
+    let tc = v.dev.target_counters()?;
+    Ok(match format {
+        Format::Json => {
+            let drops: BTreeMap<&str, u64> = v
+                .dev
+                .drop_counters()
+                .into_iter()
+                .map(|(r, n)| (r.name(), n))
+                .collect();
+            let names: BTreeMap<u32, &String> = snap
+                .lbs
+                .keys()
+                .filter_map(|id| Some((*id, v.names.get(id)?)))
+                .collect();
+            serde_json::json!({"lbs": snap.lbs, "names": names, "orphan_targets": snap.orphan_targets, "drops": drops})
+                .to_string()
+        }
+        Format::Table => {
+            let text = render_dump(&snap, &lbc, &tc, table);
+            // Name each `lb N` header.
+            let mut out = String::with_capacity(text.len());
+            for line in text.lines() {
+                out.push_str(line);
+                if let Some(id) = line
+                    .strip_prefix("lb ")
+                    .and_then(|r| r.split(' ').next()?.parse::<u32>().ok())
+                {
+                    if let Some(n) = v.names.get(&id) {
+                        let _ = write!(out, "  {n}");
+                    }
+                }
+                out.push('\n');
+            }
+            out
+        }
+    })
+}
+
+/// Counters of one load balancer, as `ironlb stats -o json` prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LbCounters {
+    /// lb_id.
+    pub lb_id: u32,
+    /// `namespace/name`, when known.
+    pub name: Option<String>,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (inner datagram bytes).
+    pub bytes: u64,
+    /// Per target.
+    pub targets: Vec<TargetCounters>,
+}
+
+/// Counters of one target of a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TargetCounters {
+    /// Underlay address.
+    pub target: Ipv6Addr,
+    /// Packets forwarded to it.
+    pub packets: u64,
+    /// Bytes forwarded to it.
+    pub bytes: u64,
+}
+
+/// Occupancy of one device table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TableUse {
+    /// `lb`, `range`, `target` or `bucket`.
+    pub table: String,
+    /// Entries in use.
+    pub used: u64,
+    /// Entries the device has.
+    pub capacity: u64,
+}
+
+/// Everything `ironlb stats` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Per load balancer, by lb_id.
+    pub lbs: Vec<LbCounters>,
+    /// Drops by reason name (all reasons, zeros included).
+    pub drops: BTreeMap<String, u64>,
+    /// Table occupancy.
+    pub tables: Vec<TableUse>,
+}
+
+/// Reads the counters of every programmed load balancer and target, the drop counters, and table occupancy.
+pub fn collect_stats(dev: &mut Device, names: &BTreeMap<u32, String>) -> Result<Stats, OpError> {
+    let lbc = dev.lb_counters()?;
+    let tc = dev.target_counters()?;
+    let caps = dev.caps().clone();
+    let (mut vips, mut ranges, mut targets, mut slots) = (0u64, 0u64, 0u64, 0u64);
+    let mut lbs = Vec::new();
+    let ids: Vec<u32> = dev.programmed().map(|s| s.lb_id).collect();
+    for id in ids {
+        let st = dev.lb_state(id).expect("programmed LB has state");
+        vips += st.vip_index.len() as u64;
+        ranges += u64::from(st.range.len);
+        targets += st.target_index.len() as u64;
+        slots += st.array.map_or(0, |(b, _)| u64::from(b.len));
+        let c = lbc.get(id as usize).copied().unwrap_or_default();
+        lbs.push(LbCounters {
+            lb_id: id,
+            name: names.get(&id).cloned(),
+            packets: c.packets,
+            bytes: c.bytes,
+            targets: st
+                .target_index
+                .iter()
+                .map(|(t, i)| {
+                    let c = tc.get(*i as usize).copied().unwrap_or_default();
+                    TargetCounters {
+                        target: *t,
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    }
+                })
+                .collect(),
+        });
+    }
+    let table = |t: &str, used: u64, capacity: u32| TableUse {
+        table: t.to_string(),
+        used,
+        capacity: u64::from(capacity),
+    };
+    Ok(Stats {
+        lbs,
+        drops: dev
+            .drop_counters()
+            .into_iter()
+            .map(|(r, n)| (r.name().to_string(), n))
+            .collect(),
+        tables: vec![
+            table("lb", vips, caps.lb_buckets * caps.lb_ways),
+            table("range", ranges, caps.ranges),
+            table("target", targets, caps.targets),
+            table("bucket", slots, caps.bucket_slots),
+        ],
+    })
+}
+
+/// `ironlb stats`: counters per load balancer and target, drops by reason, table occupancy.
+pub fn stats(v: View<'_>, format: Format) -> Result<String, OpError> {
+    let s = collect_stats(v.dev, v.names)?;
+    if format == Format::Json {
+        return Ok(serde_json::to_string(&s).expect("stats serialize"));
+    }
+    let mut out = String::new();
+    for lb in &s.lbs {
+        let _ = writeln!(
+            out,
+            "lb {:<5} {:<40} packets {:>12} bytes {:>14}",
+            lb.lb_id,
+            lb.name.as_deref().unwrap_or("-"),
+            lb.packets,
+            lb.bytes
+        );
+        for t in &lb.targets {
+            let _ = writeln!(
+                out,
+                "  target {:<39} packets {:>12} bytes {:>14}",
+                t.target.to_string(),
+                t.packets,
+                t.bytes
+            );
+        }
+    }
+    let _ = writeln!(out, "drops:");
+    for (r, n) in &s.drops {
+        let _ = writeln!(out, "  {r:<24} {n:>12}");
+    }
+    let _ = writeln!(out, "tables:");
+    for t in &s.tables {
+        let pct = if t.capacity == 0 {
+            0.0
+        } else {
+            100.0 * t.used as f64 / t.capacity as f64
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>10} / {:<10} {pct:>5.1}%",
+            t.table, t.used, t.capacity
+        );
+    }
+    Ok(out)
+}
+
+/// The device port whose role is `ingress` (`public` or `vni:N`).
+pub fn ingress_port(dev: &mut Device, ingress: &str) -> Result<u32, OpError> {
+    let want = if ingress == "public" {
+        None
+    } else if let Some(v) = ingress.strip_prefix("vni:") {
+        Some(
+            v.parse::<u32>()
+                .map_err(|_| BadInput(format!("--ingress {ingress}: VNI must be a number")))?,
+        )
+    } else {
+        return Err(BadInput(format!("--ingress {ingress}: expected `public` or `vni:N`")).into());
+    };
+    let mut have = Vec::new();
+    for p in 0..dev.caps().ports {
+        let cfg = dev.port(p)?;
+        if !cfg.enabled {
+            continue;
+        }
+        match (cfg.kind, want) {
+            (PortKind::Public, None) => return Ok(p),
+            (PortKind::Network { vni }, Some(w)) if vni == w => return Ok(p),
+            (PortKind::Public, _) => have.push("public".to_string()),
+            (PortKind::Network { vni }, _) => have.push(format!("vni:{vni}")),
+            _ => {}
+        }
+    }
+    Err(BadInput(format!(
+        "--ingress {ingress}: no enabled port has that role (the device has: {})",
+        if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.join(", ")
+        }
+    ))
+    .into())
+}
+
+/// `ironlb trace`: what the device does with one packet, stage by stage. Runs the model's pipeline on the
+/// device's table memory without counting the packet.
+pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result<String, OpError> {
+    let port = ingress_port(v.dev, ingress)?;
+    let pkt = build_packet(packet)?;
+    let Some(model) = v.model else {
+        return Err(OpError::Failed(
+            "trace needs the software model's pipeline: run it against the daemon of an inproc device, \
+             --manifests or --example"
+                .to_string(),
+        ));
+    };
+    let (verdict, t) = model.lock().expect("model lock").dry_run(port, &pkt);
+    Ok(match format {
+        Format::Json => {
+            let result = match &verdict {
+                Verdict::Forward { egress_port, packet } => {
+                    serde_json::json!({"verdict": "forward", "egress_port": egress_port, "len": packet.len()})
+                }
+                Verdict::Drop(r) => serde_json::json!({"verdict": "drop", "reason": r.name()}),
+            };
+            let name = t.lb_id.and_then(|id| v.names.get(&id));
+            serde_json::json!({"trace": t, "result": result, "lb": name}).to_string()
+        }
+        Format::Table => {
+            let mut out = format!("{packet} on {ingress}:\n");
+            if let Some(n) = t.lb_id.and_then(|id| v.names.get(&id)) {
+                let _ = writeln!(out, "load balancer {n}");
+            }
+            out.push_str(&render_trace(&verdict, &t));
+            out
+        }
+    })
+}
+
+/// `ironlb status`: each load balancer's IPs, targets and conditions.
+pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> String {
+    if format == Format::Json {
+        let list: Vec<&LbStatus> = statuses.values().collect();
+        return serde_json::to_string(&list).expect("status serialize");
+    }
+    let mut out = String::new();
+    for s in statuses.values() {
+        let ready = s.condition("Ready");
+        let _ = writeln!(
+            out,
+            "{}/{}  lb_id {}  {}",
+            s.namespace,
+            s.name,
+            s.lb_id.map_or("-".to_string(), |i| i.to_string()),
+            match ready {
+                Some(c) if c.status == "True" => "Ready".to_string(),
+                Some(c) => format!("NOT READY ({}: {})", c.reason, c.message),
+                None => "unknown".to_string(),
+            }
+        );
+        let ips: Vec<String> = s.ips.iter().map(|i| i.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  ips      {}",
+            if ips.is_empty() {
+                "-".to_string()
+            } else {
+                ips.join(", ")
+            }
+        );
+        let dests: Vec<&str> = s.destinations.iter().map(|d| d.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  routing  {}",
+            if dests.is_empty() {
+                "-".to_string()
+            } else {
+                dests.join(", ")
+            }
+        );
+        let targets: Vec<String> = s.programmed_targets.iter().map(|t| t.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  targets  {}",
+            if targets.is_empty() {
+                "-".to_string()
+            } else {
+                targets.join(", ")
+            }
+        );
+        if s.serving_last_good {
+            let _ = writeln!(out, "  serving its last good configuration");
+        }
+        if let Some(c) = s.condition("TargetsResolved").filter(|c| c.status != "True") {
+            let _ = writeln!(out, "  warning  {}: {}", c.reason, c.message);
+        }
+    }
+    out
+}

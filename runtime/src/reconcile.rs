@@ -1,0 +1,859 @@
+//! The reconciler (issue 5 §4): keeps the device equal to what the objects ask for.
+//!
+//! One [`Reconciler`] owns the [`Device`] and the durable [`Allocator`]. Each [`Reconciler::sync`] takes the
+//! complete current set of objects (a source snapshot) and:
+//!
+//! 1. validates them; a LoadBalancer that is invalid (or whose document does not even load) keeps whatever was
+//!    programmed for it last (its *last good* state) and gets `Ready=False, reason InvalidSpec`;
+//! 2. removes the load balancers that no longer exist: their VIP entries first, then their memory (the driver's
+//!    `remove`), and only then releases their lb_id and IPs; device entries that no allocation claims (orphans
+//!    from an earlier state file or another writer) are removed too;
+//! 3. allocates lb_ids and IPs for the valid ones in one durable batch, *before* anything is programmed, so a
+//!    crash at any later point restarts with the same allocations;
+//! 4. computes the desired [`LbSpec`]s ([`crate::controller::desired`]) and programs only the differences,
+//!    ordered so that a VIP moving between load balancers is released before it is claimed: first every changed
+//!    load balancer drops the VIPs it no longer wants, then updates and creations run, each creation or update
+//!    whose new VIPs are still held by another pending change waiting for it. Every update is hitless (the
+//!    driver's shadow-set flips, docs/hw-spec.md §8);
+//! 5. records per-LB errors with exponential backoff and publishes a status per load balancer
+//!    ([`LbStatus`]: `status.ips`, the routing, `Ready` and `TargetsResolved` conditions).
+//!
+//! An error in one load balancer never stops the others. On start ([`Reconciler::new`]) the device's tables are
+//! adopted (no flush), so a restart sends nothing for load balancers that did not change.
+
+use crate::alloc::{AllocError, Allocator};
+use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object, RoutingDestination};
+use crate::controller::{desired, ObjectKey};
+use crate::manifest::{LoadError, Loaded};
+use crate::validate::validate;
+use ironlb_driver::{Device, DriverError, LbSpec};
+use ironlb_hw::entry::{PortCfg, PortKind};
+use ironlb_hw::LbKey;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+/// First retry delay after a failed load balancer.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Host-side device settings the runtime owns: port roles and the underlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// `(port, role)` for every port to enable; other ports are left as they are.
+    pub ports: Vec<(u32, PortKind)>,
+    /// Outer IPv6 source address of encapsulated packets.
+    pub underlay_src: Ipv6Addr,
+    /// Underlay MTU (outer packet size limit).
+    pub mtu: u32,
+    /// Outer hop limit.
+    pub hop_limit: u8,
+}
+
+impl HostConfig {
+    /// Parses a `--port` value: `N=public`, `N=vni:V` or `N=underlay`.
+    pub fn parse_port(s: &str) -> Result<(u32, PortKind), String> {
+        let (n, role) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected N=public, N=vni:V or N=underlay"))?;
+        let port: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: port number {n:?} is not a number"))?;
+        let kind = match role.trim() {
+            "public" => PortKind::Public,
+            "underlay" => PortKind::Underlay,
+            r => match r.strip_prefix("vni:").map(str::parse::<u32>) {
+                Some(Ok(vni)) if vni <= crate::validate::MAX_VNI as u32 => PortKind::Network { vni },
+                Some(_) => {
+                    return Err(format!(
+                        "{s:?}: VNI must be a number up to {}",
+                        crate::validate::MAX_VNI
+                    ))
+                }
+                None => return Err(format!("{s:?}: role {r:?} is not public, vni:V or underlay")),
+            },
+        };
+        Ok((port, kind))
+    }
+}
+
+/// A Kubernetes-style condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` or `TargetsResolved`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// CamelCase reason: `Programmed`, `InvalidSpec`, `PoolExhausted`, `PrefixExhausted`, `TableFull`,
+    /// `DeviceRejected`, `DeviceError`, `VipInUse`, `NoVips`, `AllocatorError`; `Resolved` or
+    /// `DestinationsSkipped` for `TargetsResolved`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// RFC 3339 time the status last changed.
+    pub last_transition_time: String,
+}
+
+/// What the runtime reports for one LoadBalancer (its `status`, plus what ironlb knows about the device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbStatus {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `status.ips`: every VIP (literal and allocated).
+    pub ips: Vec<IpAddr>,
+    /// The device's counter row for this load balancer, once allocated.
+    pub lb_id: Option<u32>,
+    /// The routing in use (`LoadBalancerRouting.destinations`).
+    pub destinations: Vec<RoutingDestination>,
+    /// Target underlay addresses currently programmed on the device.
+    pub programmed_targets: Vec<Ipv6Addr>,
+    /// True while the device holds an earlier configuration of this load balancer because the current one
+    /// could not be programmed (see the `Ready` condition).
+    pub serving_last_good: bool,
+    /// `Ready` and `TargetsResolved`.
+    pub conditions: Vec<Condition>,
+}
+
+impl LbStatus {
+    /// The condition of type `kind`.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// True when `Ready` is `True`.
+    pub fn ready(&self) -> bool {
+        self.condition("Ready").is_some_and(|c| c.status == "True")
+    }
+}
+
+/// A per-LB failure of one sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LbError {
+    /// The load balancer.
+    pub key: ObjectKey,
+    /// Condition reason.
+    pub reason: &'static str,
+    /// Detail.
+    pub message: String,
+}
+
+/// What one [`Reconciler::sync`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// Load balancers created on the device.
+    pub created: usize,
+    /// Load balancers updated on the device.
+    pub updated: usize,
+    /// Load balancers removed from the device (deleted objects and orphans).
+    pub removed: usize,
+    /// Load balancers already as desired.
+    pub unchanged: usize,
+    /// Device commands sent.
+    pub commands: usize,
+    /// Per-LB errors (the affected load balancers keep their last good state).
+    pub errors: Vec<LbError>,
+    /// Load balancers not retried yet because their backoff has not expired.
+    pub deferred: usize,
+    /// Wall time of the sync.
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Failures that stop a whole sync (nothing was programmed by it).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The allocator could not persist its state.
+    #[error("allocation failed: {0}")]
+    Alloc(#[from] AllocError),
+    /// The device could not be set up or read.
+    #[error("device: {0}")]
+    Device(#[from] DriverError),
+}
+
+#[derive(Debug, Clone)]
+struct Failure {
+    attempts: u32,
+    next_at: Instant,
+    /// The spec whose programming failed (`None`: failed before a spec existed, e.g. allocation).
+    spec: Option<LbSpec>,
+    reason: &'static str,
+    message: String,
+}
+
+/// Called during long syncs with (done, total) device operations.
+pub type ProgressFn = Box<dyn FnMut(u64, u64) + Send>;
+
+/// Keeps the device equal to the desired state. See the module documentation.
+pub struct Reconciler {
+    dev: Device,
+    alloc: Allocator,
+    /// What the device holds per load balancer (adopted or applied by us).
+    programmed: BTreeMap<ObjectKey, LbSpec>,
+    /// Device lb_ids no load balancer claims (removed by the next sync).
+    orphans: BTreeSet<u32>,
+    failures: BTreeMap<ObjectKey, Failure>,
+    status: BTreeMap<ObjectKey, LbStatus>,
+    progress: Option<ProgressFn>,
+    /// Every object of the last sync by `Kind namespace/name`, with its file (to stand in for documents that
+    /// stop loading).
+    last_objects: BTreeMap<String, (PathBuf, Object)>,
+    /// Files that loaded at least once.
+    last_seen_files: BTreeSet<PathBuf>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("programmed", &self.programmed.len())
+            .field("orphans", &self.orphans)
+            .field("failures", &self.failures.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn driver_reason(e: &DriverError) -> &'static str {
+    match e {
+        DriverError::TableFull { .. } => "TableFull",
+        DriverError::Invalid(m) if m.contains("already belongs to") => "VipInUse",
+        DriverError::Invalid(_) => "DeviceRejected",
+        _ => "DeviceError",
+    }
+}
+
+fn key_str(k: &ObjectKey) -> String {
+    format!("{}/{}", k.0, k.1)
+}
+
+impl Reconciler {
+    /// Takes over `dev` (already opened, so its tables are adopted) and `alloc`, and applies `host` (ports,
+    /// underlay) before enabling the pipeline. Load balancers found on the device are matched to objects through
+    /// the allocator's lb_ids; unclaimed ones become orphans that the first sync removes.
+    pub fn new(mut dev: Device, alloc: Allocator, host: &HostConfig) -> Result<Reconciler, ReconcileError> {
+        for &(port, kind) in &host.ports {
+            dev.set_port(port, PortCfg { enabled: true, kind })?;
+        }
+        dev.set_underlay(host.underlay_src, host.mtu, host.hop_limit);
+        dev.set_enabled(true);
+        let by_id: BTreeMap<u32, ObjectKey> = alloc
+            .state()
+            .lbs
+            .iter()
+            .filter_map(|(k, a)| a.lb_id.map(|id| (id, k.clone())))
+            .collect();
+        let mut programmed = BTreeMap::new();
+        let mut orphans = BTreeSet::new();
+        for spec in dev.programmed() {
+            match by_id.get(&spec.lb_id) {
+                Some(k) => {
+                    programmed.insert(k.clone(), spec.clone());
+                }
+                None => {
+                    orphans.insert(spec.lb_id);
+                }
+            }
+        }
+        tracing::info!(
+            adopted = programmed.len(),
+            orphans = orphans.len(),
+            "adopted the device's load balancers"
+        );
+        Ok(Reconciler {
+            dev,
+            alloc,
+            programmed,
+            orphans,
+            failures: BTreeMap::new(),
+            status: BTreeMap::new(),
+            progress: None,
+            last_objects: BTreeMap::new(),
+            last_seen_files: BTreeSet::new(),
+        })
+    }
+
+    /// Reports progress of long syncs (used for the CLI's progress bar).
+    pub fn set_progress(&mut self, f: Option<ProgressFn>) {
+        self.progress = f;
+    }
+
+    /// The device.
+    pub fn device(&mut self) -> &mut Device {
+        &mut self.dev
+    }
+
+    /// The allocator.
+    pub fn allocator(&self) -> &Allocator {
+        &self.alloc
+    }
+
+    /// The status of every load balancer seen by the last sync, by key.
+    pub fn status(&self) -> &BTreeMap<ObjectKey, LbStatus> {
+        &self.status
+    }
+
+    /// What the device holds, per load balancer.
+    pub fn programmed(&self) -> &BTreeMap<ObjectKey, LbSpec> {
+        &self.programmed
+    }
+
+    /// When the earliest backed-off load balancer is due for a retry.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.failures.values().map(|f| f.next_at).min()
+    }
+
+    /// Brings the device to the state `objects` ask for. `load_errors` are documents that did not load; a
+    /// LoadBalancer named by one is treated as present but invalid (it keeps its last good state instead of
+    /// being deleted). See the module documentation for the steps.
+    pub fn sync(
+        &mut self,
+        objects: &Loaded,
+        load_errors: &[LoadError],
+    ) -> Result<SyncReport, ReconcileError> {
+        let started = Instant::now();
+        let now = Instant::now();
+        let mut report = SyncReport::default();
+
+        // Documents that did not load keep their last good object: a named one by its name, an unnamed one (the
+        // YAML itself is broken) by every object its file held before that is missing now. A LoadBalancer kept
+        // this way is present but invalid (its last good device state stays); other kinds are used as they were.
+        let mut objects: Vec<(PathBuf, Object)> = objects.to_vec();
+        let current: BTreeSet<String> = objects.iter().map(|(_, o)| o.display_name()).collect();
+        let mut kept_lbs: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+        let mut restored = BTreeSet::new();
+        for e in load_errors {
+            let lost: Vec<&(PathBuf, Object)> = match &e.object {
+                Some(id) => self.last_objects.get(id).into_iter().collect(),
+                None => self.last_objects.values().filter(|(f, _)| *f == e.file).collect(),
+            };
+            if let Some(k) = e.object.as_deref().and_then(lb_key_of_display) {
+                kept_lbs.entry(k).or_default().push(e.to_string());
+            }
+            for (file, o) in lost {
+                let id = o.display_name();
+                if current.contains(&id) || !restored.insert(id) {
+                    continue;
+                }
+                match o {
+                    Object::LoadBalancer(lb) => kept_lbs.entry(key_of(lb)).or_default().push(e.to_string()),
+                    _ => objects.push((file.clone(), o.clone())),
+                }
+            }
+        }
+        // Remember this sync's objects, and the LoadBalancers kept from before (so they stay kept while broken).
+        let mut last: BTreeMap<String, (PathBuf, Object)> = objects
+            .iter()
+            .map(|(f, o)| (o.display_name(), (f.clone(), o.clone())))
+            .collect();
+        for k in kept_lbs.keys() {
+            let id = format!("LoadBalancer {}/{}", k.0, k.1);
+            if let Some(old) = self.last_objects.remove(&id) {
+                last.entry(id).or_insert(old);
+            }
+        }
+        self.last_objects = last;
+        self.last_seen_files
+            .extend(objects.iter().map(|(f, _)| f.clone()));
+        let objects = &objects;
+        let (valid, verrs) = validate(objects);
+
+        // Which load balancers exist, which are valid.
+        let mut present: BTreeMap<ObjectKey, Option<&LoadBalancer>> = BTreeMap::new();
+        for (_, o) in objects {
+            if let Object::LoadBalancer(lb) = o {
+                present.insert(key_of(lb), None);
+            }
+        }
+        for k in kept_lbs.keys() {
+            present.insert(k.clone(), None);
+        }
+        let mut invalid: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+        for (_, o) in &valid {
+            if let Object::LoadBalancer(lb) = o {
+                present.insert(key_of(lb), Some(lb));
+            }
+        }
+        for (k, lb) in &present {
+            if lb.is_none() {
+                invalid.insert(k.clone(), Vec::new());
+            }
+        }
+        for e in &verrs {
+            if let Some(k) = lb_key_of_display(&e.object) {
+                if let Some(v) = invalid.get_mut(&k) {
+                    v.push(format!("{}: {}: {}", e.file.display(), e.field, e.message));
+                }
+            }
+        }
+        for (k, msgs) in &kept_lbs {
+            if let Some(v) = invalid.get_mut(k) {
+                v.extend(msgs.iter().cloned());
+            }
+        }
+
+        // 2. Deletions: load balancers that no longer exist, then orphans.
+        let gone: Vec<ObjectKey> = self
+            .programmed
+            .keys()
+            .chain(self.alloc.state().lbs.keys())
+            .filter(|k| !present.contains_key(*k))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // A file that does not load and that this reconciler has never seen loaded (e.g. broken at start-up) may
+        // hold any of them: delete nothing until it loads.
+        let unknown_files: BTreeSet<&PathBuf> = load_errors
+            .iter()
+            .filter(|e| e.object.is_none() && !self.last_seen_files.contains(&e.file))
+            .map(|e| &e.file)
+            .collect();
+        let gone = if unknown_files.is_empty() {
+            gone
+        } else {
+            if !gone.is_empty() {
+                tracing::warn!(
+                    files = ?unknown_files,
+                    candidates = gone.len(),
+                    "not deleting load balancers while manifest files that never loaded are broken"
+                );
+            }
+            Vec::new()
+        };
+        let mut released = Vec::new();
+        for k in gone {
+            if let Some(spec) = self.programmed.get(&k) {
+                let id = spec.lb_id;
+                match self.dev.remove(id) {
+                    Ok(()) => {
+                        tracing::info!(lb = %key_str(&k), lb_id = id, "removed");
+                        self.programmed.remove(&k);
+                        report.removed += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(lb = %key_str(&k), lb_id = id, error = %e, "removing a deleted load balancer failed; will retry");
+                        report.errors.push(LbError {
+                            key: k.clone(),
+                            reason: driver_reason(&e),
+                            message: format!("removing it from the device: {e}"),
+                        });
+                        continue;
+                    }
+                }
+            }
+            self.failures.remove(&k);
+            self.status.remove(&k);
+            released.push(k);
+        }
+        for id in std::mem::take(&mut self.orphans) {
+            match self.dev.remove(id) {
+                Ok(()) => {
+                    tracing::info!(lb_id = id, "removed an orphan load balancer no object claims");
+                    report.removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(lb_id = id, error = %e, "removing an orphan failed; will retry");
+                    self.orphans.insert(id);
+                }
+            }
+        }
+
+        // 3. Allocation, one durable batch, before anything is programmed.
+        let valid_lbs: Vec<&LoadBalancer> = present.values().flatten().copied().collect();
+        let prefixes: BTreeMap<ObjectKey, (IpAddr, u8)> = valid
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Object::Prefix(p) => Some((
+                    (p.metadata.namespace().to_string(), p.metadata.name.clone()),
+                    crate::api::ipam::parse_cidr(p.spec.prefix.as_deref()?)?,
+                )),
+                _ => None,
+            })
+            .collect();
+        let alloc_failed = self.alloc.batch(|a| {
+            for k in &released {
+                a.release(k)?;
+            }
+            let mut failed: BTreeMap<ObjectKey, AllocError> = BTreeMap::new();
+            for lb in &valid_lbs {
+                let key = key_of(lb);
+                if let Err(e) = allocate(a, &key, lb, &prefixes) {
+                    if matches!(e, AllocError::Io { .. } | AllocError::Corrupt { .. }) {
+                        return Err(e);
+                    }
+                    failed.insert(key, e);
+                }
+            }
+            Ok(failed)
+        });
+        let alloc_failed = match alloc_failed {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) | Err(e) => return Err(ReconcileError::Alloc(e)),
+        };
+
+        // 4. Desired specs for the load balancers that were allocated.
+        let (lb_ids, allocated) = self.alloc.snapshot();
+        let usable: Loaded = valid
+            .iter()
+            .filter(|(_, o)| match o {
+                Object::LoadBalancer(lb) => !alloc_failed.contains_key(&key_of(lb)),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        let d = desired(&usable, &lb_ids, &allocated);
+        let mut lb_issues: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+        for (k, i) in &d.issues {
+            lb_issues.entry(k.clone()).or_default().push(i.message.clone());
+        }
+        let mut errors: BTreeMap<ObjectKey, (&'static str, String)> = BTreeMap::new();
+        for (k, msgs) in &invalid {
+            let msg = if msgs.is_empty() {
+                "the object is invalid".to_string()
+            } else {
+                msgs.join("; ")
+            };
+            errors.insert(k.clone(), ("InvalidSpec", msg));
+        }
+        for (k, e) in &alloc_failed {
+            let reason = e.reason();
+            errors.insert(k.clone(), (reason, e.to_string()));
+        }
+        let desired_keys: BTreeSet<&ObjectKey> = d.specs.iter().map(|(k, _)| k).collect();
+        for lb in &valid_lbs {
+            let k = key_of(lb);
+            if !desired_keys.contains(&k) && !errors.contains_key(&k) {
+                let msg = lb_issues.get(&k).map(|v| v.join("; ")).unwrap_or_default();
+                errors.insert(k, ("NoVips", msg));
+            }
+        }
+
+        // Plan: what changes, respecting backoff.
+        let mut changes: Vec<(ObjectKey, LbSpec)> = Vec::new();
+        for (k, spec) in &d.specs {
+            let current = self.programmed.get(k);
+            let dirty = self.dev.lb_state(spec.lb_id).is_some_and(|s| s.dirty);
+            if current == Some(spec) && !dirty {
+                self.failures.remove(k);
+                report.unchanged += 1;
+                continue;
+            }
+            if let Some(f) = self.failures.get(k) {
+                if f.spec.as_ref() == Some(spec) && now < f.next_at {
+                    report.deferred += 1;
+                    errors.insert(k.clone(), (f.reason, f.message.clone()));
+                    continue;
+                }
+            }
+            changes.push((k.clone(), spec.clone()));
+        }
+        let total = changes.len() as u64;
+        let mut done = 0u64;
+
+        // A load balancer's lb_id changed (allocator state was replaced): remove the old incarnation first.
+        for (k, spec) in &changes {
+            if let Some(old) = self.programmed.get(k) {
+                if old.lb_id != spec.lb_id {
+                    let id = old.lb_id;
+                    if self.dev.remove(id).is_ok() {
+                        self.programmed.remove(k);
+                    }
+                }
+            }
+        }
+        // Phase A: changed load balancers drop the VIPs they no longer want (frees them for others).
+        for (k, spec) in &changes {
+            let Some(old) = self.programmed.get(k) else {
+                continue;
+            };
+            let keep: BTreeSet<LbKey> = old.vips.intersection(&spec.vips).copied().collect();
+            if keep.len() == old.vips.len() || keep.is_empty() {
+                continue;
+            }
+            let shrunk = LbSpec {
+                vips: keep,
+                ..old.clone()
+            };
+            match self.dev.apply(&shrunk) {
+                Ok(r) => {
+                    report.commands += r.commands;
+                    self.programmed.insert(k.clone(), shrunk);
+                }
+                Err(e) => tracing::warn!(lb = %key_str(k), error = %e, "dropping VIPs failed"),
+            }
+        }
+        // Phase B: creations and updates; one whose VIPs are still held by another pending change waits for it.
+        let mut owner: BTreeMap<LbKey, ObjectKey> = BTreeMap::new();
+        for (k, s) in &self.programmed {
+            for v in &s.vips {
+                owner.insert(*v, k.clone());
+            }
+        }
+        let mut pending: Vec<(ObjectKey, LbSpec)> = changes;
+        loop {
+            let pending_keys: BTreeSet<ObjectKey> = pending.iter().map(|(k, _)| k.clone()).collect();
+            let mut waiting = Vec::new();
+            let mut progressed = false;
+            for (k, spec) in std::mem::take(&mut pending) {
+                let blocked = spec
+                    .vips
+                    .iter()
+                    .filter_map(|v| owner.get(v))
+                    .any(|o| *o != k && pending_keys.contains(o));
+                if blocked {
+                    waiting.push((k, spec));
+                    continue;
+                }
+                progressed = true;
+                let existed = self.programmed.contains_key(&k);
+                match self.dev.apply(&spec) {
+                    Ok(r) => {
+                        report.commands += r.commands;
+                        if existed {
+                            report.updated += 1;
+                        } else {
+                            report.created += 1;
+                        }
+                        if let Some(old) = self.programmed.get(&k) {
+                            for v in &old.vips {
+                                owner.remove(v);
+                            }
+                        }
+                        for v in &spec.vips {
+                            owner.insert(*v, k.clone());
+                        }
+                        tracing::debug!(lb = %key_str(&k), lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
+                        self.failures.remove(&k);
+                        self.programmed.insert(k, spec);
+                    }
+                    Err(e) => {
+                        let reason = driver_reason(&e);
+                        let mut message = e.to_string();
+                        if reason == "VipInUse" {
+                            let held: Vec<String> = spec
+                                .vips
+                                .iter()
+                                .filter_map(|v| owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
+                                .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, key_str(o)))
+                                .collect();
+                            if !held.is_empty() {
+                                message = held.join("; ");
+                            }
+                        }
+                        tracing::warn!(lb = %key_str(&k), reason, error = %message, "programming failed; keeping the last good state");
+                        self.fail(&k, Some(spec), reason, message.clone(), now);
+                        errors.insert(k, (reason, message));
+                    }
+                }
+                done += 1;
+                if let Some(p) = self.progress.as_mut() {
+                    p(done, total);
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            if !progressed {
+                // A cycle (two load balancers swapping all their VIPs): take one down so the other can proceed.
+                let (k, _) = &waiting[0];
+                let blocker = waiting[0]
+                    .1
+                    .vips
+                    .iter()
+                    .filter_map(|v| owner.get(v))
+                    .find(|o| *o != k)
+                    .cloned()
+                    .expect("blocked by another load balancer");
+                if let Some(old) = self.programmed.get(&blocker) {
+                    let id = old.lb_id;
+                    tracing::warn!(lb = %key_str(&blocker), "VIP swap cycle: removing it before re-creating it");
+                    self.dev.remove(id)?;
+                    for v in &old.vips {
+                        owner.remove(v);
+                    }
+                    self.programmed.remove(&blocker);
+                }
+            }
+            pending = waiting;
+        }
+
+        // Errors that came with no device attempt (invalid, allocation) also back off.
+        for (k, (reason, message)) in &errors {
+            if !self.failures.contains_key(k) {
+                self.fail(k, None, reason, message.clone(), now);
+            }
+        }
+        for (k, (reason, message)) in &errors {
+            report.errors.push(LbError {
+                key: k.clone(),
+                reason,
+                message: message.clone(),
+            });
+        }
+
+        // 5. Status.
+        let mut status = BTreeMap::new();
+        for k in present.keys() {
+            let lb = present[k];
+            let programmed = self.programmed.get(k);
+            let ips: Vec<IpAddr> = match d.specs.iter().find(|(dk, _)| dk == k) {
+                Some((_, s)) => s.vips.iter().map(|v| v.vip.to_ip()).collect(),
+                None => allocated.get(k).cloned().unwrap_or_default(),
+            };
+            let (ready, reason, message) = match errors.get(k) {
+                Some((r, m)) => ("False", r.to_string(), m.clone()),
+                None => (
+                    "True",
+                    "Programmed".to_string(),
+                    "programmed on the device".to_string(),
+                ),
+            };
+            let issues = lb_issues.get(k);
+            let (tr, treason, tmsg) = match issues {
+                Some(v) if lb.is_some() => ("False", "DestinationsSkipped", v.join("; ")),
+                _ => ("True", "Resolved", String::new()),
+            };
+            let prev = self.status.get(k);
+            let cond = |kind: &str, st: &str, reason: String, message: String| {
+                let since = prev
+                    .and_then(|p| p.condition(kind))
+                    .filter(|c| c.status == st && c.reason == reason)
+                    .map(|c| c.last_transition_time.clone())
+                    .unwrap_or_else(now_rfc3339);
+                Condition {
+                    kind: kind.to_string(),
+                    status: st.to_string(),
+                    reason,
+                    message,
+                    last_transition_time: since,
+                }
+            };
+            let s = LbStatus {
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+                ips,
+                lb_id: lb_ids.get(k).copied().or(programmed.map(|p| p.lb_id)),
+                destinations: d
+                    .routings
+                    .get(k)
+                    .map(|r| r.destinations.clone())
+                    .unwrap_or_default(),
+                programmed_targets: programmed
+                    .map(|p| p.targets.iter().copied().collect())
+                    .unwrap_or_default(),
+                serving_last_good: errors.contains_key(k) && programmed.is_some(),
+                conditions: vec![
+                    cond("Ready", ready, reason, message),
+                    cond("TargetsResolved", tr, treason.to_string(), tmsg),
+                ],
+            };
+            status.insert(k.clone(), s);
+        }
+        self.status = status;
+        report.duration = started.elapsed();
+        Ok(report)
+    }
+
+    /// The routings in use (computed or given), as `LoadBalancerRouting` objects, from the last sync.
+    pub fn routings(&self) -> Vec<LoadBalancerRouting> {
+        self.status
+            .values()
+            .map(|s| LoadBalancerRouting {
+                metadata: crate::api::ObjectMeta {
+                    namespace: Some(s.namespace.clone()),
+                    name: s.name.clone(),
+                    uid: None,
+                    labels: BTreeMap::new(),
+                },
+                network_ref: None,
+                destinations: s.destinations.clone(),
+            })
+            .collect()
+    }
+
+    fn fail(
+        &mut self,
+        k: &ObjectKey,
+        spec: Option<LbSpec>,
+        reason: &'static str,
+        message: String,
+        now: Instant,
+    ) {
+        let attempts = self.failures.get(k).map_or(0, |f| f.attempts) + 1;
+        let delay = BACKOFF_MIN
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(BACKOFF_MAX);
+        self.failures.insert(
+            k.clone(),
+            Failure {
+                attempts,
+                next_at: now + delay,
+                spec,
+                reason,
+                message,
+            },
+        );
+    }
+}
+
+/// `LoadBalancer ns/name` → its key.
+fn lb_key_of_display(s: &str) -> Option<ObjectKey> {
+    let (ns, name) = s.strip_prefix("LoadBalancer ")?.split_once('/')?;
+    Some((ns.to_string(), name.to_string()))
+}
+
+fn key_of(lb: &LoadBalancer) -> ObjectKey {
+    (lb.metadata.namespace().to_string(), lb.metadata.name.clone())
+}
+
+/// Allocates what `lb` needs: its lb_id, and public IPs (Public) or Prefix IPs (Internal); releases what it no
+/// longer needs.
+fn allocate(
+    a: &mut Allocator,
+    key: &ObjectKey,
+    lb: &LoadBalancer,
+    prefixes: &BTreeMap<ObjectKey, (IpAddr, u8)>,
+) -> Result<(), AllocError> {
+    a.lb_id(key)?;
+    // status.ips records an earlier allocation (another host, a lost state file): honour it when still free.
+    let recorded: Vec<IpAddr> = lb.status.ips.iter().filter_map(|s| s.ip.parse().ok()).collect();
+    match lb.spec.lb_type {
+        Some(LoadBalancerType::Public) => {
+            let families: Vec<IpFamily> = lb.spec.ip_families.clone();
+            a.public_ips_preferring(key, &families, &recorded)?;
+            a.retain_prefix_ips(key, &BTreeSet::new())?;
+        }
+        _ => {
+            a.public_ips(key, &[])?;
+            let mut live = BTreeSet::new();
+            for src in &lb.spec.ips {
+                if let Some(p) = src.prefix_ref() {
+                    let pk = (key.0.clone(), p.to_string());
+                    if let Some(&cidr) = prefixes.get(&pk) {
+                        a.prefix_ip_preferring(key, &pk, cidr, &recorded)?;
+                    }
+                    live.insert(pk);
+                }
+            }
+            a.retain_prefix_ips(key, &live)?;
+        }
+    }
+    Ok(())
+}

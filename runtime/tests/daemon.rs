@@ -1,0 +1,293 @@
+//! `ironlb run` as users run it: the binary against a manifest directory on the embedded default, the CLI's
+//! diagnostics through its control socket, live manifest edits, status.json, and a kill -9 restart.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ironlb"));
+    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    c
+}
+
+fn ironlb(args: &[&str]) -> (i32, String, String) {
+    let out = bin().args(args).output().expect("run ironlb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn copy_examples(to: &Path) {
+    for e in std::fs::read_dir(examples()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// A daemon child process, killed (SIGKILL) when dropped.
+struct Running {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(manifests: &Path, state: &Path) -> Running {
+    let child = bin()
+        .args(["run", "--manifests"])
+        .arg(manifests)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start daemon");
+    let socket = state.join("ironlb.sock");
+    let mut r = Running { child, socket };
+    // Ready once status.json exists (first sync done) and the socket answers.
+    let t0 = Instant::now();
+    loop {
+        if state.join("status.json").exists() && r.socket.exists() {
+            break;
+        }
+        if let Ok(Some(st)) = r.child.try_wait() {
+            let mut err = String::new();
+            r.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("daemon exited with {st}: {err}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r
+}
+
+fn with_socket(r: &Running, args: &[&str]) -> (i32, String, String) {
+    let mut a: Vec<&str> = args.to_vec();
+    a.push("--socket");
+    a.push(r.socket.to_str().unwrap());
+    ironlb(&a)
+}
+
+/// Polls `f` until it returns true (bounded).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_once_programs_the_examples_and_shows_it() {
+    let state = tempfile::tempdir().unwrap();
+    let (code, out, err) = ironlb(&[
+        "run",
+        "--once",
+        "--manifests",
+        "examples",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "default/my-load-balancer",
+        "203.0.113.10",
+        "2001:db8:ff::10",
+        "2607:f0d0:1002:51::4",
+        "fd00:1::1",
+        "fd00:2::2",
+        "device tables:",
+        "2 created",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // Allocations are durable: status.json and alloc.json are there.
+    assert!(state.path().join("alloc.json").exists());
+    assert!(state.path().join("status.json").exists());
+}
+
+#[test]
+fn run_once_with_a_bad_manifest_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_examples(dir.path());
+    let p = dir.path().join("public-loadbalancer.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("port: 80", "port: 70000");
+    std::fs::write(&p, text).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (code, out, err) = ironlb(&[
+        "run",
+        "--once",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("NOT READY (InvalidSpec"), "{out}");
+    assert!(out.contains("spec.ports[0].port"), "{out}");
+    // The other load balancer was programmed.
+    assert!(
+        out.contains("default/my-loadbalancer  lb_id 0  Ready") || out.contains("my-loadbalancer  lb_id"),
+        "{out}"
+    );
+}
+
+#[test]
+fn daemon_serves_diagnostics_and_follows_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_examples(dir.path());
+    let state = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), state.path());
+
+    let (code, out, err) = with_socket(&d, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("default/my-load-balancer") && out.contains("Ready"),
+        "{out}"
+    );
+
+    let (code, out, err) = with_socket(
+        &d,
+        &[
+            "trace",
+            "--ingress",
+            "public",
+            "--packet",
+            "tcp 198.51.100.7:40000 -> 203.0.113.10:80",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("load balancer default/my-load-balancer"), "{out}");
+    assert!(out.contains("fd00:1::"), "{out}");
+
+    // A trace is not counted.
+    let (_, stats, _) = with_socket(&d, &["stats", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(
+        v["lbs"].as_array().unwrap().iter().all(|l| l["packets"] == 0),
+        "{v}"
+    );
+    assert_eq!(v["tables"][0]["table"], "lb");
+
+    let (code, out, _) = with_socket(&d, &["dump", "--table", "targets"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("default/my-loadbalancer") && out.contains("fd00:2::1"),
+        "{out}"
+    );
+
+    // Bad input through the socket keeps exit code 2.
+    let (code, _, err) = with_socket(
+        &d,
+        &[
+            "trace",
+            "--ingress",
+            "vni:999",
+            "--packet",
+            "tcp 1.2.3.4:1 -> 10.0.0.1:80",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no enabled port"), "{err}");
+
+    // Edit: a NetworkInterface goes away → its target leaves the routing and the device.
+    let nics = dir.path().join("network-interfaces.yaml");
+    let text = std::fs::read_to_string(&nics).unwrap();
+    let docs: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| !d.contains("name: web-2"))
+        .collect();
+    std::fs::write(&nics, docs.join("\n---\n")).unwrap();
+    eventually("web-2 leaves the device", || {
+        let (_, out, _) = with_socket(&d, &["dump", "--table", "targets"]);
+        out.contains("fd00:2::1") && !out.contains("fd00:2::2")
+    });
+
+    // A broken file keeps the last good state (nothing removed), and status says why.
+    std::fs::write(dir.path().join("public-loadbalancer.yaml"), "kind: [unclosed\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, out, _) = with_socket(&d, &["dump", "--table", "lbs"]);
+    assert!(
+        out.contains("203.0.113.10"),
+        "public LB must stay programmed:\n{out}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("status.json")).unwrap()).unwrap();
+    assert!(
+        status["sourceErrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("public-loadbalancer.yaml")),
+        "{status}"
+    );
+
+    // Deleting the file deletes its load balancer.
+    std::fs::remove_file(dir.path().join("public-loadbalancer.yaml")).unwrap();
+    eventually("the public LB is removed", || {
+        let (_, out, _) = with_socket(&d, &["dump", "--table", "lbs"]);
+        !out.contains("203.0.113.10") && out.contains("10.0.0.1")
+    });
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let _d = start(&examples(), state.path());
+    let (code, _, err) = ironlb(&[
+        "run",
+        "--manifests",
+        "examples",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another ironlb daemon uses this state directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_without_a_daemon_reads_status_json() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    let (code, _, err) = ironlb(&["run", "--once", "--manifests", "examples", "--state-dir", s]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = ironlb(&["status", "--state-dir", s, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v[0]["conditions"][0]["type"], "Ready");
+}
+
+#[test]
+fn completions_are_generated() {
+    let (code, out, _) = ironlb(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("_ironlb") && out.contains("--manifests"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    let (code, _, _) = ironlb(&["completions", "tcsh"]);
+    assert_eq!(code, 2);
+}

@@ -1,0 +1,396 @@
+//! The reconciler against the in-process model: examples → device, per-LB error isolation with last-good state,
+//! deletion, VIP moves, orphans, restart adoption (nothing resent, no packet lost), backoff.
+
+use ironlb_driver::inproc::{InprocBackend, SharedModel};
+use ironlb_driver::{Device, LbSpec};
+use ironlb_hw::entry::PortKind;
+use ironlb_runtime::alloc::{Allocator, Pools};
+use ironlb_runtime::manifest::{load_dir, load_str, Loaded};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport};
+use ironlb_sim::{DeviceConfig, Verdict};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+fn host() -> HostConfig {
+    HostConfig {
+        ports: vec![
+            (0, PortKind::Public),
+            (1, PortKind::Network { vni: 100 }),
+            (2, PortKind::Network { vni: 200 }),
+            (3, PortKind::Underlay),
+        ],
+        underlay_src: "fd00:ffff::1".parse().unwrap(),
+        mtu: 9000,
+        hop_limit: 64,
+    }
+}
+
+fn pools() -> Pools {
+    Pools::parse(&["203.0.113.0/24".into(), "2001:db8:ff::/64".into()]).unwrap()
+}
+
+struct Rig {
+    model: SharedModel,
+    state: tempfile::TempDir,
+    rec: Reconciler,
+}
+
+impl Rig {
+    fn new(cfg: DeviceConfig) -> Rig {
+        let backend = InprocBackend::new(cfg).unwrap();
+        let model = backend.model();
+        let state = tempfile::tempdir().unwrap();
+        let rec = reconciler(&model, state.path(), pools());
+        Rig { model, state, rec }
+    }
+
+    /// A new reconciler over the same device and state file (a daemon restart).
+    fn restart(&mut self) {
+        self.rec = reconciler(&self.model, self.state.path(), pools());
+    }
+
+    fn sync(&mut self, objects: &Loaded) -> SyncReport {
+        self.rec.sync(objects, &[]).expect("sync")
+    }
+
+    /// What the device holds, read back from table memory, keyed by lb_id.
+    fn device_specs(&mut self) -> BTreeMap<u32, LbSpec> {
+        self.rec.device().read_state().unwrap().specs()
+    }
+
+    fn send(&self, port: u32, pkt: &[u8]) -> Verdict {
+        self.model.lock().unwrap().process(port, pkt)
+    }
+}
+
+fn reconciler(model: &SharedModel, state: &Path, pools: Pools) -> Reconciler {
+    let dev = Device::open(Box::new(InprocBackend::attach(model.clone()))).unwrap();
+    let cap = dev.caps().lb_ids;
+    let alloc = Allocator::open(&state.join("alloc.json"), pools, cap).unwrap();
+    Reconciler::new(dev, alloc, &host()).unwrap()
+}
+
+fn examples() -> Loaded {
+    let (objects, errors) = load_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"));
+    assert!(errors.is_empty(), "{errors:?}");
+    objects
+}
+
+fn yaml(text: &str) -> Loaded {
+    let (o, e) = load_str(PathBuf::from("test.yaml"), text);
+    assert!(e.is_empty(), "{e:?}");
+    o
+}
+
+const NET: &str = "apiVersion: networking.ironcore.dev/v1alpha1
+kind: Network
+metadata: {name: net}
+spec: {vni: 100}
+";
+
+fn nic(name: &str, app: &str, underlay: &str) -> String {
+    format!(
+        "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: NetworkInterface
+metadata: {{name: {name}, uid: uid-{name}, labels: {{app: {app}}}}}
+spec: {{networkRef: {{name: net}}}}
+status: {{state: Available, underlayAddress: \"{underlay}\"}}
+"
+    )
+}
+
+fn internal_lb(name: &str, ip: &str, app: &str, ports: &str) -> String {
+    format!(
+        "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}}}
+spec:
+  type: Internal
+  networkRef: {{name: net}}
+  ipFamilies: [IPv4]
+  ips: [{{ip: {ip}}}]
+  networkInterfaceSelector: {{matchLabels: {{app: {app}}}}}
+  ports: {ports}
+"
+    )
+}
+
+fn tcp_to(dst: &str, dport: u16) -> Vec<u8> {
+    ironlb_runtime::cli::build_packet(&format!("tcp 10.0.0.99:40000 -> {dst}:{dport}")).unwrap()
+}
+
+fn key(name: &str) -> (String, String) {
+    ("default".to_string(), name.to_string())
+}
+
+#[test]
+fn examples_program_the_seeds_with_their_status_ips() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let rep = r.sync(&examples());
+    assert_eq!(rep.errors, vec![], "{rep:?}");
+    assert_eq!(rep.created, 2);
+    let st = r.rec.status();
+    let public = &st[&key("my-load-balancer")];
+    assert!(public.ready(), "{public:?}");
+    // status.ips of the manifest are honoured as the allocation (they lie in the pools).
+    let ips: Vec<IpAddr> = public.ips.clone();
+    assert!(ips.contains(&"203.0.113.10".parse().unwrap()), "{ips:?}");
+    assert!(ips.contains(&"2001:db8:ff::10".parse().unwrap()), "{ips:?}");
+    let internal = &st[&key("my-loadbalancer")];
+    assert!(
+        internal.ips.contains(&"2607:f0d0:1002:51::4".parse().unwrap()),
+        "{internal:?}"
+    );
+    assert_eq!(internal.programmed_targets.len(), 2);
+
+    // The device holds exactly the built-in example's specs (up to lb_id).
+    let mut have: Vec<LbSpec> = r.device_specs().into_values().collect();
+    let mut want: Vec<LbSpec> = ironlb_runtime::example::specs()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    for s in have.iter_mut().chain(want.iter_mut()) {
+        s.lb_id = 0;
+    }
+    have.sort_by(|a, b| a.vips.cmp(&b.vips));
+    want.sort_by(|a, b| a.vips.cmp(&b.vips));
+    assert_eq!(have, want);
+
+    // A second sync with the same objects sends nothing.
+    let rep = r.sync(&examples());
+    assert_eq!(
+        (rep.created, rep.updated, rep.commands, rep.unchanged),
+        (0, 0, 0, 2),
+        "{rep:?}"
+    );
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_last_good_state_and_leaves_others_alone() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let base = format!(
+        "{NET}{}{}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        nic("b1", "b", "fd00:b::1"),
+        internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
+        internal_lb("lb-b", "10.0.0.2", "b", "[{protocol: TCP, port: 80}]"),
+    );
+    assert!(r.sync(&yaml(&base)).errors.is_empty());
+    let before = r.device_specs();
+
+    // lb-a becomes invalid (portEnd < port); lb-b gains a target in the same change.
+    let edited = format!(
+        "{NET}{}{}{}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        nic("b1", "b", "fd00:b::1"),
+        nic("b2", "b", "fd00:b::2"),
+        internal_lb(
+            "lb-a",
+            "10.0.0.1",
+            "a",
+            "[{protocol: TCP, port: 80, portEnd: 70}]"
+        ),
+        internal_lb("lb-b", "10.0.0.2", "b", "[{protocol: TCP, port: 80}]"),
+    );
+    let rep = r.sync(&yaml(&edited));
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].reason, "InvalidSpec");
+    assert!(
+        rep.errors[0].message.contains("spec.ports[0].portEnd"),
+        "{}",
+        rep.errors[0].message
+    );
+    assert_eq!(rep.updated, 1);
+    let after = r.device_specs();
+    let a_id = r.rec.status()[&key("lb-a")].lb_id.unwrap();
+    let b_id = r.rec.status()[&key("lb-b")].lb_id.unwrap();
+    assert_eq!(after[&a_id], before[&a_id], "lb-a must keep its last good state");
+    assert_eq!(after[&b_id].targets.len(), 2);
+    let st = &r.rec.status()[&key("lb-a")];
+    assert!(!st.ready() && st.serving_last_good, "{st:?}");
+    assert_eq!(st.condition("Ready").unwrap().reason, "InvalidSpec");
+    // Traffic to lb-a still flows.
+    assert!(matches!(
+        r.send(1, &tcp_to("10.0.0.1", 80)),
+        Verdict::Forward { .. }
+    ));
+
+    // A document that does not even load keeps its LoadBalancer too (it is not treated as deleted).
+    let broken = edited.replace(
+        "metadata: {name: lb-a}\nspec:\n  type: Internal",
+        "metadata: {name: lb-a}\nspec:\n  type: Internal\n  bogus: [",
+    );
+    let (objects, load_errors) = load_str(PathBuf::from("test.yaml"), &broken);
+    assert_eq!(load_errors.len(), 1, "{load_errors:?}");
+    let rep = r.rec.sync(&objects, &load_errors).unwrap();
+    assert_eq!(rep.removed, 0, "{rep:?}");
+    assert_eq!(r.device_specs()[&a_id], before[&a_id]);
+}
+
+#[test]
+fn deletion_removes_entries_and_releases_allocations() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let two = format!(
+        "{NET}{}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
+        internal_lb("lb-b", "10.0.0.2", "a", "[{protocol: UDP, port: 53}]"),
+    );
+    r.sync(&yaml(&two));
+    assert_eq!(r.device_specs().len(), 2);
+    let one = format!(
+        "{NET}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
+    );
+    let rep = r.sync(&yaml(&one));
+    assert_eq!(rep.removed, 1, "{rep:?}");
+    assert_eq!(r.device_specs().len(), 1);
+    assert!(!r.rec.allocator().state().lbs.contains_key(&key("lb-b")));
+    assert!(!r.rec.status().contains_key(&key("lb-b")));
+    assert!(matches!(
+        r.send(
+            1,
+            &ironlb_runtime::cli::build_packet("udp 10.0.0.99:1 -> 10.0.0.2:53").unwrap()
+        ),
+        Verdict::Drop(_)
+    ));
+}
+
+#[test]
+fn a_vip_moves_between_load_balancers_in_one_sync() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let before = format!(
+        "{NET}{}{}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        nic("b1", "b", "fd00:b::1"),
+        internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
+        internal_lb("lb-b", "10.0.0.2", "b", "[{protocol: TCP, port: 80}]"),
+    );
+    r.sync(&yaml(&before));
+    // Swap the two VIPs: a cycle the reconciler has to break.
+    let swapped = format!(
+        "{NET}{}{}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        nic("b1", "b", "fd00:b::1"),
+        internal_lb("lb-a", "10.0.0.2", "a", "[{protocol: TCP, port: 80}]"),
+        internal_lb("lb-b", "10.0.0.1", "b", "[{protocol: TCP, port: 80}]"),
+    );
+    let rep = r.sync(&yaml(&swapped));
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    let target_of = |r: &Rig, ip: &str| match r.send(1, &tcp_to(ip, 80)) {
+        Verdict::Forward { packet, .. } => {
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&packet[24..40]).unwrap()).to_string()
+        }
+        Verdict::Drop(d) => panic!("{ip}: dropped {d}"),
+    };
+    assert_eq!(target_of(&r, "10.0.0.2"), "fd00:a::1");
+    assert_eq!(target_of(&r, "10.0.0.1"), "fd00:b::1");
+}
+
+#[test]
+fn orphans_are_removed_and_adopted_lbs_are_not_resent_after_restart() {
+    let mut r = Rig::new(DeviceConfig::small());
+    r.sync(&examples());
+    let programmed = r.device_specs();
+
+    // Restart: same device, same state file. Nothing is sent, and traffic keeps flowing throughout.
+    r.restart();
+    let pkt = tcp_to("10.0.0.1", 8080);
+    assert!(matches!(r.send(1, &pkt), Verdict::Forward { .. }));
+    let rep = r.sync(&examples());
+    assert_eq!(
+        (rep.created, rep.updated, rep.removed, rep.commands),
+        (0, 0, 0, 0),
+        "{rep:?}"
+    );
+    assert_eq!(r.device_specs(), programmed);
+
+    // Restart with a lost state file: the device's LBs are orphans; they are replaced, not duplicated.
+    std::fs::remove_file(r.state.path().join("alloc.json")).unwrap();
+    r.restart();
+    let rep = r.sync(&examples());
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    assert_eq!(r.device_specs().len(), 2);
+}
+
+#[test]
+fn pool_exhaustion_and_table_full_are_isolated_per_lb() {
+    let backend_pools = Pools::parse(&["203.0.113.0/32".into(), "2001:db8:ff::/128".into()]).unwrap();
+    let backend = InprocBackend::new(DeviceConfig::small()).unwrap();
+    let model = backend.model();
+    drop(backend);
+    let state = tempfile::tempdir().unwrap();
+    let mut rec = reconciler(&model, state.path(), backend_pools);
+    let public = |name: &str| {
+        format!(
+            "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}}}
+spec:
+  type: Public
+  networkRef: {{name: net}}
+  ipFamilies: [IPv4]
+  ports: [{{protocol: TCP, port: 443}}]
+"
+        )
+    };
+    let text = format!("{NET}{}{}", public("p1"), public("p2"));
+    let rep = rec.sync(&yaml(&text), &[]).unwrap();
+    assert_eq!(rep.created, 1, "{rep:?}");
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].key, key("p2"));
+    assert_eq!(rep.errors[0].reason, "PoolExhausted");
+    let st = &rec.status()[&key("p2")];
+    assert_eq!(st.condition("Ready").unwrap().reason, "PoolExhausted");
+    assert!(rec.status()[&key("p1")].ready());
+
+    // Deleting p1 frees the address for p2 in the same sync.
+    let rep = rec.sync(&yaml(&format!("{NET}{}", public("p2"))), &[]).unwrap();
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    assert!(rec.status()[&key("p2")].ready());
+}
+
+#[test]
+fn table_full_backs_off_and_keeps_others() {
+    // A device with room for very few targets.
+    let cfg = DeviceConfig {
+        targets: 3,
+        ..DeviceConfig::small()
+    };
+    let mut r = Rig::new(cfg);
+    let config = |b2_app: &str| {
+        format!(
+            "{NET}{}{}{}{}{}{}",
+            nic("a1", "a", "fd00:a::1"),
+            nic("a2", "a", "fd00:a::2"),
+            nic("b1", "b", "fd00:b::1"),
+            nic("b2", b2_app, "fd00:b::2"),
+            internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
+            internal_lb("lb-b", "10.0.0.2", "b", "[{protocol: TCP, port: 80}]"),
+        )
+    };
+    let text = config("b");
+    let rep = r.sync(&yaml(&text));
+    assert_eq!(rep.created, 1, "{rep:?}");
+    assert_eq!(rep.errors.len(), 1);
+    assert_eq!(rep.errors[0].reason, "TableFull");
+    assert!(r.rec.next_retry().is_some());
+    // The same desired state again, before the backoff expired: not retried.
+    let rep = r.sync(&yaml(&text));
+    assert_eq!(rep.deferred, 1, "{rep:?}");
+    assert_eq!(rep.commands, 0);
+    assert_eq!(
+        r.rec.status()[&key("lb-b")].condition("Ready").unwrap().reason,
+        "TableFull"
+    );
+    // A changed spec is tried at once: with one target it fits.
+    let smaller = config("x");
+    let rep = r.sync(&yaml(&smaller));
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    assert!(r.rec.status()[&key("lb-b")].ready());
+}
