@@ -14,7 +14,7 @@ use ironlb_driver::inproc::InprocBackend;
 use ironlb_driver::Device;
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
-use ironlb_runtime::manifest::{load_dir, load_snapshot};
+use ironlb_runtime::manifest::{load_dir, LoadCache};
 use ironlb_runtime::reconcile::{HostConfig, Reconciler};
 use ironlb_runtime::source::{DirSource, Source};
 use ironlb_sim::DeviceConfig;
@@ -182,14 +182,17 @@ fn main() {
         .filter(|(_, (p, _))| *p == group0)
         .map(|(i, _)| i)
         .collect();
+    // Each event flips: one NIC goes down, or the down one comes back.
+    let mut down: Option<usize> = None;
     for e in 0..a.events {
-        let down = (e % 2 == 0).then_some(e % a.targets);
+        down = if down.is_some() { None } else { Some(e % a.targets) };
         let (fresh, _) = ironlb_runtime::manifest::load_str(&group0, &nic_group(0, a.targets, down));
         for (slot, o) in idx.iter().zip(fresh) {
             objects[*slot] = o;
         }
+        let owned = objects.clone();
         let t = Instant::now();
-        let rep = rec.sync(&objects, &[]).unwrap();
+        let rep = rec.sync_owned(owned, &[]).unwrap();
         lat.push(t.elapsed());
         assert_eq!(rep.updated, a.lbs / GROUPS, "{rep:?}");
     }
@@ -203,14 +206,16 @@ fn main() {
     // 3. File write → device through the watched directory.
     let mut src = DirSource::with_debounce(dir.path(), Duration::from_millis(2)).unwrap();
     let mut lat = Vec::with_capacity(a.events);
+    let mut cache = LoadCache::default();
+    cache.load(&src.snapshot().unwrap());
     for e in 0..a.events {
-        let down = (e % 2 == 1).then_some(e % a.targets);
+        down = if down.is_some() { None } else { Some(e % a.targets) };
         let t = Instant::now();
         std::fs::write(&group0, nic_group(0, a.targets, down)).unwrap();
         while !src.wait_change(Duration::from_secs(5)).unwrap() {}
         let snap = src.snapshot().unwrap();
-        let (objects, errs) = load_snapshot(&snap);
-        let rep = rec.sync(&objects, &errs).unwrap();
+        let (objects, errs) = cache.load(&snap);
+        let rep = rec.sync_owned(objects, &errs).unwrap();
         lat.push(t.elapsed());
         assert_eq!(rep.updated, a.lbs / GROUPS, "{rep:?}");
     }

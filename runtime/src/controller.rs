@@ -97,9 +97,9 @@ struct NetNics<'a> {
 }
 
 impl<'a> NicIndex<'a> {
-    fn new(nics: &'a [NetworkInterface]) -> Self {
+    fn new(nics: &[&'a NetworkInterface]) -> Self {
         let mut by_network: BTreeMap<(&str, Option<&str>), NetNics<'a>> = BTreeMap::new();
-        for n in nics {
+        for &n in nics {
             let net = by_network
                 .entry((n.metadata.namespace(), network_name(&n.spec.network_ref)))
                 .or_default();
@@ -199,8 +199,18 @@ pub fn desired(
     lb_ids: &BTreeMap<ObjectKey, u32>,
     allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
 ) -> Desired {
+    let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
+    desired_refs(&refs, lb_ids, allocated)
+}
+
+/// [`desired`] over borrowed objects (the reconciler's valid subset, without copying it).
+pub fn desired_refs(
+    objects: &[&(PathBuf, Object)],
+    lb_ids: &BTreeMap<ObjectKey, u32>,
+    allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
+) -> Desired {
     let mut vnis: BTreeMap<ObjectKey, u32> = BTreeMap::new();
-    let mut nics: Vec<NetworkInterface> = Vec::new();
+    let mut nics: Vec<&NetworkInterface> = Vec::new();
     let mut routings: BTreeMap<ObjectKey, &LoadBalancerRouting> = BTreeMap::new();
     for (_, o) in objects {
         match o {
@@ -209,7 +219,7 @@ pub fn desired(
                     vnis.entry(key_of(&n.metadata)).or_insert(vni);
                 }
             }
-            Object::NetworkInterface(n) => nics.push(n.clone()),
+            Object::NetworkInterface(n) => nics.push(n),
             Object::LoadBalancerRouting(r) => {
                 routings.entry(key_of(&r.metadata)).or_insert(r);
             }
@@ -217,7 +227,7 @@ pub fn desired(
         }
     }
     let nic_by_key: BTreeMap<ObjectKey, &NetworkInterface> =
-        nics.iter().rev().map(|n| (key_of(&n.metadata), n)).collect();
+        nics.iter().rev().map(|&n| (key_of(&n.metadata), n)).collect();
 
     let index = NicIndex::new(&nics);
     let mut out = Desired::default();

@@ -13,7 +13,7 @@
 use crate::alloc::{Allocator, Pools};
 use crate::backend::BackendSpec;
 use crate::controller::ObjectKey;
-use crate::manifest::load_snapshot;
+use crate::manifest::LoadCache;
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
@@ -372,6 +372,7 @@ pub struct Daemon {
     _metrics_server: Option<MetricsServer>,
     last_generation: Option<u64>,
     last_status: Option<StatusFile>,
+    cache: LoadCache,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -466,6 +467,7 @@ impl Daemon {
             _metrics_server: metrics_server,
             last_generation: None,
             last_status: None,
+            cache: LoadCache::default(),
         })
     }
 
@@ -495,7 +497,7 @@ impl Daemon {
         for e in &snap.errors {
             tracing::warn!(error = %e, "manifest file does not parse; serving its last good content");
         }
-        let (objects, mut load_errors) = load_snapshot(&snap);
+        let (objects, mut load_errors) = self.cache.load(&snap);
         // A file that does not parse at all (and has no last good content) must protect what it may hold.
         load_errors.extend(snap.errors.iter().map(|e| crate::manifest::LoadError {
             file: e.path.clone(),
@@ -509,7 +511,7 @@ impl Daemon {
         }
         let (report, statuses) = {
             let mut sh = self.shared.lock().expect("daemon state lock");
-            let report = sh.rec.sync(&objects, &load_errors)?;
+            let report = sh.rec.sync_owned(objects, &load_errors)?;
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
             (report, statuses)
         };

@@ -97,22 +97,58 @@ pub fn load_snapshot(snap: &Snapshot) -> (Loaded, Vec<LoadError>) {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for (path, f) in &snap.files {
-        match std::str::from_utf8(&f.bytes) {
-            Ok(text) => {
-                let (o, e) = load_str(path, text);
-                objects.extend(o);
-                errors.extend(e);
-            }
-            Err(e) => errors.push(LoadError {
-                file: path.clone(),
+        let (o, e) = load_bytes(path, &f.bytes);
+        objects.extend(o);
+        errors.extend(e);
+    }
+    (objects, errors)
+}
+
+/// Loads a file's content (UTF-8 YAML) as if read from `path`.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> (Loaded, Vec<LoadError>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_str(path, text),
+        Err(e) => (
+            Vec::new(),
+            vec![LoadError {
+                file: path.to_path_buf(),
                 document: None,
                 line: None,
                 object: None,
                 message: format!("not UTF-8: {e}"),
-            }),
-        }
+            }],
+        ),
     }
-    (objects, errors)
+}
+
+/// [`load_snapshot`] that parses only files whose bytes changed since the previous call (the daemon's path: a
+/// manifest edit re-parses one file, not the directory).
+#[derive(Debug, Default)]
+pub struct LoadCache {
+    files: std::collections::BTreeMap<PathBuf, (Vec<u8>, Loaded, Vec<LoadError>)>,
+}
+
+impl LoadCache {
+    /// The objects and load errors of `snap`, from the cache where a file's bytes are unchanged.
+    pub fn load(&mut self, snap: &Snapshot) -> (Loaded, Vec<LoadError>) {
+        self.files.retain(|p, _| snap.files.contains_key(p));
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        for (path, f) in &snap.files {
+            let fresh = match self.files.get(path) {
+                Some((bytes, _, _)) => *bytes != f.bytes,
+                None => true,
+            };
+            if fresh {
+                let (o, e) = load_bytes(path, &f.bytes);
+                self.files.insert(path.clone(), (f.bytes.clone(), o, e));
+            }
+            let (_, o, e) = &self.files[path];
+            objects.extend(o.iter().cloned());
+            errors.extend(e.iter().cloned());
+        }
+        (objects, errors)
+    }
 }
 
 /// Loads one file.

@@ -23,9 +23,9 @@
 
 use crate::alloc::{AllocError, Allocator};
 use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object, RoutingDestination};
-use crate::controller::{desired, ObjectKey};
+use crate::controller::{desired_refs, ObjectKey};
 use crate::manifest::{LoadError, Loaded};
-use crate::validate::validate;
+use crate::validate::validate_mask;
 use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::LbKey;
@@ -211,7 +211,9 @@ pub struct Reconciler {
     progress: Option<ProgressFn>,
     /// Every object of the last sync by `Kind namespace/name`, with its file (to stand in for documents that
     /// stop loading).
-    last_objects: BTreeMap<String, (PathBuf, Object)>,
+    last_objects: Loaded,
+    /// LoadBalancers kept from before because their documents stopped loading, by `Kind namespace/name`.
+    kept_objects: BTreeMap<String, (PathBuf, Object)>,
     /// Files that loaded at least once.
     last_seen_files: BTreeSet<PathBuf>,
 }
@@ -284,7 +286,8 @@ impl Reconciler {
             failures: BTreeMap::new(),
             status: BTreeMap::new(),
             progress: None,
-            last_objects: BTreeMap::new(),
+            last_objects: Vec::new(),
+            kept_objects: BTreeMap::new(),
             last_seen_files: BTreeSet::new(),
         })
     }
@@ -327,6 +330,16 @@ impl Reconciler {
         objects: &Loaded,
         load_errors: &[LoadError],
     ) -> Result<SyncReport, ReconcileError> {
+        self.sync_owned(objects.clone(), load_errors)
+    }
+
+    /// [`Reconciler::sync`] taking the objects by value (no copy: the reconciler keeps them to stand in for
+    /// documents that stop loading).
+    pub fn sync_owned(
+        &mut self,
+        mut objects: Loaded,
+        load_errors: &[LoadError],
+    ) -> Result<SyncReport, ReconcileError> {
         let started = Instant::now();
         let now = Instant::now();
         let mut report = SyncReport::default();
@@ -334,45 +347,69 @@ impl Reconciler {
         // Documents that did not load keep their last good object: a named one by its name, an unnamed one (the
         // YAML itself is broken) by every object its file held before that is missing now. A LoadBalancer kept
         // this way is present but invalid (its last good device state stays); other kinds are used as they were.
-        let mut objects: Vec<(PathBuf, Object)> = objects.to_vec();
-        let current: BTreeSet<String> = objects.iter().map(|(_, o)| o.display_name()).collect();
         let mut kept_lbs: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
-        let mut restored = BTreeSet::new();
-        for e in load_errors {
-            let lost: Vec<&(PathBuf, Object)> = match &e.object {
-                Some(id) => self.last_objects.get(id).into_iter().collect(),
-                None => self.last_objects.values().filter(|(f, _)| *f == e.file).collect(),
-            };
-            if let Some(k) = e.object.as_deref().and_then(lb_key_of_display) {
-                kept_lbs.entry(k).or_default().push(e.to_string());
-            }
-            for (file, o) in lost {
-                let id = o.display_name();
-                if current.contains(&id) || !restored.insert(id) {
-                    continue;
+        let mut kept_objects: BTreeMap<String, (PathBuf, Object)> = BTreeMap::new();
+        if !load_errors.is_empty() {
+            let current: BTreeSet<String> = objects.iter().map(|(_, o)| o.display_name()).collect();
+            let last: BTreeMap<String, &(PathBuf, Object)> = self
+                .last_objects
+                .iter()
+                .chain(self.kept_objects.values())
+                .map(|fo| (fo.1.display_name(), fo))
+                .collect();
+            let mut restored = BTreeSet::new();
+            let mut extra = Vec::new();
+            for e in load_errors {
+                let lost: Vec<&(PathBuf, Object)> = match &e.object {
+                    Some(id) => last.get(id).copied().into_iter().collect(),
+                    None => last.values().copied().filter(|(f, _)| *f == e.file).collect(),
+                };
+                if let Some(k) = e.object.as_deref().and_then(lb_key_of_display) {
+                    kept_lbs.entry(k).or_default().push(e.to_string());
                 }
-                match o {
-                    Object::LoadBalancer(lb) => kept_lbs.entry(key_of(lb)).or_default().push(e.to_string()),
-                    _ => objects.push((file.clone(), o.clone())),
+                for fo in lost {
+                    let id = fo.1.display_name();
+                    if current.contains(&id) || !restored.insert(id.clone()) {
+                        continue;
+                    }
+                    match &fo.1 {
+                        Object::LoadBalancer(lb) => {
+                            kept_lbs.entry(key_of(lb)).or_default().push(e.to_string());
+                            kept_objects.insert(id, fo.clone());
+                        }
+                        _ => extra.push(fo.clone()),
+                    }
                 }
             }
+            objects.extend(extra);
         }
-        // Remember this sync's objects, and the LoadBalancers kept from before (so they stay kept while broken).
-        let mut last: BTreeMap<String, (PathBuf, Object)> = objects
-            .iter()
-            .map(|(f, o)| (o.display_name(), (f.clone(), o.clone())))
-            .collect();
-        for k in kept_lbs.keys() {
-            let id = format!("LoadBalancer {}/{}", k.0, k.1);
-            if let Some(old) = self.last_objects.remove(&id) {
-                last.entry(id).or_insert(old);
-            }
-        }
-        self.last_objects = last;
         self.last_seen_files
             .extend(objects.iter().map(|(f, _)| f.clone()));
-        let objects = &objects;
-        let (valid, verrs) = validate(objects);
+        let result = self.sync_inner(&objects, kept_lbs, now, &mut report, load_errors);
+        // Remember this sync's objects, and the LoadBalancers kept from before (so they stay kept while broken).
+        self.last_objects = objects;
+        self.kept_objects = kept_objects;
+        result.map(|()| {
+            report.duration = started.elapsed();
+            report
+        })
+    }
+
+    fn sync_inner(
+        &mut self,
+        objects: &Loaded,
+        kept_lbs: BTreeMap<ObjectKey, Vec<String>>,
+        now: Instant,
+        report: &mut SyncReport,
+        load_errors: &[LoadError],
+    ) -> Result<(), ReconcileError> {
+        let (mask, verrs) = validate_mask(objects);
+        let valid: Vec<&(PathBuf, Object)> = objects
+            .iter()
+            .zip(&mask)
+            .filter(|(_, ok)| **ok)
+            .map(|(o, _)| o)
+            .collect();
 
         // Which load balancers exist, which are valid.
         let mut present: BTreeMap<ObjectKey, Option<&LoadBalancer>> = BTreeMap::new();
@@ -385,7 +422,7 @@ impl Reconciler {
             present.insert(k.clone(), None);
         }
         let mut invalid: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
-        for (_, o) in &valid {
+        for (_, o) in valid.iter().copied() {
             if let Object::LoadBalancer(lb) = o {
                 present.insert(key_of(lb), Some(lb));
             }
@@ -510,15 +547,15 @@ impl Reconciler {
 
         // 4. Desired specs for the load balancers that were allocated.
         let (lb_ids, allocated) = self.alloc.snapshot();
-        let usable: Loaded = valid
+        let usable: Vec<&(PathBuf, Object)> = valid
             .iter()
+            .copied()
             .filter(|(_, o)| match o {
                 Object::LoadBalancer(lb) => !alloc_failed.contains_key(&key_of(lb)),
                 _ => true,
             })
-            .cloned()
             .collect();
-        let d = desired(&usable, &lb_ids, &allocated);
+        let d = desired_refs(&usable, &lb_ids, &allocated);
         let mut lb_issues: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for (k, i) in &d.issues {
             lb_issues.entry(k.clone()).or_default().push(i.message.clone());
@@ -709,12 +746,13 @@ impl Reconciler {
         }
 
         // 5. Status.
+        let desired_by_key: BTreeMap<&ObjectKey, &LbSpec> = d.specs.iter().map(|(k, s)| (k, s)).collect();
         let mut status = BTreeMap::new();
         for k in present.keys() {
             let lb = present[k];
             let programmed = self.programmed.get(k);
-            let ips: Vec<IpAddr> = match d.specs.iter().find(|(dk, _)| dk == k) {
-                Some((_, s)) => s.vips.iter().map(|v| v.vip.to_ip()).collect(),
+            let ips: Vec<IpAddr> = match desired_by_key.get(k) {
+                Some(s) => s.vips.iter().map(|v| v.vip.to_ip()).collect(),
                 None => allocated.get(k).cloned().unwrap_or_default(),
             };
             let (ready, reason, message) = match errors.get(k) {
@@ -767,8 +805,7 @@ impl Reconciler {
             status.insert(k.clone(), s);
         }
         self.status = status;
-        report.duration = started.elapsed();
-        Ok(report)
+        Ok(())
     }
 
     /// The routings in use (computed or given), as `LoadBalancerRouting` objects, from the last sync.

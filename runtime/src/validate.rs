@@ -104,6 +104,18 @@ fn lookup<T: Clone>(map: &BTreeMap<Key, Option<T>>, ns: &str, name: &str) -> Ref
 
 /// Validates `objects`; returns the valid ones (in input order) and the problems found.
 pub fn validate(objects: &[(PathBuf, Object)]) -> (Loaded, Vec<ValidationError>) {
+    let (ok, errors) = validate_mask(objects);
+    let valid = objects
+        .iter()
+        .zip(ok)
+        .filter(|(_, ok)| *ok)
+        .map(|(o, _)| o.clone())
+        .collect();
+    (valid, errors)
+}
+
+/// [`validate`] without copying: `true` at the index of every valid object.
+pub fn validate_mask(objects: &[(PathBuf, Object)]) -> (Vec<bool>, Vec<ValidationError>) {
     let mut cx = Ctx {
         objects,
         bad: vec![false; objects.len()],
@@ -180,13 +192,7 @@ pub fn validate(objects: &[(PathBuf, Object)]) -> (Loaded, Vec<ValidationError>)
             check_routing(&mut cx, i, r, &networks, &nics, &lbs);
         }
     }
-    let valid = objects
-        .iter()
-        .zip(&cx.bad)
-        .filter(|(_, bad)| !**bad)
-        .map(|(o, _)| o.clone())
-        .collect();
-    (valid, cx.errors)
+    (cx.bad.iter().map(|b| !b).collect(), cx.errors)
 }
 
 fn check_network(cx: &mut Ctx<'_>, i: usize, n: &Network, vnis: &mut BTreeMap<u32, String>) -> Option<u32> {

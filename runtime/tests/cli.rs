@@ -134,7 +134,7 @@ fn dump_decodes_the_device() {
         "{out}"
     );
     assert!(
-        out.contains("target") && out.contains("fd00:2::2") && out.contains("/512"),
+        out.contains("target") && out.contains("fd00:2::2") && out.contains("/128"),
         "{out}"
     );
     let (code, out, _) = ironlb(&["dump", "--example", "-o", "json"]);

@@ -42,8 +42,11 @@
 pub const MIN_M_LOG2: u8 = 1;
 /// Largest supported log2 of the array size (M = 65,536 slots).
 pub const MAX_M_LOG2: u8 = 16;
-/// [`choose_m_log2`] aims at this many slots per target.
-pub const SLOTS_PER_TARGET: usize = 256;
+/// [`choose_m_log2`] aims at this many slots per target. StableMaglev balances exactly (every target owns
+/// floor(M/N) or ceil(M/N) slots), so 64 slots keep each target's share within 1/64 of its ideal; more slots only
+/// lower the excess disruption on removal (docs/performance.md: 1.83x the ideal at M = 4096, N = 64) at 4x the
+/// memory and programming time. At 64, the default device's 2^24 bucket slots hold 4,096 LBs of 64 targets.
+pub const SLOTS_PER_TARGET: usize = 64;
 
 /// CRC-32 seed of the permutation offset: `offset = crc(MAGLEV_OFFSET_SEED, key) mod M` (ASCII "offs"). Part of the
 /// cross-host contract: changing it changes every array.
@@ -91,7 +94,7 @@ pub fn default_hasher() -> &'static dyn BucketHasher {
     &DEFAULT
 }
 
-/// Choose M for N targets: the smallest power of two >= 256*N, clamped to `[min_log2, max_log2]` (from device caps).
+/// Choose M for N targets: the smallest power of two >= [`SLOTS_PER_TARGET`]*N, clamped to `[min_log2, max_log2]` (from device caps).
 ///
 /// The upper end is also capped at [`MAX_M_LOG2`], the largest array [`BucketHasher::assign`] supports, unless
 /// `min_log2` is above it.
@@ -540,11 +543,11 @@ mod tests {
 
     #[test]
     fn choose_m_log2_examples() {
-        assert_eq!(choose_m_log2(1, 1, 16), 8);
-        assert_eq!(choose_m_log2(2, 1, 16), 9);
-        assert_eq!(choose_m_log2(3, 1, 16), 10);
-        assert_eq!(choose_m_log2(64, 1, 16), 14);
-        assert_eq!(choose_m_log2(65, 1, 16), 15);
+        assert_eq!(choose_m_log2(1, 1, 16), 6);
+        assert_eq!(choose_m_log2(2, 1, 16), 7);
+        assert_eq!(choose_m_log2(3, 1, 16), 8);
+        assert_eq!(choose_m_log2(64, 1, 16), 12);
+        assert_eq!(choose_m_log2(65, 1, 16), 13);
         assert_eq!(choose_m_log2(64, 1, 12), 12);
         assert_eq!(choose_m_log2(1, 10, 16), 10);
         assert_eq!(choose_m_log2(0, 1, 16), 1);
