@@ -559,11 +559,24 @@ impl Daemon {
 
     /// Runs until `stop` is set: sync, then wait for a manifest change, a due retry or the periodic resync.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
+        let mut failing = Duration::ZERO;
         while !stop.load(Ordering::Relaxed) {
-            self.sync()?;
-            let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
-            let deadline = Instant::now() + RESYNC;
-            let deadline = next_retry.map_or(deadline, |r| r.min(deadline));
+            let deadline = match self.sync() {
+                Ok(_) => {
+                    failing = Duration::ZERO;
+                    let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
+                    let deadline = Instant::now() + RESYNC;
+                    next_retry.map_or(deadline, |r| r.min(deadline))
+                }
+                // A sync that failed as a whole (allocator state not writable, device gone): nothing was
+                // programmed by it; the device keeps its state. Retry with backoff instead of exiting.
+                Err(e) => {
+                    failing =
+                        (failing * 2).clamp(crate::reconcile::BACKOFF_MIN, crate::reconcile::BACKOFF_MAX);
+                    tracing::error!(error = %e, retry_in = ?failing, "sync failed");
+                    Instant::now() + failing
+                }
+            };
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -619,7 +632,11 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
     };
     let mut out = DeviceStats::default();
     for lb in &stats.lbs {
-        let (ns, name) = keys.get(&lb.lb_id).cloned().unwrap_or_default();
+        // An LB no object claims (an orphan about to be removed) still gets distinct labels.
+        let (ns, name) = keys
+            .get(&lb.lb_id)
+            .cloned()
+            .unwrap_or_else(|| (String::new(), format!("orphan-lb-{}", lb.lb_id)));
         out.lbs.push(crate::metrics::LbStats {
             namespace: ns.clone(),
             name: name.clone(),

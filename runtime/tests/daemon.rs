@@ -398,3 +398,62 @@ fn replay_of_crafted_captures_through_the_examples() {
         lines2.iter().map(essence).collect::<Vec<_>>()
     );
 }
+
+/// The daemon's metrics endpoint shows device counters by LoadBalancer name and reconcile figures.
+#[test]
+fn metrics_show_device_counters_by_name() {
+    use ironlb_runtime::daemon::{Daemon, DaemonConfig, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS};
+    use ironlb_runtime::reconcile::HostConfig;
+    use std::io::Write as _;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = DaemonConfig {
+        manifests: examples(),
+        state_dir: state.path().to_path_buf(),
+        backend: ironlb_runtime::backend::BackendSpec::Inproc,
+        device_config: ironlb_sim::DeviceConfig::small(),
+        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
+        host: HostConfig {
+            ports: DEFAULT_PORTS
+                .split(',')
+                .map(|p| HostConfig::parse_port(p).unwrap())
+                .collect(),
+            underlay_src: "fd00:ffff::1".parse().unwrap(),
+            mtu: 9000,
+            hop_limit: 64,
+        },
+        socket: None,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        debounce: Duration::from_millis(2),
+    };
+    let mut d = Daemon::start(cfg).unwrap();
+    let rep = d.sync().unwrap();
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    // One packet to the public VIP.
+    let pkt = ironlb_runtime::cli::build_packet("tcp 198.51.100.7:40000 -> 203.0.113.10:80").unwrap();
+    let shared = d.shared();
+    let model = shared.lock().unwrap().model.clone().unwrap();
+    assert!(matches!(
+        model.lock().unwrap().process(0, &pkt),
+        ironlb_sim::Verdict::Forward { .. }
+    ));
+
+    let addr = d.metrics_addr().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("ironlb_lb_packets_total{") && l.contains("name=\"my-load-balancer\""))
+        .unwrap_or_else(|| panic!("no per-LB packet counter in:\n{body}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    assert!(body.contains("ironlb_drops_total{reason=\"no_vip\"} 0"), "{body}");
+    assert!(
+        body.contains("ironlb_load_balancers{state=\"ready\"} 2"),
+        "{body}"
+    );
+    assert!(body.contains("ironlb_reconciles_total 1"), "{body}");
+}
