@@ -500,11 +500,8 @@ impl Daemon {
         let (objects, mut load_errors) = self.cache.load(&snap);
         // A file that does not parse at all (and has no last good content) must protect what it may hold.
         load_errors.extend(snap.errors.iter().map(|e| crate::manifest::LoadError {
-            file: e.path.clone(),
-            document: None,
             line: e.line,
-            object: None,
-            message: e.message.clone(),
+            ..crate::manifest::LoadError::whole_file(&e.path, e.message.clone())
         }));
         for e in &load_errors {
             tracing::warn!(error = %e, "manifest document does not load");

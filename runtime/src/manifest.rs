@@ -51,18 +51,25 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+impl LoadError {
+    /// A problem with a whole file (it cannot be read or decoded), not with one of its documents.
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> LoadError {
+        LoadError {
+            file: file.to_path_buf(),
+            document: None,
+            line: None,
+            object: None,
+            message: message.into(),
+        }
+    }
+}
+
 /// Loads `path`: a file, or every `*.yaml`/`*.yml` file directly in a directory (sorted by name, not recursive).
 pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
     let mut objects = Vec::new();
     let mut errors = Vec::new();
-    let io_err = |e: std::io::Error| LoadError {
-        file: path.to_path_buf(),
-        document: None,
-        line: None,
-        object: None,
-        message: e.to_string(),
-    };
+    let io_err = |e: std::io::Error| LoadError::whole_file(path, e.to_string());
     if !path.is_dir() {
         return load_file(path);
     }
@@ -110,13 +117,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> (Loaded, Vec<LoadError>) {
         Ok(text) => load_str(path, text),
         Err(e) => (
             Vec::new(),
-            vec![LoadError {
-                file: path.to_path_buf(),
-                document: None,
-                line: None,
-                object: None,
-                message: format!("not UTF-8: {e}"),
-            }],
+            vec![LoadError::whole_file(path, format!("not UTF-8: {e}"))],
         ),
     }
 }
@@ -156,16 +157,7 @@ pub fn load_file(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
     match std::fs::read_to_string(path) {
         Ok(text) => load_str(path, &text),
-        Err(e) => (
-            Vec::new(),
-            vec![LoadError {
-                file: path.to_path_buf(),
-                document: None,
-                line: None,
-                object: None,
-                message: e.to_string(),
-            }],
-        ),
+        Err(e) => (Vec::new(), vec![LoadError::whole_file(path, e.to_string())]),
     }
 }
 

@@ -85,41 +85,44 @@ struct HostArgs {
     hop_limit: u8,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Manifest directory (watched: create, modify, delete).
+    #[arg(long)]
+    manifests: PathBuf,
+    /// The device: `inproc` (software model in this process), `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]`.
+    #[arg(long, default_value = "inproc")]
+    backend: String,
+    /// State directory: allocations, status.json, control socket, lock.
+    #[arg(long, env = "IRONLB_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pools: PoolArgs,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Control socket (default STATE_DIR/ironlb.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Quiet time before a burst of manifest changes is applied, in milliseconds.
+    #[arg(long, default_value_t = 2)]
+    debounce_ms: u64,
+    /// Sync once, print what was programmed and exit (exit 2 if a LoadBalancer is invalid, 1 if one could
+    /// not be programmed).
+    #[arg(long)]
+    once: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// The daemon: watch a manifest directory and keep the device programmed. With no --backend it runs the
     /// software model in-process (the embedded default).
-    Run {
-        /// Manifest directory (watched: create, modify, delete).
-        #[arg(long)]
-        manifests: PathBuf,
-        /// The device: `inproc` (software model in this process), `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]`.
-        #[arg(long, default_value = "inproc")]
-        backend: String,
-        /// State directory: allocations, status.json, control socket, lock.
-        #[arg(long, env = "IRONLB_STATE_DIR")]
-        state_dir: Option<PathBuf>,
-        #[command(flatten)]
-        pools: PoolArgs,
-        #[command(flatten)]
-        host: HostArgs,
-        /// Control socket (default STATE_DIR/ironlb.sock).
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
-        #[arg(long)]
-        metrics: Option<std::net::SocketAddr>,
-        /// Log format.
-        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-        log_format: String,
-        /// Quiet time before a burst of manifest changes is applied, in milliseconds.
-        #[arg(long, default_value_t = 2)]
-        debounce_ms: u64,
-        /// Sync once, print what was programmed and exit (exit 2 if a LoadBalancer is invalid, 1 if one could
-        /// not be programmed).
-        #[arg(long)]
-        once: bool,
-    },
+    Run(RunArgs),
     /// Load balancer status: IPs, routing, programmed targets, conditions (from the daemon, or STATE_DIR/status.json
     /// when it is not running).
     Status {
@@ -486,19 +489,19 @@ fn progress_bar() -> Option<ironlb_runtime::reconcile::ProgressFn> {
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_daemon(
-    manifests: PathBuf,
-    backend: String,
-    state_dir: Option<PathBuf>,
-    pools_: PoolArgs,
-    host_: HostArgs,
-    socket: Option<PathBuf>,
-    metrics: Option<std::net::SocketAddr>,
-    log_format: String,
-    debounce_ms: u64,
-    once: bool,
-) -> Result<()> {
+fn run_daemon(args: RunArgs) -> Result<()> {
+    let RunArgs {
+        manifests,
+        backend,
+        state_dir,
+        pools: pools_,
+        host: host_,
+        socket,
+        metrics,
+        log_format,
+        debounce_ms,
+        once,
+    } = args;
     init_logs(&log_format);
     if !manifests.is_dir() {
         bail!(bad(format!(
@@ -566,29 +569,7 @@ fn run_daemon(
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run {
-            manifests,
-            backend,
-            state_dir,
-            pools,
-            host,
-            socket,
-            metrics,
-            log_format,
-            debounce_ms,
-            once,
-        } => run_daemon(
-            manifests,
-            backend,
-            state_dir,
-            pools,
-            host,
-            socket,
-            metrics,
-            log_format,
-            debounce_ms,
-            once,
-        ),
+        Cmd::Run(args) => run_daemon(args),
         Cmd::Status { target, output } => {
             let o = diagnose(
                 &target,
