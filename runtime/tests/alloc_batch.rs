@@ -12,39 +12,9 @@ use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-type Key = (String, String);
-
-fn key(name: &str) -> Key {
-    ("default".to_string(), name.to_string())
-}
-
-fn pools(v: &[&str]) -> Pools {
-    Pools::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn cidr(s: &str) -> (IpAddr, u8) {
-    ironlb_runtime::api::ipam::parse_cidr(s).unwrap()
-}
-
-fn tmp_of(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// The file on disk parses, equals the in-memory state, and no tmp file lingers.
-fn assert_durable(a: &Allocator) {
-    let on_disk = Allocator::load_state(a.path()).unwrap();
-    assert_eq!(&on_disk, a.state());
-    assert!(!tmp_of(a.path()).exists(), "tmp file lingers");
-}
-
-const V4: IpFamily = IpFamily::IPv4;
-const V6: IpFamily = IpFamily::IPv6;
+#[path = "common/alloc.rs"]
+mod common;
+use common::*;
 
 /// Makes writes into `dir` fail: the directory is moved away and a file takes its place (permission bits would
 /// not stop root).
