@@ -98,6 +98,18 @@ pub enum DriverError {
         #[source]
         source: ironlb_hw::DecodeError,
     },
+    /// A VIP of the request is programmed for another LB (it must be removed from that one first).
+    #[error("lb_id {lb_id}: VIP {vip} in domain {domain:#x} already belongs to lb_id {owner}")]
+    VipInUse {
+        /// The LB being applied.
+        lb_id: u32,
+        /// The VIP.
+        vip: ironlb_hw::Vip,
+        /// Its lookup domain.
+        domain: u32,
+        /// The LB holding it.
+        owner: u32,
+    },
     /// The request itself is invalid (caller bug or unchecked input).
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -165,10 +165,12 @@ impl Device {
         for k in &spec.vips {
             if let Some(owner) = self.lbt.find(k).and_then(|i| self.lbt.get(i)).map(|e| e.lb_id) {
                 if owner != spec.lb_id {
-                    return bad(format!(
-                        "VIP {} in domain {:#x} already belongs to lb_id {owner}",
-                        k.vip, k.domain
-                    ));
+                    return Err(DriverError::VipInUse {
+                        lb_id: spec.lb_id,
+                        vip: k.vip,
+                        domain: k.domain,
+                        owner,
+                    });
                 }
             }
         }

@@ -179,7 +179,8 @@ fn invalid_requests_are_refused_with_nothing_changed() {
     let dup = spec(2, &[v4("10.0.0.1", 5)], &[(Tcp, 80, 80)], 0..2);
     let e = dev.apply(&dup).unwrap_err();
     assert!(
-        matches!(e, DriverError::Invalid(ref m) if m.contains("already belongs to lb_id 1")),
+        matches!(e, DriverError::VipInUse { owner: 1, .. })
+            && e.to_string().contains("already belongs to lb_id 1"),
         "{e}"
     );
     let too_many = spec(3, &[v4("10.0.0.3", 5)], &[(Tcp, 1, 1); 17], 0..1);

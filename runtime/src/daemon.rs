@@ -261,11 +261,7 @@ pub struct Shared {
 impl Shared {
     /// `namespace/name` by lb_id, for what the device holds.
     pub fn names(&self) -> BTreeMap<u32, String> {
-        self.rec
-            .programmed()
-            .iter()
-            .map(|(k, s)| (s.lb_id, format!("{}/{}", k.0, k.1)))
-            .collect()
+        self.rec.names()
     }
 
     /// Answers one control request.
@@ -616,10 +612,7 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
         .iter()
         .map(|(k, s)| (s.lb_id, k.clone()))
         .collect();
-    let names: BTreeMap<u32, String> = keys
-        .iter()
-        .map(|(id, k)| (*id, format!("{}/{}", k.0, k.1)))
-        .collect();
+    let names = sh.rec.names();
     let stats = match ops::collect_stats(sh.rec.device(), &names) {
         Ok(s) => s,
         Err(e) => {

@@ -235,7 +235,7 @@ fn now_rfc3339() -> String {
 fn driver_reason(e: &DriverError) -> &'static str {
     match e {
         DriverError::TableFull { .. } => "TableFull",
-        DriverError::Invalid(m) if m.contains("already belongs to") => "VipInUse",
+        DriverError::VipInUse { .. } => "VipInUse",
         DriverError::Invalid(_) => "DeviceRejected",
         _ => "DeviceError",
     }
@@ -315,6 +315,14 @@ impl Reconciler {
     /// What the device holds, per load balancer.
     pub fn programmed(&self) -> &BTreeMap<ObjectKey, LbSpec> {
         &self.programmed
+    }
+
+    /// `namespace/name` of every load balancer the device holds, by lb_id.
+    pub fn names(&self) -> BTreeMap<u32, String> {
+        self.programmed
+            .iter()
+            .map(|(k, s)| (s.lb_id, key_str(k)))
+            .collect()
     }
 
     /// When the earliest backed-off load balancer is due for a retry.

@@ -279,38 +279,36 @@ fn default_host() -> HostArgs {
 
 /// A device programmed in this process: the example, or a manifest directory through the reconciler.
 struct Local {
-    rec: Option<Reconciler>,
-    dev: Option<ironlb_driver::Device>,
+    holder: Holder,
     model: SharedModel,
     names: BTreeMap<u32, String>,
 }
 
+/// What owns the local device: the reconciler (`--manifests`) or nothing but the driver (`--example`).
+enum Holder {
+    Rec(Box<Reconciler>),
+    Dev(Box<ironlb_driver::Device>),
+}
+
+impl Holder {
+    fn dev(&mut self) -> &mut ironlb_driver::Device {
+        match self {
+            Holder::Rec(r) => r.device(),
+            Holder::Dev(d) => d,
+        }
+    }
+}
+
 impl Local {
     fn dev(&mut self) -> &mut ironlb_driver::Device {
-        match (&mut self.rec, &mut self.dev) {
-            (Some(r), _) => r.device(),
-            (None, Some(d)) => d,
-            (None, None) => unreachable!("a local device has a reconciler or a device"),
-        }
+        self.holder.dev()
     }
 
     fn view(&mut self) -> View<'_> {
-        let Local {
-            rec,
-            dev,
-            model,
-            names,
-            ..
-        } = self;
-        let dev = match (rec, dev) {
-            (Some(r), _) => r.device(),
-            (None, Some(d)) => d,
-            (None, None) => unreachable!("a local device has a reconciler or a device"),
-        };
         View {
-            dev,
-            model: Some(model),
-            names,
+            dev: self.holder.dev(),
+            model: Some(&self.model),
+            names: &self.names,
         }
     }
 }
@@ -322,8 +320,7 @@ fn local_example() -> Result<Local> {
         .map(|(n, s)| (s.lb_id, n.to_string()))
         .collect();
     Ok(Local {
-        rec: None,
-        dev: Some(dev),
+        holder: Holder::Dev(Box::new(dev)),
         model,
         names,
     })
@@ -346,17 +343,10 @@ fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
             );
         }
     }
-    let names = p
-        .rec
-        .programmed()
-        .iter()
-        .map(|(k, s)| (s.lb_id, format!("{}/{}", k.0, k.1)))
-        .collect();
     Ok(Local {
-        rec: Some(p.rec),
-        dev: None,
+        names: p.rec.names(),
+        holder: Holder::Rec(Box::new(p.rec)),
         model: p.model,
-        names,
     })
 }
 
@@ -382,14 +372,13 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
             )?
         };
         if let Request::Status { format: f } = req {
-            return match &l.rec {
-                Some(r) => Ok(ops::status(r.status(), f)),
-                None => bail!(bad(
+            return match &l.holder {
+                Holder::Rec(r) => Ok(ops::status(r.status(), f)),
+                Holder::Dev(_) => bail!(bad(
                     "status needs --manifests or a daemon (the example has no objects)"
                 )),
             };
         }
-        let _ = l.dev();
         return answer(l.view(), &req);
     }
     if let Some(b) = &t.backend {
