@@ -609,9 +609,26 @@ impl Allocator {
     /// lists public IPs then prefix IPs (by Prefix key) and only has load balancers holding at least one IP.
     #[allow(clippy::type_complexity)]
     pub fn snapshot(&self) -> (BTreeMap<ObjectKey, u32>, BTreeMap<ObjectKey, Vec<IpAddr>>) {
+        self.snapshot_of(self.state.lbs.iter())
+    }
+
+    /// [`Allocator::snapshot`] of the load balancers `keys` only (an incremental reconcile's).
+    #[allow(clippy::type_complexity)]
+    pub fn snapshot_for<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a ObjectKey>,
+    ) -> (BTreeMap<ObjectKey, u32>, BTreeMap<ObjectKey, Vec<IpAddr>>) {
+        self.snapshot_of(keys.into_iter().filter_map(|k| self.state.lbs.get_key_value(k)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn snapshot_of<'a>(
+        &self,
+        lbs: impl Iterator<Item = (&'a ObjectKey, &'a LbAlloc)>,
+    ) -> (BTreeMap<ObjectKey, u32>, BTreeMap<ObjectKey, Vec<IpAddr>>) {
         let mut ids = BTreeMap::new();
         let mut allocated = BTreeMap::new();
-        for (k, a) in &self.state.lbs {
+        for (k, a) in lbs {
             if let Some(id) = a.lb_id {
                 ids.insert(k.clone(), id);
             }

@@ -493,20 +493,23 @@ impl Daemon {
         for e in &snap.errors {
             tracing::warn!(error = %e, "manifest file does not parse; serving its last good content");
         }
-        let (objects, mut load_errors) = self.cache.load(&snap);
-        // A file that does not parse at all (and has no last good content) must protect what it may hold.
-        load_errors.extend(snap.errors.iter().map(|e| crate::manifest::LoadError {
-            line: e.line,
-            ..crate::manifest::LoadError::whole_file(&e.path, e.message.clone())
-        }));
-        for e in &load_errors {
-            tracing::warn!(error = %e, "manifest document does not load");
+        // Only files that changed are parsed and, when that is all they touch, only the load balancers they
+        // affect are reconciled; without a change (a due retry, the periodic resync) everything is.
+        let changes = self.cache.changes(&snap);
+        for c in &changes {
+            for e in c.content.iter().flat_map(|(_, e)| e) {
+                tracing::warn!(error = %e, "manifest document does not load");
+            }
         }
-        let (report, statuses) = {
+        let (report, statuses, load_errors) = {
             let mut sh = self.shared.lock().expect("daemon state lock");
-            let report = sh.rec.sync_owned(objects, &load_errors)?;
+            let report = if changes.is_empty() {
+                sh.rec.resync()?
+            } else {
+                sh.rec.apply(changes)?
+            };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
-            (report, statuses)
+            (report, statuses, sh.rec.load_errors())
         };
         for e in &report.errors {
             tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");

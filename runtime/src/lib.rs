@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod ops;
 pub mod reconcile;
 pub mod source;
+pub mod store;
 pub mod validate;

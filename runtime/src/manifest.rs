@@ -9,11 +9,14 @@
 //! the start of a line inside a multi-line quoted scalar is therefore not supported.
 
 use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
-use crate::source::Snapshot;
+use crate::source::{FileError, Snapshot, SourceFile};
+use crate::store::FileChange;
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Loaded objects with the file each came from.
 pub type Loaded = Vec<(PathBuf, Object)>;
@@ -122,33 +125,83 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> (Loaded, Vec<LoadError>) {
     }
 }
 
-/// [`load_snapshot`] that parses only files whose bytes changed since the previous call (the daemon's path: a
-/// manifest edit re-parses one file, not the directory).
+/// Turns source snapshots into the [`FileChange`]s since the previous snapshot, parsing only files whose content
+/// changed (the daemon's path: a manifest edit re-parses one file, not the directory).
+///
+/// A file's load errors include its source error (the file does not parse as YAML; its last good content, if
+/// any, is still loaded), so a broken file is a change too.
 #[derive(Debug, Default)]
 pub struct LoadCache {
-    files: std::collections::BTreeMap<PathBuf, (Vec<u8>, Loaded, Vec<LoadError>)>,
+    files: BTreeMap<PathBuf, CachedFile>,
+}
+
+#[derive(Debug)]
+struct CachedFile {
+    content: Option<Arc<SourceFile>>,
+    source_error: Option<FileError>,
 }
 
 impl LoadCache {
-    /// The objects and load errors of `snap`, from the cache where a file's bytes are unchanged.
-    pub fn load(&mut self, snap: &Snapshot) -> (Loaded, Vec<LoadError>) {
-        self.files.retain(|p, _| snap.files.contains_key(p));
-        let mut objects = Vec::new();
-        let mut errors = Vec::new();
-        for (path, f) in &snap.files {
-            let fresh = match self.files.get(path) {
-                Some((bytes, _, _)) => *bytes != f.bytes,
-                None => true,
-            };
-            if fresh {
-                let (o, e) = load_bytes(path, &f.bytes);
-                self.files.insert(path.clone(), (f.bytes.clone(), o, e));
-            }
-            let (_, o, e) = &self.files[path];
-            objects.extend(o.iter().cloned());
-            errors.extend(e.iter().cloned());
+    /// What changed in `snap` since the previous call (everything on the first call).
+    pub fn changes(&mut self, snap: &Snapshot) -> Vec<FileChange> {
+        let mut errors: BTreeMap<&PathBuf, &FileError> = BTreeMap::new();
+        for e in &snap.errors {
+            errors.insert(&e.path, e);
         }
-        (objects, errors)
+        let paths: BTreeSet<&PathBuf> = snap.files.keys().chain(errors.keys().copied()).collect();
+        let mut out = Vec::new();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !paths.contains(p))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.files.remove(&p);
+            out.push(FileChange {
+                path: p,
+                content: None,
+            });
+        }
+        for path in paths {
+            let content = snap.files.get(path);
+            let source_error = errors.get(path).copied();
+            let same = self.files.get(path).is_some_and(|c| {
+                let same_content = match (&c.content, content) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.bytes == b.bytes,
+                    (None, None) => true,
+                    _ => false,
+                };
+                same_content && c.source_error.as_ref() == source_error
+            });
+            if same {
+                continue;
+            }
+            let (objects, mut errs) = match content {
+                Some(f) => match load_parsed(path, f) {
+                    Some(objects) => (objects, Vec::new()),
+                    None => load_bytes(path, &f.bytes),
+                },
+                None => (Vec::new(), Vec::new()),
+            };
+            // A file that does not parse (and has no last good content) must protect what it may hold.
+            errs.extend(source_error.map(|e| LoadError {
+                line: e.line,
+                ..LoadError::whole_file(&e.path, e.message.clone())
+            }));
+            self.files.insert(
+                path.clone(),
+                CachedFile {
+                    content: content.cloned(),
+                    source_error: source_error.cloned(),
+                },
+            );
+            out.push(FileChange {
+                path: path.clone(),
+                content: Some((objects, errs)),
+            });
+        }
+        out
     }
 }
 
@@ -250,13 +303,19 @@ fn load_document(doc: &str) -> Result<Object, DocError> {
         let (line, msg) = yaml_error(&e);
         (line, None, format!("invalid YAML: {msg}"))
     })?;
+    object_from_value(&value, Some(doc))
+}
+
+/// The object a parsed document describes. `doc`, its text, is parsed again only when the tree does not fit the
+/// kind's schema, to give the error's line; without it the error has no line.
+fn object_from_value(value: &Value, doc: Option<&str>) -> Result<Object, DocError> {
     if !value.is_mapping() {
         return Err((None, None, "expected a mapping with apiVersion and kind".into()));
     }
-    let api_version = str_field(&value, &["apiVersion"]);
-    let kind = str_field(&value, &["kind"]);
-    let name = str_field(&value, &["metadata", "name"]);
-    let namespace = str_field(&value, &["metadata", "namespace"]).unwrap_or(crate::api::DEFAULT_NAMESPACE);
+    let api_version = str_field(value, &["apiVersion"]);
+    let kind = str_field(value, &["kind"]);
+    let name = str_field(value, &["metadata", "name"]);
+    let namespace = str_field(value, &["metadata", "namespace"]).unwrap_or(crate::api::DEFAULT_NAMESPACE);
     let object = kind.map(|k| match name {
         Some(n) => format!("{k} {namespace}/{n}"),
         None => k.to_string(),
@@ -276,19 +335,40 @@ fn load_document(doc: &str) -> Result<Object, DocError> {
             format!("unsupported apiVersion/kind {api_version}/{kind_str}"),
         ));
     };
-    fn parse<T: DeserializeOwned>(doc: &str, object: &Option<String>) -> Result<T, DocError> {
-        serde_norway::from_str(doc).map_err(|e| {
-            let (line, msg) = yaml_error(&e);
-            (line, object.clone(), msg)
+    fn parse<T: DeserializeOwned>(
+        value: &Value,
+        doc: Option<&str>,
+        object: &Option<String>,
+    ) -> Result<T, DocError> {
+        T::deserialize(value).or_else(|e| {
+            let (line, msg) = match doc {
+                Some(doc) => match serde_norway::from_str::<T>(doc) {
+                    Ok(t) => return Ok(t),
+                    Err(e) => yaml_error(&e),
+                },
+                None => yaml_error(&e),
+            };
+            Err((line, object.clone(), msg))
         })
     }
     Ok(match kind {
-        Kind::LoadBalancer => Object::LoadBalancer(parse::<LoadBalancer>(doc, &object)?),
-        Kind::LoadBalancerRouting => Object::LoadBalancerRouting(parse::<LoadBalancerRouting>(doc, &object)?),
-        Kind::Network => Object::Network(parse::<Network>(doc, &object)?),
-        Kind::NetworkInterface => Object::NetworkInterface(parse::<NetworkInterface>(doc, &object)?),
-        Kind::Prefix => Object::Prefix(parse::<Prefix>(doc, &object)?),
+        Kind::LoadBalancer => Object::LoadBalancer(parse::<LoadBalancer>(value, doc, &object)?),
+        Kind::LoadBalancerRouting => {
+            Object::LoadBalancerRouting(parse::<LoadBalancerRouting>(value, doc, &object)?)
+        }
+        Kind::Network => Object::Network(parse::<Network>(value, doc, &object)?),
+        Kind::NetworkInterface => Object::NetworkInterface(parse::<NetworkInterface>(value, doc, &object)?),
+        Kind::Prefix => Object::Prefix(parse::<Prefix>(value, doc, &object)?),
     })
+}
+
+/// A source file's objects from the documents the source already parsed (no second YAML parse); `None` when a
+/// document does not load, so that the caller loads the text for errors with document numbers and lines.
+fn load_parsed(path: &Path, f: &SourceFile) -> Option<Loaded> {
+    f.documents
+        .iter()
+        .map(|v| object_from_value(v, None).ok().map(|o| (path.to_path_buf(), o)))
+        .collect()
 }
 
 #[cfg(test)]

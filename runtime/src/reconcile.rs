@@ -25,7 +25,8 @@ use crate::alloc::{AllocError, Allocator};
 use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object, RoutingDestination};
 use crate::controller::{desired_refs, ObjectKey};
 use crate::manifest::{LoadError, Loaded};
-use crate::validate::validate_mask;
+use crate::store::{FileChange, Store};
+use crate::validate::validate_refs;
 use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::LbKey;
@@ -209,9 +210,11 @@ pub struct Reconciler {
     failures: BTreeMap<ObjectKey, Failure>,
     status: BTreeMap<ObjectKey, LbStatus>,
     progress: Option<ProgressFn>,
-    /// Every object of the last sync by `Kind namespace/name`, with its file (to stand in for documents that
-    /// stop loading).
-    last_objects: Loaded,
+    /// Every object and load error of the last sync, by file, with the indexes of incremental syncs (and to
+    /// stand in for documents that stop loading).
+    store: Store,
+    /// Which programmed load balancer holds each VIP (the inverse of `programmed`).
+    vip_owner: BTreeMap<LbKey, ObjectKey>,
     /// LoadBalancers kept from before because their documents stopped loading, by `Kind namespace/name`.
     kept_objects: BTreeMap<String, (PathBuf, Object)>,
     /// Files that loaded at least once.
@@ -261,35 +264,54 @@ impl Reconciler {
             .iter()
             .filter_map(|(k, a)| a.lb_id.map(|id| (id, k.clone())))
             .collect();
-        let mut programmed = BTreeMap::new();
-        let mut orphans = BTreeSet::new();
-        for spec in dev.programmed() {
+        let adopted: Vec<LbSpec> = dev.programmed().cloned().collect();
+        let mut rec = Reconciler {
+            dev,
+            alloc,
+            programmed: BTreeMap::new(),
+            orphans: BTreeSet::new(),
+            failures: BTreeMap::new(),
+            status: BTreeMap::new(),
+            progress: None,
+            store: Store::default(),
+            vip_owner: BTreeMap::new(),
+            kept_objects: BTreeMap::new(),
+            last_seen_files: BTreeSet::new(),
+        };
+        for spec in adopted {
             match by_id.get(&spec.lb_id) {
-                Some(k) => {
-                    programmed.insert(k.clone(), spec.clone());
-                }
+                Some(k) => rec.set_programmed(k.clone(), spec),
                 None => {
-                    orphans.insert(spec.lb_id);
+                    rec.orphans.insert(spec.lb_id);
                 }
             }
         }
         tracing::info!(
-            adopted = programmed.len(),
-            orphans = orphans.len(),
+            adopted = rec.programmed.len(),
+            orphans = rec.orphans.len(),
             "adopted the device's load balancers"
         );
-        Ok(Reconciler {
-            dev,
-            alloc,
-            programmed,
-            orphans,
-            failures: BTreeMap::new(),
-            status: BTreeMap::new(),
-            progress: None,
-            last_objects: Vec::new(),
-            kept_objects: BTreeMap::new(),
-            last_seen_files: BTreeSet::new(),
-        })
+        Ok(rec)
+    }
+
+    /// Records that the device holds `spec` for `k` (and which VIPs it owns).
+    fn set_programmed(&mut self, k: ObjectKey, spec: LbSpec) {
+        self.unset_programmed(&k);
+        for v in &spec.vips {
+            self.vip_owner.insert(*v, k.clone());
+        }
+        self.programmed.insert(k, spec);
+    }
+
+    /// Records that the device no longer holds `k`.
+    fn unset_programmed(&mut self, k: &ObjectKey) -> Option<LbSpec> {
+        let old = self.programmed.remove(k)?;
+        for v in &old.vips {
+            if self.vip_owner.get(v) == Some(k) {
+                self.vip_owner.remove(v);
+            }
+        }
+        Some(old)
     }
 
     /// Reports progress of long syncs (used for the CLI's progress bar).
@@ -360,7 +382,7 @@ impl Reconciler {
         if !load_errors.is_empty() {
             let current: BTreeSet<String> = objects.iter().map(|(_, o)| o.display_name()).collect();
             let last: BTreeMap<String, &(PathBuf, Object)> = self
-                .last_objects
+                .store
                 .iter()
                 .chain(self.kept_objects.values())
                 .map(|fo| (fo.1.display_name(), fo))
@@ -393,9 +415,10 @@ impl Reconciler {
         }
         self.last_seen_files
             .extend(objects.iter().map(|(f, _)| f.clone()));
-        let result = self.sync_inner(&objects, kept_lbs, now, &mut report, load_errors);
+        let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
+        let result = self.sync_inner(&refs, None, kept_lbs, now, &mut report, load_errors);
         // Remember this sync's objects, and the LoadBalancers kept from before (so they stay kept while broken).
-        self.last_objects = objects;
+        self.store = Store::from_loaded(objects, load_errors.to_vec());
         self.kept_objects = kept_objects;
         result.map(|()| {
             report.duration = started.elapsed();
@@ -403,25 +426,84 @@ impl Reconciler {
         })
     }
 
+    /// Applies changed manifest files and brings the device to the state they ask for. When only
+    /// NetworkInterfaces, LoadBalancerRoutings and LoadBalancers changed, and no file has load errors, this
+    /// reconciles only the load balancers the changes affect (found through the store's indexes) and reads only
+    /// the objects those depend on: the cost follows the size of the change, not of the whole set. Otherwise it
+    /// runs the full [`Reconciler::sync`] over every file with the changes applied. Both give the same device
+    /// state and status (tested against each other).
+    pub fn apply(&mut self, changes: Vec<FileChange>) -> Result<SyncReport, ReconcileError> {
+        if changes.is_empty() {
+            return Ok(SyncReport::default());
+        }
+        let started = Instant::now();
+        if !self.kept_objects.is_empty() {
+            let (objects, errors) = self.store.with_changes(&changes);
+            return self.sync_owned(objects, &errors);
+        }
+        let (scope, positions) = match self.store.apply_incremental(changes) {
+            Ok(s) => s,
+            Err(changes) => {
+                let (objects, errors) = self.store.with_changes(&changes);
+                return self.sync_owned(objects, &errors);
+            }
+        };
+        if !self.store.incremental_ok() {
+            // The changes defined an object twice: the full sync reports it.
+            let objects: Loaded = self.store.iter().cloned().collect();
+            return self.sync_owned(objects, &[]);
+        }
+        let mut report = SyncReport::default();
+        let store = std::mem::take(&mut self.store);
+        let subset = store.objects_at(&positions);
+        self.last_seen_files.extend(subset.iter().map(|(f, _)| f.clone()));
+        let result = self.sync_inner(
+            &subset,
+            Some(&scope),
+            BTreeMap::new(),
+            Instant::now(),
+            &mut report,
+            &[],
+        );
+        self.store = store;
+        result.map(|()| {
+            report.duration = started.elapsed();
+            report
+        })
+    }
+
+    /// A full sync of the objects the last sync or [`Reconciler::apply`] left (retries backed-off load
+    /// balancers, repairs drift).
+    pub fn resync(&mut self) -> Result<SyncReport, ReconcileError> {
+        let (objects, errors) = self.store.with_changes(&[]);
+        self.sync_owned(objects, &errors)
+    }
+
+    /// The load errors of the files the reconciler holds.
+    pub fn load_errors(&self) -> Vec<LoadError> {
+        self.store.errors().cloned().collect()
+    }
+
     fn sync_inner(
         &mut self,
-        objects: &Loaded,
+        objects: &[&(PathBuf, Object)],
+        scope: Option<&BTreeSet<ObjectKey>>,
         kept_lbs: BTreeMap<ObjectKey, Vec<String>>,
         now: Instant,
         report: &mut SyncReport,
         load_errors: &[LoadError],
     ) -> Result<(), ReconcileError> {
-        let (mask, verrs) = validate_mask(objects);
+        let (mask, verrs) = validate_refs(objects);
         let valid: Vec<&(PathBuf, Object)> = objects
             .iter()
             .zip(&mask)
             .filter(|(_, ok)| **ok)
-            .map(|(o, _)| o)
+            .map(|(o, _)| *o)
             .collect();
 
         // Which load balancers exist, which are valid.
         let mut present: BTreeMap<ObjectKey, Option<&LoadBalancer>> = BTreeMap::new();
-        for (_, o) in objects {
+        for (_, o) in objects.iter().copied() {
             if let Object::LoadBalancer(lb) = o {
                 present.insert(key_of(lb), None);
             }
@@ -453,16 +535,37 @@ impl Reconciler {
             }
         }
 
+        // Backoff state of load balancers that no longer exist is dropped.
+        match scope {
+            Some(scope) => {
+                for k in scope.iter().filter(|k| !present.contains_key(*k)) {
+                    self.failures.remove(k);
+                    self.status.remove(k);
+                }
+            }
+            None => self.failures.retain(|k, _| present.contains_key(k)),
+        }
+
         // 2. Deletions: load balancers that no longer exist, then orphans.
-        let gone: Vec<ObjectKey> = self
-            .programmed
-            .keys()
-            .chain(self.alloc.state().lbs.keys())
-            .filter(|k| !present.contains_key(*k))
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let gone: Vec<ObjectKey> = match scope {
+            Some(scope) => scope
+                .iter()
+                .filter(|k| {
+                    !present.contains_key(*k)
+                        && (self.programmed.contains_key(*k) || self.alloc.state().lbs.contains_key(*k))
+                })
+                .cloned()
+                .collect(),
+            None => self
+                .programmed
+                .keys()
+                .chain(self.alloc.state().lbs.keys())
+                .filter(|k| !present.contains_key(*k))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
         // A file that does not load and that this reconciler has never seen loaded (e.g. broken at start-up) may
         // hold any of them: delete nothing until it loads.
         let unknown_files: BTreeSet<&PathBuf> = load_errors
@@ -489,7 +592,7 @@ impl Reconciler {
                 match self.dev.remove(id) {
                     Ok(()) => {
                         tracing::info!(lb = %key_str(&k), lb_id = id, "removed");
-                        self.programmed.remove(&k);
+                        self.unset_programmed(&k);
                         report.removed += 1;
                     }
                     Err(e) => {
@@ -554,7 +657,10 @@ impl Reconciler {
         };
 
         // 4. Desired specs for the load balancers that were allocated.
-        let (lb_ids, allocated) = self.alloc.snapshot();
+        let (lb_ids, allocated) = match scope {
+            Some(scope) => self.alloc.snapshot_for(scope),
+            None => self.alloc.snapshot(),
+        };
         let usable: Vec<&(PathBuf, Object)> = valid
             .iter()
             .copied()
@@ -618,7 +724,7 @@ impl Reconciler {
                 if old.lb_id != spec.lb_id {
                     let id = old.lb_id;
                     if self.dev.remove(id).is_ok() {
-                        self.programmed.remove(k);
+                        self.unset_programmed(k);
                     }
                 }
             }
@@ -639,18 +745,12 @@ impl Reconciler {
             match self.dev.apply(&shrunk) {
                 Ok(r) => {
                     report.commands += r.commands;
-                    self.programmed.insert(k.clone(), shrunk);
+                    self.set_programmed(k.clone(), shrunk);
                 }
                 Err(e) => tracing::warn!(lb = %key_str(k), error = %e, "dropping VIPs failed"),
             }
         }
         // Phase B: creations and updates; one whose VIPs are still held by another pending change waits for it.
-        let mut owner: BTreeMap<LbKey, ObjectKey> = BTreeMap::new();
-        for (k, s) in &self.programmed {
-            for v in &s.vips {
-                owner.insert(*v, k.clone());
-            }
-        }
         let mut pending: Vec<(ObjectKey, LbSpec)> = changes;
         loop {
             let pending_keys: BTreeSet<ObjectKey> = pending.iter().map(|(k, _)| k.clone()).collect();
@@ -660,7 +760,7 @@ impl Reconciler {
                 let blocked = spec
                     .vips
                     .iter()
-                    .filter_map(|v| owner.get(v))
+                    .filter_map(|v| self.vip_owner.get(v))
                     .any(|o| *o != k && pending_keys.contains(o));
                 if blocked {
                     waiting.push((k, spec));
@@ -676,17 +776,9 @@ impl Reconciler {
                         } else {
                             report.created += 1;
                         }
-                        if let Some(old) = self.programmed.get(&k) {
-                            for v in &old.vips {
-                                owner.remove(v);
-                            }
-                        }
-                        for v in &spec.vips {
-                            owner.insert(*v, k.clone());
-                        }
                         tracing::debug!(lb = %key_str(&k), lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
                         self.failures.remove(&k);
-                        self.programmed.insert(k, spec);
+                        self.set_programmed(k, spec);
                     }
                     Err(e) => {
                         let reason = driver_reason(&e);
@@ -695,7 +787,7 @@ impl Reconciler {
                             let held: Vec<String> = spec
                                 .vips
                                 .iter()
-                                .filter_map(|v| owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
+                                .filter_map(|v| self.vip_owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
                                 .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, key_str(o)))
                                 .collect();
                             if !held.is_empty() {
@@ -722,7 +814,7 @@ impl Reconciler {
                     .1
                     .vips
                     .iter()
-                    .filter_map(|v| owner.get(v))
+                    .filter_map(|v| self.vip_owner.get(v))
                     .find(|o| *o != k)
                     .cloned()
                     .expect("blocked by another load balancer");
@@ -730,10 +822,7 @@ impl Reconciler {
                     let id = old.lb_id;
                     tracing::warn!(lb = %key_str(&blocker), "VIP swap cycle: removing it before re-creating it");
                     self.dev.remove(id)?;
-                    for v in &old.vips {
-                        owner.remove(v);
-                    }
-                    self.programmed.remove(&blocker);
+                    self.unset_programmed(&blocker);
                 }
             }
             pending = waiting;
@@ -753,7 +842,7 @@ impl Reconciler {
             });
         }
 
-        // 5. Status.
+        // 5. Status (of the load balancers this sync looked at; an incremental sync keeps the others').
         let desired_by_key: BTreeMap<&ObjectKey, &LbSpec> = d.specs.iter().map(|(k, s)| (k, s)).collect();
         let mut status = BTreeMap::new();
         for k in present.keys() {
@@ -812,7 +901,10 @@ impl Reconciler {
             };
             status.insert(k.clone(), s);
         }
-        self.status = status;
+        match scope {
+            Some(_) => self.status.extend(status),
+            None => self.status = status,
+        }
         Ok(())
     }
 

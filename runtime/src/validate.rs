@@ -70,7 +70,7 @@ type Key = (String, String);
 type FieldFamily = (String, IpFamily);
 
 struct Ctx<'a> {
-    objects: &'a [(PathBuf, Object)],
+    objects: &'a [&'a (PathBuf, Object)],
     bad: Vec<bool>,
     errors: Vec<ValidationError>,
 }
@@ -116,6 +116,12 @@ pub fn validate(objects: &[(PathBuf, Object)]) -> (Loaded, Vec<ValidationError>)
 
 /// [`validate`] without copying: `true` at the index of every valid object.
 pub fn validate_mask(objects: &[(PathBuf, Object)]) -> (Vec<bool>, Vec<ValidationError>) {
+    let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
+    validate_refs(&refs)
+}
+
+/// [`validate_mask`] over borrowed objects (the reconciler validates a subset of its store this way).
+pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<ValidationError>) {
     let mut cx = Ctx {
         objects,
         bad: vec![false; objects.len()],

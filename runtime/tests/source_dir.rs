@@ -225,3 +225,40 @@ fn non_yaml_and_unchanged_writes_do_not_notify() {
     assert!(!s.wait_change(Duration::from_millis(500)).unwrap());
     assert_eq!(s.snapshot().unwrap(), before);
 }
+
+/// The daemon's path (the source's parsed documents, through `LoadCache`) loads the same objects as reading the
+/// files (`load_dir`), and falls back to the text, with lines, for a document that does not load.
+#[test]
+fn load_cache_from_parsed_documents_matches_load_dir() {
+    use ironlb_runtime::manifest::{load_dir, LoadCache};
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(&examples).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let mut cache = LoadCache::default();
+    let changes = cache.changes(&src(dir.path()).snapshot().unwrap());
+    let mut objects = Vec::new();
+    for c in changes {
+        let (o, e) = c.content.expect("every file is present");
+        assert!(e.is_empty(), "{e:?}");
+        objects.extend(o);
+    }
+    let (expected, errors) = load_dir(dir.path());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!expected.is_empty());
+    assert_eq!(objects, expected);
+
+    // A document that parses as YAML but not as its kind: the error has the file, document and line.
+    let bad = "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: n}\nspec: {vni: [1]}\n";
+    fs::write(dir.path().join("bad.yaml"), format!("# comment\n---\n{bad}")).unwrap();
+    let mut s = src(dir.path());
+    let changes = cache.changes(&s.snapshot().unwrap());
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let (o, e) = changes[0].content.clone().unwrap();
+    assert!(o.is_empty());
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].document, e[0].line), (Some(1), Some(6)), "{}", e[0]);
+    assert_eq!(e[0].object.as_deref(), Some("Network default/n"));
+}

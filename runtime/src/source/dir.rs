@@ -4,18 +4,21 @@
 //!   Kubernetes ConfigMap `..data` links) and editor temporaries (`*~`, `.#*`, `*.swp`, …) are ignored.
 //!   Symlinks are followed, so a mounted ConfigMap (whose entries are links into `..data/`) works and
 //!   its atomic `..data` swap is seen.
-//! * Any relevant watcher event triggers a full rescan of the directory once the directory has been
-//!   quiet for the debounce window (default [`DEFAULT_DEBOUNCE`]); a continuous stream of events is
-//!   cut after [`MAX_DEBOUNCE_FACTOR`] windows so it cannot starve the consumer. Rescanning the whole
-//!   (small, flat) directory rather than interpreting individual events makes renames, atomic
-//!   replaces and event-queue overflows all come out right.
+//! * Relevant watcher events are collected until the directory has been quiet for the debounce window
+//!   (default [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after
+//!   [`MAX_DEBOUNCE_FACTOR`] windows so it cannot starve the consumer. Then the files the events name
+//!   are re-read, or the whole (flat) directory when any event names something that is not a manifest
+//!   file (a ConfigMap's `..data` swap, an editor's temporary), names nothing, or is a watcher error
+//!   such as a queue overflow: so renames, atomic replaces and overflows all come out right, and an
+//!   edit of one file in a large directory reads one file.
 //! * Every `---` document of a file must parse as YAML. A file that fails keeps its last good
 //!   documents in the snapshot and gets a [`FileError`] with the parser's line/column; a file that was
 //!   never valid is absent from `files` but still reported. A deleted file disappears.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -32,7 +35,7 @@ pub const MAX_DEBOUNCE_FACTOR: u32 = 10;
 /// Per-file state: the last good content and the current error, either of which may be absent.
 #[derive(Debug, Default)]
 struct FileSlot {
-    good: Option<SourceFile>,
+    good: Option<Arc<SourceFile>>,
     error: Option<FileError>,
     /// The bytes seen at the last scan (good or bad), to skip re-parsing unchanged files.
     last_bytes: Option<Vec<u8>>,
@@ -89,7 +92,7 @@ impl DirSource {
             slots: BTreeMap::new(),
             current: Snapshot::default(),
         };
-        src.rescan()?;
+        src.rescan(&Touched::All)?;
         src.current.generation = 0;
         Ok(src)
     }
@@ -99,13 +102,16 @@ impl DirSource {
         &self.dir
     }
 
-    /// Receive the next relevant event, or time out / fail.
-    fn recv_relevant(&self, timeout: Duration) -> Result<bool, SourceError> {
+    /// Receive the next relevant event, noting what it touched, or time out / fail.
+    fn recv_relevant(&self, timeout: Duration, touched: &mut Touched) -> Result<bool, SourceError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(ev) if relevant(&ev) => return Ok(true),
+                Ok(ev) if relevant(&ev) => {
+                    touched.add(&self.dir, &ev);
+                    return Ok(true);
+                }
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => return Ok(false),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -115,8 +121,8 @@ impl DirSource {
         }
     }
 
-    /// Re-read the directory; returns whether the snapshot changed (and bumps the generation if so).
-    fn rescan(&mut self) -> Result<bool, SourceError> {
+    /// The manifest files directly in the directory.
+    fn list(&self) -> Result<Vec<PathBuf>, SourceError> {
         let listing = std::fs::read_dir(&self.dir).map_err(|source| SourceError::ReadDir {
             path: self.dir.clone(),
             source,
@@ -128,19 +134,43 @@ impl DirSource {
                 source,
             })?;
             let path = entry.path();
-            if !is_manifest_name(&path) {
-                continue;
-            }
-            // Follow symlinks; skip directories and dangling links.
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => present.push(path),
-                _ => {}
+            if is_manifest_name(&path) {
+                present.push(path);
             }
         }
+        Ok(present)
+    }
 
-        self.slots.retain(|p, _| present.contains(p));
-        for path in present {
+    /// Re-read what `touched` names (or the whole directory); returns whether the snapshot changed (and bumps
+    /// the generation if so).
+    fn rescan(&mut self, touched: &Touched) -> Result<bool, SourceError> {
+        let paths: Vec<PathBuf> = match touched {
+            Touched::Files(p) => p.iter().cloned().collect(),
+            Touched::All => {
+                let present = self.list()?;
+                let listed: BTreeSet<&PathBuf> = present.iter().collect();
+                let gone: Vec<PathBuf> = self
+                    .slots
+                    .keys()
+                    .filter(|p| !listed.contains(p))
+                    .cloned()
+                    .collect();
+                gone.into_iter().chain(present.iter().cloned()).collect()
+            }
+        };
+        let mut changed = false;
+        for path in paths {
+            // Follow symlinks; skip directories and dangling links.
+            let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+            if !is_file {
+                changed |= self
+                    .slots
+                    .remove(&path)
+                    .is_some_and(|s| s.good.is_some() || s.error.is_some());
+                continue;
+            }
             let slot = self.slots.entry(path.clone()).or_default();
+            let before = (slot.good.clone(), slot.error.clone());
             match std::fs::read(&path) {
                 Ok(bytes) => {
                     if slot.last_bytes.as_deref() == Some(&bytes[..]) {
@@ -149,10 +179,12 @@ impl DirSource {
                     match parse_documents(&bytes) {
                         Ok(documents) => {
                             slot.error = None;
-                            slot.good = Some(SourceFile {
-                                bytes: bytes.clone(),
-                                documents,
-                            });
+                            if slot.good.as_ref().is_none_or(|g| g.bytes != bytes) {
+                                slot.good = Some(Arc::new(SourceFile {
+                                    bytes: bytes.clone(),
+                                    documents,
+                                }));
+                            }
                         }
                         Err(e) => {
                             let loc = e.location();
@@ -178,25 +210,57 @@ impl DirSource {
                     slot.last_bytes = None;
                 }
             }
+            let same_good = match (&before.0, &slot.good) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            changed |= !same_good || before.1 != slot.error;
         }
         // Slots for files that vanished before ever being read successfully carry nothing.
         self.slots.retain(|_, s| s.good.is_some() || s.error.is_some());
-
-        let files: BTreeMap<PathBuf, SourceFile> = self
-            .slots
-            .iter()
-            .filter_map(|(p, s)| s.good.clone().map(|g| (p.clone(), g)))
-            .collect();
-        let errors: Vec<FileError> = self.slots.values().filter_map(|s| s.error.clone()).collect();
-        if files == self.current.files && errors == self.current.errors {
+        if !changed {
             return Ok(false);
         }
         self.current = Snapshot {
             generation: self.current.generation + 1,
-            files,
-            errors,
+            files: self
+                .slots
+                .iter()
+                .filter_map(|(p, s)| s.good.clone().map(|g| (p.clone(), g)))
+                .collect(),
+            errors: self.slots.values().filter_map(|s| s.error.clone()).collect(),
         };
         Ok(true)
+    }
+}
+
+/// What a burst of watcher events touched: some manifest files, or possibly anything.
+#[derive(Debug)]
+enum Touched {
+    Files(BTreeSet<PathBuf>),
+    All,
+}
+
+impl Touched {
+    /// Notes `ev`: the manifest files it names, or everything when it names anything else or nothing.
+    fn add(&mut self, dir: &Path, ev: &notify::Result<notify::Event>) {
+        let Touched::Files(set) = self else { return };
+        let names: Option<Vec<PathBuf>> = match ev {
+            Ok(ev) if !ev.paths.is_empty() => ev
+                .paths
+                .iter()
+                .map(|p| {
+                    let name = p.file_name()?;
+                    (p.parent() == Some(dir) && is_manifest_name(p)).then(|| dir.join(name))
+                })
+                .collect(),
+            _ => None,
+        };
+        match names {
+            Some(n) => set.extend(n),
+            None => *self = Touched::All,
+        }
     }
 }
 
@@ -209,14 +273,15 @@ impl Source for DirSource {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if !self.recv_relevant(left)? {
+            let mut touched = Touched::Files(BTreeSet::new());
+            if !self.recv_relevant(left, &mut touched)? {
                 return Ok(false);
             }
             // Debounce: wait for a quiet window, but not forever.
             let burst_start = Instant::now();
             let max = self.debounce * MAX_DEBOUNCE_FACTOR;
-            while burst_start.elapsed() < max && self.recv_relevant(self.debounce)? {}
-            if self.rescan()? {
+            while burst_start.elapsed() < max && self.recv_relevant(self.debounce, &mut touched)? {}
+            if self.rescan(&touched)? {
                 return Ok(true);
             }
             if Instant::now() >= deadline {

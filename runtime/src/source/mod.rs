@@ -36,6 +36,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod dir;
@@ -70,7 +71,8 @@ pub struct Snapshot {
     /// Incremented every time the source's content changes (starts at 0 for the initial load).
     pub generation: u64,
     /// Last good content per origin, ordered by origin (deterministic iteration order).
-    pub files: BTreeMap<PathBuf, SourceFile>,
+    /// Shared, so a snapshot is cheap to take; a file whose content changed gets a new `Arc`.
+    pub files: BTreeMap<PathBuf, Arc<SourceFile>>,
     /// Current problems, ordered by origin. An origin listed here that also appears in `files` is
     /// being served from its last good content.
     pub errors: Vec<FileError>,

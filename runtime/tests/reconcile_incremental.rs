@@ -1,0 +1,356 @@
+//! The incremental reconcile (`Reconciler::apply` with only the changed files) against the full one
+//! (`Reconciler::sync` of every object): over random histories of edits spread across several manifest files —
+//! NetworkInterfaces changing labels, state, network and validity; load balancers with label selectors,
+//! expression selectors or a hand-written LoadBalancerRouting, sharing VIPs (so one of them is invalid), moving
+//! between networks; a Network's VNI changing; a broken document — both end every step with the same device
+//! state and the same status for every load balancer.
+
+use ironlb_driver::inproc::InprocBackend;
+use ironlb_driver::Device;
+use ironlb_hw::entry::{PortKind, RangeEntry};
+use ironlb_hw::LbKey;
+use ironlb_runtime::alloc::{Allocator, Pools};
+use ironlb_runtime::manifest::{load_str, LoadError, Loaded};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler};
+use ironlb_runtime::store::FileChange;
+use ironlb_sim::DeviceConfig;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+const LBS: usize = 5;
+const NICS: usize = 8;
+const API: &str = "apiVersion: networking.ironcore.dev/v1alpha1";
+
+#[derive(Debug, Clone)]
+enum Sel {
+    /// `matchLabels: {app: aN}`.
+    Label(u8),
+    /// `matchExpressions: [{key: app, operator: In, values: [aN]}]`.
+    Expr(u8),
+    /// No selector: the LoadBalancerRouting names the interfaces.
+    Routing(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+struct Lb {
+    vip: u8,
+    net: u8,
+    sel: Sel,
+    port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Nic {
+    app: u8,
+    net: u8,
+    up: bool,
+    bad_underlay: bool,
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    vni_b: u32,
+    lbs: Vec<Option<Lb>>,
+    nics: Vec<Option<Nic>>,
+    /// A broken document naming load balancer N in the load balancers' file.
+    broken: Option<usize>,
+}
+
+fn sel() -> impl Strategy<Value = Sel> {
+    prop_oneof![
+        3 => (0u8..3).prop_map(Sel::Label),
+        1 => (0u8..3).prop_map(Sel::Expr),
+        1 => proptest::collection::vec(0u8..NICS as u8, 0..3).prop_map(Sel::Routing),
+    ]
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        prop_oneof![4 => Just(200u32), 1 => Just(300u32)],
+        proptest::collection::vec(
+            proptest::option::weighted(0.8, (0u8..6, 0u8..2, sel(), 1u16..4)),
+            LBS,
+        ),
+        proptest::collection::vec(
+            proptest::option::weighted(
+                0.85,
+                (
+                    0u8..3,
+                    0u8..2,
+                    proptest::bool::weighted(0.8),
+                    proptest::bool::weighted(0.1),
+                ),
+            ),
+            NICS,
+        ),
+        proptest::option::weighted(0.15, 0..LBS),
+    )
+        .prop_map(|(vni_b, lbs, nics, broken)| World {
+            vni_b,
+            lbs: lbs
+                .into_iter()
+                .map(|l| {
+                    l.map(|(vip, net, sel, port)| Lb {
+                        vip,
+                        net,
+                        sel,
+                        port: port * 100,
+                    })
+                })
+                .collect(),
+            nics: nics
+                .into_iter()
+                .map(|n| {
+                    n.map(|(app, net, up, bad_underlay)| Nic {
+                        app,
+                        net,
+                        up,
+                        bad_underlay,
+                    })
+                })
+                .collect(),
+            broken,
+        })
+}
+
+fn net(n: u8) -> &'static str {
+    ["net-a", "net-b"][n as usize]
+}
+
+/// The world as manifest files (name → text). NetworkInterfaces are split over two files.
+fn files(w: &World) -> BTreeMap<&'static str, String> {
+    let mut f = BTreeMap::new();
+    f.insert(
+        "00-networks.yaml",
+        format!(
+            "{API}\nkind: Network\nmetadata: {{name: net-a}}\nspec: {{vni: 100}}\n---\n{API}\nkind: Network\nmetadata: {{name: net-b}}\nspec: {{vni: {}}}\n",
+            w.vni_b
+        ),
+    );
+    for (file, range) in [("10-nics.yaml", 0..NICS / 2), ("11-nics.yaml", NICS / 2..NICS)] {
+        let mut t = String::new();
+        for n in range {
+            let Some(nic) = &w.nics[n] else { continue };
+            let underlay = if nic.bad_underlay {
+                "10.9.9.9".to_string()
+            } else {
+                format!("fd00:9::{}", n + 1)
+            };
+            let _ = write!(
+                t,
+                "---\n{API}\nkind: NetworkInterface\nmetadata: {{name: nic{n}, uid: u{n}, labels: {{app: a{}}}}}\nspec: {{networkRef: {{name: {}}}}}\nstatus: {{state: {}, underlayAddress: \"{underlay}\"}}\n",
+                nic.app,
+                net(nic.net),
+                if nic.up { "Available" } else { "Pending" },
+            );
+        }
+        f.insert(file, t);
+    }
+    let mut lbs = String::new();
+    let mut routings = String::new();
+    for (i, l) in w.lbs.iter().enumerate() {
+        let Some(lb) = l else { continue };
+        let selector = match &lb.sel {
+            Sel::Label(a) => format!("  networkInterfaceSelector: {{matchLabels: {{app: a{a}}}}}\n"),
+            Sel::Expr(a) => format!(
+                "  networkInterfaceSelector: {{matchExpressions: [{{key: app, operator: In, values: [a{a}]}}]}}\n"
+            ),
+            Sel::Routing(dests) => {
+                let d: Vec<String> = dests.iter().map(|n| format!("{{name: nic{n}}}")).collect();
+                let _ = write!(
+                    routings,
+                    "---\n{API}\nkind: LoadBalancerRouting\nmetadata: {{name: lb{i}}}\nnetworkRef: {{name: {}}}\ndestinations: [{}]\n",
+                    net(lb.net),
+                    d.join(", ")
+                );
+                String::new()
+            }
+        };
+        let _ = write!(
+            lbs,
+            "---\n{API}\nkind: LoadBalancer\nmetadata: {{name: lb{i}}}\nspec:\n  type: Internal\n  networkRef: {{name: {}}}\n  ipFamilies: [IPv4]\n  ips: [{{ip: 10.0.0.{}}}]\n{selector}  ports: [{{protocol: TCP, port: {}}}]\n",
+            net(lb.net),
+            lb.vip + 1,
+            lb.port
+        );
+    }
+    if let Some(b) = w.broken {
+        let _ = write!(
+            lbs,
+            "---\n{API}\nkind: LoadBalancer\nmetadata: {{name: lb{b}}}\nspec: {{type: Internal, ports: 80}}\n"
+        );
+    }
+    f.insert("20-lbs.yaml", lbs);
+    f.insert("30-routings.yaml", routings);
+    f
+}
+
+fn load(dir: &Path, name: &str, text: &str) -> (Loaded, Vec<LoadError>) {
+    load_str(dir.join(name), text)
+}
+
+/// The device's load balancers, without their lb_ids (the two reconcilers allocate in different orders).
+type DeviceView = BTreeSet<(BTreeSet<LbKey>, Vec<RangeEntry>, BTreeSet<Ipv6Addr>)>;
+
+fn device_view(rec: &mut Reconciler) -> DeviceView {
+    rec.device()
+        .read_state()
+        .unwrap()
+        .specs()
+        .into_values()
+        .map(|s| (s.vips, s.ranges, s.targets))
+        .collect()
+}
+
+/// Every load balancer's status, without lb_ids and transition times.
+fn status_view(rec: &Reconciler) -> Vec<String> {
+    rec.status()
+        .values()
+        .map(|s| {
+            let conds: Vec<String> = s
+                .conditions
+                .iter()
+                .map(|c| format!("{}={} {} {}", c.kind, c.status, c.reason, c.message))
+                .collect();
+            format!(
+                "{}/{} ips={:?} dest={:?} targets={:?} last_good={} {}",
+                s.namespace,
+                s.name,
+                s.ips,
+                s.destinations,
+                s.programmed_targets,
+                s.serving_last_good,
+                conds.join("; ")
+            )
+        })
+        .collect()
+}
+
+fn reconciler(state: &Path) -> Reconciler {
+    let dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::small()).unwrap())).unwrap();
+    let cap = dev.caps().lb_ids;
+    let alloc = Allocator::open(&state.join("alloc.json"), Pools::default(), cap).unwrap();
+    let host = HostConfig {
+        ports: vec![(1, PortKind::Network { vni: 100 }), (3, PortKind::Underlay)],
+        underlay_src: "fd00:ffff::1".parse().unwrap(),
+        mtu: 9000,
+        hop_limit: 64,
+    };
+    Reconciler::new(dev, alloc, &host).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn incremental_and_full_reconciles_agree(
+        start in world(),
+        edits in proptest::collection::vec((0..LBS + NICS + 2, world()), 1..16),
+    ) {
+        // Each step changes one thing of the previous world (a load balancer, an interface, the VNI or the
+        // broken document) to that thing in another random world, so most steps touch a few objects.
+        let mut history = vec![start];
+        for (which, other) in edits {
+            let mut w = history.last().unwrap().clone();
+            match which {
+                i if i < LBS => w.lbs[i] = other.lbs[i].clone(),
+                i if i < LBS + NICS => w.nics[i - LBS] = other.nics[i - LBS].clone(),
+                i if i == LBS + NICS => w.vni_b = other.vni_b,
+                _ => w.broken = other.broken,
+            }
+            history.push(w);
+        }
+        let dir = PathBuf::from("/manifests");
+        let (sa, sb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut inc = reconciler(sa.path());
+        let mut full = reconciler(sb.path());
+        let mut last: BTreeMap<&str, String> = BTreeMap::new();
+        for w in &history {
+            let now = files(w);
+            // The incremental side gets only the files whose text changed; an empty file is a removed one.
+            let changes: Vec<FileChange> = now
+                .iter()
+                .filter(|(name, text)| last.get(*name) != Some(text))
+                .map(|(name, text)| FileChange {
+                    path: dir.join(name),
+                    content: (!text.is_empty()).then(|| load(&dir, name, text)),
+                })
+                .collect();
+            inc.apply(changes).unwrap();
+            let mut objects = Vec::new();
+            let mut errors = Vec::new();
+            for (name, text) in now.iter().filter(|(_, t)| !t.is_empty()) {
+                let (o, e) = load(&dir, name, text);
+                objects.extend(o);
+                errors.extend(e);
+            }
+            full.sync(&objects, &errors).unwrap();
+            prop_assert_eq!(device_view(&mut inc), device_view(&mut full), "world {:?}", w);
+            prop_assert_eq!(status_view(&inc), status_view(&full), "world {:?}", w);
+            last = now;
+        }
+    }
+}
+
+/// A NetworkInterface edit reconciles only the load balancers that may select it, and says so in its report.
+#[test]
+fn a_nic_edit_touches_only_the_load_balancers_that_select_it() {
+    let dir = PathBuf::from("/manifests");
+    let state = tempfile::tempdir().unwrap();
+    let mut rec = reconciler(state.path());
+    let mut w = World {
+        vni_b: 200,
+        lbs: (0..LBS)
+            .map(|i| {
+                Some(Lb {
+                    vip: i as u8,
+                    net: 0,
+                    sel: Sel::Label((i % 3) as u8),
+                    port: 100,
+                })
+            })
+            .collect(),
+        nics: (0..NICS)
+            .map(|n| {
+                Some(Nic {
+                    app: (n % 3) as u8,
+                    net: 0,
+                    up: true,
+                    bad_underlay: false,
+                })
+            })
+            .collect(),
+        broken: None,
+    };
+    let all: Vec<FileChange> = files(&w)
+        .iter()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(name, text)| FileChange {
+            path: dir.join(name),
+            content: Some(load(&dir, name, text)),
+        })
+        .collect();
+    let rep = rec.apply(all).unwrap();
+    assert_eq!(rep.created, LBS);
+    // nic0 (app a0) goes down: lb0 and lb3 select a0.
+    w.nics[0].as_mut().unwrap().up = false;
+    let text = files(&w)["10-nics.yaml"].clone();
+    let rep = rec
+        .apply(vec![FileChange {
+            path: dir.join("10-nics.yaml"),
+            content: Some(load(&dir, "10-nics.yaml", &text)),
+        }])
+        .unwrap();
+    assert_eq!((rep.updated, rep.unchanged, rep.created), (2, 0, 0), "{rep:?}");
+    let targets = |rec: &Reconciler, lb: &str| {
+        rec.status()[&("default".to_string(), lb.to_string())]
+            .programmed_targets
+            .clone()
+    };
+    assert!(!targets(&rec, "lb0").contains(&"fd00:9::1".parse().unwrap()));
+    assert_eq!(targets(&rec, "lb0"), targets(&rec, "lb3"));
+    assert!(targets(&rec, "lb1").contains(&"fd00:9::2".parse().unwrap()));
+}
