@@ -139,6 +139,8 @@ pub struct LoadCache {
 struct CachedFile {
     content: Option<Arc<SourceFile>>,
     source_error: Option<FileError>,
+    /// The objects of `content`'s documents, one per document, when they all loaded.
+    objects: Option<Loaded>,
 }
 
 impl LoadCache {
@@ -177,12 +179,15 @@ impl LoadCache {
             if same {
                 continue;
             }
-            let (objects, mut errs) = match content {
-                Some(f) => match load_parsed(path, f) {
-                    Some(objects) => (objects, Vec::new()),
-                    None => load_bytes(path, &f.bytes),
-                },
-                None => (Vec::new(), Vec::new()),
+            let previous = self
+                .files
+                .get(path)
+                .and_then(|c| Some((c.content.as_ref()?, c.objects.as_ref()?)));
+            let parsed = content.and_then(|f| load_parsed(path, f, previous));
+            let (objects, mut errs) = match (content, &parsed) {
+                (Some(_), Some(objects)) => (objects.clone(), Vec::new()),
+                (Some(f), None) => load_bytes(path, &f.bytes),
+                (None, _) => (Vec::new(), Vec::new()),
             };
             // A file that does not parse (and has no last good content) must protect what it may hold.
             errs.extend(source_error.map(|e| LoadError {
@@ -194,6 +199,7 @@ impl LoadCache {
                 CachedFile {
                     content: content.cloned(),
                     source_error: source_error.cloned(),
+                    objects: parsed,
                 },
             );
             out.push(FileChange {
@@ -362,12 +368,21 @@ fn object_from_value(value: &Value, doc: Option<&str>) -> Result<Object, DocErro
     })
 }
 
-/// A source file's objects from the documents the source already parsed (no second YAML parse); `None` when a
+/// A source file's objects from the documents the source already parsed (no second YAML parse), reusing the
+/// object of a document equal to the one at the same place in `previous` (content and its objects); `None` when a
 /// document does not load, so that the caller loads the text for errors with document numbers and lines.
-fn load_parsed(path: &Path, f: &SourceFile) -> Option<Loaded> {
+fn load_parsed(path: &Path, f: &SourceFile, previous: Option<(&Arc<SourceFile>, &Loaded)>) -> Option<Loaded> {
     f.documents
         .iter()
-        .map(|v| object_from_value(v, None).ok().map(|o| (path.to_path_buf(), o)))
+        .enumerate()
+        .map(|(i, v)| {
+            let same =
+                previous.and_then(|(c, o)| (c.documents.get(i) == Some(v)).then(|| o.get(i)).flatten());
+            match same {
+                Some(o) => Some(o.clone()),
+                None => object_from_value(v, None).ok().map(|o| (path.to_path_buf(), o)),
+            }
+        })
         .collect()
 }
 

@@ -250,6 +250,19 @@ fn load_cache_from_parsed_documents_matches_load_dir() {
     assert!(!expected.is_empty());
     assert_eq!(objects, expected);
 
+    // An edit of one document: unchanged documents keep their objects, the edited one is loaded anew.
+    let nics = dir.path().join("network-interfaces.yaml");
+    let text = fs::read_to_string(&nics).unwrap();
+    let edited = text.replacen("fd00:1::2\"", "fd00:1::99\"", 1);
+    assert_ne!(text, edited, "examples/network-interfaces.yaml has fd00:1::2");
+    fs::write(&nics, &edited).unwrap();
+    let changes = cache.changes(&src(dir.path()).snapshot().unwrap());
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let (o, e) = changes[0].content.clone().unwrap();
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(o, ironlb_runtime::manifest::load_file(&nics).0);
+    assert!(format!("{o:?}").contains("fd00:1::99"));
+
     // A document that parses as YAML but not as its kind: the error has the file, document and line.
     let bad = "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: n}\nspec: {vni: [1]}\n";
     fs::write(dir.path().join("bad.yaml"), format!("# comment\n---\n{bad}")).unwrap();

@@ -4,13 +4,13 @@
 //!   Kubernetes ConfigMap `..data` links) and editor temporaries (`*~`, `.#*`, `*.swp`, …) are ignored.
 //!   Symlinks are followed, so a mounted ConfigMap (whose entries are links into `..data/`) works and
 //!   its atomic `..data` swap is seen.
-//! * Relevant watcher events are collected until the directory has been quiet for the debounce window
-//!   (default [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after
-//!   [`MAX_DEBOUNCE_FACTOR`] windows so it cannot starve the consumer. Then the files the events name
-//!   are re-read, or the whole (flat) directory when any event names something that is not a manifest
-//!   file (a ConfigMap's `..data` swap, an editor's temporary), names nothing, or is a watcher error
-//!   such as a queue overflow: so renames, atomic replaces and overflows all come out right, and an
-//!   edit of one file in a large directory reads one file.
+//! * A change is reported once the directory has been quiet for the debounce window (default
+//!   [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after [`MAX_DEBOUNCE_FACTOR`]
+//!   windows so it cannot starve the consumer. The files the events name are re-read and parsed as the
+//!   events arrive, inside the window, or the whole (flat) directory when an event names something
+//!   that is not a manifest file (a ConfigMap's `..data` swap, an editor's temporary), names nothing,
+//!   or is a watcher error such as a queue overflow: so renames, atomic replaces and overflows all
+//!   come out right, and an edit of one file in a large directory reads one file.
 //! * Every `---` document of a file must parse as YAML. A file that fails keeps its last good
 //!   documents in the snapshot and gets a [`FileError`] with the parser's line/column; a file that was
 //!   never valid is absent from `files` but still reported. A deleted file disappears.
@@ -277,11 +277,24 @@ impl Source for DirSource {
             if !self.recv_relevant(left, &mut touched)? {
                 return Ok(false);
             }
-            // Debounce: wait for a quiet window, but not forever.
+            // Debounce: wait for a quiet window, but not forever. What the burst touched is re-read and parsed
+            // while the window runs (a later event in the window re-reads its files again), so the parse overlaps
+            // the wait instead of following it; nothing is seen outside before the window closes.
             let burst_start = Instant::now();
+            let mut last_event = burst_start;
             let max = self.debounce * MAX_DEBOUNCE_FACTOR;
-            while burst_start.elapsed() < max && self.recv_relevant(self.debounce, &mut touched)? {}
-            if self.rescan(&touched)? {
+            let mut changed = false;
+            loop {
+                changed |= self.rescan(&std::mem::replace(&mut touched, Touched::Files(BTreeSet::new())))?;
+                let quiet = last_event.elapsed();
+                if quiet >= self.debounce || burst_start.elapsed() >= max {
+                    break;
+                }
+                if self.recv_relevant(self.debounce - quiet, &mut touched)? {
+                    last_event = Instant::now();
+                }
+            }
+            if changed {
                 return Ok(true);
             }
             if Instant::now() >= deadline {
