@@ -23,7 +23,8 @@ pub struct DeviceConfig {
     pub lb_ids: u32,
     /// Ports.
     pub ports: u32,
-    /// Largest log2 of the command ring.
+    /// Largest log2 of the command ring; 0: the device has no DMA command ring (docs/hw-spec.md §4.2), so
+    /// software uses the mailbox for every command and read, and enabling the ring stops it with `ring_config`.
     pub ring_max_log2: u8,
     /// Bytes of host memory the model can reach by DMA (the IOVA window).
     pub host_mem_len: usize,
@@ -74,6 +75,14 @@ impl DeviceConfig {
             host_mem_len: 8 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
+        }
+    }
+
+    /// This part without a DMA command ring (`CAP_RING_MAX_LOG2 = 0`): what `ironlb-sim serve --no-dma` models.
+    pub fn without_ring(self) -> Self {
+        DeviceConfig {
+            ring_max_log2: 0,
+            ..self
         }
     }
 

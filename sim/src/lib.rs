@@ -9,6 +9,7 @@ pub mod device;
 pub mod mem;
 pub mod pcap;
 pub mod pipeline;
+pub mod ports;
 pub mod serve;
 pub mod tables;
 pub mod testing;

@@ -13,10 +13,14 @@
 use crate::config::DeviceConfig;
 use crate::device::Device;
 use crate::mem::{HostMemory, Region};
+use crate::ports::{self, PortSet, TunSpec};
 use ironlb_hw::regs::{BAR0_SIZE, STATUS};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Bytes of the private placeholder host memory of a `--no-dma` model (never reached: it has no ring).
+const NO_DMA_HOST_LEN: usize = 4096;
 
 /// Idle polls spent spinning before yielding the CPU.
 const SPIN_POLLS: u32 = 512;
@@ -29,9 +33,16 @@ const IDLE_SLEEP: Duration = Duration::from_micros(50);
 /// then yield, then sleep ~50 µs between polls), and returns to spinning as soon as a poll finds work. A command
 /// therefore completes within about 50 µs of its doorbell even after a long idle period.
 pub fn serve_loop(dev: &mut Device, stop: &AtomicBool) {
+    serve_loop_with_ports(dev, &mut PortSet::new(), stop);
+}
+
+/// [`serve_loop`] with packet ports: every iteration services the BAR and then the ports ([`PortSet::service`]:
+/// a bounded burst per port), and packet work counts as work for the backoff exactly like register work.
+pub fn serve_loop_with_ports(dev: &mut Device, ports: &mut PortSet, stop: &AtomicBool) {
     let mut idle: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        if dev.poll() {
+        let bar_work = dev.poll();
+        if bar_work | ports.service(dev) {
             idle = 0;
             continue;
         }
@@ -85,6 +96,16 @@ pub struct ServeArgs {
     /// Offset of the register file inside the BAR file. Only 0 is supported in v1 (the whole file is BAR0).
     #[arg(long, value_parser = parse_u64, default_value = "0")]
     pub bar_offset: u64,
+    /// Serve no host-memory file: the device has no DMA command ring (CAP_RING_MAX_LOG2 = 0) and the driver sends
+    /// every command and read through the mailbox. For a BAR exposed to a QEMU guest through ivshmem, where the
+    /// model cannot reach guest memory (tests/qemu/run.sh).
+    #[arg(long, conflicts_with_all = ["host_mem", "host_mem_len"])]
+    pub no_dma: bool,
+    /// Attach device port PORT to a new TUN device IFNAME (L3, no packet information; repeatable). The model reads
+    /// packets from it into the pipeline and writes forwarded packets to the TUN of their egress port; the device
+    /// is removed when the model exits. Needs CAP_NET_ADMIN (docs/sim.md "Packet ports").
+    #[arg(long = "tun", value_name = "PORT=IFNAME", value_parser = ports::parse_tun)]
+    pub tun: Vec<TunSpec>,
 }
 
 const SERVE_HELP: &str = "\
@@ -104,6 +125,13 @@ impl ServeArgs {
         } else {
             DeviceConfig::default()
         };
+        if self.no_dma {
+            if self.host_mem_len.is_some() {
+                return Err("--no-dma serves no host memory: drop --host-mem-len".into());
+            }
+            cfg.ring_max_log2 = 0;
+            cfg.host_mem_len = NO_DMA_HOST_LEN;
+        }
         if let Some(len) = self.host_mem_len {
             cfg.host_mem_len = usize::try_from(len)
                 .ok()
@@ -136,12 +164,17 @@ impl ServeArgs {
                 self.bar.display()
             )
         })?;
-        let host = Region::file(&self.host_mem, cfg.host_mem_len, true).map_err(|e| {
-            format!(
-                "host-memory file {}: {e} (remove it, or pass the matching --host-mem-len)",
-                self.host_mem.display()
-            )
-        })?;
+        let host = if self.no_dma {
+            // Private memory nothing else maps: the device has no ring, so it never DMAs.
+            Region::anon(cfg.host_mem_len).map_err(|e| format!("--no-dma placeholder host memory: {e}"))?
+        } else {
+            Region::file(&self.host_mem, cfg.host_mem_len, true).map_err(|e| {
+                format!(
+                    "host-memory file {}: {e} (remove it, or pass the matching --host-mem-len)",
+                    self.host_mem.display()
+                )
+            })?
+        };
         let base = cfg.host_iova_base;
         Ok(Device::with_regions(cfg, bar, HostMemory { region: host, base }))
     }
@@ -151,15 +184,29 @@ impl ServeArgs {
 /// `STATUS.READY`. Signal handling is the caller's (the binary sets `stop` from SIGTERM/SIGINT).
 pub fn serve(args: &ServeArgs, stop: &AtomicBool) -> Result<(), String> {
     let mut dev = args.open_device()?;
-    eprintln!(
-        "ironlb-sim: serving BAR {} host memory {} ({} bytes at IOVA {:#x})",
-        args.bar.display(),
-        args.host_mem.display(),
-        dev.host().region.len(),
-        dev.host().base
-    );
-    serve_loop(&mut dev, stop);
+    if args.no_dma {
+        eprintln!(
+            "ironlb-sim: serving BAR {} without DMA (no command ring: mailbox only)",
+            args.bar.display()
+        );
+    } else {
+        eprintln!(
+            "ironlb-sim: serving BAR {} host memory {} ({} bytes at IOVA {:#x})",
+            args.bar.display(),
+            args.host_mem.display(),
+            dev.host().region.len(),
+            dev.host().base
+        );
+    }
+    let mut ports = ports::open_tuns(&args.tun).map_err(|e| e.to_string())?;
+    for t in &args.tun {
+        eprintln!("ironlb-sim: port {} on TUN {}", t.port, t.ifname);
+    }
+    serve_loop_with_ports(&mut dev, &mut ports, stop);
     dev.set_reg(STATUS, 0);
+    if !ports.is_empty() {
+        eprintln!("ironlb-sim: packet ports: {:?}", ports.stats());
+    }
     Ok(())
 }
 
@@ -191,6 +238,8 @@ mod tests {
             host_iova_base: 0x1_0000_0000,
             small: true,
             bar_offset: 0,
+            no_dma: false,
+            tun: Vec::new(),
         };
         assert_eq!(a.config().unwrap(), DeviceConfig::small());
         a.small = false;
@@ -207,5 +256,22 @@ mod tests {
         a.host_iova_base = 0;
         a.bar_offset = 4096;
         assert!(a.open_device().unwrap_err().contains("--bar-offset"));
+        a.bar_offset = 0;
+        a.no_dma = true;
+        assert!(a.config().unwrap_err().contains("--no-dma"));
+        a.host_mem_len = None;
+        let c = a.config().unwrap();
+        assert_eq!(c.ring_max_log2, 0);
+        assert_eq!(
+            DeviceConfig {
+                ring_max_log2: DeviceConfig::default().ring_max_log2,
+                host_mem_len: DeviceConfig::default().host_mem_len,
+                ..c
+            },
+            DeviceConfig {
+                host_iova_base: 0,
+                ..DeviceConfig::default()
+            }
+        );
     }
 }

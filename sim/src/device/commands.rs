@@ -425,3 +425,59 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
         local => Ok(apply_local(&mut d.tables, local)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Device, DeviceConfig};
+    use ironlb_hw::regs::*;
+
+    fn write(d: &Device, off: u32, v: u32) {
+        assert!(d.bar().write32(off as usize, v));
+    }
+
+    #[test]
+    fn a_device_without_ring_refuses_to_enable_it_and_serves_the_mailbox() {
+        let mut d = Device::new(DeviceConfig::small().without_ring()).unwrap();
+        assert_eq!(d.reg(CAP_RING_MAX_LOG2), 0);
+        // A configuration that a device with a ring would accept (inside host memory, aligned, n = 1).
+        let base = d.config().host_iova_base;
+        write(&d, RING_BASE_LO, base as u32);
+        write(&d, RING_BASE_HI, (base >> 32) as u32);
+        write(&d, RING_SIZE_LOG2, 1);
+        write(&d, RING_CPL_LO, (base + 64) as u32);
+        write(&d, RING_CPL_HI, ((base + 64) >> 32) as u32);
+        write(&d, RING_CTRL, RING_CTRL_ENABLE);
+        d.poll();
+        let st = d.reg(RING_STATUS);
+        assert_eq!(
+            st,
+            RING_STATUS_ACTIVE | RING_STATUS_STOPPED | (Status::RingConfig as u32) << 8
+        );
+        assert_ne!(d.reg(STATUS) & STATUS_RING_ERROR, 0);
+
+        // The mailbox still works: WRITE then READ back one target entry.
+        let entry: Vec<u32> = (1..=8).collect();
+        for (i, w) in entry.iter().enumerate() {
+            write(&d, MB_DATA + 4 * i as u32, *w);
+        }
+        for (reg, v) in [
+            (MB_OPCODE, Opcode::Write as u32),
+            (MB_TABLE, TableId::Target as u32),
+            (MB_INDEX, 7),
+            (MB_COUNT, 1),
+            (MB_DOORBELL, 1),
+        ] {
+            write(&d, reg, v);
+        }
+        d.poll();
+        assert_eq!((d.reg(MB_DONE_SEQ), d.reg(MB_STATUS)), (1, Status::Ok as u32));
+        assert_eq!(
+            d.tables().entry(TableId::Target, 7),
+            entry
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .collect::<Vec<_>>()
+                .as_slice()
+        );
+    }
+}
