@@ -16,12 +16,19 @@ use std::net::Ipv6Addr;
 /// log2 of the command ring the driver sets up (capped by the device).
 pub const RING_LOG2: u8 = 12;
 
+/// Entries of `table` one mailbox WRITE or READ moves at most (`MB_DATA` holds 16 words, docs/hw-spec.md §4.1).
+fn mailbox_entries(table: TableId) -> usize {
+    (MB_DATA_WORDS / table.entry_words()).max(1)
+}
+
 /// An opened device.
 pub struct Device {
     pub(crate) acc: Box<dyn DeviceAccess>,
     caps: Caps,
     mb: Mailbox,
-    ring: Ring,
+    /// The DMA command ring, `None` when the device has none (`CAP_RING_MAX_LOG2 = 0`, docs/hw-spec.md §4.2):
+    /// then every command and every read goes through the mailbox.
+    ring: Option<Ring>,
     pub(crate) lbt: LbTable,
     pub(crate) ranges: BlockAllocator,
     pub(crate) buckets: BlockAllocator,
@@ -34,7 +41,7 @@ pub struct Device {
 /// How commands reached the device.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CommandStats {
-    /// Commands sent through the mailbox.
+    /// Mailbox commands executed (a large WRITE or READ on a device without a ring counts once per chunk).
     pub mailbox: u64,
     /// Ring doorbells rung (one per batch, more when a batch outgrows the ring or its payload arena).
     pub ring_batches: u64,
@@ -52,12 +59,20 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// Open a device: check ID and version, read capabilities, set up the command ring, and adopt whatever the
-    /// tables already hold (no flush: docs/hw-spec.md §8, docs/architecture.md "adoption").
+    /// Open a device: check ID and version, read capabilities, set up the command ring (when the device has one:
+    /// `CAP_RING_MAX_LOG2 > 0`), and adopt whatever the tables already hold (no flush: docs/hw-spec.md §8,
+    /// docs/architecture.md "adoption").
     pub fn open(mut acc: Box<dyn DeviceAccess>) -> Result<Device, DriverError> {
         let caps = Caps::read(acc.as_mut())?;
         let mb = Mailbox::new(acc.as_mut());
-        let ring = Ring::new(acc.as_mut(), RING_LOG2.min(caps.ring_max_log2))?;
+        let ring = if caps.ring_max_log2 == 0 {
+            tracing::debug!(
+                "device has no DMA command ring (CAP_RING_MAX_LOG2 = 0): all commands use the mailbox"
+            );
+            None
+        } else {
+            Some(Ring::new(acc.as_mut(), RING_LOG2.min(caps.ring_max_log2))?)
+        };
         let mut d = Device {
             lbt: LbTable::new(caps.lb_buckets),
             ranges: BlockAllocator::new(caps.ranges),
@@ -92,53 +107,99 @@ impl Device {
     /// Command path statistics.
     pub fn command_stats(&self) -> CommandStats {
         CommandStats {
-            ring_batches: self.ring.doorbells(),
+            ring_batches: self.ring.as_ref().map_or(0, Ring::doorbells),
             ..self.stats
         }
     }
 
+    /// True when the device has a DMA command ring (`CAP_RING_MAX_LOG2 > 0`).
+    pub fn has_ring(&self) -> bool {
+        self.ring.is_some()
+    }
+
     /// Execute commands in order: a single small command through the mailbox, anything else through the ring
-    /// (one doorbell per batch).
+    /// (one doorbell per batch). On a device without a ring, everything goes through the mailbox
+    /// ([`submit_mailbox`](Self::submit_mailbox)): the commands still execute one after the other in the given
+    /// order, and a large WRITE is split into mailbox-sized WRITEs in index order, which is exactly the per-entry,
+    /// in-index-order atomicity the contract promises for a multi-entry command (docs/hw-spec.md §4), so the hitless
+    /// update sequences of §8 hold on either path.
     pub fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
-        match cmds {
-            [] => Ok(()),
-            [c] if !matches!(c, Cmd::Write { data, .. } if data.len() > 4 * MB_DATA_WORDS) => {
+        match (cmds, self.ring.is_some()) {
+            ([], _) => Ok(()),
+            (_, false) => self.submit_mailbox(cmds),
+            ([c], true) if !matches!(c, Cmd::Write { data, .. } if data.len() > 4 * MB_DATA_WORDS) => {
                 self.stats.mailbox += 1;
                 self.mb.run(self.acc.as_mut(), c)
             }
-            _ => {
-                self.stats.ring_commands += cmds.len() as u64;
-                self.ring.run(self.acc.as_mut(), cmds)
-            }
+            (_, true) => self.submit_ring(cmds),
         }
     }
 
-    /// Execute commands through the DMA ring only, whatever their number (bulk loads and benches).
+    /// Execute commands through the DMA ring only, whatever their number (bulk loads and benches). Fails on a
+    /// device without a ring.
     pub fn submit_ring(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         if cmds.is_empty() {
             return Ok(());
         }
+        let ring = self.ring.as_mut().ok_or_else(|| {
+            DriverError::Invalid(
+                "submit_ring: the device has no DMA command ring (CAP_RING_MAX_LOG2 = 0, docs/hw-spec.md §4.2); \
+                 use submit or submit_mailbox"
+                    .into(),
+            )
+        })?;
         self.stats.ring_commands += cmds.len() as u64;
-        self.ring.run(self.acc.as_mut(), cmds)
+        ring.run(self.acc.as_mut(), cmds)
     }
 
-    /// Execute commands one by one through the mailbox (single-update path; benches compare it with the ring).
+    /// Execute commands one by one, in order, through the mailbox (the single-update path, and every path on a
+    /// device without a ring; benches compare it with the ring). A WRITE larger than `MB_DATA` is split into
+    /// WRITEs of at most 16 words, in index order.
     pub fn submit_mailbox(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         for c in cmds {
-            self.stats.mailbox += 1;
-            self.mb.run(self.acc.as_mut(), c)?;
+            match c {
+                Cmd::Write { table, index, data } if data.len() > 4 * MB_DATA_WORDS => {
+                    let per = mailbox_entries(*table);
+                    let eb = table.entry_bytes();
+                    for (k, chunk) in data.chunks(per * eb).enumerate() {
+                        let part = Cmd::Write {
+                            table: *table,
+                            index: index + (k * per) as u32,
+                            data: chunk.to_vec(),
+                        };
+                        self.stats.mailbox += 1;
+                        self.mb.run(self.acc.as_mut(), &part)?;
+                    }
+                }
+                _ => {
+                    self.stats.mailbox += 1;
+                    self.mb.run(self.acc.as_mut(), c)?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// Read `count` entries of a table from the device: mailbox for up to 64 bytes, ring DMA otherwise.
+    /// Read `count` entries of a table from the device: mailbox for up to 64 bytes, ring DMA otherwise; on a
+    /// device without a ring, mailbox READs of at most 16 words each, in index order.
     pub fn read_entries(&mut self, table: TableId, index: u32, count: u32) -> Result<Vec<u8>, DriverError> {
         if count as usize * table.entry_words() <= MB_DATA_WORDS {
             self.stats.mailbox += 1;
-            self.mb.read(self.acc.as_mut(), table, index, count)
-        } else {
-            self.ring.read(self.acc.as_mut(), table, index, count)
+            return self.mb.read(self.acc.as_mut(), table, index, count);
         }
+        if let Some(ring) = self.ring.as_mut() {
+            return ring.read(self.acc.as_mut(), table, index, count);
+        }
+        let per = mailbox_entries(table) as u32;
+        let mut out = Vec::with_capacity(count as usize * table.entry_bytes());
+        let mut done = 0u32;
+        while done < count {
+            let n = per.min(count - done);
+            self.stats.mailbox += 1;
+            out.extend(self.mb.read(self.acc.as_mut(), table, index + done, n)?);
+            done += n;
+        }
+        Ok(out)
     }
 
     /// Configure a port (docs/hw-spec.md §3.3).
@@ -222,7 +283,9 @@ impl Device {
             acc.wait_hint();
         }
         self.mb = Mailbox::new(self.acc.as_mut());
-        self.ring.enable(self.acc.as_mut())?;
+        if let Some(ring) = self.ring.as_mut() {
+            ring.enable(self.acc.as_mut())?;
+        }
         self.lbt = LbTable::new(self.caps.lb_buckets);
         self.ranges = BlockAllocator::new(self.caps.ranges);
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);

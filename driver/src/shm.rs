@@ -1,5 +1,9 @@
 //! `sim-shm` backend: a model running as its own process (`ironlb-sim serve`), reached through its shared-memory
 //! BAR file and host-memory file — the same attachment QEMU's ivshmem gives a guest.
+//!
+//! A model served with `--no-dma` has no host-memory file (and reports `CAP_RING_MAX_LOG2 = 0`): the backend then
+//! attaches to the BAR alone and refuses DMA allocations, which the driver never asks for on a device without a
+//! ring (docs/hw-spec.md §4.2).
 #![allow(unsafe_code)]
 
 use crate::access::{AccessCounts, DeviceAccess};
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub struct ShmPaths {
     /// BAR file (64 KiB).
     pub bar: PathBuf,
-    /// Host-memory file.
+    /// Host-memory file (absent for a model served with `--no-dma`).
     pub host: PathBuf,
     /// IOVA of the host-memory file's first byte (as given to `ironlb-sim serve --host-iova-base`).
     pub host_iova_base: u64,
@@ -41,7 +45,9 @@ impl ShmPaths {
 /// Driver access to a served model.
 pub struct ShmBackend {
     bar: CountedBar,
-    host: Region,
+    /// The DMA window, `None` when the model serves none (`ironlb-sim serve --no-dma`).
+    host: Option<Region>,
+    host_path: PathBuf,
     host_base: u64,
     next_dma: usize,
     _lock: File,
@@ -57,9 +63,16 @@ impl ShmBackend {
                 paths.bar.display()
             )))?
             .len() as usize;
-        let host_len = std::fs::metadata(&paths.host)
-            .map_err(io(format!("model host-memory file {}", paths.host.display())))?
-            .len() as usize;
+        let host_len = match std::fs::metadata(&paths.host) {
+            Ok(m) => Some(m.len() as usize),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(AccessError::Io {
+                    what: format!("model host-memory file {}", paths.host.display()),
+                    source,
+                })
+            }
+        };
         let lock = File::open(&paths.bar).map_err(io(format!("open {}", paths.bar.display())))?;
         lock.try_lock().map_err(|e| AccessError::Io {
             what: format!(
@@ -73,8 +86,12 @@ impl ShmBackend {
         })?;
         let bar_region =
             Region::file(&paths.bar, bar_len, false).map_err(io(format!("map {}", paths.bar.display())))?;
-        let host = Region::file(&paths.host, host_len, false)
-            .map_err(io(format!("map {}", paths.host.display())))?;
+        let host = match host_len {
+            Some(len) => Some(
+                Region::file(&paths.host, len, false).map_err(io(format!("map {}", paths.host.display())))?,
+            ),
+            None => None,
+        };
         let ptr = bar_region.raw_ptr();
         // SAFETY: live shared mapping of `bar_len` bytes kept alive by the region moved into the owner box;
         // accessed only through MappedWindow's volatile accessors.
@@ -84,6 +101,7 @@ impl ShmBackend {
         Ok(ShmBackend {
             bar: CountedBar::new(bar),
             host,
+            host_path: paths.host.clone(),
             host_base: paths.host_iova_base,
             next_dma: 0,
             _lock: lock,
@@ -102,7 +120,17 @@ impl DeviceAccess for ShmBackend {
         self.bar.write32(offset, value);
     }
     fn alloc_dma(&mut self, len: usize) -> Result<DmaRegion, AccessError> {
-        alloc_from(&self.host, self.host_base, &mut self.next_dma, len)
+        match &self.host {
+            Some(host) => alloc_from(host, self.host_base, &mut self.next_dma, len),
+            None => Err(AccessError::DmaAlloc {
+                len,
+                reason: format!(
+                    "the model's host-memory file {} does not exist (a model served with --no-dma has no DMA window; \
+                     otherwise is `ironlb-sim serve` running with this prefix?)",
+                    self.host_path.display()
+                ),
+            }),
+        }
     }
     fn counts(&self) -> AccessCounts {
         self.bar.counts()

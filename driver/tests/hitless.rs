@@ -1,6 +1,7 @@
 //! Hitless updates (docs/hw-spec.md §8): while a thread replays a steady packet stream through the model, another
 //! applies updates. The model executes at most one ring descriptor per poll here, so packets interleave with every
-//! single table write of every update.
+//! single table write of every update. Each scenario also runs on a device without a command ring
+//! (`CAP_RING_MAX_LOG2 = 0`), where every table write is its own mailbox command.
 
 mod common;
 
@@ -29,13 +30,14 @@ fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     v
 }
 
-/// An in-process device whose model executes one ring descriptor per poll, with a public port and an underlay.
-fn device_under_traffic() -> (Device, ironlb_driver::inproc::SharedModel) {
-    let backend = InprocBackend::new(DeviceConfig {
+/// An in-process device whose model executes one ring descriptor per poll (or has no ring at all), with a public
+/// port and an underlay.
+fn device_under_traffic(ring: bool) -> (Device, ironlb_driver::inproc::SharedModel) {
+    let cfg = DeviceConfig {
         ring_budget: 1,
         ..DeviceConfig::small()
-    })
-    .unwrap();
+    };
+    let backend = InprocBackend::new(if ring { cfg } else { cfg.without_ring() }).unwrap();
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend)).unwrap();
     dev.set_port(
@@ -71,7 +73,17 @@ fn outer_dst(p: &[u8]) -> Ipv6Addr {
 
 #[test]
 fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
-    let (mut dev, model) = device_under_traffic();
+    updates_under_traffic(true);
+}
+
+#[test]
+fn updates_under_traffic_drop_nothing_of_unchanged_lbs_without_ring() {
+    updates_under_traffic(false);
+}
+
+fn updates_under_traffic(ring: bool) {
+    let (mut dev, model) = device_under_traffic(ring);
+    assert_eq!(dev.has_ring(), ring);
 
     let x = spec(1, &[v4("203.0.113.1", DOMAIN_PUBLIC)], &[(Tcp, 80, 80)], 0..8);
     let mut y = spec(2, &[v4("203.0.113.2", DOMAIN_PUBLIC)], &[(Tcp, 80, 80)], 100..106);
@@ -208,7 +220,16 @@ fn updates_under_traffic_drop_nothing_of_unchanged_lbs() {
 /// the free space ends up in one block.
 #[test]
 fn range_defragmentation_under_traffic() {
-    let (mut dev, model) = device_under_traffic();
+    range_defragmentation(true);
+}
+
+#[test]
+fn range_defragmentation_under_traffic_without_ring() {
+    range_defragmentation(false);
+}
+
+fn range_defragmentation(ring: bool) {
+    let (mut dev, model) = device_under_traffic(ring);
     // 20 LBs with allow-lists of 1..4 ranges; then every other LB is deleted, leaving holes between the rest.
     let mut specs = Vec::new();
     for k in 0..20u32 {

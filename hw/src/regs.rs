@@ -45,7 +45,8 @@ pub const CAP_LB_IDS: u32 = 0x0028;
 pub const CAP_DROP_REASONS: u32 = 0x002C;
 /// Number of ports (see [`PORT_CFG`]).
 pub const CAP_PORTS: u32 = 0x0030;
-/// Maximum log2 of the DMA command ring size.
+/// Maximum log2 of the DMA command ring size; 0 means the device has no DMA command ring and software sends every
+/// command and read through the mailbox (docs/hw-spec.md §3.1, §4.2).
 pub const CAP_RING_MAX_LOG2: u32 = 0x0034;
 
 // --- control and device configuration -------------------------------------------------------------------------
@@ -142,7 +143,8 @@ pub const DROP_COUNTERS: u32 = 0x0300;
 /// Write: clear all drop counters.
 pub const DROP_CLEAR: u32 = 0x0400;
 
-/// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0.
+/// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0: the future
+/// alternative to the mailbox-only path of a device without a DMA ring (docs/hw-spec.md §4.2).
 pub const RESERVED_BAR_RING: u32 = 0x8000;
 
 // The register blocks must not overlap: checked when the crate compiles.

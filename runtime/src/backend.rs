@@ -16,7 +16,9 @@ pub enum BackendSpec {
     Inproc,
     /// A model served by `ironlb-sim serve` from `PREFIX.bar` / `PREFIX.host`.
     SimShm(PathBuf),
-    /// A real device bound to vfio-pci: PCI address and BAR index.
+    /// A real device bound to vfio-pci: PCI address and the index of the BAR holding the registers (`@BAR`,
+    /// default 0: the ironlb NIC has them in BAR0; the QEMU harness's ivshmem-plain device exposes the model's
+    /// register file as BAR2, docs/operations.md §3).
     Vfio(String, u32),
 }
 
