@@ -17,15 +17,6 @@ use ironlb_sim::{Device as Model, DeviceConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-const TABLES: [TableId; 6] = [
-    TableId::Lb,
-    TableId::Range,
-    TableId::Target,
-    TableId::Bucket,
-    TableId::LbCounter,
-    TableId::TargetCounter,
-];
-
 /// A history with creates, target changes (bucket arrays rewritten), a resize, range changes and a delete.
 fn history() -> Vec<Result<LbSpec, u32>> {
     let a = spec(
@@ -68,7 +59,7 @@ fn run(dev: &mut Device, steps: &[Result<LbSpec, u32>]) {
 
 fn table_bytes(model: &SharedModel) -> Vec<Vec<u8>> {
     let m = model.lock().unwrap();
-    TABLES
+    TableId::ALL
         .iter()
         .map(|&t| m.tables().get(t, 0, m.tables().entries(t)).unwrap().to_vec())
         .collect()
@@ -105,7 +96,7 @@ fn same_history_same_table_memory_with_and_without_ring() {
     assert!(stats.mailbox > ring_stats.mailbox, "{stats:?} vs {ring_stats:?}");
 
     let (a, b) = (table_bytes(&with_model), table_bytes(&without_model));
-    for (i, t) in TABLES.iter().enumerate() {
+    for (i, t) in TableId::ALL.iter().enumerate() {
         assert!(
             a[i] == b[i],
             "{} table differs between the ring and mailbox-only paths",

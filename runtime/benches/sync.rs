@@ -141,6 +141,15 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Prints p50 and p99 of `lat` after `what`.
+fn report(what: &str, lat: &mut [Duration]) {
+    println!(
+        "{what}: p50 {:.3} ms, p99 {:.3} ms",
+        pct(lat, 0.5).as_secs_f64() * 1e3,
+        pct(lat, 0.99).as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let a = args();
     let dir = tempfile::tempdir().unwrap();
@@ -199,10 +208,9 @@ fn main() {
             lat.push(t.elapsed());
             assert_eq!(rep.updated, affected, "{rep:?}");
         }
-        println!(
-            "event -> device (one target of {affected} LB(s) added/removed, in-process): p50 {:.3} ms, p99 {:.3} ms",
-            pct(&mut lat, 0.5).as_secs_f64() * 1e3,
-            pct(&mut lat, 0.99).as_secs_f64() * 1e3
+        report(
+            &format!("event -> device (one target of {affected} LB(s) added/removed, in-process)"),
+            &mut lat,
         );
         // Leave the group as it was written.
         if down.is_some() {
@@ -239,10 +247,11 @@ fn main() {
             lat.push(t.elapsed());
             assert_eq!(rep.updated, affected, "{rep:?}");
         }
-        println!(
-            "file write -> device (one target of {affected} LB(s), watched directory, 2 ms debounce): p50 {:.2} ms, p99 {:.2} ms",
-            pct(&mut lat, 0.5).as_secs_f64() * 1e3,
-            pct(&mut lat, 0.99).as_secs_f64() * 1e3
+        report(
+            &format!(
+                "file write -> device (one target of {affected} LB(s), watched directory, 2 ms debounce)"
+            ),
+            &mut lat,
         );
         if down.is_some() {
             down = None;

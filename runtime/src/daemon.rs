@@ -577,11 +577,9 @@ impl Daemon {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
+                // The source is looked at even when the deadline has passed: a change is never starved by retries.
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                if self.source.wait_change(left.min(Duration::from_millis(250)))? {
+                if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
                     break;
                 }
             }

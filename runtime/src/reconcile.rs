@@ -828,9 +828,10 @@ impl Reconciler {
             pending = waiting;
         }
 
-        // Errors that came with no device attempt (invalid, allocation) also back off.
+        // Errors that came with no device attempt (invalid, allocation) also back off, longer each time they are
+        // still there when due (a failure recorded by this sync's device attempt is not due yet).
         for (k, (reason, message)) in &errors {
-            if !self.failures.contains_key(k) {
+            if self.failures.get(k).is_none_or(|f| now >= f.next_at) {
                 self.fail(k, None, reason, message.clone(), now);
             }
         }

@@ -6,11 +6,12 @@ use ironlb_driver::{Device, LbSpec};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_dir, load_str, Loaded};
-use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport, BACKOFF_MIN};
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn host() -> HostConfig {
     HostConfig {
@@ -393,4 +394,40 @@ fn table_full_backs_off_and_keeps_others() {
     let rep = r.sync(&yaml(&smaller));
     assert!(rep.errors.is_empty(), "{rep:?}");
     assert!(r.rec.status()[&key("lb-b")].ready());
+}
+
+/// An invalid LoadBalancer that is still invalid when its retry is due backs off again: the next retry is in the
+/// future, never a time already past (which would make the daemon resync in a tight loop).
+#[test]
+fn an_invalid_load_balancer_still_invalid_when_due_backs_off_again() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let text = format!(
+        "{NET}{}{}",
+        nic("a1", "a", "fd00:a::1"),
+        internal_lb(
+            "lb-a",
+            "10.0.0.1",
+            "a",
+            "[{protocol: TCP, port: 80, portEnd: 70}]"
+        ),
+    );
+    let rep = r.sync(&yaml(&text));
+    assert_eq!(rep.errors[0].reason, "InvalidSpec", "{rep:?}");
+    let first = r.rec.next_retry().expect("a retry is scheduled");
+    // Past the first backoff (200 ms), the same invalid object: scheduled again, later than before.
+    std::thread::sleep(
+        first.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(10),
+    );
+    let rep = r.sync(&yaml(&text));
+    assert_eq!(rep.errors[0].reason, "InvalidSpec", "{rep:?}");
+    let second = r.rec.next_retry().expect("a retry is scheduled");
+    assert!(
+        second > std::time::Instant::now(),
+        "the next retry is already due"
+    );
+    assert!(
+        second - first >= BACKOFF_MIN * 2 - Duration::from_millis(20),
+        "{:?}",
+        second - first
+    );
 }

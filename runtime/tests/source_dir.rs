@@ -275,3 +275,25 @@ fn load_cache_from_parsed_documents_matches_load_dir() {
     assert_eq!((e[0].document, e[0].line), (Some(1), Some(6)), "{}", e[0]);
     assert_eq!(e[0].object.as_deref(), Some("Network default/n"));
 }
+
+/// A file written twice inside one debounce window (valid, then broken) is read once the window closes: the
+/// intermediate state never becomes the last good content.
+#[test]
+fn intermediate_states_inside_the_window_are_not_taken() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap();
+    let mut s = DirSource::with_debounce(&p, Duration::from_millis(300)).unwrap();
+    fs::write(p.join("lb.yaml"), "n: 5\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    fs::write(p.join("lb.yaml"), "n: [2\n").unwrap();
+    let (snap, changes) = wait_for(&mut s, "error reported", |s| !s.errors.is_empty());
+    assert_eq!(changes, 1);
+    let good = &snap.files[&p.join("lb.yaml")];
+    assert_eq!(good.documents.len(), 1);
+    assert_eq!(
+        good.documents[0]["n"],
+        int(1),
+        "the window's intermediate state was taken as content"
+    );
+}

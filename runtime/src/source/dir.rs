@@ -6,8 +6,8 @@
 //!   its atomic `..data` swap is seen.
 //! * A change is reported once the directory has been quiet for the debounce window (default
 //!   [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after [`MAX_DEBOUNCE_FACTOR`]
-//!   windows so it cannot starve the consumer. The files the events name are re-read and parsed as the
-//!   events arrive, inside the window, or the whole (flat) directory when an event names something
+//!   windows so it cannot starve the consumer. The files the events name are then re-read (parsed
+//!   ahead as the events arrive, inside the window), or the whole (flat) directory when an event names something
 //!   that is not a manifest file (a ConfigMap's `..data` swap, an editor's temporary), names nothing,
 //!   or is a watcher error such as a queue overflow: so renames, atomic replaces and overflows all
 //!   come out right, and an edit of one file in a large directory reads one file.
@@ -49,6 +49,9 @@ pub struct DirSource {
     // Kept alive for the lifetime of the source; dropping it stops the watch.
     _watcher: RecommendedWatcher,
     slots: BTreeMap<PathBuf, FileSlot>,
+    /// Files read and parsed while a debounce window runs, by path: used by the rescan at the end of the window
+    /// when the file still has those bytes (the window's intermediate states are never reported).
+    prefetched: BTreeMap<PathBuf, Parsed>,
     current: Snapshot,
 }
 
@@ -90,6 +93,7 @@ impl DirSource {
             events,
             _watcher: watcher,
             slots: BTreeMap::new(),
+            prefetched: BTreeMap::new(),
             current: Snapshot::default(),
         };
         src.rescan(&Touched::All)?;
@@ -141,6 +145,20 @@ impl DirSource {
         Ok(present)
     }
 
+    /// Reads and parses the files `touched` names whose bytes are new (for [`DirSource::rescan`]).
+    fn prefetch(&mut self, touched: &Touched) {
+        let Touched::Files(paths) = touched else { return };
+        for path in paths {
+            let Ok(bytes) = std::fs::read(path) else { continue };
+            let known = self.prefetched.get(path).is_some_and(|(b, _)| *b == bytes)
+                || self.slots.get(path).and_then(|s| s.last_bytes.as_ref()) == Some(&bytes);
+            if !known {
+                let docs = parse_documents(&bytes);
+                self.prefetched.insert(path.clone(), (bytes, docs));
+            }
+        }
+    }
+
     /// Re-read what `touched` names (or the whole directory); returns whether the snapshot changed (and bumps
     /// the generation if so).
     fn rescan(&mut self, touched: &Touched) -> Result<bool, SourceError> {
@@ -176,7 +194,11 @@ impl DirSource {
                     if slot.last_bytes.as_deref() == Some(&bytes[..]) {
                         continue;
                     }
-                    match parse_documents(&bytes) {
+                    let parsed = match self.prefetched.remove(&path) {
+                        Some((b, docs)) if b == bytes => docs,
+                        _ => parse_documents(&bytes),
+                    };
+                    match parsed {
                         Ok(documents) => {
                             slot.error = None;
                             if slot.good.as_ref().is_none_or(|g| g.bytes != bytes) {
@@ -235,6 +257,9 @@ impl DirSource {
     }
 }
 
+/// A file's bytes and their documents (or the parse error).
+type Parsed = (Vec<u8>, Result<Vec<serde_norway::Value>, serde_norway::Error>);
+
 /// What a burst of watcher events touched: some manifest files, or possibly anything.
 #[derive(Debug)]
 enum Touched {
@@ -277,15 +302,15 @@ impl Source for DirSource {
             if !self.recv_relevant(left, &mut touched)? {
                 return Ok(false);
             }
-            // Debounce: wait for a quiet window, but not forever. What the burst touched is re-read and parsed
-            // while the window runs (a later event in the window re-reads its files again), so the parse overlaps
-            // the wait instead of following it; nothing is seen outside before the window closes.
+            // Debounce: wait for a quiet window, but not forever. The files the burst touched are read and parsed
+            // while the window runs (again after each event), so the parse overlaps the wait instead of
+            // following it; the rescan at the end uses a parse only when the file still has those bytes, so the
+            // window's intermediate states (a truncated file, half a write) never become the content.
             let burst_start = Instant::now();
             let mut last_event = burst_start;
             let max = self.debounce * MAX_DEBOUNCE_FACTOR;
-            let mut changed = false;
             loop {
-                changed |= self.rescan(&std::mem::replace(&mut touched, Touched::Files(BTreeSet::new())))?;
+                self.prefetch(&touched);
                 let quiet = last_event.elapsed();
                 if quiet >= self.debounce || burst_start.elapsed() >= max {
                     break;
@@ -294,7 +319,9 @@ impl Source for DirSource {
                     last_event = Instant::now();
                 }
             }
-            if changed {
+            let changed = self.rescan(&touched);
+            self.prefetched.clear();
+            if changed? {
                 return Ok(true);
             }
             if Instant::now() >= deadline {
