@@ -244,6 +244,19 @@ impl Device {
         Ipv6Addr::from(o)
     }
 
+    /// Underlay source address, MTU and hop limit as configured (docs/hw-spec.md §3.2).
+    pub fn underlay(&mut self) -> (Ipv6Addr, u32, u8) {
+        let src = self.underlay_src();
+        let mtu = self.acc.read32(UNDERLAY_MTU);
+        let hop = self.acc.read32(UNDERLAY_HOP_LIMIT) as u8;
+        (src, mtu, hop)
+    }
+
+    /// CONTROL.ENABLE: whether the pipeline forwards.
+    pub fn enabled(&mut self) -> bool {
+        self.acc.read32(CONTROL) & CONTROL_ENABLE != 0
+    }
+
     /// Enable or disable the pipeline.
     pub fn set_enabled(&mut self, on: bool) {
         let c = self.acc.read32(CONTROL) & !CONTROL_RESET;

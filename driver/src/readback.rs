@@ -2,6 +2,7 @@
 //! drift detection.
 
 use crate::alloc::{Block, BlockAllocator};
+use crate::cmd::Cmd;
 use crate::device::Device;
 use crate::error::DriverError;
 use crate::program::{LbSpec, LbState};
@@ -260,5 +261,84 @@ impl Device {
             self.lbs.insert(lb_id, st);
         }
         Ok(())
+    }
+}
+
+impl Device {
+    /// Copies what decides forwarding into `dst`, a device with the same table sizes: every load balancer's VIP
+    /// entries, its active allow-list block, bucket array and target entries, at the same table indexes, then
+    /// the port configuration, the underlay settings and CONTROL.ENABLE — all through `dst`'s own command path.
+    /// A packet then meets the same entries on `dst` as on this device (diagnostics replay and trace captures
+    /// through a software model loaded this way). Entries `dst` held before stay: give it a fresh device.
+    /// Returns the number of load balancers copied. Fails, copying nothing, for a load balancer caught in the
+    /// middle of an update (its VIPs on different configuration sets).
+    pub fn mirror_to(&mut self, dst: &mut Device) -> Result<usize, DriverError> {
+        let shape = |c: &crate::caps::Caps| {
+            (
+                c.lb_buckets,
+                c.lb_ways,
+                c.ranges,
+                c.targets,
+                c.bucket_slots,
+                c.ports,
+                c.lb_ids,
+            )
+        };
+        if shape(self.caps()) != shape(dst.caps()) {
+            return Err(DriverError::Invalid(format!(
+                "mirror: the devices' table sizes differ ({:?} vs {:?})",
+                shape(self.caps()),
+                shape(dst.caps())
+            )));
+        }
+        let snap = self.read_state()?;
+        let mut cmds = Vec::new();
+        for lb in snap.lbs.values() {
+            if !lb.consistent {
+                return Err(DriverError::Invalid(format!(
+                    "mirror: LB {} is being updated (its VIPs use different configuration sets); try again",
+                    lb.lb_id
+                )));
+            }
+            for at in &lb.vips {
+                cmds.push(Cmd::Write {
+                    table: TableId::Lb,
+                    index: at.index,
+                    data: at.entry.emit().to_vec(),
+                });
+            }
+            let set = *lb.vips[0].entry.active();
+            if !lb.ranges.is_empty() {
+                cmds.push(Cmd::Write {
+                    table: TableId::Range,
+                    index: set.range_base,
+                    data: lb.ranges.iter().flat_map(|r| r.emit()).collect(),
+                });
+            }
+            if !lb.slots.is_empty() {
+                cmds.push(Cmd::Write {
+                    table: TableId::Bucket,
+                    index: set.bucket_base,
+                    data: lb.slots.iter().flat_map(|s| s.to_le_bytes()).collect(),
+                });
+            }
+            for (i, t) in &lb.targets {
+                cmds.push(Cmd::Write {
+                    table: TableId::Target,
+                    index: *i,
+                    data: t.emit().to_vec(),
+                });
+            }
+        }
+        dst.submit(&cmds)?;
+        for p in 0..self.caps().ports {
+            let cfg = self.port(p)?;
+            dst.set_port(p, cfg)?;
+        }
+        let (src, mtu, hop) = self.underlay();
+        dst.set_underlay(src, mtu, hop);
+        let on = self.enabled();
+        dst.set_enabled(on);
+        Ok(snap.lbs.len())
     }
 }

@@ -288,6 +288,33 @@ pub fn ingress_port(dev: &mut Device, ingress: &str) -> Result<u32, OpError> {
     .into())
 }
 
+/// A software model holding a copy of `dev`'s forwarding state (see [`Device::mirror_to`]), with the in-process
+/// driver that loaded it: traces and replays of a device that is not an in-process model run through this copy.
+/// The model has the device's table sizes; it counts only what is sent through it.
+pub fn mirror(dev: &mut Device) -> Result<(Device, SharedModel), OpError> {
+    let c = dev.caps().clone();
+    let cfg = ironlb_sim::DeviceConfig {
+        lb_buckets: c.lb_buckets,
+        ranges: c.ranges,
+        max_ranges_per_lb: c.max_ranges_per_lb,
+        targets: c.targets,
+        max_targets_per_lb: c.max_targets_per_lb,
+        bucket_slots: c.bucket_slots,
+        bucket_log2_min: c.bucket_log2_min,
+        bucket_log2_max: c.bucket_log2_max,
+        lb_ids: c.lb_ids,
+        ports: c.ports,
+        ..ironlb_sim::DeviceConfig::default()
+    };
+    let backend = ironlb_driver::inproc::InprocBackend::new(cfg)
+        .map_err(|e| OpError::Failed(format!("creating the software model for the copy: {e}")))?;
+    let model = backend.model();
+    let mut local = Device::open(Box::new(backend))?;
+    let n = dev.mirror_to(&mut local)?;
+    tracing::debug!(load_balancers = n, "device tables copied into a software model");
+    Ok((local, model))
+}
+
 /// `ironlb trace`: what the device does with one packet, stage by stage. Runs the model's pipeline on the
 /// device's table memory without counting the packet.
 pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result<String, OpError> {
@@ -296,7 +323,7 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
     let Some(model) = v.model else {
         return Err(OpError::Failed(
             "trace needs the software model's pipeline: run it against the daemon of an inproc device, \
-             --manifests or --example"
+             --manifests, --example or --backend (a copy of the device's tables)"
                 .to_string(),
         ));
     };

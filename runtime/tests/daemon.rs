@@ -457,3 +457,84 @@ fn metrics_show_device_counters_by_name() {
     );
     assert!(body.contains("ironlb_reconciles_total 1"), "{body}");
 }
+
+/// A model served over shared memory (as `ironlb-sim serve` runs it), programmed by `ironlb run --once
+/// --backend sim-shm:`; `ironlb trace --backend` then traces on a copy of its tables and `stats --backend` reads
+/// it; the served device counts none of the traced packets.
+#[test]
+fn trace_and_stats_of_a_device_opened_directly() {
+    use ironlb_sim::serve::{serve, ServeArgs};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("dev");
+    let args = ServeArgs {
+        bar: prefix.with_extension("bar"),
+        host_mem: prefix.with_extension("host"),
+        host_mem_len: None,
+        host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
+        small: true,
+        bar_offset: 0,
+        no_dma: false,
+        tun: Vec::new(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let model = {
+        let stop = stop.clone();
+        std::thread::spawn(move || serve(&args, &stop))
+    };
+    let backend = format!("sim-shm:{}", prefix.display());
+    let bar = prefix.with_extension("bar");
+    let t0 = Instant::now();
+    while std::fs::read(&bar).map_or(true, |b| b.len() < 4 || b[..4] != *b"ILB1") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "model not serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let (code, _, err) = ironlb(&[
+        "run",
+        "--once",
+        "--manifests",
+        "examples",
+        "--backend",
+        &backend,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let trace = |packet: &str| {
+        let (code, out, err) = ironlb(&[
+            "trace",
+            "--backend",
+            &backend,
+            "--ingress",
+            "public",
+            "--packet",
+            packet,
+            "-o",
+            "json",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let fwd = trace("tcp 198.51.100.7:40000 -> 203.0.113.10:80");
+    assert_eq!(fwd["result"]["verdict"], "forward", "{fwd}");
+    let drop = trace("tcp 198.51.100.7:40000 -> 203.0.113.10:81");
+    assert_eq!(drop["result"]["reason"], "port_not_allowed", "{drop}");
+
+    let (code, out, err) = ironlb(&["stats", "--backend", &backend, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let packets: u64 = stats["lbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(packets, 0, "traces must not count on the device: {stats}");
+    assert_eq!(stats["drops"]["port_not_allowed"], 0, "{stats}");
+
+    stop.store(true, Ordering::Relaxed);
+    model.join().unwrap().unwrap();
+}

@@ -7,7 +7,8 @@
 #     /init: load VFIO, bind edu + ivshmem to vfio-pci, run driver/tests/vfio_guest.rs (--ignored),
 #            ironlb run --once --backend vfio:ADDR@2 --manifests /manifests
 #   host: ironlb dump --backend sim-shm:PREFIX == ironlb dump --manifests (same LBs, targets, bucket arrays);
-#         a pcap replayed through the model programmed from the manifests goes to exactly the device's targets.
+#         a pcap replayed through a copy of the served model's tables (ironlb replay --backend sim-shm:PREFIX)
+#         goes to exactly the device's targets.
 # Boot 1 programs the example manifests; boot 2 changes one target, and its `ironlb run` must adopt the device
 # and update only that LB.
 #
@@ -216,7 +217,7 @@ host_checks() { # host_checks N MANIFEST_DIR [check.py forwarded flags...]
     die "boot $n: ironlb dump --manifests failed: $(cat "$per/dump.err")"
   python3 "$ROOT/tests/qemu/check.py" same-tables "$per/device.json" "$per/manifests.json" ||
     die "boot $n: the device does not hold what the manifests program"
-  "$HOSTBIN/ironlb" replay --manifests "$manifests" --ingress public --in "$WORK/flows.pcap" \
+  "$HOSTBIN/ironlb" replay --backend "sim-shm:$SHM" --ingress public --in "$WORK/flows.pcap" \
     --out "$per/out.pcap" --verdicts "$per/verdicts.jsonl" 2>"$per/replay.err" | sed 's/^/  /' ||
     die "boot $n: ironlb replay failed: $(cat "$per/replay.err")"
   python3 "$ROOT/tests/qemu/check.py" forwarded "$per/verdicts.jsonl" "$per/device.json" 203.0.113.10 "$@" ||

@@ -174,17 +174,22 @@ enum Cmd {
     },
     /// Program the software model and replay packets through it.
     ///
-    /// The model is programmed from `--manifests DIR` (through the reconciler, as the daemon does) or with the
-    /// built-in `--example`. Without `--in`, a built-in set of client packets for the example addresses is
-    /// replayed and every verdict printed; with `--in`, a pcap is replayed on one ingress, forwarded packets are
-    /// written to `--out` and one JSON line per packet to `--verdicts` (docs/sim.md).
+    /// The model is programmed from `--manifests DIR` (through the reconciler, as the daemon does), with the
+    /// built-in `--example`, or with a copy of the tables of a device (`--backend sim-shm:PREFIX|vfio:PCI`, read
+    /// back through the driver; the device itself forwards and counts nothing). Without `--in`, a built-in set of
+    /// client packets for the example addresses is replayed and every verdict printed; with `--in`, a pcap is
+    /// replayed on one ingress, forwarded packets are written to `--out` and one JSON line per packet to
+    /// `--verdicts` (docs/sim.md).
     Replay {
         /// Program the built-in example configuration.
-        #[arg(long, conflicts_with = "manifests", required_unless_present = "manifests")]
+        #[arg(long, conflicts_with_all = ["manifests", "backend"], required_unless_present_any = ["manifests", "backend"])]
         example: bool,
         /// Program this manifest directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backend")]
         manifests: Option<PathBuf>,
+        /// Copy the tables of this device (`sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]`) into the model; needs --in.
+        #[arg(long, requires = "input")]
+        backend: Option<String>,
         #[command(flatten)]
         pools: PoolArgs,
         /// Ingress of the input capture: `public` or `vni:N`.
@@ -313,6 +318,27 @@ impl Local {
     }
 }
 
+/// A model loaded with a copy of a device's tables (`replay --backend`).
+fn local_copy(b: &str) -> Result<Local> {
+    let spec: BackendSpec = b.parse().map_err(|e| bad(format!("--backend {e}")))?;
+    if spec == BackendSpec::Inproc {
+        bail!(bad(
+            "--backend inproc: an in-process model is empty; use --manifests or --example"
+        ));
+    }
+    let mut opened = spec
+        .open(&DeviceConfig::default())
+        .with_context(|| format!("--backend {b}"))?;
+    let (copy, model) = ops::mirror(&mut opened.device)
+        .map_err(op_err)
+        .with_context(|| format!("copying the tables of --backend {b}"))?;
+    Ok(Local {
+        holder: Holder::Dev(Box::new(copy)),
+        model,
+        names: BTreeMap::new(),
+    })
+}
+
 fn local_example() -> Result<Local> {
     let (dev, model) = example::device().context("programming the example configuration")?;
     let names = example::specs()
@@ -396,6 +422,20 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
             bail!(bad(
                 "status comes from the daemon (--socket/--state-dir), not from a device"
             ));
+        }
+        // A trace runs the model's pipeline: on a copy of the device's tables when the device is not one.
+        if let (Request::Trace { .. }, None) = (&req, &opened.model) {
+            let (mut copy, model) = ops::mirror(&mut opened.device)
+                .map_err(op_err)
+                .with_context(|| format!("copying the tables of --backend {b}"))?;
+            return answer(
+                View {
+                    dev: &mut copy,
+                    model: Some(&model),
+                    names: &names,
+                },
+                &req,
+            );
         }
         return answer(
             View {
@@ -645,6 +685,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Replay {
             example,
             manifests,
+            backend,
             pools: pool_args,
             ingress,
             input,
@@ -653,6 +694,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut l = if example {
                 local_example()?
+            } else if let Some(b) = &backend {
+                local_copy(b)?
             } else {
                 local_manifests(
                     manifests.as_deref().expect("clap: manifests"),
