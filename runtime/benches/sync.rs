@@ -190,6 +190,13 @@ fn main() {
     // 2. Event → device, in-process: one NetworkInterface's state flips between Available and Pending (a target
     // leaves or comes back), handed to the reconciler as the changed file's new objects.
     let mut down: Option<usize> = None;
+    let nic_change = |path: &Path, group: usize, down: Option<usize>| {
+        let content = ironlb_runtime::manifest::load_str(path, &nic_group(group, a.targets, down));
+        vec![FileChange {
+            path: path.to_path_buf(),
+            content: Some(content),
+        }]
+    };
     for (file, group, affected) in [
         ("nics-solo.yaml", SOLO, 1),
         ("nics-000.yaml", 0, a.lbs.div_ceil(GROUPS) - 1),
@@ -198,11 +205,7 @@ fn main() {
         let mut lat = Vec::with_capacity(a.events);
         for e in 0..a.events {
             down = if down.is_some() { None } else { Some(e % a.targets) };
-            let content = ironlb_runtime::manifest::load_str(&path, &nic_group(group, a.targets, down));
-            let change = vec![FileChange {
-                path: path.clone(),
-                content: Some(content),
-            }];
+            let change = nic_change(&path, group, down);
             let t = Instant::now();
             let rep = rec.apply(change).unwrap();
             lat.push(t.elapsed());
@@ -215,12 +218,7 @@ fn main() {
         // Leave the group as it was written.
         if down.is_some() {
             down = None;
-            let content = ironlb_runtime::manifest::load_str(&path, &nic_group(group, a.targets, None));
-            rec.apply(vec![FileChange {
-                path: path.clone(),
-                content: Some(content),
-            }])
-            .unwrap();
+            rec.apply(nic_change(&path, group, None)).unwrap();
         }
     }
 

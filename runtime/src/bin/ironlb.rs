@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_runtime::alloc::Pools;
-use ironlb_runtime::backend::BackendSpec;
+use ironlb_runtime::backend::{BackendSpec, Opened};
 use ironlb_runtime::cli::BadInput;
 use ironlb_runtime::daemon::{self, Daemon, DaemonConfig, Request, StatusFile};
 use ironlb_runtime::example;
@@ -318,17 +318,21 @@ impl Local {
     }
 }
 
-/// A model loaded with a copy of a device's tables (`replay --backend`).
-fn local_copy(b: &str) -> Result<Local> {
+/// The device `--backend b` names, opened directly (not the empty `inproc`).
+fn open_backend(b: &str) -> Result<Opened> {
     let spec: BackendSpec = b.parse().map_err(|e| bad(format!("--backend {e}")))?;
     if spec == BackendSpec::Inproc {
         bail!(bad(
             "--backend inproc: an in-process model is empty; use --manifests or --example"
         ));
     }
-    let mut opened = spec
-        .open(&DeviceConfig::default())
-        .with_context(|| format!("--backend {b}"))?;
+    spec.open(&DeviceConfig::default())
+        .with_context(|| format!("--backend {b}"))
+}
+
+/// A model loaded with a copy of a device's tables (`replay --backend`).
+fn local_copy(b: &str) -> Result<Local> {
+    let mut opened = open_backend(b)?;
     let (copy, model) = ops::mirror(&mut opened.device)
         .map_err(op_err)
         .with_context(|| format!("copying the tables of --backend {b}"))?;
@@ -408,15 +412,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
         return answer(l.view(), &req);
     }
     if let Some(b) = &t.backend {
-        let spec: BackendSpec = b.parse().map_err(|e| bad(format!("--backend {e}")))?;
-        if spec == BackendSpec::Inproc {
-            bail!(bad(
-                "--backend inproc: an in-process model is empty; use --manifests or --example"
-            ));
-        }
-        let mut opened = spec
-            .open(&DeviceConfig::default())
-            .with_context(|| format!("--backend {b}"))?;
+        let mut opened = open_backend(b)?;
         let names = BTreeMap::new();
         if let Request::Status { .. } = req {
             bail!(bad(
