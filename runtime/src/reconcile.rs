@@ -441,6 +441,15 @@ impl Reconciler {
             let (objects, errors) = self.store.with_changes(&changes);
             return self.sync_owned(objects, &errors);
         }
+        let loaded: Vec<PathBuf> = changes
+            .iter()
+            .filter(|c| {
+                c.content
+                    .as_ref()
+                    .is_some_and(|(o, e)| !o.is_empty() && e.is_empty())
+            })
+            .map(|c| c.path.clone())
+            .collect();
         let (scope, positions) = match self.store.apply_incremental(changes) {
             Ok(s) => s,
             Err(changes) => {
@@ -456,7 +465,7 @@ impl Reconciler {
         let mut report = SyncReport::default();
         let store = std::mem::take(&mut self.store);
         let subset = store.objects_at(&positions);
-        self.last_seen_files.extend(subset.iter().map(|(f, _)| f.clone()));
+        self.last_seen_files.extend(loaded);
         let result = self.sync_inner(
             &subset,
             Some(&scope),
