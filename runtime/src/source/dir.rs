@@ -310,6 +310,11 @@ impl Source for DirSource {
             let mut last_event = burst_start;
             let max = self.debounce * MAX_DEBOUNCE_FACTOR;
             loop {
+                // Events already queued belong to now, not to after the parse: take them first, so that the
+                // parse does not stretch the window.
+                while self.recv_relevant(Duration::ZERO, &mut touched)? {
+                    last_event = Instant::now();
+                }
                 self.prefetch(&touched);
                 let quiet = last_event.elapsed();
                 if quiet >= self.debounce || burst_start.elapsed() >= max {
