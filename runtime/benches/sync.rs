@@ -189,6 +189,11 @@ fn main() {
 
     // 2. Event → device, in-process: one NetworkInterface's state flips between Available and Pending (a target
     // leaves or comes back), handed to the reconciler as the changed file's new objects.
+    // (file, group, load balancers selecting it): the group only LB 0 selects, and a shared one.
+    let cases = [
+        ("nics-solo.yaml", SOLO, 1),
+        ("nics-000.yaml", 0, a.lbs.div_ceil(GROUPS) - 1),
+    ];
     let mut down: Option<usize> = None;
     let nic_change = |path: &Path, group: usize, down: Option<usize>| {
         let content = ironlb_runtime::manifest::load_str(path, &nic_group(group, a.targets, down));
@@ -197,10 +202,7 @@ fn main() {
             content: Some(content),
         }]
     };
-    for (file, group, affected) in [
-        ("nics-solo.yaml", SOLO, 1),
-        ("nics-000.yaml", 0, a.lbs.div_ceil(GROUPS) - 1),
-    ] {
+    for (file, group, affected) in cases {
         let path = dir.path().join(file);
         let mut lat = Vec::with_capacity(a.events);
         for e in 0..a.events {
@@ -229,10 +231,7 @@ fn main() {
     let initial = cache.changes(&src.snapshot().unwrap());
     let rep = rec.apply(initial).unwrap();
     assert_eq!(rep.created + rep.updated + rep.removed, 0, "{rep:?}");
-    for (file, group, affected) in [
-        ("nics-solo.yaml", SOLO, 1),
-        ("nics-000.yaml", 0, a.lbs.div_ceil(GROUPS) - 1),
-    ] {
+    for (file, group, affected) in cases {
         let path = dir.path().join(file);
         let mut lat = Vec::with_capacity(a.events);
         for e in 0..a.events {
