@@ -34,7 +34,7 @@ fn args() -> Args {
     let mut a = Args {
         lbs: 4096,
         targets: 64,
-        events: 200,
+        events: 1000,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;

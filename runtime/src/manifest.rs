@@ -368,6 +368,24 @@ fn object_from_value(value: &Value, doc: Option<&str>) -> Result<Object, DocErro
     })
 }
 
+/// True when two parsed documents are the same tree with their mapping keys in the same order. Walks both in order
+/// (no hashing, unlike `Value`'s equality); a mapping written in another order counts as different, which only
+/// costs a conversion.
+fn same_tree(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Mapping(x), Value::Mapping(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| same_tree(ka, kb) && same_tree(va, vb))
+        }
+        (Value::Sequence(x), Value::Sequence(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_tree(p, q))
+        }
+        _ => a == b,
+    }
+}
+
 /// A source file's objects from the documents the source already parsed (no second YAML parse), reusing the
 /// object of a document equal to the one at the same place in `previous` (content and its objects); `None` when a
 /// document does not load, so that the caller loads the text for errors with document numbers and lines.
@@ -376,8 +394,13 @@ fn load_parsed(path: &Path, f: &SourceFile, previous: Option<(&Arc<SourceFile>, 
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let same =
-                previous.and_then(|(c, o)| (c.documents.get(i) == Some(v)).then(|| o.get(i)).flatten());
+            let same = previous.and_then(|(c, o)| {
+                c.documents
+                    .get(i)
+                    .is_some_and(|p| same_tree(p, v))
+                    .then(|| o.get(i))
+                    .flatten()
+            });
             match same {
                 Some(o) => Some(o.clone()),
                 None => object_from_value(v, None).ok().map(|o| (path.to_path_buf(), o)),
@@ -389,6 +412,21 @@ fn load_parsed(path: &Path, f: &SourceFile, previous: Option<(&Arc<SourceFile>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_tree_is_equality_in_order() {
+        let v = |t: &str| serde_norway::from_str::<Value>(t).unwrap();
+        let a = v("{a: 1, b: [x, {c: true}], d: null}");
+        assert!(same_tree(&a, &v("{a: 1, b: [x, {c: true}], d: null}")));
+        assert!(!same_tree(&a, &v("{a: 1, b: [x, {c: false}], d: null}")));
+        assert!(!same_tree(&a, &v("{a: 1, b: [x], d: null}")));
+        assert!(!same_tree(&a, &v("{a: 2, b: [x, {c: true}], d: null}")));
+        assert!(!same_tree(&a, &v("{a: 1, b: [x, {c: true}]}")));
+        // Another key order is equal as a Value, but counts as different here (a conversion, not an error).
+        let reordered = v("{b: [x, {c: true}], a: 1, d: null}");
+        assert_eq!(a, reordered);
+        assert!(!same_tree(&a, &reordered));
+    }
 
     #[test]
     fn splits_with_lines() {
