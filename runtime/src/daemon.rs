@@ -521,6 +521,12 @@ impl Daemon {
             }
             let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
             m.set_lb_states(statuses.len() as u64 - failed, failed);
+            m.forget_deleted(
+                &statuses
+                    .iter()
+                    .map(|s| (s.namespace.clone(), s.name.clone()))
+                    .collect(),
+            );
         }
         if report.created + report.updated + report.removed > 0
             || self.last_generation != Some(snap.generation)

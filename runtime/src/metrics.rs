@@ -26,7 +26,7 @@
 //! |---|---|---|---|
 //! | `ironlb_reconcile_duration_seconds` | histogram | — | wall time of one reconcile pass; buckets 10 µs … 10 s in 1-2.5-5 steps |
 //! | `ironlb_reconciles_total` | counter | — | reconcile passes completed (each [`Metrics::observe_reconcile`]) |
-//! | `ironlb_reconcile_errors_total` | counter | `namespace`, `name`, `reason` | LoadBalancer reconciles that failed, by object and condition reason (`TableFull`, `PoolExhausted`, `InvalidSpec`, …); a series appears with its first error |
+//! | `ironlb_reconcile_errors_total` | counter | `namespace`, `name`, `reason` | LoadBalancer reconciles that failed, by object and condition reason (`TableFull`, `PoolExhausted`, `InvalidSpec`, …); a series appears with its first error and goes when the LoadBalancer is deleted |
 //! | `ironlb_load_balancers` | gauge | `state` = `ready` \| `failed` | LoadBalancers whose last reconcile succeeded / failed; both series are always present |
 //!
 //! Device metrics (read from the device at every scrape):
@@ -61,6 +61,7 @@
 //! ```
 
 use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -161,6 +162,8 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     reconciles: Counter,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    /// The label sets of `reconcile_errors` by load balancer, to drop them when it is deleted.
+    error_series: std::sync::Mutex<BTreeMap<(String, String), Vec<ErrorLabels>>>,
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
 }
 
@@ -216,6 +219,7 @@ impl Metrics {
             reconcile_duration,
             reconciles,
             reconcile_errors,
+            error_series: Default::default(),
             load_balancers,
         }
     }
@@ -236,6 +240,26 @@ impl Metrics {
             ("reason", reason.to_owned()),
         ];
         self.reconcile_errors.get_or_create(&labels).inc();
+        let mut series = self.error_series.lock().expect("metrics lock");
+        let known = series.entry((namespace.to_owned(), name.to_owned())).or_default();
+        if !known.contains(&labels) {
+            known.push(labels);
+        }
+    }
+
+    /// Drop the `ironlb_reconcile_errors_total` series of every load balancer not in `present` (`namespace`,
+    /// `name`): a deleted object's series disappear instead of staying forever.
+    pub fn forget_deleted(&self, present: &BTreeSet<(String, String)>) {
+        let mut series = self.error_series.lock().expect("metrics lock");
+        series.retain(|k, labels| {
+            let keep = present.contains(k);
+            if !keep {
+                for l in labels.iter() {
+                    self.reconcile_errors.remove(l);
+                }
+            }
+            keep
+        });
     }
 
     /// Set `ironlb_load_balancers{state="ready"}` and `{state="failed"}`.

@@ -186,6 +186,28 @@ fn reconcile_errors_accumulate_per_object_and_reason() {
 }
 
 #[test]
+fn a_deleted_load_balancers_error_series_are_dropped() {
+    let metrics = Metrics::new(DeviceStats::default);
+    metrics.reconcile_error("default", "web", "TableFull");
+    metrics.reconcile_error("default", "web", "PoolExhausted");
+    metrics.reconcile_error("prod", "db", "InvalidSpec");
+    let present = [("prod".to_string(), "db".to_string())].into_iter().collect();
+    metrics.forget_deleted(&present);
+    let text = metrics.encode();
+    assert!(!text.contains(r#"name="web""#), "{text}");
+    assert_line(
+        &text,
+        r#"ironlb_reconcile_errors_total{namespace="prod",name="db",reason="InvalidSpec"} 1"#,
+    );
+    // A load balancer that comes back starts a new series.
+    metrics.reconcile_error("default", "web", "TableFull");
+    assert_line(
+        &metrics.encode(),
+        r#"ironlb_reconcile_errors_total{namespace="default",name="web",reason="TableFull"} 1"#,
+    );
+}
+
+#[test]
 fn reconcile_histogram_counts_observations() {
     let metrics = Metrics::new(DeviceStats::default);
     metrics.observe_reconcile(Duration::from_micros(5)); // below the first bucket (10 µs)
