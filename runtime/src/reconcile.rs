@@ -437,10 +437,6 @@ impl Reconciler {
             return Ok(SyncReport::default());
         }
         let started = Instant::now();
-        if !self.kept_objects.is_empty() {
-            let (objects, errors) = self.store.with_changes(&changes);
-            return self.sync_owned(objects, &errors);
-        }
         let loaded: Vec<PathBuf> = changes
             .iter()
             .filter(|c| {
@@ -450,7 +446,13 @@ impl Reconciler {
             })
             .map(|c| c.path.clone())
             .collect();
-        let (scope, positions) = match self.store.apply_incremental(changes) {
+        // LoadBalancers kept from documents that stopped loading need the full sync's restoring.
+        let incremental = if self.kept_objects.is_empty() {
+            self.store.apply_incremental(changes)
+        } else {
+            Err(changes)
+        };
+        let (scope, positions) = match incremental {
             Ok(s) => s,
             Err(changes) => {
                 let (objects, errors) = self.store.with_changes(&changes);

@@ -82,7 +82,7 @@ fn net_key(ns: &str, r: &Option<crate::api::LocalObjectReference>) -> NetKey {
 }
 
 /// The VIPs a load balancer claims in validation: literal `spec.ips` and `status.ips`.
-pub(crate) fn claimed_ips(lb: &LoadBalancer) -> impl Iterator<Item = IpAddr> + '_ {
+fn claimed_ips(lb: &LoadBalancer) -> impl Iterator<Item = IpAddr> + '_ {
     lb.spec
         .ips
         .iter()
