@@ -311,7 +311,10 @@ fn in_place_rewrites_never_expose_empty_or_truncated_content() {
     // Well above a scheduling hiccup of the writer thread on a loaded machine.
     let debounce = Duration::from_millis(60);
     let mut s = DirSource::with_debounce(&p, debounce).unwrap();
-    assert_eq!(s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(), 20);
+    assert_eq!(
+        s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(),
+        20
+    );
     let writer = {
         let (path, full) = (p.join("lb.yaml"), full.clone());
         std::thread::spawn(move || {
@@ -345,7 +348,10 @@ fn in_place_rewrites_never_expose_empty_or_truncated_content() {
         seen.iter().all(|n| *n == Some(20)),
         "an in-place edit's intermediate state became the content: documents per reported change {seen:?}"
     );
-    assert_eq!(s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(), 20);
+    assert_eq!(
+        s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(),
+        20
+    );
 }
 
 /// A file emptied and left empty for longer than the window is empty: deliberate truncation still deletes.
@@ -357,7 +363,9 @@ fn a_file_that_stays_empty_is_empty() {
     let mut s = DirSource::with_debounce(&p, Duration::from_millis(20)).unwrap();
     fs::write(p.join("lb.yaml"), "").unwrap();
     wait_for(&mut s, "emptied file", |s| {
-        s.files.get(&p.join("lb.yaml")).is_some_and(|f| f.documents.is_empty())
+        s.files
+            .get(&p.join("lb.yaml"))
+            .is_some_and(|f| f.documents.is_empty())
     });
 }
 
