@@ -86,7 +86,8 @@ pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
             Ok(entry) => {
                 let p = entry.path();
                 let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                if yaml && p.is_file() {
+                // Special files are passed on so that reading them reports what they are (a directory is skipped).
+                if yaml && p.exists() && !p.is_dir() {
                     files.push(p);
                 }
             }
@@ -214,8 +215,8 @@ impl LoadCache {
 /// Loads one file.
 pub fn load_file(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, &text),
+    match crate::source::read::read_manifest(path) {
+        Ok(bytes) => load_bytes(path, &bytes),
         Err(e) => (Vec::new(), vec![LoadError::whole_file(path, e.to_string())]),
     }
 }
