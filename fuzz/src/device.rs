@@ -663,3 +663,97 @@ fn check_ring_registers(d: &Device) {
         "MB_STATUS is not a status"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The independent status oracle gives the contract's status for one command of each kind of fault, in the
+    /// contract's precedence.
+    #[test]
+    fn expected_status_follows_the_contract() {
+        let t = TableMemory::new(&config());
+        let mb =
+            |op, table, index, count, arg| expected_status(&t, Source::Mailbox, op, table, index, count, arg);
+        let ring =
+            |op, table, index, count, arg| expected_status(&t, Source::Ring, op, table, index, count, arg);
+        use Opcode::*;
+        use TableId::*;
+        assert_eq!(mb(Nop, None, u32::MAX, 0, 99), Status::Ok);
+        assert_eq!(mb(Write, None, 0, 1, 0), Status::BadTable);
+        assert_eq!(
+            mb(Write, Some(LbCounter), 99, 0, 0),
+            Status::BadTable,
+            "table before range"
+        );
+        assert_eq!(mb(WriteWord, Some(TargetCounter), 0, 1, 0), Status::BadTable);
+        assert_eq!(
+            mb(Fill, Some(LbCounter), 0, 8, 0),
+            Status::Ok,
+            "FILL clears counters"
+        );
+        assert_eq!(mb(Read, Some(LbCounter), 0, 4, 0), Status::Ok);
+        assert_eq!(
+            mb(Read, Some(LbCounter), 0, 5, 0),
+            Status::OutOfRange,
+            "more than 16 staged words"
+        );
+        assert_eq!(
+            ring(Read, Some(LbCounter), 0, 8, 0),
+            Status::Ok,
+            "the ring has no staging limit"
+        );
+        assert_eq!(mb(Write, Some(Range), 31, 1, 0), Status::Ok);
+        assert_eq!(mb(Write, Some(Range), 31, 2, 0), Status::OutOfRange);
+        assert_eq!(mb(Fill, Some(Bucket), 0, 0, 0), Status::OutOfRange, "count 0");
+        assert_eq!(mb(Fill, Some(Bucket), 0, 64, 0), Status::Ok);
+        assert_eq!(
+            mb(Fill, Some(Bucket), u32::MAX, 2, 0),
+            Status::OutOfRange,
+            "index + count wraps"
+        );
+        assert_eq!(
+            mb(WriteWord, Some(Lb), 15, 0, 15),
+            Status::Ok,
+            "WRITE_WORD ignores COUNT"
+        );
+        assert_eq!(
+            mb(WriteWord, Some(Lb), 16, 1, 16),
+            Status::OutOfRange,
+            "index before word"
+        );
+        assert_eq!(mb(WriteWord, Some(Lb), 0, 1, 16), Status::BadWord);
+    }
+
+    /// The reference ring execution reports DMA faults and reserved bytes as the contract does.
+    #[test]
+    fn reference_descriptor_statuses() {
+        let mut t = TableMemory::new(&config());
+        let mut host = vec![0u8; HOST_LEN];
+        let mut put = |i: usize, d: [u8; DESC_SIZE]| host[32 * i..32 * i + 32].copy_from_slice(&d);
+        let desc = |op: u8, table: u8, count: u32, iova: u64| {
+            let mut d = [0u8; DESC_SIZE];
+            d[0] = op;
+            d[1] = table;
+            d[8..12].copy_from_slice(&count.to_le_bytes());
+            d[16..24].copy_from_slice(&iova.to_le_bytes());
+            d
+        };
+        put(0, desc(1, 3, 1, PAYLOAD_AT));
+        put(1, desc(1, 3, 1, HOST_BASE + HOST_LEN as u64 - 16));
+        let mut reserved = desc(5, 0, 0, 0);
+        reserved[30] = 1;
+        put(2, reserved);
+        put(3, desc(2, 9, 1, PAYLOAD_AT));
+        let mut run = |i| reference_descriptor(&mut t, &mut host, i, 16);
+        assert_eq!(run(0), Ok(()));
+        assert_eq!(
+            run(1),
+            Err(Status::DmaFault),
+            "payload across the end of host memory"
+        );
+        assert_eq!(run(2), Err(Status::BadOpcode), "reserved bytes");
+        assert_eq!(run(3), Err(Status::BadTable));
+        assert_eq!(run(4), Err(Status::BadOpcode), "an all-zero descriptor");
+    }
+}
