@@ -16,6 +16,7 @@ pub mod fsmode;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
+pub mod printable;
 pub mod reconcile;
 pub mod source;
 pub mod store;
