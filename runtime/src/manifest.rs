@@ -67,7 +67,8 @@ impl LoadError {
     }
 }
 
-/// Loads `path`: a file, or every `*.yaml`/`*.yml` file directly in a directory (sorted by name, not recursive).
+/// Loads `path`: a file, or every manifest file directly in a directory (sorted by name, not recursive): the
+/// names [`crate::source::dir::is_manifest_name`] accepts, the same files the daemon's watcher reads.
 pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
     let mut objects = Vec::new();
@@ -85,8 +86,8 @@ pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
         match entry {
             Ok(entry) => {
                 let p = entry.path();
-                let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                if yaml && p.is_file() {
+                // The watcher's rule, so `validate`, `run --once` and the daemon read the same files.
+                if crate::source::dir::is_manifest_name(&p) && p.is_file() {
                     files.push(p);
                 }
             }
