@@ -86,8 +86,9 @@ pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
         match entry {
             Ok(entry) => {
                 let p = entry.path();
-                // The watcher's rule, so `validate`, `run --once` and the daemon read the same files.
-                if crate::source::dir::is_manifest_name(&p) && p.is_file() {
+                // The watcher's rule, so `validate`, `run --once` and the daemon read the same files. Special files
+                // are passed on so that reading them reports what they are (a directory is skipped).
+                if crate::source::dir::is_manifest_name(&p) && p.exists() && !p.is_dir() {
                     files.push(p);
                 }
             }
@@ -215,8 +216,8 @@ impl LoadCache {
 /// Loads one file.
 pub fn load_file(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, &text),
+    match crate::source::read::read_manifest(path) {
+        Ok(bytes) => load_bytes(path, &bytes),
         Err(e) => (Vec::new(), vec![LoadError::whole_file(path, e.to_string())]),
     }
 }

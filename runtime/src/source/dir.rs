@@ -3,7 +3,10 @@
 //! * Reads `*.yaml` / `*.yml` directly in the directory (non-recursive). Dotfiles (`.foo.yaml`,
 //!   Kubernetes ConfigMap `..data` links) and editor temporaries (`*~`, `.#*`, `*.swp`, …) are ignored.
 //!   Symlinks are followed, so a mounted ConfigMap (whose entries are links into `..data/`) works and
-//!   its atomic `..data` swap is seen.
+//!   its atomic `..data` swap is seen. Only regular files up to [`super::read::MAX_MANIFEST_BYTES`] are read,
+//!   on the startup scan and on every event alike ([`super::read`]): a FIFO, socket or device with a manifest
+//!   name (or a link to one) is never opened for reading past its type check, and gets a [`FileError`] saying
+//!   what it is; a directory with a manifest name is ignored.
 //! * A change is reported once the directory has been quiet for the debounce window (default
 //!   [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after [`MAX_DEBOUNCE_FACTOR`]
 //!   windows so it cannot starve the consumer: the files that settled are taken then, while a file that
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde::Deserialize;
 
+use super::read::{read_manifest, FileKind, ReadError};
 use super::{FileError, Snapshot, Source, SourceError, SourceFile};
 
 /// Default quiet period before a burst of events is treated as settled.
@@ -43,6 +47,8 @@ struct FileSlot {
     error: Option<FileError>,
     /// The bytes seen at the last scan (good or bad), to skip re-parsing unchanged files.
     last_bytes: Option<Vec<u8>>,
+    /// The file was refused for its type or size ([`ReadError::is_refusal`]).
+    refused: bool,
 }
 
 /// A [`Source`] backed by a directory of YAML manifest files. See the [module docs](self).
@@ -114,6 +120,16 @@ impl DirSource {
         &self.dir
     }
 
+    /// Manifest files currently refused for their type (a FIFO, a device, a socket) or their size (over
+    /// [`super::read::MAX_MANIFEST_BYTES`]); each also has a [`FileError`] in the snapshot.
+    pub fn refused(&self) -> Vec<PathBuf> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.refused)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Receive the next relevant event, noting what it touched, or time out / fail.
     fn recv_relevant(&self, timeout: Duration, touched: &mut Touched) -> Result<bool, SourceError> {
         let deadline = Instant::now() + timeout;
@@ -157,7 +173,7 @@ impl DirSource {
     fn prefetch(&mut self, touched: &Touched) {
         let Touched::Files(paths) = touched else { return };
         for path in paths.keys() {
-            let Ok(bytes) = std::fs::read(path) else { continue };
+            let Ok(bytes) = read_manifest(path) else { continue };
             let known = self.prefetched.get(path).is_some_and(|(b, _)| *b == bytes)
                 || self.slots.get(path).and_then(|s| s.last_bytes.as_ref()) == Some(&bytes);
             if !known {
@@ -186,9 +202,16 @@ impl DirSource {
         };
         let mut changed = false;
         for path in paths {
-            // Follow symlinks; skip directories and dangling links.
-            let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-            if !is_file {
+            // Symlinks are followed; only regular files up to the size limit are read (super::read).
+            let read = read_manifest(&path);
+            let absent = match &read {
+                Err(e) if e.is_not_found() => true,
+                Err(ReadError::NotRegular {
+                    kind: FileKind::Directory,
+                }) => true,
+                _ => false,
+            };
+            if absent {
                 changed |= self
                     .slots
                     .remove(&path)
@@ -197,7 +220,8 @@ impl DirSource {
             }
             let slot = self.slots.entry(path.clone()).or_default();
             let before = (slot.good.clone(), slot.error.clone());
-            match std::fs::read(&path) {
+            slot.refused = false;
+            match read {
                 Ok(bytes) => {
                     if slot.last_bytes.as_deref() == Some(&bytes[..]) {
                         continue;
@@ -228,9 +252,13 @@ impl DirSource {
                     }
                     slot.last_bytes = Some(bytes);
                 }
-                // Removed between listing and reading: the next event's rescan drops it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // A special file or one over the size limit (refused, never opened or read past the limit), or a
+                // read error: the last good content stays, with the error.
                 Err(e) => {
+                    if e.is_refusal() {
+                        tracing::warn!(file = %path.display(), error = %e, "manifest file refused");
+                    }
+                    slot.refused = e.is_refusal();
                     slot.error = Some(FileError {
                         path: path.clone(),
                         line: None,

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod dir;
+pub mod read;
 
 pub use dir::DirSource;
 
