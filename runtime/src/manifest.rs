@@ -9,6 +9,7 @@
 //! the start of a line inside a multi-line quoted scalar is therefore not supported.
 
 use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
+use crate::printable::printable;
 use crate::source::{FileError, Snapshot, SourceFile};
 use crate::store::FileChange;
 use serde::de::DeserializeOwned;
@@ -38,7 +39,8 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Names and messages come from the manifest: escaped, so they cannot forge output lines.
+        write!(f, "{}", printable(&self.file.to_string_lossy()))?;
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
         }
@@ -46,9 +48,9 @@ impl fmt::Display for LoadError {
             write!(f, ", line {l}")?;
         }
         if let Some(o) = &self.object {
-            write!(f, ": {o}")?;
+            write!(f, ": {}", printable(o))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", printable(&self.message))
     }
 }
 
