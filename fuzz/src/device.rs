@@ -45,6 +45,7 @@ pub fn config() -> DeviceConfig {
         host_mem_len: HOST_LEN,
         host_iova_base: HOST_BASE,
         ring_budget: 3,
+        v1_0: false,
     }
 }
 
