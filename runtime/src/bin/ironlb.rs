@@ -100,9 +100,13 @@ struct RunArgs {
     pools: PoolArgs,
     #[command(flatten)]
     host: HostArgs,
-    /// Control socket (default STATE_DIR/ironlb.sock).
+    /// Control socket (default STATE_DIR/ironlb.sock), mode 0660.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Group (name or number) owning the control socket: its members may run `ironlb status`, `dump`, `stats` and
+    /// `trace` against the daemon. Default: the daemon's group.
+    #[arg(long)]
+    socket_group: Option<String>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
@@ -517,6 +521,18 @@ fn progress_bar() -> Option<ironlb_runtime::reconcile::ProgressFn> {
     }))
 }
 
+/// `--socket-group`: a group name, or a number.
+fn group_id(g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(grp)) => Ok(grp.gid.as_raw()),
+        Ok(None) => bail!(bad(format!("--socket-group {g}: no such group"))),
+        Err(e) => bail!("--socket-group {g}: looking up the group: {e}"),
+    }
+}
+
 fn run_daemon(args: RunArgs) -> Result<()> {
     let RunArgs {
         manifests,
@@ -525,11 +541,13 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         pools: pools_,
         host: host_,
         socket,
+        socket_group,
         metrics,
         log_format,
         debounce_ms,
         once,
     } = args;
+    let socket_group = socket_group.map(|g| group_id(&g)).transpose()?;
     init_logs(&log_format);
     if !manifests.is_dir() {
         bail!(bad(format!(
@@ -546,6 +564,7 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         pools: pools(&pools_)?,
         host: host(&host_)?,
         socket,
+        socket_group,
         metrics,
         debounce: Duration::from_millis(debounce_ms),
     };
