@@ -51,9 +51,7 @@ impl Intent {
             acc.read32(UNDERLAY_MTU),
             acc.read32(UNDERLAY_HOP_LIMIT) as u8,
         ));
-        self.generation = caps
-            .has(FEATURE_GENERATION)
-            .then(|| acc.read32(GENERATION));
+        self.generation = caps.has(FEATURE_GENERATION).then(|| acc.read32(GENERATION));
     }
 }
 
@@ -107,7 +105,9 @@ impl Device {
         if self.caps.has(FEATURE_GENERATION) {
             let g = acc.read32(GENERATION);
             if g == u32::MAX {
-                return Err(DriverError::DeviceGone { register: "GENERATION" });
+                return Err(DriverError::DeviceGone {
+                    register: "GENERATION",
+                });
             }
             return Ok((Some(g) != self.intent.generation).then_some(ResetSeen {
                 before: self.intent.generation,

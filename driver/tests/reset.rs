@@ -19,13 +19,32 @@ fn programmed(cfg: DeviceConfig) -> (Device, SharedModel) {
     let backend = InprocBackend::new(cfg).unwrap();
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend)).unwrap();
-    dev.set_port(0, PortCfg { enabled: true, kind: PortKind::Public }).unwrap();
-    dev.set_port(3, PortCfg { enabled: true, kind: PortKind::Underlay }).unwrap();
+    dev.set_port(
+        0,
+        PortCfg {
+            enabled: true,
+            kind: PortKind::Public,
+        },
+    )
+    .unwrap();
+    dev.set_port(
+        3,
+        PortCfg {
+            enabled: true,
+            kind: PortKind::Underlay,
+        },
+    )
+    .unwrap();
     dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
     for i in 0..20u32 {
         let vip = format!("203.0.113.{}", 10 + i);
-        dev.apply(&spec(i + 1, &[v4(&vip, DOMAIN_PUBLIC)], &[(Tcp, 80, 80), (Udp, 1000, 1100)], 10 * i..10 * i + 3))
-            .unwrap();
+        dev.apply(&spec(
+            i + 1,
+            &[v4(&vip, DOMAIN_PUBLIC)],
+            &[(Tcp, 80, 80), (Udp, 1000, 1100)],
+            10 * i..10 * i + 3,
+        ))
+        .unwrap();
     }
     dev.set_enabled(true);
     (dev, model)
@@ -52,7 +71,13 @@ fn reset_is_detected_and_restored(cfg: DeviceConfig, how: fn(&SharedModel)) {
     assert!(forwards_all(&model));
     assert_eq!(dev.check_reset().unwrap(), None, "no reset yet");
     // Nothing the driver does itself looks like a reset.
-    dev.apply(&spec(1, &[v4("203.0.113.10", DOMAIN_PUBLIC)], &[(Tcp, 80, 80)], 0..5)).unwrap();
+    dev.apply(&spec(
+        1,
+        &[v4("203.0.113.10", DOMAIN_PUBLIC)],
+        &[(Tcp, 80, 80)],
+        0..5,
+    ))
+    .unwrap();
     assert_eq!(dev.check_reset().unwrap(), None);
     let before = dev.read_state().unwrap().specs();
 
@@ -108,5 +133,8 @@ fn generation_changes_on_every_reset() {
 fn all_ones_is_a_removed_device() {
     let (mut dev, model) = programmed(DeviceConfig::small());
     model.lock().unwrap().bar().write32(ID as usize, u32::MAX);
-    assert!(matches!(dev.check_reset(), Err(DriverError::DeviceGone { register: "ID" })));
+    assert!(matches!(
+        dev.check_reset(),
+        Err(DriverError::DeviceGone { register: "ID" })
+    ));
 }
