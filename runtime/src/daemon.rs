@@ -123,6 +123,12 @@ pub struct DaemonConfig {
     pub metrics: Option<SocketAddr>,
     /// Debounce window of the manifest watcher.
     pub debounce: Duration,
+    /// How long a deleted LoadBalancer's lb_id and IPs are held ([`Reconciler::set_release_grace`]).
+    pub release_grace: Duration,
+    /// Start even though the allocation state does not claim load balancers the device holds (`alloc.json` lost):
+    /// they are removed and re-created with new lb_ids and VIPs. Without it such a start is refused
+    /// ([`DaemonError::AllocationsLost`]).
+    pub remove_unclaimed: bool,
 }
 
 /// Daemon start-up and run failures.
@@ -167,6 +173,24 @@ pub enum DaemonError {
     /// The allocator state could not be opened.
     #[error(transparent)]
     Alloc(#[from] crate::alloc::AllocError),
+    /// The device holds load balancers the allocation state does not claim although they were ours: starting would
+    /// re-create them with new lb_ids and VIPs.
+    #[error(
+        "{} does not claim {unclaimed} load balancers the device holds ({evidence}); starting would remove them and \
+         re-create them with new lb_ids and VIPs. Restore {} from a backup (status.json in the same directory lists \
+         every LoadBalancer's lb_id and IPs), or start with --remove-unclaimed to accept new VIPs \
+         (docs/operations.md \"Lost allocation state\")",
+        path.display(),
+        path.display()
+    )]
+    AllocationsLost {
+        /// The allocation state file.
+        path: PathBuf,
+        /// How many device load balancers no allocation claims.
+        unclaimed: usize,
+        /// Why they are taken to be ours: the state is empty, or status.json names them.
+        evidence: String,
+    },
     /// A sync failed as a whole.
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
@@ -514,7 +538,11 @@ impl Daemon {
             })?;
         let cap = opened.device.caps().lb_ids;
         let alloc = Allocator::open(&cfg.state_dir.join("alloc.json"), cfg.pools.clone(), cap)?;
-        let rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
+        if !cfg.remove_unclaimed {
+            check_allocations_not_lost(&cfg.state_dir, &opened.device, &alloc)?;
+        }
+        let mut rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
+        rec.set_release_grace(cfg.release_grace);
         let source = DirSource::with_debounce(&cfg.manifests, cfg.debounce)?;
         let shared = Arc::new(Mutex::new(Shared {
             rec,
@@ -772,6 +800,48 @@ impl Drop for Daemon {
             let _ = fs::remove_file(&self.socket_path);
         }
     }
+}
+
+/// Refuses a start that would re-number live load balancers because their allocations were lost: the device holds
+/// load balancers no allocation claims, and either the allocation state is empty (`alloc.json` deleted, or valid
+/// but empty) or `status.json` names them as LoadBalancers of ours (an older `alloc.json` put back). Unclaimed
+/// load balancers with neither sign (another writer's leftovers) are still removed as orphans.
+fn check_allocations_not_lost(
+    state_dir: &Path,
+    dev: &ironlb_driver::Device,
+    alloc: &Allocator,
+) -> Result<(), DaemonError> {
+    let claimed: std::collections::BTreeSet<u32> =
+        alloc.state().lbs.values().filter_map(|a| a.lb_id).collect();
+    let unclaimed: std::collections::BTreeSet<u32> = dev
+        .programmed()
+        .map(|s| s.lb_id)
+        .filter(|id| !claimed.contains(id))
+        .collect();
+    if unclaimed.is_empty() {
+        return Ok(());
+    }
+    let evidence = if alloc.state().lbs.is_empty() {
+        "the allocation state is empty".to_string()
+    } else {
+        let named = StatusFile::read(state_dir)
+            .map(|s| {
+                s.load_balancers
+                    .iter()
+                    .filter(|l| l.lb_id.is_some_and(|id| unclaimed.contains(&id)))
+                    .count()
+            })
+            .unwrap_or(0);
+        if named == 0 {
+            return Ok(());
+        }
+        format!("status.json names {named} of them as LoadBalancers")
+    };
+    Err(DaemonError::AllocationsLost {
+        path: alloc.path().to_path_buf(),
+        unclaimed: unclaimed.len(),
+        evidence,
+    })
 }
 
 /// Scrape-time device figures for the metrics endpoint.

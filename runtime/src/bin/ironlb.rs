@@ -116,10 +116,18 @@ struct RunArgs {
     /// Quiet time before a burst of manifest changes is applied, in milliseconds.
     #[arg(long, default_value_t = 2)]
     debounce_ms: u64,
-    /// Sync once, print what was programmed and exit (exit 2 if a LoadBalancer is invalid, 1 if one could
-    /// not be programmed).
+    /// Sync once, print what was programmed and exit (exit 2 if a manifest does not load or an object is
+    /// invalid, 1 if a LoadBalancer could not be programmed).
     #[arg(long)]
     once: bool,
+    /// How long a deleted LoadBalancer's lb_id and IPs stay allocated after it left the device, e.g. 10m, 1h, 0s.
+    /// A LoadBalancer that comes back within it keeps its VIPs.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    release_grace: Duration,
+    /// Start even though the allocation state (alloc.json) does not claim load balancers the device holds:
+    /// remove them and re-create them with new lb_ids and VIPs (see docs/operations.md "Lost allocation state").
+    #[arg(long)]
+    remove_unclaimed: bool,
 }
 
 #[derive(Subcommand)]
@@ -546,6 +554,8 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         log_format,
         debounce_ms,
         once,
+        release_grace,
+        remove_unclaimed,
     } = args;
     let socket_group = socket_group.map(|g| group_id(&g)).transpose()?;
     init_logs(&log_format);
@@ -567,6 +577,8 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         socket_group,
         metrics,
         debounce: Duration::from_millis(debounce_ms),
+        release_grace,
+        remove_unclaimed,
     };
     let mut d = Daemon::start(cfg).context("starting the daemon")?;
     d.set_progress(progress_bar());
