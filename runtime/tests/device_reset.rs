@@ -38,6 +38,8 @@ fn config(manifests: &Path, state: &Path, device_config: DeviceConfig) -> Daemon
         socket_group: None,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         debounce: Duration::from_millis(2),
+        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        remove_unclaimed: false,
     }
 }
 
