@@ -83,7 +83,7 @@ fn status_name(raw: u32) -> &'static str {
 }
 
 /// Poll `done` until it returns true, calling the backend's wait hint between polls.
-fn wait_until(
+pub(crate) fn wait_until(
     acc: &mut dyn DeviceAccess,
     register: &'static str,
     mut done: impl FnMut(&mut dyn DeviceAccess) -> bool,
