@@ -363,9 +363,12 @@ impl Device {
     fn drop_snapshot(&mut self) -> Result<(), DriverError> {
         let seq = self.acc.read32(DROP_SNAPSHOT_DONE).wrapping_add(1);
         self.acc.write32(DROP_SNAPSHOT, seq);
-        crate::cmd::wait_until(self.acc.as_mut(), "DROP_SNAPSHOT_DONE", |a| {
-            a.read32(DROP_SNAPSHOT_DONE) == seq
-        })
+        crate::cmd::wait_until(
+            self.acc.as_mut(),
+            "DROP_SNAPSHOT_DONE",
+            crate::cmd::COMMAND_TIMEOUT,
+            |a| a.read32(DROP_SNAPSHOT_DONE) == seq,
+        )
     }
 
     /// Read a live 64-bit counter the naive way (low word, then high word), as a v1.0 driver did. It can tear at a
@@ -382,7 +385,7 @@ impl Device {
         let acc = self.acc.as_mut();
         let start = std::time::Instant::now();
         while acc.read32(CONTROL) & CONTROL_RESET != 0 {
-            if start.elapsed() > crate::cmd::COMMAND_TIMEOUT {
+            if start.elapsed() > crate::cmd::RESET_TIMEOUT {
                 return Err(DriverError::Timeout {
                     register: "CONTROL.RESET",
                     waited: start.elapsed(),
