@@ -317,7 +317,7 @@ impl Ops {
 }
 
 fn device_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    let (wr, rd, ww, fill, nop) = (1, 2, 3, 4, 5);
+    let (wr, rd, ww, fill, nop, fence) = (1, 2, 3, 4, 5, 6);
     let (lb, range, target, bucket, lbc) = (1, 2, 3, 4, 5);
     let target_entry: Vec<u32> = (1..=8).collect();
     vec![
@@ -329,6 +329,7 @@ fn device_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 .mailbox(ww, lb, 5, 1, 15, &[0x8000_0000])
                 .mailbox(fill, bucket, 0, 64, 7, &[])
                 .mailbox(rd, lbc, 0, 4, 0, &[])
+                .mailbox(fence, 0, 0, 0, 0, &[])
                 .0,
         ),
         (
@@ -355,6 +356,7 @@ fn device_seeds() -> Vec<(&'static str, Vec<u8>)> {
                     (0, ww, lb, 0, 0, 15, 0, 0x8000_0000),
                     (0, rd, bucket, 0, 64, 0, 512, 0),
                     (0, nop, 0, 0, 0, 0, 0, 0),
+                    (0, fence, 0, 0, 0, 0, 0, 0),
                 ])
                 .ring_batch(&[(0, wr, lbc, 0, 1, 0, 0, 0), (0, nop, 0, 0, 0, 0, 0, 0)])
                 .0,
