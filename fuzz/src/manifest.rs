@@ -20,7 +20,9 @@ pub const FILE: &str = "fuzz.yaml";
 pub fn run(data: &[u8]) {
     let file = Path::new(FILE);
     let (objects, load_errors) = load_bytes(file, data);
-    let lines = yaml_line_breaks(data) + 1; // the parser may point just past the last line break
+    // The parser reports the end of input on the line after the last one (after the last break, or a forced new
+    // line when the file does not end with one).
+    let lines = yaml_line_breaks(data) + 2;
     for e in &load_errors {
         check_load_error(e, file, lines);
     }

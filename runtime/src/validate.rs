@@ -194,14 +194,14 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
                 .or_insert(if cx.bad[i] { None } else { Some(v) });
         }
     }
-    // Load balancers: key -> network name.
-    let mut lbs: BTreeMap<Key, Option<String>> = BTreeMap::new();
+    // Load balancers: key -> network name (`None`: the LoadBalancer is invalid).
+    let mut lbs: BTreeMap<Key, Option<Option<String>>> = BTreeMap::new();
     let mut vips: BTreeMap<(VipDomain, IpAddr), String> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::LoadBalancer(lb) = o {
             check_lb(&mut cx, i, lb, &networks, &prefixes, &nic_ips, &mut vips);
             let net = lb.spec.network_ref.as_ref().map(|r| r.name.clone());
-            lbs.entry(key(o)).or_insert(net);
+            lbs.entry(key(o)).or_insert((!cx.bad[i]).then_some(net));
         }
     }
     for (i, (_, o)) in objects.iter().enumerate() {
@@ -620,7 +620,7 @@ fn check_routing(
     r: &LoadBalancerRouting,
     networks: &BTreeMap<Key, Option<u32>>,
     nics: &BTreeMap<Key, Option<(Option<String>, String)>>,
-    lbs: &BTreeMap<Key, Option<String>>,
+    lbs: &BTreeMap<Key, Option<Option<String>>>,
 ) {
     let ns = r.metadata.namespace().to_string();
     check_network_ref(cx, i, "networkRef", r.network_ref.as_ref(), networks);
@@ -631,7 +631,13 @@ fn check_routing(
             "metadata.name",
             format!("no LoadBalancer {ns}/{}", r.metadata.name),
         ),
-        Some(lb_net) if net.is_some() && *lb_net != net => {
+        // A routing of an invalid LoadBalancer is rejected with it, as every reference to a bad object is.
+        Some(None) => cx.err(
+            i,
+            "metadata.name",
+            format!("LoadBalancer {ns}/{} is invalid", r.metadata.name),
+        ),
+        Some(Some(lb_net)) if net.is_some() && *lb_net != net => {
             let msg = format!(
                 "{} differs from the LoadBalancer's networkRef",
                 net.clone().unwrap_or_default()

@@ -279,6 +279,19 @@ fn bad_cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["case.yaml: LoadBalancerRouting default/ghost: metadata.name: no LoadBalancer default/ghost"],
         ),
         (
+            // Found by the manifest fuzz target (validation was not stable: the routing became invalid on its own).
+            "routing of an invalid load balancer",
+            format!(
+                "{}---\napiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancerRouting\nmetadata: {{name: lb}}\n\
+                 networkRef: {{name: my-network}}\ndestinations: []\n",
+                public("ports: [{protocol: tcp, port: 0}]")
+            ),
+            vec![
+                "case.yaml: LoadBalancer default/lb: spec.ports[0].port: 0 out of range 1..=65535",
+                "case.yaml: LoadBalancerRouting default/lb: metadata.name: LoadBalancer default/lb is invalid",
+            ],
+        ),
+        (
             "routing to an unknown interface and a wrong uid",
             format!(
                 "{}---\n{}---\napiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancerRouting\nmetadata: {{name: lb}}\n\
