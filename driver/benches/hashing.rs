@@ -239,7 +239,7 @@ fn main() {
                 "{:>12} {:>5} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.3} {:>9.0}",
                 s.name,
                 n,
-                r.bytes / 1024,
+                r.bytes,
                 pct(r.removal.worst),
                 pct(r.removal.mean()),
                 pct(r.addition.worst),

@@ -24,22 +24,30 @@
 //! slot c is `w(t, c) = mix(kh(t) ^ sh(c))` (rendezvous / highest-random-weight hashing).
 //!
 //! Each target has a capacity `cap(t) = (floor(LOAD_NUM * M * 2^32 / (LOAD_DEN * N)) + (kh(t) >> 32)) >> 32`: the
-//! load bound `LOAD_NUM/LOAD_DEN * M/N` (1.25 x the mean), rounded up or down by the target's own hash so that one
-//! target more or less changes few capacities. Slots are filled in index order `c = 0, 1, …, M-1`: slot c goes to the
-//! target of highest `w(t, c)` among the targets still below their capacity (ties, which need equal 64-bit weights,
-//! to the lower key); if all are at capacity (never seen: the capacities sum to about 1.25 M) among all targets.
+//! load bound `LOAD_NUM/LOAD_DEN * M/N` (1.2 x the mean), rounded up or down by the target's own hash so that one
+//! target more or less changes only about `1.2 M/N` capacities by one instead of all of them. Then:
+//!
+//! 1. every slot's *favourite* is its target of highest `w(t, c)` (ties, which need equal 64-bit weights, to the
+//!    lower key);
+//! 2. every target keeps at most `cap(t)` of the slots that favour it: those of highest `w(t, c)` (lower slot index
+//!    on ties); the others are *shed*;
+//! 3. shed slots, in increasing index order, go to the target of highest `w(t, c)` among those holding fewer than
+//!    `cap(t)` slots (kept plus already received); if all are full (never seen: the capacities sum to about 1.2 M), to
+//!    their favourite.
 //!
 //! Properties (docs/performance.md, `cargo bench -p ironlb-driver --bench hashing`; property tests below):
-//! - Balance: no target owns more than `floor(1.25 M/N) + 1` slots, i.e. max/mean <= 1.25 + N/M (1.27 at N = 64,
-//!   1.5 at N = 1,024).
-//! - Disruption: without capacities every slot keeps its highest-weight target, so one target added or removed moves
-//!   only the slots of that target. The capacities move a few more (a slot whose favourite filled up earlier than
-//!   before goes to its next choice): measured at most [`MAX_KEPT_MOVED_PERCENT`] of all slots between targets that
-//!   stay, for N from 1 to 1,024.
+//! - Balance: no target owns more than `cap(t) <= floor(1.2 M/N) + 1` slots, i.e. max/mean <= 1.2 + N/M (1.22 at
+//!   N = 64, 1.45 at N = 1,024).
+//! - Disruption: without capacities (step 1 alone, plain rendezvous hashing) one target added or removed changes
+//!   only the slots that target wins or won. The capacities move a few more (a target that receives one favourite
+//!   more, or whose capacity changes by one, sheds or keeps one slot more): measured at most 0.51% of all slots
+//!   between targets that stay, mean 0.14%, for N from 1 to 1,025 ([`MAX_KEPT_MOVED_PERCENT`] is the bound the tests
+//!   hold).
 //!
 //! [`Maglev`] (classic, for the reference row of the bench) and [`StableMaglev`] (the default until issue 13, kept for
-//! the bench's "old" rows) fill the same M from per-target permutations; both are exactly balanced but a pure
-//! function of (targets, M) only for a fixed M, and move more than one share on a change (module tests).
+//! the bench's "old" rows) fill the same M from per-target permutations; both are exactly balanced pure functions of
+//! (targets, M), but a change moves slots between targets that stay (Maglev at M = 65,536: up to 1.45% of all flows;
+//! StableMaglev at M = 4,096: over 1% from N ~ 30).
 //!
 //! The Maglev permutations: sort the targets by key (byte-wise); the target of rank `r` gets
 //! `offset = crc(MAGLEV_OFFSET_SEED, key) mod M`, `skip = (crc(MAGLEV_SKIP_SEED, key) mod M) | 1` and visits slot
@@ -669,7 +677,7 @@ mod tests {
         let (hi, lo) = (0xfd00_0000_0000_0000u64, 1u64);
         assert_eq!(key_hash(&k), mix64(mix64(hi ^ KEY_SEED) ^ lo));
         assert_eq!(slot_hash(7), mix64(7 ^ SLOT_SEED));
-        // Capacities: 1.25 * 4096 / 3 = 1706.67 rounded by the top 32 bits of kh.
+        // Capacities at load 5/4: 1.25 * 4096 / 3 = 1706.67, rounded by the top 32 bits of kh.
         let kh = [0, u64::MAX, 0x6000_0000_0000_0000];
         assert_eq!(
             capacities(&kh, 4096, (5, 4)).collect::<Vec<_>>(),
@@ -954,7 +962,7 @@ mod tests {
 
         /// Issue 13's bound along a random history of single additions and removals: every step moves at most 1% of
         /// the slots between targets that stay, all slots of a removed target move, the array is the same whatever
-        /// the input order, and no target owns more than its capacity `floor(1.25 M/N) + 1`.
+        /// the input order, and no target owns more than its capacity `floor(1.2 M/N) + 1`.
         #[test]
         fn history_moves_at_most_one_percent(n in target_count(), seq in any::<bool>(), seed in any::<u64>(),
                                              steps in prop::collection::vec((any::<bool>(), any::<u64>()), 1..=6)) {
@@ -975,7 +983,7 @@ mod tests {
                              "{} -> {} targets moved {} kept slots of {}", keys.len(), next.len(), moved, M);
                 let gone: Vec<&TargetKey> = keys.iter().filter(|k| !next.contains(k)).collect();
                 prop_assert!(slot_keys(&next, &after).iter().all(|k| !gone.contains(&k)));
-                let bound = (5 * M / (4 * next.len()) + 1).min(M);
+                let bound = (6 * M / (5 * next.len()) + 1).min(M);
                 prop_assert!(counts(&next, &after).values().all(|&c| c <= bound));
                 keys = next;
                 array = after;
