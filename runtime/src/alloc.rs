@@ -129,7 +129,8 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// Parses `--public-pool` values: each `ADDR/LEN`, or several separated by commas. Host bits must be clear.
+    /// Parses `--public-pool` values: each `ADDR/LEN`, or several separated by commas. Host bits must be clear, and
+    /// the pool may not contain addresses no VIP may have (`validate::addr::prefix_problem`).
     pub fn parse(values: &[String]) -> Result<Pools, AllocError> {
         let mut pools = Pools::default();
         for value in values {
@@ -151,6 +152,10 @@ impl Pools {
                 let net = network(addr, len);
                 if net != addr {
                     return Err(bad(format!("host bits set; did you mean {net}/{len}?")));
+                }
+                // A pool may not hand out addresses no VIP may have (0.0.0.0, ::, loopback, multicast, …).
+                if let Some(why) = crate::validate::addr::prefix_problem(net, len) {
+                    return Err(bad(why));
                 }
                 match addr {
                     IpAddr::V4(_) => pools.public_v4.push((net, len)),

@@ -515,6 +515,7 @@ impl Daemon {
             tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
         }
         if let Some(m) = &self.metrics {
+            m.set_files_refused(self.source.refused().len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
                 m.reconcile_error(&e.key.0, &e.key.1, e.reason);

@@ -15,6 +15,7 @@ pub mod example;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
+pub mod printable;
 pub mod reconcile;
 pub mod source;
 pub mod store;

@@ -9,6 +9,7 @@
 //! the start of a line inside a multi-line quoted scalar is therefore not supported.
 
 use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
+use crate::printable::printable;
 use crate::source::{FileError, Snapshot, SourceFile};
 use crate::store::FileChange;
 use serde::de::DeserializeOwned;
@@ -38,7 +39,8 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // Names and messages come from the manifest: escaped, so they cannot forge output lines.
+        write!(f, "{}", printable(&self.file.to_string_lossy()))?;
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
         }
@@ -46,9 +48,9 @@ impl fmt::Display for LoadError {
             write!(f, ", line {l}")?;
         }
         if let Some(o) = &self.object {
-            write!(f, ": {o}")?;
+            write!(f, ": {}", printable(o))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", printable(&self.message))
     }
 }
 
@@ -67,7 +69,8 @@ impl LoadError {
     }
 }
 
-/// Loads `path`: a file, or every `*.yaml`/`*.yml` file directly in a directory (sorted by name, not recursive).
+/// Loads `path`: a file, or every manifest file directly in a directory (sorted by name, not recursive): the
+/// names [`crate::source::dir::is_manifest_name`] accepts, the same files the daemon's watcher reads.
 pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
     let mut objects = Vec::new();
@@ -85,8 +88,9 @@ pub fn load_dir(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
         match entry {
             Ok(entry) => {
                 let p = entry.path();
-                let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
-                if yaml && p.is_file() {
+                // The watcher's rule, so `validate`, `run --once` and the daemon read the same files. Special files
+                // are passed on so that reading them reports what they are (a directory is skipped).
+                if crate::source::dir::is_manifest_name(&p) && p.exists() && !p.is_dir() {
                     files.push(p);
                 }
             }
@@ -214,8 +218,8 @@ impl LoadCache {
 /// Loads one file.
 pub fn load_file(path: impl AsRef<Path>) -> (Loaded, Vec<LoadError>) {
     let path = path.as_ref();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(path, &text),
+    match crate::source::read::read_manifest(path) {
+        Ok(bytes) => load_bytes(path, &bytes),
         Err(e) => (Vec::new(), vec![LoadError::whole_file(path, e.to_string())]),
     }
 }

@@ -28,6 +28,7 @@
 //! | `ironlb_reconciles_total` | counter | — | reconcile passes completed (each [`Metrics::observe_reconcile`]) |
 //! | `ironlb_reconcile_errors_total` | counter | `namespace`, `name`, `reason` | LoadBalancer reconciles that failed, by object and condition reason (`TableFull`, `PoolExhausted`, `InvalidSpec`, …); a series appears with its first error and goes when the LoadBalancer is deleted |
 //! | `ironlb_load_balancers` | gauge | `state` = `ready` \| `failed` | LoadBalancers whose last reconcile succeeded / failed; both series are always present |
+//! | `ironlb_manifest_files_refused` | gauge | — | manifest files currently refused for their type (FIFO, socket, device) or size (`crate::source::read`); each is also a source error in `status.json` |
 //!
 //! Device metrics (read from the device at every scrape):
 //!
@@ -165,6 +166,7 @@ pub struct Metrics {
     /// The label sets of `reconcile_errors` by load balancer, to drop them when it is deleted.
     error_series: std::sync::Mutex<BTreeMap<(String, String), Vec<ErrorLabels>>>,
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
+    files_refused: Gauge<u64, AtomicU64>,
 }
 
 impl fmt::Debug for Metrics {
@@ -210,6 +212,13 @@ impl Metrics {
         load_balancers.get_or_create(&[("state", "ready")]).set(0);
         load_balancers.get_or_create(&[("state", "failed")]).set(0);
 
+        let files_refused = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "ironlb_manifest_files_refused",
+            "Manifest files refused for their type (not a regular file) or their size",
+            files_refused.clone(),
+        );
+
         registry.register_collector(Box::new(DeviceCollector {
             stats: Box::new(stats),
         }));
@@ -221,6 +230,7 @@ impl Metrics {
             reconcile_errors,
             error_series: Default::default(),
             load_balancers,
+            files_refused,
         }
     }
 
@@ -270,6 +280,11 @@ impl Metrics {
         self.load_balancers
             .get_or_create(&[("state", "failed")])
             .set(failed);
+    }
+
+    /// Set `ironlb_manifest_files_refused`.
+    pub fn set_files_refused(&self, n: u64) {
+        self.files_refused.set(n);
     }
 
     /// The OpenMetrics text exposition of every metric, ending in `# EOF`. Calls the stats closure once.

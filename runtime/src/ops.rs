@@ -6,6 +6,7 @@
 
 use crate::cli::{build_packet, render_dump, render_trace, BadInput};
 use crate::controller::ObjectKey;
+use crate::printable::printable;
 use crate::reconcile::LbStatus;
 use ironlb_driver::inproc::SharedModel;
 use ironlb_driver::Device;
@@ -357,17 +358,18 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
         return serde_json::to_string(&list).expect("status serialize");
     }
     let mut out = String::new();
+    // Names and messages come from manifests: escaped, so a manifest cannot forge lines of this output.
     for s in statuses.values() {
         let ready = s.condition("Ready");
         let _ = writeln!(
             out,
             "{}/{}  lb_id {}  {}",
-            s.namespace,
-            s.name,
+            printable(&s.namespace),
+            printable(&s.name),
             s.lb_id.map_or("-".to_string(), |i| i.to_string()),
             match ready {
                 Some(c) if c.status == "True" => "Ready".to_string(),
-                Some(c) => format!("NOT READY ({}: {})", c.reason, c.message),
+                Some(c) => format!("NOT READY ({}: {})", c.reason, printable(&c.message)),
                 None => "unknown".to_string(),
             }
         );
@@ -381,7 +383,8 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
                 ips.join(", ")
             }
         );
-        let dests: Vec<&str> = s.destinations.iter().map(|d| d.name.as_str()).collect();
+        let dests: Vec<std::borrow::Cow<'_, str>> =
+            s.destinations.iter().map(|d| printable(&d.name)).collect();
         let _ = writeln!(
             out,
             "  routing  {}",
@@ -405,7 +408,7 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
             let _ = writeln!(out, "  serving its last good configuration");
         }
         if let Some(c) = s.condition("TargetsResolved").filter(|c| c.status != "True") {
-            let _ = writeln!(out, "  warning  {}: {}", c.reason, c.message);
+            let _ = writeln!(out, "  warning  {}: {}", c.reason, printable(&c.message));
         }
     }
     out

@@ -343,11 +343,12 @@ impl Reconciler {
         &self.programmed
     }
 
-    /// `namespace/name` of every load balancer the device holds, by lb_id.
+    /// `namespace/name` of every load balancer the device holds, by lb_id (escaped for printing, see
+    /// [`crate::printable`]).
     pub fn names(&self) -> BTreeMap<u32, String> {
         self.programmed
             .iter()
-            .map(|(k, s)| (s.lb_id, key_str(k)))
+            .map(|(k, s)| (s.lb_id, crate::printable::printable(&key_str(k)).into_owned()))
             .collect()
     }
 

@@ -8,7 +8,10 @@
 //!   under its namespace and network; N is looked up under each of its own label pairs and its network;
 //! - a LoadBalancerRouting names interfaces: routing → destinations, and the routing belongs to the load balancer
 //!   of the same name;
-//! - load balancers sharing a VIP (literal or `status.ips`) validate against each other (the first one claims it).
+//! - load balancers sharing a VIP (literal or `status.ips`) validate against each other (the first one claims it);
+//! - a load balancer's literal VIPs validate against the interfaces of its network (an internal VIP may not be an
+//!   interface's address): interfaces are indexed by network and literal address, and an interface edit affects
+//!   the load balancers claiming one of its addresses.
 //!
 //! Networks and Prefixes are few and their changes rare: a change to one takes the full sync.
 
@@ -66,6 +69,8 @@ struct Indexes {
     nics: BTreeMap<ObjectKey, Pos>,
     nic_by_label: BTreeMap<LabelKey, BTreeSet<ObjectKey>>,
     nic_by_net: BTreeMap<NetKey, BTreeSet<ObjectKey>>,
+    /// Interfaces by network and literal address (an internal VIP may not be one of them).
+    nic_by_ip: BTreeMap<(NetKey, IpAddr), BTreeSet<ObjectKey>>,
     routings: BTreeMap<ObjectKey, Pos>,
     routing_by_nic: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
     /// Networks and Prefixes.
@@ -88,6 +93,16 @@ fn claimed_ips(lb: &LoadBalancer) -> impl Iterator<Item = IpAddr> + '_ {
         .iter()
         .filter_map(|s: &IpSource| s.ip.as_deref())
         .chain(lb.status.ips.iter().map(|s| s.ip.as_str()))
+        .filter_map(|s| s.trim().parse().ok())
+}
+
+/// A network interface's literal addresses (`spec.ips` and `status.ips`).
+fn nic_ips(n: &NetworkInterface) -> impl Iterator<Item = IpAddr> + '_ {
+    n.spec
+        .ips
+        .iter()
+        .filter_map(|s: &IpSource| s.ip.as_deref())
+        .chain(n.status.ips.iter().map(|s| s.ip.as_str()))
         .filter_map(|s| s.trim().parse().ok())
 }
 
@@ -174,6 +189,10 @@ impl Indexes {
                 for l in nic_labels(n) {
                     set(&mut self.nic_by_label, l, &key, add);
                 }
+                let nk = net_key(n.metadata.namespace(), &n.spec.network_ref);
+                for ip in nic_ips(n) {
+                    set(&mut self.nic_by_ip, (nk.clone(), ip), &key, add);
+                }
             }
             Object::LoadBalancerRouting(r) => {
                 at(&mut self.routings);
@@ -206,6 +225,9 @@ impl Indexes {
             Object::NetworkInterface(n) => {
                 let nk = net_key(n.metadata.namespace(), &n.spec.network_ref);
                 out.extend(self.lb_by_net.get(&nk).into_iter().flatten().cloned());
+                for ip in nic_ips(n) {
+                    out.extend(self.lb_by_ip.get(&ip).into_iter().flatten().cloned());
+                }
                 for l in nic_labels(n) {
                     out.extend(self.lb_by_label.get(&l).into_iter().flatten().cloned());
                 }
@@ -387,10 +409,18 @@ impl Store {
             let Some(p) = idx.lbs.get(k) else { continue };
             pos.insert(p.clone());
             let Some(lb) = self.lb(k) else { continue };
+            let (ns, net) = net_key(lb.metadata.namespace(), &lb.spec.network_ref);
+            // Literal VIPs are checked against the interfaces of the network with the same address.
+            for ip in claimed_ips(lb) {
+                let same = idx
+                    .nic_by_ip
+                    .get(&((ns.clone(), net.clone()), ip))
+                    .unwrap_or(&empty);
+                pos.extend(same.iter().filter_map(|n| idx.nics.get(n).cloned()));
+            }
             let Some(sel) = &lb.spec.network_interface_selector else {
                 continue;
             };
-            let (ns, net) = net_key(lb.metadata.namespace(), &lb.spec.network_ref);
             let candidates = sel
                 .match_labels
                 .iter()

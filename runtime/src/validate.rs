@@ -11,10 +11,14 @@ use crate::api::{
     NetworkInterfaceState, Object, Prefix, Protocol,
 };
 use crate::manifest::Loaded;
+use crate::printable::printable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+
+pub mod addr;
+pub mod names;
 
 /// Largest VNI (24 bits).
 pub const MAX_VNI: i64 = 0xFF_FFFF;
@@ -37,10 +41,10 @@ impl fmt::Display for ValidationError {
         write!(
             f,
             "{}: {}: {}: {}",
-            self.file.display(),
-            self.object,
-            self.field,
-            self.message
+            printable(&self.file.to_string_lossy()),
+            printable(&self.object),
+            printable(&self.field),
+            printable(&self.message)
         )
     }
 }
@@ -66,6 +70,8 @@ impl fmt::Display for VipDomain {
 }
 
 type Key = (String, String);
+/// The literal addresses of NetworkInterfaces, by VNI: `(VNI, address)` -> `NetworkInterface namespace/name`.
+type NicIps = BTreeMap<(u32, IpAddr), String>;
 /// A field path and the IP family found there.
 type FieldFamily = (String, IpFamily);
 
@@ -127,12 +133,16 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
         bad: vec![false; objects.len()],
         errors: Vec::new(),
     };
-    // Names: non-empty and unique per kind and namespace.
+    // Names: Kubernetes' rules, unique per kind and namespace; labels: Kubernetes' rules.
     let mut seen: BTreeMap<(Kind, String, String), usize> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         let m = o.metadata();
-        if m.name.is_empty() {
-            cx.err(i, "metadata.name", "must not be empty");
+        check_labels(&mut cx, i, "metadata.labels", &m.labels);
+        if let Some(why) = m.namespace.as_deref().and_then(names::dns1123_label) {
+            cx.err(i, "metadata.namespace", why);
+        }
+        if let Some(why) = names::dns1123_subdomain(&m.name) {
+            cx.err(i, "metadata.name", why);
             continue;
         }
         let k = (o.kind(), m.namespace().to_string(), m.name.clone());
@@ -170,11 +180,12 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
                 .or_insert(if cx.bad[i] { None } else { net });
         }
     }
-    // Network interfaces: key -> (uid, network name) when valid.
+    // Network interfaces: key -> (uid, network name) when valid; their addresses per VNI.
     let mut nics: BTreeMap<Key, Option<(Option<String>, String)>> = BTreeMap::new();
+    let mut nic_ips: NicIps = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::NetworkInterface(n) = o {
-            check_nic(&mut cx, i, n, &networks, &prefixes);
+            check_nic(&mut cx, i, n, &networks, &prefixes, &mut nic_ips);
             let v = (
                 n.metadata.uid.clone(),
                 n.spec.network_ref.clone().unwrap_or_default().name,
@@ -188,7 +199,7 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     let mut vips: BTreeMap<(VipDomain, IpAddr), String> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::LoadBalancer(lb) = o {
-            check_lb(&mut cx, i, lb, &networks, &prefixes, &mut vips);
+            check_lb(&mut cx, i, lb, &networks, &prefixes, &nic_ips, &mut vips);
             let net = lb.spec.network_ref.as_ref().map(|r| r.name.clone());
             lbs.entry(key(o)).or_insert(net);
         }
@@ -199,6 +210,17 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
         }
     }
     (cx.bad.iter().map(|b| !b).collect(), cx.errors)
+}
+
+/// Label keys and values at `field` (`metadata.labels`, a selector's `matchLabels`).
+fn check_labels(cx: &mut Ctx<'_>, i: usize, field: &str, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        if let Some(why) = names::label_key(k) {
+            cx.err(i, field, why);
+        } else if let Some(why) = names::label_value(v) {
+            cx.err(i, format!("{field}.{k}"), why);
+        }
+    }
 }
 
 fn check_network(cx: &mut Ctx<'_>, i: usize, n: &Network, vnis: &mut BTreeMap<u32, String>) -> Option<u32> {
@@ -228,6 +250,10 @@ fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> 
         cx.err(i, "spec.prefix", format!("invalid CIDR {s:?}"));
         return None;
     };
+    if let Some(why) = addr::prefix_problem(net, len) {
+        cx.err(i, "spec.prefix", why);
+        return None;
+    }
     match &p.spec.ip_family {
         Some(IpFamily::Unknown(f)) => cx.err(
             i,
@@ -323,11 +349,22 @@ fn check_nic(
     n: &NetworkInterface,
     networks: &BTreeMap<Key, Option<u32>>,
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    nic_ips: &mut NicIps,
 ) {
-    check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
-    check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes);
+    let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
+    let (mut ips, _) = check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes);
     for (j, ip) in n.status.ips.iter().enumerate() {
-        parse_ip(cx, i, &format!("status.ips[{j}]"), &ip.ip);
+        let f = format!("status.ips[{j}]");
+        if let Some(ip) = parse_ip(cx, i, &f, &ip.ip) {
+            ips.push((f, ip));
+        }
+    }
+    if let Some(vni) = vni {
+        for (_, ip) in ips {
+            nic_ips
+                .entry((vni, ip))
+                .or_insert_with(|| format!("NetworkInterface {}", n.metadata.key()));
+        }
     }
     if let Some(NetworkInterfaceState::Unknown(s)) = &n.status.state {
         cx.err(
@@ -338,12 +375,17 @@ fn check_nic(
     }
     if let Some(u) = &n.status.underlay_address {
         if let Some(ip) = parse_ip(cx, i, "status.underlayAddress", u) {
-            if !ip.is_ipv6() {
-                cx.err(
+            match ip {
+                IpAddr::V4(_) => cx.err(
                     i,
                     "status.underlayAddress",
                     format!("{ip} is not an IPv6 address"),
-                );
+                ),
+                IpAddr::V6(v6) => {
+                    if let Some(why) = addr::underlay_problem(v6) {
+                        cx.err(i, "status.underlayAddress", why);
+                    }
+                }
             }
         }
     }
@@ -363,6 +405,7 @@ fn check_lb(
     lb: &LoadBalancer,
     networks: &BTreeMap<Key, Option<u32>>,
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    nic_ips: &NicIps,
     vips: &mut BTreeMap<(VipDomain, IpAddr), String>,
 ) {
     let s = &lb.spec;
@@ -425,6 +468,20 @@ fn check_lb(
         }
     }
     let family_ok = |f: &IpFamily| families.is_empty() || families.contains(f);
+    let (literals, status): (Vec<_>, Vec<_>) = {
+        let mut usable = |v: Vec<(String, IpAddr)>| -> Vec<(String, IpAddr)> {
+            v.into_iter()
+                .filter(|(f, ip)| match addr::vip_problem(*ip) {
+                    Some(why) => {
+                        cx.err(i, f.clone(), why);
+                        false
+                    }
+                    None => true,
+                })
+                .collect()
+        };
+        (usable(literals), usable(status))
+    };
     for (f, ip) in literals.iter().chain(&status) {
         let fam = IpFamily::of(ip);
         if !family_ok(&fam) {
@@ -501,13 +558,24 @@ fn check_lb(
     // Network and VIP uniqueness per domain.
     let vni = check_network_ref(cx, i, "spec.networkRef", s.network_ref.as_ref(), networks);
     if let Some(m) = &s.network_interface_selector {
+        check_labels(
+            cx,
+            i,
+            "spec.networkInterfaceSelector.matchLabels",
+            &m.match_labels,
+        );
         for (j, r) in m.match_expressions.iter().enumerate() {
+            let f = format!("spec.networkInterfaceSelector.matchExpressions[{j}]");
             if let Some((field, msg)) = r.problem() {
-                cx.err(
-                    i,
-                    format!("spec.networkInterfaceSelector.matchExpressions[{j}].{field}"),
-                    msg,
-                );
+                cx.err(i, format!("{f}.{field}"), msg);
+            }
+            if let Some(why) = names::label_key(&r.key) {
+                cx.err(i, format!("{f}.key"), why);
+            }
+            for (k, v) in r.values.iter().enumerate() {
+                if let Some(why) = names::label_value(v) {
+                    cx.err(i, format!("{f}.values[{k}]"), why);
+                }
             }
         }
     }
@@ -521,6 +589,17 @@ fn check_lb(
     for (f, ip) in literals.iter().chain(&status) {
         if !mine.insert(*ip) {
             continue;
+        }
+        // An internal VIP equal to an interface's address would take that interface's traffic.
+        if let VipDomain::Vni(v) = domain {
+            if let Some(nic) = nic_ips.get(&(v, *ip)) {
+                cx.err(
+                    i,
+                    f.clone(),
+                    format!("VIP {ip} in {domain} is the address of {nic}"),
+                );
+                continue;
+            }
         }
         match vips.get(&(domain, *ip)) {
             Some(other) => cx.err(

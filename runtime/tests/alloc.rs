@@ -15,7 +15,20 @@ fn pools_parse() {
     let p = pools(&["203.0.113.0/24", "2001:db8::/64,198.51.100.0/30"]);
     assert_eq!(p.public_v4, vec![cidr("203.0.113.0/24"), cidr("198.51.100.0/30")]);
     assert_eq!(p.public_v6, vec![cidr("2001:db8::/64")]);
-    for bad in ["203.0.113.0", "203.0.113.0/33", "nope/24", "203.0.113.1/24", ""] {
+    // Issue 12 item 4: pools that would hand out 0.0.0.0, ::, loopback or multicast addresses are refused too.
+    for bad in [
+        "203.0.113.0",
+        "203.0.113.0/33",
+        "nope/24",
+        "203.0.113.1/24",
+        "",
+        "0.0.0.0/0",
+        "::/0",
+        "0.0.0.0/24",
+        "::/120",
+        "127.0.0.0/8",
+        "ff00::/8",
+    ] {
         let err = Pools::parse(&[bad.to_string()]).unwrap_err();
         assert!(matches!(err, AllocError::BadPool { .. }), "{bad}: {err}");
         if !bad.is_empty() {

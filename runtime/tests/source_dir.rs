@@ -297,3 +297,108 @@ fn intermediate_states_inside_the_window_are_not_taken() {
         "the window's intermediate state was taken as content"
     );
 }
+
+/// Issue 12 item 1: a file rewritten in place (truncate, pause, write) for longer than the longest burst: the
+/// burst is cut while the file is mid-write, and neither its empty nor its half-written state may become the
+/// content. The writer leaves the file empty most of the time, so a cut that read it would see it empty.
+#[test]
+fn in_place_rewrites_never_expose_empty_or_truncated_content() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    let full: String = (0..20).map(|i| format!("---\nn: {i}\n")).collect();
+    fs::write(p.join("lb.yaml"), &full).unwrap();
+    // Well above a scheduling hiccup of the writer thread on a loaded machine.
+    let debounce = Duration::from_millis(60);
+    let mut s = DirSource::with_debounce(&p, debounce).unwrap();
+    assert_eq!(
+        s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(),
+        20
+    );
+    let writer = {
+        let (path, full) = (p.join("lb.yaml"), full.clone());
+        std::thread::spawn(move || {
+            // Ten debounce windows per cut; this runs through several cuts.
+            let until = Instant::now() + debounce * ironlb_runtime::source::dir::MAX_DEBOUNCE_FACTOR * 3;
+            while Instant::now() < until {
+                let mut f = fs::File::create(&path).unwrap(); // truncates: the file is empty now
+                std::thread::sleep(Duration::from_millis(4));
+                let half = full.len() / 2;
+                f.write_all(&full.as_bytes()[..half]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+                f.write_all(&full.as_bytes()[half..]).unwrap();
+                drop(f);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while !writer.is_finished() {
+        if s.wait_change(Duration::from_millis(50)).unwrap() {
+            let snap = s.snapshot().unwrap();
+            seen.push(snap.files.get(&p.join("lb.yaml")).map(|f| f.documents.len()));
+        }
+    }
+    writer.join().unwrap();
+    while s.wait_change(debounce * 5).unwrap() {
+        let snap = s.snapshot().unwrap();
+        seen.push(snap.files.get(&p.join("lb.yaml")).map(|f| f.documents.len()));
+    }
+    assert!(
+        seen.iter().all(|n| *n == Some(20)),
+        "an in-place edit's intermediate state became the content: documents per reported change {seen:?}"
+    );
+    assert_eq!(
+        s.snapshot().unwrap().files[&p.join("lb.yaml")].documents.len(),
+        20
+    );
+}
+
+/// A file emptied and left empty for longer than the window is empty: deliberate truncation still deletes.
+#[test]
+fn a_file_that_stays_empty_is_empty() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().to_path_buf();
+    fs::write(p.join("lb.yaml"), "n: 1\n").unwrap();
+    let mut s = DirSource::with_debounce(&p, Duration::from_millis(20)).unwrap();
+    fs::write(p.join("lb.yaml"), "").unwrap();
+    wait_for(&mut s, "emptied file", |s| {
+        s.files
+            .get(&p.join("lb.yaml"))
+            .is_some_and(|f| f.documents.is_empty())
+    });
+}
+
+/// Issue 12 item 3: `validate` / `run --once` (`load_dir`) and the daemon (`DirSource`) read the same files:
+/// hidden files and editor temporaries are skipped by both, `X.YAML` is read by both.
+#[test]
+fn load_dir_and_the_watcher_read_the_same_files() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let lb = |name: &str| {
+        format!(
+            "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {{name: {name}}}\nspec: {{vni: 1}}\n"
+        )
+    };
+    for (file, name) in [
+        ("a.yaml", "a"),
+        ("B.YAML", "b"),
+        ("c.Yml", "c"),
+        (".hidden.yaml", "hidden"),
+        (".#lock.yaml", "lock"),
+        ("d.yaml~", "backup"),
+    ] {
+        fs::write(p.join(file), lb(name)).unwrap();
+    }
+    let (loaded, errors) = ironlb_runtime::manifest::load_dir(p);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut from_dir: Vec<String> = loaded
+        .iter()
+        .map(|(f, _)| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    from_dir.sort();
+    let mut watched = names(&src(p).snapshot().unwrap());
+    watched.sort();
+    assert_eq!(from_dir, watched);
+    assert_eq!(from_dir, ["B.YAML", "a.yaml", "c.Yml"]);
+}

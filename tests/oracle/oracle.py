@@ -88,6 +88,20 @@ def cases():
     add("ipv6 fragment header (atomic)", "public",
         IPv6(src=CLIENT6, dst=V6) / IPv6ExtHdrFragment(id=9, offset=0, m=0) / UDP(sport=8, dport=1500), "forward",
         LB_PUBLIC, (d, CLIENT6, V6, 17, 0, 0))
+    # A datagram whose fragmentable part starts with a Destination Options header (RFC 8200 section 4.5), split by
+    # hand: later fragments hold bytes that look like headers (44 44.., 41 41.., a UDP header 11 00..). hw-spec
+    # sections 6.2 and 7.3: the walk stops at a non-first Fragment header; every fragment is hashed with the
+    # Fragment header's Next Header (60) and no ports, so all reach the first fragment's target.
+    body = b"\x5a" * 8 + b"\x44" * 24 + b"\x41" * 24 + b"\x11\x00\x00\x35\x01\xbb\x00\x00" + b"\0" * 16
+    whole = bytes(IPv6(src=CLIENT6, dst=V6) / IPv6ExtHdrDestOpt() / UDP(sport=6001, dport=1500) / Raw(body))
+    part = whole[40:]  # DestOpts (8) + UDP (8) + body (80)
+    for i, (lo, hi) in enumerate([(0, 24), (24, 48), (48, 72), (72, 96)]):
+        hdr = bytearray(whole[:40])
+        hdr[6] = 44
+        hdr[4:6] = struct.pack(">H", 8 + hi - lo)
+        fh = struct.pack(">BBHI", 60, 0, (lo // 8) << 3 | (1 if hi < len(part) else 0), 0xD0D0)
+        add(f"ipv6 fragment {i} behind destopts", "public", bytes(hdr) + fh + part[lo:hi], "forward", LB_PUBLIC,
+            (d, CLIENT6, V6, 60, 0, 0), group="frags6-destopts")
     add("gre not allowed", "public", IP(src=CLIENT4, dst=P, proto=47) / Raw(b"\0" * 8), "protocol_not_allowed")
     add("internal tcp/8080 from its network", "vni:100", IP(src=VM, dst="10.0.0.1") / TCP(sport=33000, dport=8080),
         "forward", LB_INTERNAL, (100, VM, "10.0.0.1", 6, 33000, 8080))

@@ -265,6 +265,9 @@ fn host(h: &HostArgs) -> Result<HostConfig> {
         .iter()
         .map(|p| HostConfig::parse_port(p).map_err(|e| bad(format!("--port {e}"))))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(why) = ironlb_runtime::validate::addr::underlay_problem(h.underlay_src) {
+        bail!(bad(format!("--underlay-src: {why}")));
+    }
     Ok(HostConfig {
         ports,
         underlay_src: h.underlay_src,

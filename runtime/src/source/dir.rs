@@ -3,10 +3,17 @@
 //! * Reads `*.yaml` / `*.yml` directly in the directory (non-recursive). Dotfiles (`.foo.yaml`,
 //!   Kubernetes ConfigMap `..data` links) and editor temporaries (`*~`, `.#*`, `*.swp`, …) are ignored.
 //!   Symlinks are followed, so a mounted ConfigMap (whose entries are links into `..data/`) works and
-//!   its atomic `..data` swap is seen.
+//!   its atomic `..data` swap is seen. Only regular files up to [`super::read::MAX_MANIFEST_BYTES`] are read,
+//!   on the startup scan and on every event alike ([`super::read`]): a FIFO, socket or device with a manifest
+//!   name (or a link to one) is never opened for reading past its type check, and gets a [`FileError`] saying
+//!   what it is; a directory with a manifest name is ignored.
 //! * A change is reported once the directory has been quiet for the debounce window (default
 //!   [`DEFAULT_DEBOUNCE`]); a continuous stream of events is cut after [`MAX_DEBOUNCE_FACTOR`]
-//!   windows so it cannot starve the consumer. The files the events name are then re-read (parsed
+//!   windows so it cannot starve the consumer: the files that settled are taken then, while a file that
+//!   had an event within the last window is not read until it has been quiet for a whole window of its
+//!   own. A file written in place (truncated, then written) passes through empty and truncated states;
+//!   those are never taken as its content unless the file stays that way for a whole window, so an
+//!   in-place edit cannot delete the objects of its file. The files the events name are then re-read (parsed
 //!   ahead as the events arrive, inside the window), or the whole (flat) directory when an event names something
 //!   that is not a manifest file (a ConfigMap's `..data` swap, an editor's temporary), names nothing,
 //!   or is a watcher error such as a queue overflow: so renames, atomic replaces and overflows all
@@ -24,6 +31,7 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde::Deserialize;
 
+use super::read::{read_manifest, FileKind, ReadError};
 use super::{FileError, Snapshot, Source, SourceError, SourceFile};
 
 /// Default quiet period before a burst of events is treated as settled.
@@ -39,6 +47,8 @@ struct FileSlot {
     error: Option<FileError>,
     /// The bytes seen at the last scan (good or bad), to skip re-parsing unchanged files.
     last_bytes: Option<Vec<u8>>,
+    /// The file was refused for its type or size ([`ReadError::is_refusal`]).
+    refused: bool,
 }
 
 /// A [`Source`] backed by a directory of YAML manifest files. See the [module docs](self).
@@ -52,6 +62,9 @@ pub struct DirSource {
     /// Files read and parsed while a debounce window runs, by path: used by the rescan at the end of the window
     /// when the file still has those bytes (the window's intermediate states are never reported).
     prefetched: BTreeMap<PathBuf, Parsed>,
+    /// Files still changing when a burst was cut (they had an event within the last window): not read yet, they
+    /// start the next burst.
+    unsettled: BTreeMap<PathBuf, Instant>,
     current: Snapshot,
 }
 
@@ -94,6 +107,7 @@ impl DirSource {
             _watcher: watcher,
             slots: BTreeMap::new(),
             prefetched: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
             current: Snapshot::default(),
         };
         src.rescan(&Touched::All)?;
@@ -106,6 +120,16 @@ impl DirSource {
         &self.dir
     }
 
+    /// Manifest files currently refused for their type (a FIFO, a device, a socket) or their size (over
+    /// [`super::read::MAX_MANIFEST_BYTES`]); each also has a [`FileError`] in the snapshot.
+    pub fn refused(&self) -> Vec<PathBuf> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.refused)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Receive the next relevant event, noting what it touched, or time out / fail.
     fn recv_relevant(&self, timeout: Duration, touched: &mut Touched) -> Result<bool, SourceError> {
         let deadline = Instant::now() + timeout;
@@ -113,7 +137,7 @@ impl DirSource {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(ev) if relevant(&ev) => {
-                    touched.add(&self.dir, &ev);
+                    touched.add(&self.dir, &ev, Instant::now());
                     return Ok(true);
                 }
                 Ok(_) => {}
@@ -148,8 +172,8 @@ impl DirSource {
     /// Reads and parses the files `touched` names whose bytes are new (for [`DirSource::rescan`]).
     fn prefetch(&mut self, touched: &Touched) {
         let Touched::Files(paths) = touched else { return };
-        for path in paths {
-            let Ok(bytes) = std::fs::read(path) else { continue };
+        for path in paths.keys() {
+            let Ok(bytes) = read_manifest(path) else { continue };
             let known = self.prefetched.get(path).is_some_and(|(b, _)| *b == bytes)
                 || self.slots.get(path).and_then(|s| s.last_bytes.as_ref()) == Some(&bytes);
             if !known {
@@ -163,7 +187,7 @@ impl DirSource {
     /// the generation if so).
     fn rescan(&mut self, touched: &Touched) -> Result<bool, SourceError> {
         let paths: Vec<PathBuf> = match touched {
-            Touched::Files(p) => p.iter().cloned().collect(),
+            Touched::Files(p) => p.keys().cloned().collect(),
             Touched::All => {
                 let present = self.list()?;
                 let listed: BTreeSet<&PathBuf> = present.iter().collect();
@@ -178,9 +202,16 @@ impl DirSource {
         };
         let mut changed = false;
         for path in paths {
-            // Follow symlinks; skip directories and dangling links.
-            let is_file = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
-            if !is_file {
+            // Symlinks are followed; only regular files up to the size limit are read (super::read).
+            let read = read_manifest(&path);
+            let absent = match &read {
+                Err(e) if e.is_not_found() => true,
+                Err(ReadError::NotRegular {
+                    kind: FileKind::Directory,
+                }) => true,
+                _ => false,
+            };
+            if absent {
                 changed |= self
                     .slots
                     .remove(&path)
@@ -189,7 +220,8 @@ impl DirSource {
             }
             let slot = self.slots.entry(path.clone()).or_default();
             let before = (slot.good.clone(), slot.error.clone());
-            match std::fs::read(&path) {
+            slot.refused = false;
+            match read {
                 Ok(bytes) => {
                     if slot.last_bytes.as_deref() == Some(&bytes[..]) {
                         continue;
@@ -220,9 +252,13 @@ impl DirSource {
                     }
                     slot.last_bytes = Some(bytes);
                 }
-                // Removed between listing and reading: the next event's rescan drops it.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // A special file or one over the size limit (refused, never opened or read past the limit), or a
+                // read error: the last good content stays, with the error.
                 Err(e) => {
+                    if e.is_refusal() {
+                        tracing::warn!(file = %path.display(), error = %e, "manifest file refused");
+                    }
+                    slot.refused = e.is_refusal();
                     slot.error = Some(FileError {
                         path: path.clone(),
                         line: None,
@@ -260,16 +296,18 @@ impl DirSource {
 /// A file's bytes and their documents (or the parse error).
 type Parsed = (Vec<u8>, Result<Vec<serde_norway::Value>, serde_norway::Error>);
 
-/// What a burst of watcher events touched: some manifest files, or possibly anything.
+/// What a burst of watcher events touched: some manifest files (with the time of each one's last event), or
+/// possibly anything.
 #[derive(Debug)]
 enum Touched {
-    Files(BTreeSet<PathBuf>),
+    Files(BTreeMap<PathBuf, Instant>),
     All,
 }
 
 impl Touched {
-    /// Notes `ev`: the manifest files it names, or everything when it names anything else or nothing.
-    fn add(&mut self, dir: &Path, ev: &notify::Result<notify::Event>) {
+    /// Notes `ev`, seen at `now`: the manifest files it names, or everything when it names anything else or
+    /// nothing.
+    fn add(&mut self, dir: &Path, ev: &notify::Result<notify::Event>, now: Instant) {
         let Touched::Files(set) = self else { return };
         let names: Option<Vec<PathBuf>> = match ev {
             Ok(ev) if !ev.paths.is_empty() => ev
@@ -283,9 +321,26 @@ impl Touched {
             _ => None,
         };
         match names {
-            Some(n) => set.extend(n),
+            Some(n) => set.extend(n.into_iter().map(|p| (p, now))),
             None => *self = Touched::All,
         }
+    }
+
+    /// Splits off the files whose last event is less than `window` old (still being written: in-place edits
+    /// pass through empty and truncated states). `All` cannot tell files apart and keeps everything.
+    fn split_unsettled(&mut self, window: Duration) -> BTreeMap<PathBuf, Instant> {
+        let Touched::Files(set) = self else {
+            return BTreeMap::new();
+        };
+        let (settled, unsettled) = std::mem::take(set)
+            .into_iter()
+            .partition(|(_, at)| at.elapsed() >= window);
+        *set = settled;
+        unsettled
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Touched::Files(s) if s.is_empty())
     }
 }
 
@@ -298,8 +353,9 @@ impl Source for DirSource {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut touched = Touched::Files(BTreeSet::new());
-            if !self.recv_relevant(left, &mut touched)? {
+            // Files still changing when the last burst was cut start this one, without waiting for a new event.
+            let mut touched = Touched::Files(std::mem::take(&mut self.unsettled));
+            if touched.is_empty() && !self.recv_relevant(left, &mut touched)? {
                 return Ok(false);
             }
             // Debounce: wait for a quiet window, but not forever. The files the burst touched are read and parsed
@@ -307,8 +363,12 @@ impl Source for DirSource {
             // following it; the rescan at the end uses a parse only when the file still has those bytes, so the
             // window's intermediate states (a truncated file, half a write) never become the content.
             let burst_start = Instant::now();
-            let mut last_event = burst_start;
+            let mut last_event = match &touched {
+                Touched::Files(f) => f.values().max().copied().unwrap_or(burst_start),
+                Touched::All => burst_start,
+            };
             let max = self.debounce * MAX_DEBOUNCE_FACTOR;
+            let mut cut = false;
             loop {
                 // Events already queued belong to now, not to after the parse: take them first, so that the
                 // parse does not stretch the window.
@@ -317,12 +377,22 @@ impl Source for DirSource {
                 }
                 self.prefetch(&touched);
                 let quiet = last_event.elapsed();
-                if quiet >= self.debounce || burst_start.elapsed() >= max {
+                if quiet >= self.debounce {
+                    break;
+                }
+                if burst_start.elapsed() >= max {
+                    cut = true;
                     break;
                 }
                 if self.recv_relevant(self.debounce - quiet, &mut touched)? {
                     last_event = Instant::now();
                 }
+            }
+            // A burst cut while events keep coming: a file written to within the last window is mid-write (an
+            // in-place edit truncates it first), so it is not read now; it waits for its own quiet window while
+            // the files that settled are taken.
+            if cut {
+                self.unsettled = touched.split_unsettled(self.debounce);
             }
             let changed = self.rescan(&touched);
             self.prefetched.clear();

@@ -33,6 +33,7 @@
 //! # Ok::<(), ironlb_runtime::source::SourceError>(())
 //! ```
 
+use crate::printable::printable;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod dir;
+pub mod read;
 
 pub use dir::DirSource;
 
@@ -112,14 +114,14 @@ pub struct FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.path.display())?;
+        write!(f, "{}", printable(&self.path.to_string_lossy()))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
             if let Some(col) = self.column {
                 write!(f, ":{col}")?;
             }
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", printable(&self.message))
     }
 }
 

@@ -19,28 +19,41 @@ pub struct Class {
     pub src_port: u16,
     /// Hashed destination port.
     pub dst_port: u16,
-    /// Port-filter question: (protocol, port), port `None` for a non-first fragment; `None` when the filter does
-    /// not apply (echo requests).
-    pub filter: Option<(u8, Option<u16>)>,
+    /// Port-filter question; `None` when the filter does not apply (echo requests).
+    pub filter: Option<Ask>,
+}
+
+/// What the port filter (§7.6) is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Is (protocol, destination port) allowed?
+    Port(u8, u16),
+    /// A non-first fragment of a TCP/UDP/SCTP datagram: does any entry have this protocol?
+    Protocol(u8),
+    /// A non-first IPv6 fragment whose fragmentable part starts with an extension header: the upper-layer protocol
+    /// is unknown, so any non-empty entry admits it (its first fragment was filtered by protocol and port).
+    AnyEntry,
 }
 
 /// §7.5: classify by upper-layer protocol.
 #[inline(always)]
 pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Class, DropReason> {
     let p = ip.protocol;
+    // Fragments are hashed without ports and with the protocol every fragment of the datagram carries (§6.2).
+    let unported = |filter| Class {
+        src: ip.src,
+        dst: ip.dst,
+        protocol: ip.frag_protocol,
+        src_port: 0,
+        dst_port: 0,
+        filter: Some(filter),
+    };
     if proto::has_ports(p) {
         if ip.fragment == Fragment::NonFirst {
             t.step("l4", || {
                 format!("{} non-first fragment: no ports", proto::name(p))
             });
-            return Ok(Class {
-                src: ip.src,
-                dst: ip.dst,
-                protocol: p,
-                src_port: 0,
-                dst_port: 0,
-                filter: Some((p, None)),
-            });
+            return Ok(unported(Ask::Protocol(p)));
         }
         let Some((sp, dp)) = parse::ports(ip.datagram, ip.l4) else {
             return fail(t, "l4", DropReason::L4Truncated, || {
@@ -60,19 +73,30 @@ pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Clas
             };
             format!("{} {sp} -> {dp}{f}", proto::name(p))
         });
-        let (hs, hd) = if frag { (0, 0) } else { (sp, dp) };
+        if frag {
+            return Ok(unported(Ask::Port(p, dp)));
+        }
         return Ok(Class {
             src: ip.src,
             dst: ip.dst,
             protocol: p,
-            src_port: hs,
-            dst_port: hd,
-            filter: Some((p, Some(dp))),
+            src_port: sp,
+            dst_port: dp,
+            filter: Some(Ask::Port(p, dp)),
         });
     }
     let icmp = if ip.v6 { proto::ICMPV6 } else { proto::ICMP };
     if p == icmp {
         return classify_icmp(ip, lb, t);
+    }
+    if ip.v6 && ip.fragment == Fragment::NonFirst && parse::is_ext_header(p) {
+        t.step("l4", || {
+            format!(
+                "non-first fragment, fragmentable part starts with {} ({p}): upper-layer protocol unknown",
+                proto::name(p)
+            )
+        });
+        return Ok(unported(Ask::AnyEntry));
     }
     fail(t, "l4", DropReason::ProtocolNotAllowed, || {
         format!("protocol {p} ({}) is not load-balanced", proto::name(p))
@@ -146,7 +170,7 @@ fn classify_icmp<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Cla
                 protocol: e.protocol,
                 src_port: e.dst_port,
                 dst_port: e.src_port,
-                filter: Some((e.protocol, Some(e.src_port))),
+                filter: Some(Ask::Port(e.protocol, e.src_port)),
             })
         }
         IcmpKind::Other => fail(t, "icmp", DropReason::IcmpUnsupported, || {

@@ -2,6 +2,7 @@
 //! `[RANGE_BASE, RANGE_BASE + RANGE_COUNT)`; the device compares `min(RANGE_COUNT, CAP_MAX_RANGES_PER_LB)` entries
 //! (in parallel in hardware), and entries beyond the end of the range table count as empty.
 
+use super::classify::Ask;
 use crate::tables::TableMemory;
 use ironlb_hw::entry::range::{raw_admits, raw_protocol};
 use ironlb_hw::regs::TableId;
@@ -17,24 +18,19 @@ pub fn block(tables: &TableMemory, cap: u32, base: u32, count: u16) -> std::ops:
 
 /// §7.6: the index of the first range entry of the block that admits the packet, `None` when none does.
 ///
-/// `port` is the destination port (for ICMP errors: the embedded source port); `None` for a non-first fragment,
-/// which is admitted by any entry of its protocol.
+/// [`Ask::Port`] carries the destination port (for ICMP errors: the embedded source port); a non-first fragment
+/// asks [`Ask::Protocol`] (any entry of its protocol) or, when its upper-layer protocol is unknown,
+/// [`Ask::AnyEntry`] (any non-empty entry).
 #[inline]
-pub fn admit(
-    tables: &TableMemory,
-    cap: u32,
-    base: u32,
-    count: u16,
-    protocol: u8,
-    port: Option<u16>,
-) -> Option<u32> {
+pub fn admit(tables: &TableMemory, cap: u32, base: u32, count: u16, ask: Ask) -> Option<u32> {
     let b = block(tables, cap, base, count);
     let entries = tables.get(TableId::Range, b.start, b.end - b.start)?;
     let hit = entries
         .chunks_exact(TableId::Range.entry_bytes())
-        .position(|e| match port {
-            Some(p) => raw_admits(e, protocol, p),
-            None => protocol != 0 && raw_protocol(e) == protocol,
+        .position(|e| match ask {
+            Ask::Port(protocol, p) => raw_admits(e, protocol, p),
+            Ask::Protocol(protocol) => protocol != 0 && raw_protocol(e) == protocol,
+            Ask::AnyEntry => raw_protocol(e) != 0,
         })?;
     Some(b.start + hit as u32)
 }
@@ -63,22 +59,27 @@ mod tests {
         put(&mut t, 10, Protocol::Tcp, 80, 80);
         put(&mut t, 11, Protocol::Udp, 1000, 2000);
         put(&mut t, 12, Protocol::Tcp, 443, 443); // just after a block of 2
-        assert_eq!(admit(&t, 16, 10, 2, 6, Some(80)), Some(10));
-        assert_eq!(admit(&t, 16, 10, 2, 17, Some(1000)), Some(11));
-        assert_eq!(admit(&t, 16, 10, 2, 17, Some(2000)), Some(11));
-        assert_eq!(admit(&t, 16, 10, 2, 17, Some(2001)), None);
-        assert_eq!(admit(&t, 16, 10, 2, 6, Some(443)), None);
-        assert_eq!(admit(&t, 16, 10, 3, 6, Some(443)), Some(12));
-        assert_eq!(admit(&t, 16, 10, 2, 6, Some(22)), None);
-        assert_eq!(admit(&t, 16, 10, 2, 132, Some(80)), None);
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(6, 80)), Some(10));
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(17, 1000)), Some(11));
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(17, 2000)), Some(11));
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(17, 2001)), None);
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(6, 443)), None);
+        assert_eq!(admit(&t, 16, 10, 3, Ask::Port(6, 443)), Some(12));
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(6, 22)), None);
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Port(132, 80)), None);
         // RANGE_COUNT 0 allows nothing.
-        assert_eq!(admit(&t, 16, 10, 0, 6, Some(80)), None);
+        assert_eq!(admit(&t, 16, 10, 0, Ask::Port(6, 80)), None);
         // Non-first fragments: any entry of the protocol.
-        assert_eq!(admit(&t, 16, 10, 2, 17, None), Some(11));
-        assert_eq!(admit(&t, 16, 10, 2, 132, None), None);
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Protocol(17)), Some(11));
+        assert_eq!(admit(&t, 16, 10, 2, Ask::Protocol(132)), None);
         // Empty entries (protocol 0) never match, not even protocol 0.
-        assert_eq!(admit(&t, 16, 20, 4, 0, None), None);
-        assert_eq!(admit(&t, 16, 20, 4, 0, Some(0)), None);
+        assert_eq!(admit(&t, 16, 20, 4, Ask::Protocol(0)), None);
+        assert_eq!(admit(&t, 16, 20, 4, Ask::Port(0, 0)), None);
+        // A fragment of unknown protocol: any non-empty entry, never an empty one.
+        assert_eq!(admit(&t, 16, 10, 2, Ask::AnyEntry), Some(10));
+        assert_eq!(admit(&t, 16, 11, 1, Ask::AnyEntry), Some(11));
+        assert_eq!(admit(&t, 16, 20, 4, Ask::AnyEntry), None);
+        assert_eq!(admit(&t, 16, 10, 0, Ask::AnyEntry), None);
     }
 
     #[test]
@@ -86,13 +87,13 @@ mod tests {
         let mut t = TableMemory::new(&DeviceConfig::small());
         let n = t.entries(TableId::Range);
         put(&mut t, 100 + 16, Protocol::Tcp, 80, 80); // 17th entry of a block at 100
-        assert_eq!(admit(&t, 16, 100, 17, 6, Some(80)), None);
-        assert_eq!(admit(&t, 17, 100, 17, 6, Some(80)), Some(116));
+        assert_eq!(admit(&t, 16, 100, 17, Ask::Port(6, 80)), None);
+        assert_eq!(admit(&t, 17, 100, 17, Ask::Port(6, 80)), Some(116));
         assert_eq!(block(&t, 16, 100, 1000), 100..116);
         put(&mut t, n - 1, Protocol::Udp, 53, 53);
-        assert_eq!(admit(&t, 16, n - 1, 16, 17, Some(53)), Some(n - 1));
+        assert_eq!(admit(&t, 16, n - 1, 16, Ask::Port(17, 53)), Some(n - 1));
         assert_eq!(block(&t, 16, n - 1, 16), n - 1..n);
         assert_eq!(block(&t, 16, u32::MAX, 16), n..n);
-        assert_eq!(admit(&t, 16, u32::MAX - 3, 16, 17, Some(53)), None);
+        assert_eq!(admit(&t, 16, u32::MAX - 3, 16, Ask::Port(17, 53)), None);
     }
 }

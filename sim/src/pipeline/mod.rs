@@ -306,14 +306,14 @@ fn front<'a, S: TraceSink>(d: &Device, port: u32, pkt: &'a [u8], t: &mut S) -> R
 
     // §7.6 port filter.
     match c.filter {
-        Some((p, port)) => {
-            let name = parse::proto::name(p);
-            let what = || match port {
-                Some(port) => format!("{name}/{port}"),
-                None => format!("{name} non-first fragment"),
+        Some(ask) => {
+            let what = || match ask {
+                classify::Ask::Port(p, port) => format!("{}/{port}", parse::proto::name(p)),
+                classify::Ask::Protocol(p) => format!("{} non-first fragment", parse::proto::name(p)),
+                classify::Ask::AnyEntry => "non-first fragment of unknown upper-layer protocol".to_string(),
             };
             let cap = cfg.max_ranges_per_lb;
-            match filter::admit(&d.tables, cap, set.range_base, set.range_count, p, port) {
+            match filter::admit(&d.tables, cap, set.range_base, set.range_count, ask) {
                 Some(i) => {
                     t.set(|t| t.range_match = Some(i));
                     t.step("port_filter", || format!("{} admitted by range {i}", what()));

@@ -110,8 +110,13 @@ pub struct Ip<'a> {
     pub dst: [u8; 16],
     /// IPv4 TOS / IPv6 traffic class.
     pub traffic_class: u8,
-    /// Upper-layer protocol (IPv6: the Next Header after the extension chain, once walked).
+    /// Upper-layer protocol (IPv6: the Next Header after the extension chain, once walked). For an IPv6 non-first
+    /// fragment the walk stops at the Fragment header (what follows is fragment data), so this is that header's
+    /// Next Header: the first header of the fragmentable part, which may be an extension header (§7.3).
     pub protocol: u8,
+    /// The protocol a fragment is hashed with (§6.2), the same in every fragment of a datagram: IPv4 the header's
+    /// protocol; IPv6 the Next Header of the first Fragment header in the chain. Meaningless when not fragmented.
+    pub frag_protocol: u8,
     /// Offset of the upper-layer header in `datagram`.
     pub l4: usize,
     /// Fragmentation state.
@@ -213,6 +218,7 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ip<'_>, Bad> {
         dst: mapped(&pkt[16..20]),
         traffic_class: pkt[1],
         protocol: pkt[9],
+        frag_protocol: pkt[9],
         l4: ihl,
         fragment,
         ext_headers: 0,
@@ -237,6 +243,7 @@ fn parse_ipv6(pkt: &[u8]) -> Result<Ip<'_>, Bad> {
         dst: addr16(pkt, 24),
         traffic_class: (pkt[0] << 4) | (pkt[1] >> 4),
         protocol: pkt[6],
+        frag_protocol: pkt[6],
         l4: 40,
         fragment: Fragment::No,
         ext_headers: 0,
@@ -245,8 +252,10 @@ fn parse_ipv6(pkt: &[u8]) -> Result<Ip<'_>, Bad> {
 }
 
 /// §7.3: walk the IPv6 extension headers (HBH, Routing, Fragment, DestOpts, AH), at most [`MAX_EXT_HEADERS`].
-/// Updates `protocol`, `l4`, `fragment` and `ext_headers`. A Fragment header marks the datagram fragmented; it is a
-/// non-first fragment if any Fragment header has a non-zero offset.
+/// Updates `protocol`, `frag_protocol`, `l4`, `fragment` and `ext_headers`. A Fragment header marks the datagram
+/// fragmented; the first one's Next Header is the fragment's hashed protocol. A Fragment header with a non-zero
+/// offset ends the walk: the bytes after it are fragment data, not headers (RFC 8200 §4.5), so `protocol` is its
+/// Next Header and `l4` the start of the fragment data.
 #[inline]
 pub fn walk_ipv6_ext(ip: &mut Ip<'_>) -> Result<(), Bad> {
     const E: DropReason = DropReason::Ipv6ExtHeaders;
@@ -254,13 +263,7 @@ pub fn walk_ipv6_ext(ip: &mut Ip<'_>) -> Result<(), Bad> {
     let mut nh = ip.protocol;
     let mut off = ip.l4;
     let mut count: u8 = 0;
-    loop {
-        if !matches!(
-            nh,
-            proto::HOPOPT | proto::ROUTING | proto::FRAGMENT | proto::DSTOPTS | proto::AH
-        ) {
-            break;
-        }
+    while is_ext_header(nh) {
         if count == MAX_EXT_HEADERS {
             return Err(bad(E, "more than 8 extension headers"));
         }
@@ -281,22 +284,35 @@ pub fn walk_ipv6_ext(ip: &mut Ip<'_>) -> Result<(), Bad> {
         if off + len > d.len() {
             return Err(bad(E, "extension header overruns the datagram"));
         }
-        if nh == proto::FRAGMENT {
-            let frag_off = be16(d, off + 2) >> 3;
-            ip.fragment = if frag_off != 0 || ip.fragment == Fragment::NonFirst {
-                Fragment::NonFirst
-            } else {
-                Fragment::First
-            };
-        }
         count += 1;
+        let this = nh;
         nh = d[off];
+        if this == proto::FRAGMENT {
+            if !ip.fragment.is_fragment() {
+                ip.frag_protocol = nh;
+            }
+            if be16(d, off + 2) >> 3 != 0 {
+                ip.fragment = Fragment::NonFirst;
+                off += len;
+                break;
+            }
+            ip.fragment = Fragment::First;
+        }
         off += len;
     }
     ip.protocol = nh;
     ip.l4 = off;
     ip.ext_headers = count;
     Ok(())
+}
+
+/// The extension headers §7.3 walks: Hop-by-Hop, Routing, Fragment, Destination Options, Authentication.
+#[inline]
+pub const fn is_ext_header(nh: u8) -> bool {
+    matches!(
+        nh,
+        proto::HOPOPT | proto::ROUTING | proto::FRAGMENT | proto::DSTOPTS | proto::AH
+    )
 }
 
 /// §7.5: source and destination port (the first 4 L4 bytes), `None` when they are not inside the datagram.

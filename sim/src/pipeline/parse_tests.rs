@@ -246,6 +246,59 @@ fn ipv6_hbh_destopts_fragment() {
     assert_eq!(walk(50, &[0u8; 8]).unwrap(), (50, 40, 0, Fragment::No));
 }
 
+/// Issue 14 item 4: the bytes after a non-first Fragment header are fragment data, however much they look like
+/// headers; the walk stops there, and every fragment of a datagram carries the same hashed protocol.
+#[test]
+fn ipv6_walk_stops_at_non_first_fragment() {
+    let walk_full = |first_nh: u8, chain: &[u8]| {
+        let p = Ipv6::new([1; 16], [2; 16], first_nh).build(chain);
+        let mut ip = parse_l3(&p).unwrap();
+        walk_ipv6_ext(&mut ip).map(|()| (ip.protocol, ip.frag_protocol, ip.l4, ip.ext_headers, ip.fragment))
+    };
+    // Fragment data that reads as a DestOpts header declaring 0x44 × 8 bytes, as AH, as a UDP header.
+    for data in [[0x44u8; 24], [0x41; 24], {
+        let mut u = [0u8; 24];
+        u[0] = 0x11;
+        u
+    }] {
+        for next in [proto::DSTOPTS, proto::AH, proto::UDP, proto::FRAGMENT] {
+            let mut chain = frag_hdr(next, 3, true);
+            chain.extend(data);
+            assert_eq!(
+                walk_full(proto::FRAGMENT, &chain).unwrap(),
+                (next, next, 48, 1, Fragment::NonFirst),
+                "next header {next}, data {:02x}",
+                data[0]
+            );
+            // Behind a Hop-by-Hop header too.
+            let mut chain = ext(proto::FRAGMENT, 0);
+            chain.extend(frag_hdr(next, 3, false));
+            chain.extend(data);
+            assert_eq!(
+                walk_full(proto::HOPOPT, &chain).unwrap(),
+                (next, next, 56, 2, Fragment::NonFirst)
+            );
+        }
+    }
+    // The first fragment of the same datagram walks on through its fragmentable part (DestOpts, then UDP) but keeps
+    // the Fragment header's Next Header as its hashed protocol.
+    let mut chain = frag_hdr(proto::DSTOPTS, 0, true);
+    chain.extend(ext(proto::UDP, 0));
+    chain.extend(packet::udp_datagram(1000, 53, b"x"));
+    assert_eq!(
+        walk_full(proto::FRAGMENT, &chain).unwrap(),
+        (proto::UDP, proto::DSTOPTS, 56, 2, Fragment::First)
+    );
+    // Two Fragment headers: the first one's Next Header is hashed; a non-zero offset in the second ends the walk.
+    let mut chain = frag_hdr(proto::FRAGMENT, 0, true);
+    chain.extend(frag_hdr(proto::UDP, 5, true));
+    chain.extend([0x44u8; 16]);
+    assert_eq!(
+        walk_full(proto::FRAGMENT, &chain).unwrap(),
+        (proto::UDP, proto::FRAGMENT, 56, 2, Fragment::NonFirst)
+    );
+}
+
 fn chain_of(n: usize, last: u8) -> Vec<u8> {
     let mut c = Vec::new();
     for i in 0..n {

@@ -270,3 +270,89 @@ fn ipv6_fragments() {
         IcmpUnsupported
     );
 }
+
+/// Issue 14 item 4: a datagram whose fragmentable part starts with a Destination Options header (RFC 8200 §4.5).
+/// Every fragment reaches the first fragment's target, hashed with the Fragment header's Next Header (60) and no
+/// ports, whatever the later fragments' data looks like: a DestOpts/AH-like `44 44…`/`41 41…` (dropped
+/// `ipv6_ext_headers` before the fix) or a UDP-like `11 00…` (hashed as UDP before the fix).
+#[test]
+fn ipv6_fragments_behind_destination_options() {
+    let (mut d, _, lb6) = setup();
+    let c6 = CLIENT6.parse::<Ipv6Addr>().unwrap().octets();
+    let v6 = VIP6.parse::<Ipv6Addr>().unwrap().octets();
+    let frag = |offset: u16, more: bool, next: u8, rest: &[u8]| {
+        let mut f = vec![next, 0];
+        f.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x51, 0x51]);
+        f.extend_from_slice(rest);
+        Ipv6::new(c6, v6, 44).build(&f)
+    };
+    let h = flow_hash(ironlb_hw::DOMAIN_PUBLIC, CLIENT6, VIP6, 60, 0, 0);
+    // First fragment: Fragment(next 60) + DestOpts(next TCP, 8 bytes) + TCP to 443: walked, port-filtered.
+    let mut rest = vec![6, 0, 1, 4, 0, 0, 0, 0];
+    rest.extend(packet::tcp_segment(1111, 443, &[0; 16]));
+    let (_, t) = forward(&mut d, PORT_PUBLIC, &frag(0, true, 60, &rest));
+    assert_eq!(
+        (t.flow_hash, t.fragment, t.protocol),
+        (Some(h), Some("first"), Some(6))
+    );
+    assert_eq!(t.flow.as_ref().map(|f| f.protocol), Some(60));
+    let target = t.target;
+    assert_eq!(target, lb6.target_for_hash(h));
+    // The same datagram with the first fragment to a port outside the allow-list is filtered by its port.
+    let mut bad = vec![6, 0, 1, 4, 0, 0, 0, 0];
+    bad.extend(packet::tcp_segment(1111, 80, &[0; 16]));
+    assert_eq!(
+        drop_reason(&mut d, PORT_PUBLIC, &frag(0, true, 60, &bad)),
+        PortNotAllowed
+    );
+    // Later fragments: the data is not parsed.
+    let mut udp_like = vec![0x11, 0x00, 0x00, 0x35, 0x01, 0xBB, 0, 0];
+    udp_like.extend([0u8; 16]);
+    for (i, data) in [vec![0x44; 24], vec![0x41; 24], udp_like].into_iter().enumerate() {
+        let p = frag(3 + i as u16, i < 2, 60, &data);
+        let (out, t) = forward(&mut d, PORT_PUBLIC, &p);
+        assert_eq!(
+            (t.flow_hash, t.fragment, t.target),
+            (Some(h), Some("non_first"), target),
+            "fragment {i}"
+        );
+        assert_eq!((t.protocol, t.src_port, t.dst_port), (Some(60), None, None));
+        assert_eq!(&out[40..], &p[..]);
+    }
+    // AH as the first fragmentable header is admitted the same way.
+    let (_, t) = forward(&mut d, PORT_PUBLIC, &frag(3, false, 51, &[0x11; 16]));
+    assert_eq!(
+        t.flow_hash,
+        Some(flow_hash(ironlb_hw::DOMAIN_PUBLIC, CLIENT6, VIP6, 51, 0, 0))
+    );
+    // A later fragment of ESP / No Next Header / another protocol: not load-balanced, like its first fragment.
+    for next in [50, 59, 47] {
+        assert_eq!(
+            drop_reason(&mut d, PORT_PUBLIC, &frag(3, false, next, &[0x44; 16])),
+            ProtocolNotAllowed,
+            "next header {next}"
+        );
+    }
+    // ICMPv6 fragments stay unsupported.
+    assert_eq!(
+        drop_reason(&mut d, PORT_PUBLIC, &frag(3, false, 58, &[0x44; 16])),
+        IcmpUnsupported
+    );
+}
+
+/// A non-first fragment of unknown upper-layer protocol needs a non-empty allow-list: an LB that allows nothing
+/// drops it `port_not_allowed`.
+#[test]
+fn unknown_protocol_fragment_needs_an_allow_list() {
+    let mut d = Device::new(DeviceConfig::small()).unwrap();
+    testing::setup_ports(&mut d);
+    let spec = LbSpec::new(testing::PUBLIC, a(VIP6), 9)
+        .targets(targets(2))
+        .m_log2(4);
+    testing::install(&mut d, &spec, &mut SimpleAlloc::default());
+    let c6 = CLIENT6.parse::<Ipv6Addr>().unwrap().octets();
+    let v6 = VIP6.parse::<Ipv6Addr>().unwrap().octets();
+    let p = Ipv6::new(c6, v6, 44).build(&[60, 0, 0, 24, 0, 0, 0, 1, 0x44, 0x44, 0x44, 0x44, 0, 0, 0, 0]);
+    assert_eq!(drop_reason(&mut d, PORT_PUBLIC, &p), PortNotAllowed);
+}
