@@ -37,9 +37,16 @@ pub struct Caps {
     pub ports: u32,
     /// Largest ring log2.
     pub ring_max_log2: u8,
+    /// Optional features (`CAP_FEATURES`, contract v1.1: `FEATURE_*`); 0 on a v1.0 device.
+    pub features: u32,
 }
 
 impl Caps {
+    /// Whether the device has feature `f` (a `FEATURE_*` bit of `CAP_FEATURES`).
+    pub fn has(&self, f: u32) -> bool {
+        self.features & f == f
+    }
+
     /// Read ID, VERSION and the capability registers; refuse a foreign device or another major version.
     pub fn read(acc: &mut dyn DeviceAccess) -> Result<Caps, DriverError> {
         let id = acc.read32(ID);
@@ -75,6 +82,7 @@ impl Caps {
             drop_reasons: acc.read32(CAP_DROP_REASONS),
             ports: acc.read32(CAP_PORTS),
             ring_max_log2: acc.read32(CAP_RING_MAX_LOG2) as u8,
+            features: if minor >= 1 { acc.read32(CAP_FEATURES) } else { 0 },
         };
         let bad = |cap, value, why| Err(DriverError::BadCapability { cap, value, why });
         if caps.lb_buckets < 2

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// How long the driver waits for a command or a batch before declaring the device hung.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// On a contract v1.0 device (no FENCE), how long the driver waits after the commands that unpublished memory
+/// before it reuses that memory: ten times the pipeline latency bound of docs/hw-spec.md §10 (10 µs).
+pub const V1_0_DRAIN_WAIT: Duration = Duration::from_micros(100);
+
 /// One table write. A batch of them executes in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cmd {
@@ -46,17 +50,22 @@ pub enum Cmd {
         /// Word value.
         value: u32,
     },
+    /// Wait until every packet that entered the pipeline before this command has left it (docs/hw-spec.md §4,
+    /// §8.5): memory the commands before it unpublished may be reused once it has completed.
+    Fence,
 }
 
 impl Cmd {
     fn table(&self) -> TableId {
         match self {
             Cmd::Write { table, .. } | Cmd::WriteWord { table, .. } | Cmd::Fill { table, .. } => *table,
+            Cmd::Fence => TableId::Lb,
         }
     }
     fn index(&self) -> u32 {
         match self {
             Cmd::Write { index, .. } | Cmd::WriteWord { index, .. } | Cmd::Fill { index, .. } => *index,
+            Cmd::Fence => 0,
         }
     }
     fn opcode(&self) -> Opcode {
@@ -64,6 +73,7 @@ impl Cmd {
             Cmd::Write { .. } => Opcode::Write,
             Cmd::WriteWord { .. } => Opcode::WriteWord,
             Cmd::Fill { .. } => Opcode::Fill,
+            Cmd::Fence => Opcode::Fence,
         }
     }
 }
@@ -177,6 +187,8 @@ impl Mailbox {
                 count,
                 value,
             } => self.exec(acc, Opcode::Fill, *table, *index, *count, *value, &[]),
+            // TABLE is ignored by FENCE; any id encodes it.
+            Cmd::Fence => self.exec(acc, Opcode::Fence, TableId::Lb, 0, 0, 0, &[]),
         }
     }
 
@@ -402,6 +414,18 @@ impl Ring {
                         index: *index,
                         count: *count,
                         arg: *value,
+                        iova: 0,
+                        value: 0,
+                    };
+                    self.push(acc, d, None, &mut origins, origin)?;
+                }
+                Cmd::Fence => {
+                    let d = Descriptor {
+                        opcode: Opcode::Fence,
+                        table: None,
+                        index: 0,
+                        count: 0,
+                        arg: 0,
                         iova: 0,
                         value: 0,
                     };

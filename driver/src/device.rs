@@ -36,6 +36,8 @@ pub struct Device {
     pub(crate) lbs: BTreeMap<u32, LbState>,
     /// Mailbox commands and ring batches issued.
     stats: CommandStats,
+    /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
+    skip_fences: bool,
 }
 
 /// How commands reached the device.
@@ -84,6 +86,7 @@ impl Device {
             mb,
             ring,
             stats: CommandStats::default(),
+            skip_fences: false,
         };
         d.adopt()?;
         Ok(d)
@@ -123,7 +126,31 @@ impl Device {
     /// order, and a large WRITE is split into mailbox-sized WRITEs in index order, which is exactly the per-entry,
     /// in-index-order atomicity the contract promises for a multi-entry command (docs/hw-spec.md §4), so the hitless
     /// update sequences of §8 hold on either path.
+    ///
+    /// A [`Cmd::Fence`] goes to the device as FENCE when it has `FEATURE_FENCE` (contract v1.1). A v1.0 device has
+    /// no FENCE: the batch is split at each fence and the driver waits [`crate::cmd::V1_0_DRAIN_WAIT`] between the
+    /// parts (docs/hw-spec.md §9, the documented fallback).
     pub fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
+        if cmds.contains(&Cmd::Fence) && (self.skip_fences || !self.caps.has(FEATURE_FENCE)) {
+            for (i, part) in cmds.split(|c| *c == Cmd::Fence).enumerate() {
+                if i > 0 && !self.skip_fences {
+                    std::thread::sleep(crate::cmd::V1_0_DRAIN_WAIT);
+                }
+                self.submit_unfenced(part)?;
+            }
+            return Ok(());
+        }
+        self.submit_unfenced(cmds)
+    }
+
+    /// Test-only switch: drop every FENCE (and the v1.0 drain wait), so freed memory is reused while packets that
+    /// saw the old configuration may still read it. The pipelined-model test shows the damage with it on.
+    #[doc(hidden)]
+    pub fn skip_fences_for_test(&mut self, on: bool) {
+        self.skip_fences = on;
+    }
+
+    fn submit_unfenced(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         match (cmds, self.ring.is_some()) {
             ([], _) => Ok(()),
             (_, false) => self.submit_mailbox(cmds),

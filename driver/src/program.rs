@@ -484,6 +484,12 @@ impl Device {
                 new_entries.push((idx, next));
             }
         }
+        // Drain (§8.5): packets that read the old set before the flip may still read the old range block, array
+        // or target entries; one fence per step, after the flip, before any of that memory is invalidated or
+        // (in a later step) reused.
+        if !to_free.is_empty() || !removed_targets.is_empty() {
+            cmds.push(Cmd::Fence);
+        }
         // Removed targets are invalidated only after no slot references them.
         for &i in &removed_targets {
             cmds.push(Cmd::Fill {
@@ -606,6 +612,8 @@ impl Device {
                 value: 0,
             })
             .collect();
+        // Drain (§8.5) before the target entries are invalidated and the memory is reused.
+        cmds.push(Cmd::Fence);
         for &i in st.target_index.values() {
             cmds.push(Cmd::Fill {
                 table: TableId::Target,

@@ -45,6 +45,7 @@ pub fn config() -> DeviceConfig {
         host_mem_len: HOST_LEN,
         host_iova_base: HOST_BASE,
         ring_budget: 3,
+        v1_0: false,
     }
 }
 
@@ -145,7 +146,7 @@ fn expected_status(
     count: u32,
     arg: u32,
 ) -> Status {
-    if op == Opcode::Nop {
+    if matches!(op, Opcode::Nop | Opcode::Fence) {
         return Status::Ok;
     }
     let Some(table) = table else {
@@ -160,7 +161,7 @@ fn expected_status(
     match op {
         Opcode::WriteWord if u64::from(index) >= entries => Status::OutOfRange,
         Opcode::WriteWord if u64::from(arg) >= words => Status::BadWord,
-        Opcode::WriteWord | Opcode::Nop => Status::Ok,
+        Opcode::WriteWord | Opcode::Nop | Opcode::Fence => Status::Ok,
         Opcode::Write | Opcode::Read | Opcode::Fill => {
             let fits = count > 0 && u64::from(index) + u64::from(count) <= entries;
             let staged = u64::from(count) * words;
@@ -609,7 +610,7 @@ fn reference_descriptor(t: &mut TableMemory, host: &mut [u8], i: u32, size: u32)
     let raw: [u8; DESC_SIZE] = host[o..o + DESC_SIZE].try_into().expect("32 bytes");
     let op = Opcode::from_raw(u32::from(raw[0])).ok_or(Status::BadOpcode)?;
     let table = TableId::from_raw(u32::from(raw[1]));
-    if op != Opcode::Nop && table.is_none() {
+    if !matches!(op, Opcode::Nop | Opcode::Fence) && table.is_none() {
         return Err(Status::BadTable);
     }
     if raw[2..4] != [0, 0] || raw[28..32] != [0; 4] {
@@ -622,7 +623,7 @@ fn reference_descriptor(t: &mut TableMemory, host: &mut [u8], i: u32, size: u32)
         Status::Ok => {}
         s => return Err(s),
     }
-    let Some(table) = table.filter(|_| op != Opcode::Nop) else {
+    let Some(table) = table.filter(|_| !matches!(op, Opcode::Nop | Opcode::Fence)) else {
         return Ok(());
     };
     let len = count as usize * table.entry_bytes();

@@ -15,7 +15,7 @@ pub const ID_MAGIC: u32 = u32::from_le_bytes(*b"ILB1");
 /// Contract major version implemented by this crate. A driver refuses any other major.
 pub const VERSION_MAJOR: u16 = 1;
 /// Contract minor version implemented by this crate. Minors only add; a driver accepts any minor.
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 
 // --- identification and capabilities (read-only) -------------------------------------------------------------
 
@@ -48,6 +48,21 @@ pub const CAP_PORTS: u32 = 0x0030;
 /// Maximum log2 of the DMA command ring size; 0 means the device has no DMA command ring and software sends every
 /// command and read through the mailbox (docs/hw-spec.md §3.1, §4.2).
 pub const CAP_RING_MAX_LOG2: u32 = 0x0034;
+/// Optional features (contract v1.1, docs/hw-spec.md §3.1): [`FEATURE_FENCE`], [`FEATURE_GENERATION`],
+/// [`FEATURE_DROP_SNAPSHOT`]. A v1.0 device reads 0 here (unlisted offsets read 0), i.e. none of them.
+pub const CAP_FEATURES: u32 = 0x0038;
+/// The FENCE opcode (drain before reuse, docs/hw-spec.md §4).
+pub const FEATURE_FENCE: u32 = 1 << 0;
+/// The [`GENERATION`] register (reset detection, docs/hw-spec.md §3.4).
+pub const FEATURE_GENERATION: u32 = 1 << 1;
+/// The drop-counter snapshot ([`DROP_SNAPSHOT`], docs/hw-spec.md §3.2).
+pub const FEATURE_DROP_SNAPSHOT: u32 = 1 << 2;
+/// Every feature this crate's contract version defines.
+pub const FEATURES_V1_1: u32 = FEATURE_FENCE | FEATURE_GENERATION | FEATURE_DROP_SNAPSHOT;
+/// Reset generation (read-only, v1.1): a value that changes on every reset of the device (power-on, function
+/// level reset, CONTROL.RESET) and is never 0 or 0xFFFF_FFFF, so a driver detects a reset it did not cause and an
+/// all-ones read (a removed device) is never a valid generation.
+pub const GENERATION: u32 = 0x003C;
 
 // --- control and device configuration -------------------------------------------------------------------------
 
@@ -142,6 +157,13 @@ pub const RING_ERR_INDEX: u32 = 0x0224;
 pub const DROP_COUNTERS: u32 = 0x0300;
 /// Write: clear all drop counters.
 pub const DROP_CLEAR: u32 = 0x0400;
+/// Drop-counter snapshot request (v1.1): software writes a new sequence number; the device copies all drop counters
+/// as of one instant to [`DROP_SNAPSHOT_DATA`], then sets [`DROP_SNAPSHOT_DONE`] to that number.
+pub const DROP_SNAPSHOT: u32 = 0x0404;
+/// Sequence number of the last completed drop-counter snapshot (read-only, v1.1).
+pub const DROP_SNAPSHOT_DONE: u32 = 0x0408;
+/// Drop-counter snapshot: 32 x u64 (low word first) at 0x500..0x600, written only by a snapshot (v1.1).
+pub const DROP_SNAPSHOT_DATA: u32 = 0x0500;
 
 /// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0: the future
 /// alternative to the mailbox-only path of a device without a DMA ring (docs/hw-spec.md §4.2).
@@ -155,6 +177,9 @@ const _: () = {
     assert!(MB_DATA + 4 * MB_DATA_WORDS as u32 <= RING_BASE_LO);
     assert!(RING_ERR_INDEX < DROP_COUNTERS);
     assert!(DROP_COUNTERS + 8 * 32 <= DROP_CLEAR);
+    assert!(GENERATION < CONTROL);
+    assert!(DROP_SNAPSHOT_DONE < DROP_SNAPSHOT_DATA);
+    assert!(DROP_SNAPSHOT_DATA + 8 * 32 <= 0x1000);
     assert!((RESERVED_BAR_RING as usize) < BAR0_SIZE);
     assert!(ID_MAGIC == 0x3142_4c49);
 };
@@ -171,8 +196,11 @@ pub enum Opcode {
     WriteWord = 3,
     /// Write the 32-bit value `arg` into every word of `count` entries starting at `index` (clears).
     Fill = 4,
-    /// Do nothing (ring padding, fences).
+    /// Do nothing (ring padding).
     Nop = 5,
+    /// Complete only when every packet that entered the pipeline before this command has left it (v1.1,
+    /// [`FEATURE_FENCE`]). Table, index and count are ignored.
+    Fence = 6,
 }
 
 impl Opcode {
@@ -184,6 +212,7 @@ impl Opcode {
             3 => Opcode::WriteWord,
             4 => Opcode::Fill,
             5 => Opcode::Nop,
+            6 => Opcode::Fence,
             _ => return None,
         })
     }

@@ -907,7 +907,7 @@ impl Allocator {
             source,
         };
         {
-            let mut f = File::create(&tmp).map_err(io_tmp)?;
+            let mut f = crate::fsmode::create_file(&tmp, crate::fsmode::STATE_FILE_MODE).map_err(io_tmp)?;
             f.write_all(&bytes).map_err(io_tmp)?;
             f.sync_all().map_err(io_tmp)?;
         }

@@ -7,6 +7,9 @@
 //! - `ironlb.sock`: the control socket (default; `--socket`), one JSON request per connection ([`Request`]);
 //! - `ironlb.lock`: held (flock) while a daemon runs, so two daemons never share a state directory.
 //!
+//! Modes are explicit whatever the umask ([`crate::fsmode`]): directory 0750, files 0640, lock 0600, socket 0660
+//! (group `--socket-group`). A socket path where another daemon answers is refused, never unlinked.
+//!
 //! The daemon never flushes the device: on exit the data plane keeps forwarding with what was programmed, and the
 //! next start adopts it.
 
@@ -114,10 +117,18 @@ pub struct DaemonConfig {
     pub host: HostConfig,
     /// Control socket path (default `STATE_DIR/ironlb.sock`).
     pub socket: Option<PathBuf>,
+    /// Group owning the control socket (mode 0660), when not the daemon's own.
+    pub socket_group: Option<u32>,
     /// Metrics listen address.
     pub metrics: Option<SocketAddr>,
     /// Debounce window of the manifest watcher.
     pub debounce: Duration,
+    /// How long a deleted LoadBalancer's lb_id and IPs are held ([`Reconciler::set_release_grace`]).
+    pub release_grace: Duration,
+    /// Start even though the allocation state does not claim load balancers the device holds (`alloc.json` lost):
+    /// they are removed and re-created with new lb_ids and VIPs. Without it such a start is refused
+    /// ([`DaemonError::AllocationsLost`]).
+    pub remove_unclaimed: bool,
 }
 
 /// Daemon start-up and run failures.
@@ -131,6 +142,18 @@ pub enum DaemonError {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// Another daemon answers on the control socket path.
+    #[error("{} is the control socket of a running daemon (another ironlb daemon uses it; pass another --socket)", path.display())]
+    SocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the control socket path.
+    #[error("{}: exists and is not a socket (refusing to replace it)", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
     },
     /// Another daemon holds the state directory.
     #[error("{} is locked: another ironlb daemon uses this state directory", path.display())]
@@ -150,6 +173,24 @@ pub enum DaemonError {
     /// The allocator state could not be opened.
     #[error(transparent)]
     Alloc(#[from] crate::alloc::AllocError),
+    /// The device holds load balancers the allocation state does not claim although they were ours: starting would
+    /// re-create them with new lb_ids and VIPs.
+    #[error(
+        "{} does not claim {unclaimed} load balancers the device holds ({evidence}); starting would remove them and \
+         re-create them with new lb_ids and VIPs. Restore {} from a backup (status.json in the same directory lists \
+         every LoadBalancer's lb_id and IPs), or start with --remove-unclaimed to accept new VIPs \
+         (docs/operations.md \"Lost allocation state\")",
+        path.display(),
+        path.display()
+    )]
+    AllocationsLost {
+        /// The allocation state file.
+        path: PathBuf,
+        /// How many device load balancers no allocation claims.
+        unclaimed: usize,
+        /// Why they are taken to be ours: the state is empty, or status.json names them.
+        evidence: String,
+    },
     /// A sync failed as a whole.
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
@@ -197,10 +238,10 @@ impl StatusFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically (tmp, fsync, rename).
+/// Writes `bytes` to `path` atomically (tmp, fsync, rename), mode [`crate::fsmode::STATE_FILE_MODE`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f = crate::fsmode::create_file(&tmp, crate::fsmode::STATE_FILE_MODE)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     fs::rename(&tmp, path)
@@ -312,47 +353,120 @@ pub fn request(socket: &Path, req: &Request) -> Result<String, OpError> {
     }
 }
 
-fn serve_control(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Relaxed) {
-            break;
+/// Binds the control socket at `path` with mode [`crate::fsmode::SOCKET_MODE`] (and `group`), without ever
+/// removing the socket of a live daemon: a socket that accepts a connection is refused; a stale one (nobody
+/// listening) is replaced. The socket is bound under a temporary name, given its mode and group, then renamed into
+/// place, so it is never reachable with the umask's mode. Returns the listener and the socket's inode.
+fn bind_control(path: &Path, group: Option<u32>) -> Result<(UnixListener, (u64, u64)), DaemonError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::SocketInUse {
+                    path: path.to_path_buf(),
+                });
+            }
         }
-        let Ok(conn) = conn else { continue };
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut line = String::new();
-            let mut reader = BufReader::new(&conn);
-            if reader.read_line(&mut line).is_err() {
+        Ok(_) => {
+            return Err(DaemonError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(io_err(&tmp))?;
+    let placed = (|| {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::fsmode::SOCKET_MODE))?;
+        if let Some(gid) = group {
+            nix::unistd::chown(&tmp, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(std::io::Error::from)?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(path)(e));
+    }
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    Ok((listener, (m.dev(), m.ino())))
+}
+
+/// How often the control thread looks at its stop flag while no client connects.
+const CONTROL_POLL: Duration = Duration::from_millis(100);
+
+fn serve_control(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+    use std::os::fd::AsFd;
+    // Waits are bounded (poll with a timeout), so stopping needs no connection: it works even when the socket file
+    // was removed.
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::error!(error = %e, "control socket: cannot make it non-blocking; not serving");
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [nix::poll::PollFd::new(
+            listener.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::from(CONTROL_POLL.as_millis() as u16),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "control socket: poll failed; not serving");
                 return;
             }
-            let resp = match serde_json::from_str::<Request>(&line) {
+        }
+        let conn = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(_) => continue,
+        };
+        if conn.set_nonblocking(false).is_err() {
+            continue;
+        }
+        let shared = shared.clone();
+        std::thread::spawn(move || answer_control(conn, &shared));
+    }
+}
+
+fn answer_control(conn: UnixStream, shared: &Mutex<Shared>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(&conn);
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let resp = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Response {
+            output: None,
+            error: Some(format!("bad request: {e}")),
+            bad_input: true,
+        },
+        Ok(req) => {
+            let r = shared.lock().expect("daemon state lock").handle(&req);
+            match r {
+                Ok(o) => Response {
+                    output: Some(o),
+                    error: None,
+                    bad_input: false,
+                },
                 Err(e) => Response {
                     output: None,
-                    error: Some(format!("bad request: {e}")),
-                    bad_input: true,
+                    error: Some(e.to_string()),
+                    bad_input: matches!(e, OpError::BadInput(_)),
                 },
-                Ok(req) => {
-                    let r = shared.lock().expect("daemon state lock").handle(&req);
-                    match r {
-                        Ok(o) => Response {
-                            output: Some(o),
-                            error: None,
-                            bad_input: false,
-                        },
-                        Err(e) => Response {
-                            output: None,
-                            error: Some(e.to_string()),
-                            bad_input: matches!(e, OpError::BadInput(_)),
-                        },
-                    }
-                }
-            };
-            let mut out = serde_json::to_string(&resp).expect("response serializes");
-            out.push('\n');
-            let _ = (&conn).write_all(out.as_bytes());
-        });
-    }
+            }
+        }
+    };
+    let mut out = serde_json::to_string(&resp).expect("response serializes");
+    out.push('\n');
+    let _ = (&conn).write_all(out.as_bytes());
 }
 
 /// A running daemon.
@@ -362,6 +476,8 @@ pub struct Daemon {
     source: DirSource,
     _lock: File,
     socket_path: PathBuf,
+    /// (device, inode) of the socket we bound: only that file is removed on exit.
+    socket_id: (u64, u64),
     control: Option<JoinHandle<()>>,
     control_stop: Arc<AtomicBool>,
     metrics: Option<Arc<Metrics>>,
@@ -383,14 +499,10 @@ impl Daemon {
     /// Locks the state directory, opens the device (adopting its tables), the allocator and the manifest source,
     /// and starts the control socket and the metrics server. Nothing is programmed until [`Daemon::sync`].
     pub fn start(cfg: DaemonConfig) -> Result<Daemon, DaemonError> {
-        fs::create_dir_all(&cfg.state_dir).map_err(io_err(&cfg.state_dir))?;
+        crate::fsmode::ensure_dir(&cfg.state_dir, crate::fsmode::STATE_DIR_MODE)
+            .map_err(io_err(&cfg.state_dir))?;
         let lock_path = cfg.state_dir.join("ironlb.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
+        let lock = crate::fsmode::open_lock(&lock_path).map_err(io_err(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(DaemonError::Locked { path: lock_path }),
@@ -405,7 +517,11 @@ impl Daemon {
             })?;
         let cap = opened.device.caps().lb_ids;
         let alloc = Allocator::open(&cfg.state_dir.join("alloc.json"), cfg.pools.clone(), cap)?;
-        let rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
+        if !cfg.remove_unclaimed {
+            check_allocations_not_lost(&cfg.state_dir, &opened.device, &alloc)?;
+        }
+        let mut rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
+        rec.set_release_grace(cfg.release_grace);
         let source = DirSource::with_debounce(&cfg.manifests, cfg.debounce)?;
         let shared = Arc::new(Mutex::new(Shared {
             rec,
@@ -416,12 +532,7 @@ impl Daemon {
             .socket
             .clone()
             .unwrap_or_else(|| cfg.state_dir.join("ironlb.sock"));
-        match fs::remove_file(&socket_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&socket_path)(e)),
-        }
-        let listener = UnixListener::bind(&socket_path).map_err(io_err(&socket_path))?;
+        let (listener, socket_id) = bind_control(&socket_path, cfg.socket_group)?;
         let control_stop = Arc::new(AtomicBool::new(false));
         let control = {
             let (shared, stop) = (shared.clone(), control_stop.clone());
@@ -457,6 +568,7 @@ impl Daemon {
             source,
             _lock: lock,
             socket_path,
+            socket_id,
             control: Some(control),
             control_stop,
             metrics,
@@ -598,14 +710,59 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
         self.control_stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.socket_path);
+        // The control thread sees the flag within CONTROL_POLL.
         if let Some(h) = self.control.take() {
             let _ = h.join();
         }
-        let _ = fs::remove_file(&self.socket_path);
+        // Only our own socket: another daemon may have been given the same path since.
+        if fs::symlink_metadata(&self.socket_path).is_ok_and(|m| (m.dev(), m.ino()) == self.socket_id) {
+            let _ = fs::remove_file(&self.socket_path);
+        }
     }
+}
+
+/// Refuses a start that would re-number live load balancers because their allocations were lost: the device holds
+/// load balancers no allocation claims, and either the allocation state is empty (`alloc.json` deleted, or valid
+/// but empty) or `status.json` names them as LoadBalancers of ours (an older `alloc.json` put back). Unclaimed
+/// load balancers with neither sign (another writer's leftovers) are still removed as orphans.
+fn check_allocations_not_lost(
+    state_dir: &Path,
+    dev: &ironlb_driver::Device,
+    alloc: &Allocator,
+) -> Result<(), DaemonError> {
+    let claimed: std::collections::BTreeSet<u32> =
+        alloc.state().lbs.values().filter_map(|a| a.lb_id).collect();
+    let unclaimed: std::collections::BTreeSet<u32> = dev
+        .programmed()
+        .map(|s| s.lb_id)
+        .filter(|id| !claimed.contains(id))
+        .collect();
+    if unclaimed.is_empty() {
+        return Ok(());
+    }
+    let evidence = if alloc.state().lbs.is_empty() {
+        "the allocation state is empty".to_string()
+    } else {
+        let named = StatusFile::read(state_dir)
+            .map(|s| {
+                s.load_balancers
+                    .iter()
+                    .filter(|l| l.lb_id.is_some_and(|id| unclaimed.contains(&id)))
+                    .count()
+            })
+            .unwrap_or(0);
+        if named == 0 {
+            return Ok(());
+        }
+        format!("status.json names {named} of them as LoadBalancers")
+    };
+    Err(DaemonError::AllocationsLost {
+        path: alloc.path().to_path_buf(),
+        unclaimed: unclaimed.len(),
+        evidence,
+    })
 }
 
 /// Scrape-time device figures for the metrics endpoint.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod controller;
 pub mod daemon;
 pub mod example;
+pub mod fsmode;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;

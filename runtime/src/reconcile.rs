@@ -40,6 +40,13 @@ use std::time::{Duration, Instant, SystemTime};
 pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a deleted load balancer's lb_id and IPs stay allocated after its entries left the device (default of
+/// [`Reconciler::set_release_grace`], `ironlb run --release-grace`). A load balancer that comes back within it (a
+/// file restored, an edit that briefly lost it) gets the same lb_id and VIPs.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(600);
+
+/// The reconciler's clock (injected in tests; [`Instant::now`] otherwise).
+pub type Clock = Box<dyn Fn() -> Instant + Send>;
 
 /// Host-side device settings the runtime owns: port roles and the underlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +226,10 @@ pub struct Reconciler {
     kept_objects: BTreeMap<String, (PathBuf, Object)>,
     /// Files that loaded at least once.
     last_seen_files: BTreeSet<PathBuf>,
+    /// Deleted load balancers whose allocations are still held, with when their deletion was first seen.
+    removed_at: BTreeMap<ObjectKey, Instant>,
+    release_grace: Duration,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -281,6 +292,9 @@ impl Reconciler {
             vip_owner: BTreeMap::new(),
             kept_objects: BTreeMap::new(),
             last_seen_files: BTreeSet::new(),
+            removed_at: BTreeMap::new(),
+            release_grace: RELEASE_GRACE,
+            clock: Box::new(Instant::now),
         };
         for spec in adopted {
             match by_id.get(&spec.lb_id) {
@@ -318,6 +332,27 @@ impl Reconciler {
         Some(old)
     }
 
+    /// How long a deleted load balancer's allocations are held before they are released (default
+    /// [`RELEASE_GRACE`]). Its device entries are removed at once; only the lb_id and IPs wait, so that a load
+    /// balancer that reappears (a manifest briefly emptied or lost) keeps its VIPs. Zero releases in the sync that
+    /// removes it.
+    pub fn set_release_grace(&mut self, grace: Duration) {
+        self.release_grace = grace;
+    }
+
+    /// Replaces the clock used for backoff and the release grace period (tests step it instead of sleeping).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Deleted load balancers whose allocations are held, with when each will be released.
+    pub fn held_allocations(&self) -> BTreeMap<ObjectKey, Instant> {
+        self.removed_at
+            .iter()
+            .map(|(k, at)| (k.clone(), *at + self.release_grace))
+            .collect()
+    }
+
     /// Reports progress of long syncs (used for the CLI's progress bar).
     pub fn set_progress(&mut self, f: Option<ProgressFn>) {
         self.progress = f;
@@ -352,9 +387,10 @@ impl Reconciler {
             .collect()
     }
 
-    /// When the earliest backed-off load balancer is due for a retry.
+    /// When the earliest backed-off load balancer is due for a retry, or held allocations are due for release.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.failures.values().map(|f| f.next_at).min()
+        let releases = self.removed_at.values().map(|at| *at + self.release_grace);
+        self.failures.values().map(|f| f.next_at).chain(releases).min()
     }
 
     /// Brings the device to the state `objects` ask for. `load_errors` are documents that did not load; a
@@ -376,7 +412,7 @@ impl Reconciler {
         load_errors: &[LoadError],
     ) -> Result<SyncReport, ReconcileError> {
         let started = Instant::now();
-        let now = Instant::now();
+        let now = (self.clock)();
         let mut report = SyncReport::default();
 
         // Documents that did not load keep their last good object: a named one by its name, an unnamed one (the
@@ -477,7 +513,7 @@ impl Reconciler {
             &subset,
             Some(&scope),
             BTreeMap::new(),
-            Instant::now(),
+            (self.clock)(),
             &mut report,
             &[],
         );
@@ -551,6 +587,8 @@ impl Reconciler {
             }
         }
 
+        // A load balancer that is back keeps what was held for it.
+        self.removed_at.retain(|k, _| !present.contains_key(k));
         // Backoff state of load balancers that no longer exist is dropped.
         match scope {
             Some(scope) => {
@@ -624,7 +662,36 @@ impl Reconciler {
             }
             self.failures.remove(&k);
             self.status.remove(&k);
-            released.push(k);
+            // Its allocations are held for the grace period (never released in the sync that removes it, unless
+            // the grace is zero): a manifest emptied or lost for a moment must not re-number its VIPs.
+            let since = *self.removed_at.entry(k.clone()).or_insert(now);
+            if now.saturating_duration_since(since) >= self.release_grace {
+                self.removed_at.remove(&k);
+                released.push(k);
+            } else if since == now {
+                tracing::info!(lb = %key_str(&k), grace = ?self.release_grace, "deleted; its lb_id and IPs are held for the grace period");
+            }
+        }
+        // Held allocations due for release whose keys this (incremental) sync did not look at.
+        if scope.is_some() {
+            let due: Vec<ObjectKey> = self
+                .removed_at
+                .iter()
+                .filter(|(k, at)| {
+                    now.saturating_duration_since(**at) >= self.release_grace && !released.contains(k)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in due {
+                self.removed_at.remove(&k);
+                released.push(k);
+            }
+        }
+        if !released.is_empty() {
+            tracing::info!(
+                count = released.len(),
+                "releasing the lb_ids and IPs of deleted load balancers"
+            );
         }
         for id in std::mem::take(&mut self.orphans) {
             match self.dev.remove(id) {

@@ -422,8 +422,11 @@ fn metrics_show_device_counters_by_name() {
             hop_limit: 64,
         },
         socket: None,
+        socket_group: None,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         debounce: Duration::from_millis(2),
+        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        remove_unclaimed: false,
     };
     let mut d = Daemon::start(cfg).unwrap();
     let rep = d.sync().unwrap();

@@ -186,8 +186,11 @@ fn the_daemon_shows_refusals_in_status_and_metrics() {
             hop_limit: 64,
         },
         socket: None,
+        socket_group: None,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         debounce: Duration::from_millis(2),
+        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        remove_unclaimed: false,
     };
     let mut d = Daemon::start(cfg).unwrap();
     d.sync().unwrap();

@@ -6,7 +6,7 @@ use ironlb_driver::{Device, LbSpec};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_dir, load_str, Loaded};
-use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport, BACKOFF_MIN};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport, BACKOFF_MIN, RELEASE_GRACE};
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -62,6 +62,25 @@ impl Rig {
 
     fn send(&self, port: u32, pkt: &[u8]) -> Verdict {
         self.model.lock().unwrap().process(port, pkt)
+    }
+}
+
+/// A clock the test steps (no sleeps): the reconciler's backoff and release grace period read it.
+#[derive(Clone)]
+struct TestClock(std::sync::Arc<std::sync::Mutex<std::time::Instant>>);
+
+impl TestClock {
+    fn install(rec: &mut Reconciler) -> TestClock {
+        let c = TestClock(std::sync::Arc::new(std::sync::Mutex::new(
+            std::time::Instant::now(),
+        )));
+        let inner = c.0.clone();
+        rec.set_clock(Box::new(move || *inner.lock().unwrap()));
+        c
+    }
+
+    fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
     }
 }
 
@@ -247,11 +266,19 @@ fn deletion_removes_entries_and_releases_allocations() {
         nic("a1", "a", "fd00:a::1"),
         internal_lb("lb-a", "10.0.0.1", "a", "[{protocol: TCP, port: 80}]"),
     );
+    let clock = TestClock::install(&mut r.rec);
     let rep = r.sync(&yaml(&one));
     assert_eq!(rep.removed, 1, "{rep:?}");
     assert_eq!(r.device_specs().len(), 1);
-    assert!(!r.rec.allocator().state().lbs.contains_key(&key("lb-b")));
     assert!(!r.rec.status().contains_key(&key("lb-b")));
+    // Its allocations are held for the grace period, then released.
+    assert!(r.rec.allocator().state().lbs.contains_key(&key("lb-b")));
+    clock.advance(RELEASE_GRACE - Duration::from_secs(1));
+    r.sync(&yaml(&one));
+    assert!(r.rec.allocator().state().lbs.contains_key(&key("lb-b")));
+    clock.advance(Duration::from_secs(1));
+    r.sync(&yaml(&one));
+    assert!(!r.rec.allocator().state().lbs.contains_key(&key("lb-b")));
     assert!(matches!(
         r.send(
             1,
@@ -350,8 +377,17 @@ spec:
     assert_eq!(st.condition("Ready").unwrap().reason, "PoolExhausted");
     assert!(rec.status()[&key("p1")].ready());
 
-    // Deleting p1 frees the address for p2 in the same sync.
-    let rep = rec.sync(&yaml(&format!("{NET}{}", public("p2"))), &[]).unwrap();
+    // Deleting p1 frees the address for p2 once the release grace period has passed, not before.
+    let clock = TestClock::install(&mut rec);
+    let only_p2 = yaml(&format!("{NET}{}", public("p2")));
+    let rep = rec.sync(&only_p2, &[]).unwrap();
+    assert_eq!(rep.removed, 1, "{rep:?}");
+    assert_eq!(
+        rec.status()[&key("p2")].condition("Ready").unwrap().reason,
+        "PoolExhausted"
+    );
+    clock.advance(RELEASE_GRACE);
+    let rep = rec.sync(&only_p2, &[]).unwrap();
     assert!(rep.errors.is_empty(), "{rep:?}");
     assert!(rec.status()[&key("p2")].ready());
 }
@@ -430,4 +466,71 @@ fn an_invalid_load_balancer_still_invalid_when_due_backs_off_again() {
         "{:?}",
         second - first
     );
+}
+
+/// Issue 12 item 1: a manifest that loses its load balancers for a moment (a truncated or emptied file taken as
+/// content) removes them from the device, but their lb_ids and VIPs are held: when they come back they get the
+/// same ones, though other load balancers allocated meanwhile.
+#[test]
+fn load_balancers_that_vanish_briefly_come_back_with_the_same_lb_ids_and_vips() {
+    let mut r = Rig::new(DeviceConfig::small());
+    let _clock = TestClock::install(&mut r.rec);
+    let public = |name: &str| {
+        format!(
+            "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}}}
+spec:
+  type: Public
+  networkRef: {{name: net}}
+  ipFamilies: [IPv4, IPv6]
+  ports: [{{protocol: TCP, port: 443}}]
+"
+        )
+    };
+    let prefix = "---
+apiVersion: ipam.ironcore.dev/v1alpha1
+kind: Prefix
+metadata: {name: p}
+spec: {prefix: 10.7.0.0/24}
+";
+    let from_prefix = |name: &str| {
+        format!(
+            "---
+apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {{name: {name}}}
+spec:
+  type: Internal
+  networkRef: {{name: net}}
+  ipFamilies: [IPv4]
+  ips: [{{ephemeral: {{prefixTemplate: {{spec: {{prefixRef: {{name: p}}}}}}}}}}]
+  ports: [{{protocol: TCP, port: 80}}]
+"
+        )
+    };
+    let full = format!("{NET}{prefix}{}{}{}", public("a"), public("b"), from_prefix("c"));
+    r.sync(&yaml(&full));
+    let before = r.rec.status().clone();
+    assert!(before.values().all(|s| s.ready()), "{before:#?}");
+    // The file is seen empty (only the Network and Prefix left), then others are created, then it is back.
+    let rep = r.sync(&yaml(&format!("{NET}{prefix}")));
+    assert_eq!(rep.removed, 3, "{rep:?}");
+    assert!(r.device_specs().is_empty());
+    r.sync(&yaml(&format!(
+        "{NET}{prefix}{}{}",
+        public("x"),
+        from_prefix("y")
+    )));
+    r.sync(&yaml(&format!("{full}{}{}", public("x"), from_prefix("y"))));
+    for (k, was) in &before {
+        let now = &r.rec.status()[k];
+        assert!(now.ready(), "{now:#?}");
+        assert_eq!(
+            (now.lb_id, &now.ips),
+            (was.lb_id, &was.ips),
+            "{k:?} was re-numbered"
+        );
+    }
 }

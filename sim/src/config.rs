@@ -33,6 +33,9 @@ pub struct DeviceConfig {
     /// Ring descriptors executed per `poll` at most (the model's scheduling quantum between packets; 1 makes
     /// every table write interleave with packets, which the hitless tests use). Not visible to software.
     pub ring_budget: u32,
+    /// Model a contract v1.0 part: VERSION minor 0, `CAP_FEATURES` and `GENERATION` read 0, no FENCE opcode
+    /// (`bad_opcode`), no drop-counter snapshot. For the driver's v1.0 fallbacks (docs/hw-spec.md §9).
+    pub v1_0: bool,
 }
 
 impl Default for DeviceConfig {
@@ -53,6 +56,7 @@ impl Default for DeviceConfig {
             host_mem_len: 64 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
+            v1_0: false,
         }
     }
 }
@@ -75,7 +79,13 @@ impl DeviceConfig {
             host_mem_len: 8 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
+            v1_0: false,
         }
+    }
+
+    /// This part as a contract v1.0 device (see [`DeviceConfig::v1_0`]).
+    pub fn as_v1_0(self) -> Self {
+        DeviceConfig { v1_0: true, ..self }
     }
 
     /// This part without a DMA command ring (`CAP_RING_MAX_LOG2 = 0`): what `ironlb-sim serve --no-dma` models.

@@ -42,6 +42,28 @@ pub struct Device {
     pub(crate) ring: RingState,
     /// Commands executed (model statistics, not device state: kept across resets).
     pub(crate) counts: CommandCounts,
+    /// The GENERATION register's value (v1.1): changes on every reset.
+    generation: u32,
+    /// The pipelined mode (packets in flight between stages), `None` for the atomic model.
+    pub(crate) inflight: Option<Box<crate::pipeline::inflight::InFlight>>,
+}
+
+/// A first GENERATION value that differs between model processes (a restarted `ironlb-sim serve` must not come back
+/// with the generation its predecessor had): derived from the clock and the process id.
+fn first_generation() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed = (t ^ u64::from(std::process::id()) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    next_generation((mixed >> 32) as u32)
+}
+
+/// The generation after `g`: `g + 1`, skipping 0 and 0xFFFF_FFFF (never valid, docs/hw-spec.md §3.4).
+pub(crate) fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 | u32::MAX => 1,
+        n => n,
+    }
 }
 
 impl Device {
@@ -72,21 +94,44 @@ impl Device {
             mb_done: 0,
             ring: RingState::default(),
             counts: CommandCounts::default(),
+            generation: first_generation(),
+            inflight: None,
         };
-        d.reset();
+        d.reset_to(d.generation);
         d
     }
 
-    /// Reset (CONTROL.RESET, docs/hw-spec.md §3.2): clear tables, counters, ports, mailbox and ring; load the
-    /// capability registers; leave the pipeline disabled.
+    /// Reset (CONTROL.RESET or a function level reset, docs/hw-spec.md §3.4): clear tables, counters, ports,
+    /// mailbox and ring; drop the packets in flight; load the capability registers and a new GENERATION; leave the
+    /// pipeline disabled.
     pub fn reset(&mut self) {
+        self.reset_to(next_generation(self.generation));
+    }
+
+    /// The current GENERATION value (also in the register on a v1.1 part).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn reset_to(&mut self, generation: u32) {
+        self.generation = generation;
+        if let Some(f) = self.inflight.as_mut() {
+            f.flush_on_reset();
+        }
         let c = &self.cfg;
+        let (minor, features, gen_reg) = if c.v1_0 {
+            (0, 0, 0)
+        } else {
+            (VERSION_MINOR as u32, FEATURES_V1_1, generation)
+        };
         for off in (0..0x1000u32).step_by(4) {
             self.bar.write32(off as usize, 0);
         }
         let caps = [
             (ID, ID_MAGIC),
-            (VERSION, (VERSION_MAJOR as u32) << 16 | VERSION_MINOR as u32),
+            (VERSION, (VERSION_MAJOR as u32) << 16 | minor),
+            (CAP_FEATURES, features),
+            (GENERATION, gen_reg),
             (CAP_LB_BUCKETS, c.lb_buckets),
             (CAP_LB_WAYS, 4),
             (CAP_RANGES, c.ranges),
@@ -196,6 +241,35 @@ impl Device {
         self.drops
     }
 
+    /// Set a drop counter (tests: start a counter just below a 2^32 boundary). Not a device operation.
+    pub fn preset_drop_counter(&mut self, reason: DropReason, value: u64) {
+        let i = reason.index();
+        self.drops[i] = value;
+        let off = regs::DROP_COUNTERS + 8 * i as u32;
+        self.set_reg(off, value as u32);
+        self.set_reg(off + 4, (value >> 32) as u32);
+    }
+
+    /// DROP_SNAPSHOT (v1.1): on a new sequence number, copy every drop counter as of this instant into
+    /// DROP_SNAPSHOT_DATA, then publish the number in DROP_SNAPSHOT_DONE.
+    fn poll_drop_snapshot(&mut self) -> bool {
+        if self.cfg.v1_0 {
+            return false;
+        }
+        let want = self.reg(DROP_SNAPSHOT);
+        if want == self.reg(DROP_SNAPSHOT_DONE) {
+            return false;
+        }
+        for (i, v) in self.drops.iter().enumerate() {
+            let off = DROP_SNAPSHOT_DATA + 8 * i as u32;
+            self.set_reg(off, *v as u32);
+            self.set_reg(off + 4, (*v >> 32) as u32);
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        self.set_reg(DROP_SNAPSHOT_DONE, want);
+        true
+    }
+
     /// Clear drop counters (DROP_CLEAR).
     pub(crate) fn clear_drops(&mut self) {
         self.drops = [0; DropReason::COUNT];
@@ -218,6 +292,7 @@ impl Device {
             self.set_reg(DROP_CLEAR, 0);
             worked = true;
         }
+        worked |= self.poll_drop_snapshot();
         worked |= commands::poll_mailbox(self);
         worked |= commands::poll_ring(self);
         worked

@@ -217,7 +217,10 @@ fn capability_registers_after_reset() {
     let expect = |d: &Device| {
         assert_eq!(d.reg(ID), ID_MAGIC);
         assert_eq!(d.reg(ID), u32::from_le_bytes(*b"ILB1"));
-        assert_eq!(d.reg(VERSION), 0x0001_0000);
+        assert_eq!(d.reg(VERSION), 0x0001_0001);
+        assert_eq!(d.reg(CAP_FEATURES), FEATURES_V1_1);
+        let g = d.reg(GENERATION);
+        assert!(g != 0 && g != u32::MAX, "GENERATION {g:#x} is a valid generation");
         assert_eq!(d.reg(CAP_LB_BUCKETS), cfg.lb_buckets);
         assert_eq!(d.reg(CAP_LB_WAYS), 4);
         assert_eq!(d.reg(CAP_RANGES), cfg.ranges);
@@ -265,9 +268,17 @@ fn capability_registers_after_reset() {
     doorbell(&mut d, &r);
     assert_ne!(d.reg(RING_STATUS), 0);
     w(&d, CAP_LB_BUCKETS, 1);
+    let before = d.reg(GENERATION);
     w(&d, CONTROL, CONTROL_RESET | CONTROL_ENABLE);
     assert!(d.poll());
     expect(&d);
+    assert_ne!(d.reg(GENERATION), before, "every reset changes GENERATION");
+    // A v1.0 part: minor 0, no features, no generation.
+    let v10 = Device::new(DeviceConfig::small().as_v1_0()).unwrap();
+    assert_eq!(
+        (v10.reg(VERSION), v10.reg(CAP_FEATURES), v10.reg(GENERATION)),
+        (0x0001_0000, 0, 0)
+    );
     assert!(
         snapshot(&d).iter().all(|t| t.iter().all(|b| *b == 0)),
         "tables cleared"
@@ -424,7 +435,7 @@ fn mailbox_errors_change_nothing() {
     use Status::*;
     let cases: &[(&str, u32, u32, u32, u32, u32, Status)] = &[
         ("opcode 0", 0, 1, 0, 1, 0, BadOpcode),
-        ("opcode 6", 6, 1, 0, 1, 0, BadOpcode),
+        ("opcode 7", 7, 1, 0, 1, 0, BadOpcode),
         ("opcode 0x101", 0x101, 1, 0, 1, 0, BadOpcode),
         ("bad opcode wins over bad table", 9, 0, 0, 1, 0, BadOpcode),
         ("table 0", WRITE, 0, 0, 1, 0, BadTable),
@@ -756,10 +767,10 @@ fn ring_errors_every_status() {
     let t = |op, table, index, count, arg| raw(desc(op, table, index, count, arg, 0, 0));
     ring_failure("opcode 0", |_, _| [0; 32], BadOpcode);
     ring_failure(
-        "opcode 6",
+        "opcode 7",
         |_, _| {
             let mut b = t(Opcode::Fill, TableId::Bucket, 0, 1, 0);
-            b[0] = 6;
+            b[0] = 7;
             b
         },
         BadOpcode,

@@ -27,7 +27,7 @@ pub const CPL_SIZE: usize = 16;
 pub struct Descriptor {
     /// What to do.
     pub opcode: Opcode,
-    /// Which table (ignored for NOP; encoded as 0 there).
+    /// Which table (ignored for NOP and FENCE; encoded as 0 there).
     pub table: Option<TableId>,
     /// First entry.
     pub index: u32,
@@ -49,7 +49,7 @@ impl Descriptor {
             field: "opcode",
         })?;
         let table = match (opcode, b[1]) {
-            (Opcode::Nop, _) => None,
+            (Opcode::Nop | Opcode::Fence, _) => None,
             (_, t) => Some(TableId::from_raw(t as u32).ok_or(DecodeError::Field {
                 entry: "descriptor",
                 field: "table",

@@ -100,9 +100,13 @@ struct RunArgs {
     pools: PoolArgs,
     #[command(flatten)]
     host: HostArgs,
-    /// Control socket (default STATE_DIR/ironlb.sock).
+    /// Control socket (default STATE_DIR/ironlb.sock), mode 0660.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Group (name or number) owning the control socket: its members may run `ironlb status`, `dump`, `stats` and
+    /// `trace` against the daemon. Default: the daemon's group.
+    #[arg(long)]
+    socket_group: Option<String>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
@@ -112,10 +116,18 @@ struct RunArgs {
     /// Quiet time before a burst of manifest changes is applied, in milliseconds.
     #[arg(long, default_value_t = 2)]
     debounce_ms: u64,
-    /// Sync once, print what was programmed and exit (exit 2 if a LoadBalancer is invalid, 1 if one could
-    /// not be programmed).
+    /// Sync once, print what was programmed and exit (exit 2 if a manifest does not load or an object is
+    /// invalid, 1 if a LoadBalancer could not be programmed).
     #[arg(long)]
     once: bool,
+    /// How long a deleted LoadBalancer's lb_id and IPs stay allocated after it left the device, e.g. 10m, 1h, 0s.
+    /// A LoadBalancer that comes back within it keeps its VIPs.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    release_grace: Duration,
+    /// Start even though the allocation state (alloc.json) does not claim load balancers the device holds:
+    /// remove them and re-create them with new lb_ids and VIPs (see docs/operations.md "Lost allocation state").
+    #[arg(long)]
+    remove_unclaimed: bool,
 }
 
 #[derive(Subcommand)]
@@ -517,6 +529,18 @@ fn progress_bar() -> Option<ironlb_runtime::reconcile::ProgressFn> {
     }))
 }
 
+/// `--socket-group`: a group name, or a number.
+fn group_id(g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(grp)) => Ok(grp.gid.as_raw()),
+        Ok(None) => bail!(bad(format!("--socket-group {g}: no such group"))),
+        Err(e) => bail!("--socket-group {g}: looking up the group: {e}"),
+    }
+}
+
 fn run_daemon(args: RunArgs) -> Result<()> {
     let RunArgs {
         manifests,
@@ -525,11 +549,15 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         pools: pools_,
         host: host_,
         socket,
+        socket_group,
         metrics,
         log_format,
         debounce_ms,
         once,
+        release_grace,
+        remove_unclaimed,
     } = args;
+    let socket_group = socket_group.map(|g| group_id(&g)).transpose()?;
     init_logs(&log_format);
     if !manifests.is_dir() {
         bail!(bad(format!(
@@ -546,8 +574,11 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         pools: pools(&pools_)?,
         host: host(&host_)?,
         socket,
+        socket_group,
         metrics,
         debounce: Duration::from_millis(debounce_ms),
+        release_grace,
+        remove_unclaimed,
     };
     let mut d = Daemon::start(cfg).context("starting the daemon")?;
     d.set_progress(progress_bar());

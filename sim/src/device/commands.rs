@@ -59,6 +59,8 @@ enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Checked {
     Nop,
+    /// Wait until every packet that entered the pipeline before the command has left it.
+    Fence,
     Write {
         table: TableId,
         index: u32,
@@ -95,8 +97,10 @@ fn check(
     arg: u32,
     value: u32,
 ) -> Result<Checked, Status> {
-    if op == Opcode::Nop {
-        return Ok(Checked::Nop);
+    match op {
+        Opcode::Nop => return Ok(Checked::Nop),
+        Opcode::Fence => return Ok(Checked::Fence),
+        _ => {}
     }
     let table = table.ok_or(Status::BadTable)?;
     if table.is_counter() && matches!(op, Opcode::Write | Opcode::WriteWord) {
@@ -104,7 +108,7 @@ fn check(
     }
     let words = table.entry_words();
     match op {
-        Opcode::Nop => Ok(Checked::Nop),
+        Opcode::Nop | Opcode::Fence => unreachable!("handled above"),
         Opcode::WriteWord => {
             if !tables.in_range(table, index, 1) {
                 return Err(Status::OutOfRange);
@@ -167,7 +171,7 @@ fn apply_local(tables: &mut TableMemory, cmd: Checked) -> u64 {
             }
             u64::from(count)
         }
-        Checked::Nop | Checked::Write { .. } | Checked::Read { .. } => 0,
+        Checked::Nop | Checked::Fence | Checked::Write { .. } | Checked::Read { .. } => 0,
     }
 }
 
@@ -185,6 +189,7 @@ pub(crate) fn poll_mailbox(d: &mut Device) -> bool {
         Ok(()) => Status::Ok,
         Err(s) => s,
     };
+    d.after_command();
     d.set_reg(MB_STATUS, status as u32);
     // Status (and READ data) must be visible before the sequence number software polls.
     fence(Ordering::Release);
@@ -195,7 +200,9 @@ pub(crate) fn poll_mailbox(d: &mut Device) -> bool {
 }
 
 fn mailbox_command(d: &mut Device) -> Result<(), Status> {
-    let op = Opcode::from_raw(d.reg(MB_OPCODE)).ok_or(Status::BadOpcode)?;
+    let op = Opcode::from_raw(d.reg(MB_OPCODE))
+        .filter(|op| *op != Opcode::Fence || !d.cfg.v1_0)
+        .ok_or(Status::BadOpcode)?;
     let table = TableId::from_raw(d.reg(MB_TABLE));
     let cmd = check(
         &d.tables,
@@ -223,6 +230,7 @@ fn mailbox_command(d: &mut Device) -> Result<(), Status> {
                 d.bar.write32((MB_DATA as usize) + 4 * i, v);
             }
         }
+        Checked::Fence => d.drain(),
         local => d.counts.entries_written += apply_local(&mut d.tables, local),
     }
     Ok(())
@@ -319,6 +327,7 @@ pub(crate) fn poll_ring(d: &mut Device) -> bool {
         let i = d.ring.head;
         let r = run_descriptor(d, &cfg, i);
         d.counts.descriptors += 1;
+        d.after_command();
         match r {
             Ok(n) => {
                 d.counts.entries_written += n;
@@ -400,6 +409,9 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
     let mut raw = [0u8; DESC_SIZE];
     d.host.read(at, &mut raw).map_err(|_| Status::DmaFault)?;
     let desc = Descriptor::parse(&raw).map_err(decode_status)?;
+    if desc.opcode == Opcode::Fence && d.cfg.v1_0 {
+        return Err(Status::BadOpcode);
+    }
     let cmd = check(
         &d.tables,
         Source::Ring,
@@ -420,6 +432,10 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
         Checked::Read { table, index, count } => {
             let mem = d.tables.get(table, index, count).expect("validated range");
             d.host.write(desc.iova, mem).map_err(|_| Status::DmaFault)?;
+            Ok(0)
+        }
+        Checked::Fence => {
+            d.drain();
             Ok(0)
         }
         local => Ok(apply_local(&mut d.tables, local)),

@@ -17,6 +17,7 @@ mod classify;
 mod crc;
 mod encap;
 mod filter;
+pub mod inflight;
 mod lookup;
 pub mod parse;
 mod trace;
@@ -204,7 +205,21 @@ fn pipeline<S: TraceSink>(
     out: &mut Vec<u8>,
     t: &mut S,
 ) -> Result<Fwd, DropReason> {
-    let f = front(d, port, pkt, t)?;
+    pipeline_pinned(d, port, pkt, out, t, None)
+}
+
+/// [`pipeline`] with the LB lookup's result given (`pinned`) instead of read now: the pipelined mode
+/// (inflight.rs) looks the LB table up when a packet enters and reads the other tables when it reaches their stage.
+#[inline(always)]
+fn pipeline_pinned<S: TraceSink>(
+    d: &Device,
+    port: u32,
+    pkt: &[u8],
+    out: &mut Vec<u8>,
+    t: &mut S,
+    pinned: Option<lookup::Lookup>,
+) -> Result<Fwd, DropReason> {
+    let f = front_pinned(d, port, pkt, t, pinned)?;
     let target = bucket(d, f.slot, t)?;
     let underlay = target_entry(d, target, t)?;
     egress(d, &f, target, underlay, out, t)
@@ -214,6 +229,18 @@ fn pipeline<S: TraceSink>(
 /// flow hash, slot bounds. Reads registers, the LB table and the range table.
 #[inline(always)]
 fn front<'a, S: TraceSink>(d: &Device, port: u32, pkt: &'a [u8], t: &mut S) -> Result<Front<'a>, DropReason> {
+    front_pinned(d, port, pkt, t, None)
+}
+
+/// [`front`]; with `pinned`, the LB lookup's result is that instead of a read of the LB table now.
+#[inline(always)]
+fn front_pinned<'a, S: TraceSink>(
+    d: &Device,
+    port: u32,
+    pkt: &'a [u8],
+    t: &mut S,
+    pinned: Option<lookup::Lookup>,
+) -> Result<Front<'a>, DropReason> {
     let cfg = d.config();
 
     // §7.1 ingress.
@@ -276,7 +303,7 @@ fn front<'a, S: TraceSink>(d: &Device, port: u32, pkt: &'a [u8], t: &mut S) -> R
     });
 
     // §7.4 LB lookup.
-    let lk = lookup::lookup(&d.tables, cfg.lb_buckets, domain, ip.v6, &ip.dst);
+    let lk = pinned.unwrap_or_else(|| lookup::lookup(&d.tables, cfg.lb_buckets, domain, ip.v6, &ip.dst));
     let Some(lb) = lk.hit else {
         return fail(t, "lookup", DropReason::NoVip, || match lk.buckets {
             Some([b1, b2]) => format!(
