@@ -65,6 +65,16 @@ impl Device {
     /// `CAP_RING_MAX_LOG2 > 0`), and adopt whatever the tables already hold (no flush: docs/hw-spec.md §8,
     /// docs/architecture.md "adoption").
     pub fn open(mut acc: Box<dyn DeviceAccess>) -> Result<Device, DriverError> {
+        // Every backend's BAR must hold the whole register file: a shorter one would fault (or panic in the
+        // bounds-checked window) at the first register past its end.
+        if acc.bar_len() < BAR0_SIZE {
+            return Err(crate::error::AccessError::BarTooSmall {
+                what: "the device's register BAR".into(),
+                len: acc.bar_len(),
+                need: BAR0_SIZE,
+            }
+            .into());
+        }
         let caps = Caps::read(acc.as_mut())?;
         let mb = Mailbox::new(acc.as_mut());
         let ring = if caps.ring_max_log2 == 0 {

@@ -14,6 +14,18 @@ pub enum AccessError {
         /// What failed.
         reason: String,
     },
+    /// The mapped register BAR is smaller than the register file of the contract.
+    #[error(
+        "{what} is {len} bytes, smaller than the {need}-byte register file (wrong file, BAR index or device)"
+    )]
+    BarTooSmall {
+        /// What was mapped.
+        what: String,
+        /// Its length.
+        len: usize,
+        /// BAR0_SIZE.
+        need: usize,
+    },
     /// An I/O error from the operating system while doing `what`.
     #[error("{what}")]
     Io {
