@@ -167,6 +167,7 @@ pub struct Metrics {
     error_series: std::sync::Mutex<BTreeMap<(String, String), Vec<ErrorLabels>>>,
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
     files_refused: Gauge<u64, AtomicU64>,
+    device_resets: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -219,6 +220,13 @@ impl Metrics {
             files_refused.clone(),
         );
 
+        let device_resets = Counter::default();
+        registry.register(
+            "ironlb_device_resets",
+            "Device resets the daemon did not cause, detected and answered by re-programming every LoadBalancer",
+            device_resets.clone(),
+        );
+
         registry.register_collector(Box::new(DeviceCollector {
             stats: Box::new(stats),
         }));
@@ -231,7 +239,13 @@ impl Metrics {
             error_series: Default::default(),
             load_balancers,
             files_refused,
+            device_resets,
         }
+    }
+
+    /// Count one detected device reset (`ironlb_device_resets_total`).
+    pub fn device_reset(&self) {
+        self.device_resets.inc();
     }
 
     /// Record one completed reconcile pass that took `d` (`ironlb_reconcile_duration_seconds`,
