@@ -124,6 +124,11 @@ impl Mailbox {
         }
     }
 
+    /// The sequence number of the last command this driver completed.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
     /// Execute one staged command and wait for it. `data` is staged into MB_DATA first.
     #[allow(clippy::too_many_arguments)]
     pub fn exec(

@@ -24,8 +24,8 @@ fn mailbox_entries(table: TableId) -> usize {
 /// An opened device.
 pub struct Device {
     pub(crate) acc: Box<dyn DeviceAccess>,
-    caps: Caps,
-    mb: Mailbox,
+    pub(crate) caps: Caps,
+    pub(crate) mb: Mailbox,
     /// The DMA command ring, `None` when the device has none (`CAP_RING_MAX_LOG2 = 0`, docs/hw-spec.md §4.2):
     /// then every command and every read goes through the mailbox.
     ring: Option<Ring>,
@@ -41,6 +41,9 @@ pub struct Device {
     pub(crate) stale: bool,
     /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
     skip_fences: bool,
+    /// What this driver configured outside the tables, and the device generation it did it in (reset detection
+    /// and restore, docs/hw-spec.md §3.4).
+    pub(crate) intent: crate::health::Intent,
 }
 
 /// How commands reached the device.
@@ -101,8 +104,10 @@ impl Device {
             stats: CommandStats::default(),
             stale: false,
             skip_fences: false,
+            intent: crate::health::Intent::default(),
         };
         d.adopt()?;
+        d.intent.adopt_registers(d.acc.as_mut(), &d.caps);
         Ok(d)
     }
 
@@ -252,6 +257,7 @@ impl Device {
             )));
         }
         self.acc.write32(PORT_CFG + 4 * port, cfg.to_raw());
+        self.intent.ports.insert(port, cfg);
         Ok(())
     }
 
@@ -274,6 +280,7 @@ impl Device {
         }
         self.acc.write32(UNDERLAY_MTU, mtu);
         self.acc.write32(UNDERLAY_HOP_LIMIT, hop_limit as u32);
+        self.intent.underlay = Some((src, mtu, hop_limit));
     }
 
     /// Underlay source address as configured.
@@ -300,6 +307,7 @@ impl Device {
 
     /// Enable or disable the pipeline.
     pub fn set_enabled(&mut self, on: bool) {
+        self.intent.enabled = on;
         let c = self.acc.read32(CONTROL) & !CONTROL_RESET;
         self.acc.write32(
             CONTROL,
@@ -360,6 +368,8 @@ impl Device {
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);
         self.targets = BlockAllocator::new(self.caps.targets);
         self.lbs.clear();
+        self.intent = crate::health::Intent::default();
+        self.intent.adopt_registers(self.acc.as_mut(), &self.caps);
         Ok(())
     }
 }

@@ -122,6 +122,12 @@ pub enum DriverError {
         /// The LB holding it.
         owner: u32,
     },
+    /// Registers read all-ones: the device was removed (surprise removal, link down) or is in reset.
+    #[error("device gone: {register} reads 0xffffffff (removed, link down, or still in reset)")]
+    DeviceGone {
+        /// The register that read all-ones.
+        register: &'static str,
+    },
     /// The request itself is invalid (caller bug or unchecked input).
     #[error("invalid request: {0}")]
     Invalid(String),

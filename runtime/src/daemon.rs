@@ -19,7 +19,7 @@ use crate::controller::ObjectKey;
 use crate::manifest::LoadCache;
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
-use crate::reconcile::{DeviceDown, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
+use crate::reconcile::{Condition, DeviceDown, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_sim::DeviceConfig;
@@ -221,6 +221,9 @@ pub struct StatusFile {
     /// Set while the device does not answer (a command timed out; probed with backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_down: Option<DeviceDown>,
+    /// The device's own condition: `DeviceRestored` after a reset the daemon did not cause (docs/hw-spec.md §3.4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_conditions: Vec<Condition>,
 }
 
 impl StatusFile {
@@ -302,12 +305,22 @@ pub struct Published {
     pub statuses: BTreeMap<ObjectKey, LbStatus>,
     /// Set while the device is down.
     pub device_down: Option<DeviceDown>,
+    /// The device's own conditions (`DeviceRestored` after a reset).
+    pub device_conditions: Vec<Condition>,
 }
 
 impl Published {
     /// The `status` answer.
     pub fn render(&self, format: Format) -> String {
-        let body = ops::status(&self.statuses, format);
+        let mut body = ops::status(&self.statuses, format);
+        if format == Format::Table {
+            for c in &self.device_conditions {
+                body.push_str(&format!(
+                    "device: {} {} since {}: {}\n",
+                    c.kind, c.reason, c.last_transition_time, c.message
+                ));
+            }
+        }
         match (&self.device_down, format) {
             (Some(d), Format::Table) => format!(
                 "device: DOWN since {} ({} failed probes): {}; retrying with backoff\n{body}",
@@ -329,7 +342,14 @@ pub struct Shared {
     pub rec: Reconciler,
     /// The in-process model, for `inproc`.
     pub model: Option<SharedModel>,
+    /// Device resets detected (and answered by a restore) since the daemon started.
+    pub device_resets: u64,
+    /// `DeviceRestored` once a reset was detected: when, how, and what was re-programmed.
+    pub device_conditions: Vec<Condition>,
 }
+
+/// How often the daemon looks for a device reset between syncs (a few register reads).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// `namespace/name` by lb_id, for what the device holds.
@@ -347,7 +367,18 @@ impl Shared {
             names: &names,
         };
         match req {
-            Request::Status { format } => Ok(ops::status(self.rec.status(), *format)),
+            Request::Status { format } => {
+                let mut out = ops::status(self.rec.status(), *format);
+                if *format == Format::Table {
+                    for c in &self.device_conditions {
+                        out.push_str(&format!(
+                            "device: {} {} since {}: {}\n",
+                            c.kind, c.reason, c.last_transition_time, c.message
+                        ));
+                    }
+                }
+                Ok(out)
+            }
             Request::Dump { table, format } => ops::dump(view, table, *format),
             Request::Stats { format } => ops::stats(view, *format),
             Request::Trace {
@@ -599,6 +630,8 @@ impl Daemon {
         let shared = Arc::new(Mutex::new(Shared {
             rec,
             model: opened.model,
+            device_resets: 0,
+            device_conditions: Vec::new(),
         }));
 
         let socket_path = cfg
@@ -676,8 +709,55 @@ impl Daemon {
         self.shared.lock().expect("daemon state lock").rec.set_progress(f);
     }
 
+    /// Look for a device reset the daemon did not cause (docs/hw-spec.md §3.4: GENERATION, or on a v1.0 device
+    /// its effects) and answer one by re-programming everything: log line, `ironlb_device_resets_total`, and the
+    /// `DeviceRestored` condition in `ironlb status` and status.json. Returns true when it restored. A device that
+    /// cannot be read is logged and left to the sync's own error handling.
+    pub fn check_device(&mut self) -> bool {
+        let mut sh = self.shared.lock().expect("daemon state lock");
+        if sh.rec.device_down().is_some() {
+            // Not answering: the probe (with backoff) finds out when it does again.
+            return false;
+        }
+        match sh.rec.device().check_and_restore() {
+            Ok(None) => false,
+            Ok(Some((seen, report))) => {
+                tracing::warn!(
+                    evidence = %seen,
+                    load_balancers = report.load_balancers,
+                    commands = report.commands,
+                    "device reset detected (not caused by this daemon); re-programmed every load balancer"
+                );
+                sh.device_resets += 1;
+                let message = format!(
+                    "reset #{} detected: {seen}; {} load balancers re-programmed",
+                    sh.device_resets, report.load_balancers
+                );
+                sh.device_conditions = vec![Condition {
+                    kind: "DeviceRestored".into(),
+                    status: "True".into(),
+                    reason: "DeviceReset".into(),
+                    message,
+                    last_transition_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string(),
+                }];
+                if let Some(m) = &self.metrics {
+                    m.device_reset();
+                }
+                // status.json is rewritten by the next sync.
+                self.last_status = None;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "device health check failed");
+                false
+            }
+        }
+    }
+
     /// One reconcile of the source's current snapshot; writes `status.json` when it changed.
     pub fn sync(&mut self) -> Result<SyncReport, DaemonError> {
+        self.check_device();
         let snap = self.source.snapshot()?;
         for e in &snap.errors {
             tracing::warn!(error = %e, "manifest file does not parse; serving its last good content");
@@ -690,7 +770,7 @@ impl Daemon {
                 tracing::warn!(error = %e, "manifest document does not load");
             }
         }
-        let (report, statuses, load_errors, device_down) = {
+        let (report, statuses, load_errors, device_down, device_conditions) = {
             let mut sh = self.shared.lock().expect("daemon state lock");
             let was_down = sh.rec.device_down().is_some();
             let report = if changes.is_empty() {
@@ -707,9 +787,16 @@ impl Daemon {
             *self.published.lock().expect("published lock") = Published {
                 statuses: sh.rec.status().clone(),
                 device_down: device_down.clone(),
+                device_conditions: sh.device_conditions.clone(),
             };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
-            (report, statuses, sh.rec.load_errors(), device_down)
+            (
+                report,
+                statuses,
+                sh.rec.load_errors(),
+                device_down,
+                sh.device_conditions.clone(),
+            )
         };
         for e in &report.errors {
             tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
@@ -752,6 +839,7 @@ impl Daemon {
             load_errors: load_errors.iter().map(|e| e.to_string()).collect(),
             load_balancers: statuses,
             device_down,
+            device_conditions,
         };
         if self.last_status.as_ref() != Some(&status) {
             let p = self.cfg.state_dir.join("status.json");
@@ -830,9 +918,16 @@ impl Daemon {
                     Instant::now() + failing
                 }
             };
+            let mut health_due = Instant::now() + HEALTH_INTERVAL;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
+                }
+                if Instant::now() >= health_due {
+                    health_due = Instant::now() + HEALTH_INTERVAL;
+                    if self.check_device() {
+                        break;
+                    }
                 }
                 // The source is looked at even when the deadline has passed: a change is never starved by retries.
                 let left = deadline.saturating_duration_since(Instant::now());

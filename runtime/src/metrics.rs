@@ -171,6 +171,7 @@ pub struct Metrics {
     files_refused: Gauge<u64, AtomicU64>,
     device_up: Gauge<u64, AtomicU64>,
     device_down: Counter,
+    device_resets: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -236,6 +237,12 @@ impl Metrics {
             "Times the device was marked down (a command timed out)",
             device_down.clone(),
         );
+        let device_resets = Counter::default();
+        registry.register(
+            "ironlb_device_resets",
+            "Device resets the daemon did not cause, detected and answered by re-programming every LoadBalancer",
+            device_resets.clone(),
+        );
 
         registry.register_collector(Box::new(DeviceCollector {
             stats: Box::new(stats),
@@ -251,7 +258,13 @@ impl Metrics {
             files_refused,
             device_up,
             device_down,
+            device_resets,
         }
+    }
+
+    /// Count one detected device reset (`ironlb_device_resets_total`).
+    pub fn device_reset(&self) {
+        self.device_resets.inc();
     }
 
     /// Record one completed reconcile pass that took `d` (`ironlb_reconcile_duration_seconds`,

@@ -470,6 +470,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
             Ok(daemon::Published {
                 statuses: f.by_key(),
                 device_down: f.device_down,
+                device_conditions: f.device_conditions,
             }
             .render(fmt))
         }
