@@ -17,6 +17,23 @@ use std::net::Ipv6Addr;
 pub const RING_LOG2: u8 = 12;
 
 /// Entries of `table` one mailbox WRITE or READ moves at most (`MB_DATA` holds 16 words, docs/hw-spec.md §4.1).
+/// A live 64-bit counter register pair read high, low, high, retried while the two high reads differ (docs/hw-spec.md
+/// §3.2): the counter only grows and cannot advance 2^32 between two reads, so equal high words bracket a low word
+/// of the same epoch.
+fn read_live_counter(acc: &mut dyn DeviceAccess, off: u32) -> u64 {
+    let mut hi = acc.read32(off + 4);
+    for _ in 0..3 {
+        let lo = acc.read32(off);
+        let hi2 = acc.read32(off + 4);
+        if hi2 == hi {
+            return u64::from(hi) << 32 | u64::from(lo);
+        }
+        hi = hi2;
+    }
+    // Still moving across carries: a carry just happened, so (new high, 0) is a value the counter had.
+    u64::from(hi) << 32
+}
+
 fn mailbox_entries(table: TableId) -> usize {
     (MB_DATA_WORDS / table.entry_words()).max(1)
 }
@@ -319,12 +336,29 @@ impl Device {
         );
     }
 
-    /// Drop counters by reason (registers; docs/hw-spec.md §3.2).
+    /// Drop counters by reason (docs/hw-spec.md §3.2), read so that they cannot tear: through the device's
+    /// snapshot (`DROP_SNAPSHOT`, contract v1.1), or on a v1.0 device (or a snapshot that does not complete) by
+    /// high-low-high reads of the live registers.
     pub fn drop_counters(&mut self) -> BTreeMap<DropReason, u64> {
         let n = (self.caps.drop_reasons as usize).min(DropReason::COUNT);
+        let base = if self.caps.has(FEATURE_DROP_SNAPSHOT) {
+            match self.drop_snapshot() {
+                Ok(()) => Some(DROP_SNAPSHOT_DATA),
+                Err(e) => {
+                    tracing::warn!(error = %e, "drop-counter snapshot did not complete; reading the live registers");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         (0..n)
             .filter_map(|i| {
-                DropReason::from_index(i).map(|r| (r, self.acc.read64(DROP_COUNTERS + 8 * i as u32)))
+                let v = match base {
+                    Some(b) => self.acc.read64(b + 8 * i as u32),
+                    None => read_live_counter(self.acc.as_mut(), DROP_COUNTERS + 8 * i as u32),
+                };
+                DropReason::from_index(i).map(|r| (r, v))
             })
             .collect()
     }
@@ -344,6 +378,25 @@ impl Device {
         Ok(())
     }
 
+    /// Request a drop-counter snapshot and wait for it (v1.1).
+    fn drop_snapshot(&mut self) -> Result<(), DriverError> {
+        let seq = self.acc.read32(DROP_SNAPSHOT_DONE).wrapping_add(1);
+        self.acc.write32(DROP_SNAPSHOT, seq);
+        crate::cmd::wait_until(
+            self.acc.as_mut(),
+            "DROP_SNAPSHOT_DONE",
+            crate::cmd::COMMAND_TIMEOUT,
+            |a| a.read32(DROP_SNAPSHOT_DONE) == seq,
+        )
+    }
+
+    /// Read a live 64-bit counter the naive way (low word, then high word), as a v1.0 driver did. It can tear at a
+    /// 2^32 boundary; kept only so the counter-tear test can show that.
+    #[doc(hidden)]
+    pub fn drop_counter_naive_for_test(&mut self, reason: DropReason) -> u64 {
+        self.acc.read64(DROP_COUNTERS + 8 * reason.index() as u32)
+    }
+
     /// Reset the device (clears all tables) and forget all driver state. Only for tests and explicit operator
     /// requests: a restart of the runtime adopts instead.
     pub fn reset(&mut self) -> Result<(), DriverError> {
@@ -351,7 +404,7 @@ impl Device {
         let acc = self.acc.as_mut();
         let start = std::time::Instant::now();
         while acc.read32(CONTROL) & CONTROL_RESET != 0 {
-            if start.elapsed() > crate::cmd::COMMAND_TIMEOUT {
+            if start.elapsed() > crate::cmd::RESET_TIMEOUT {
                 return Err(DriverError::Timeout {
                     register: "CONTROL.RESET",
                     waited: start.elapsed(),
