@@ -292,7 +292,10 @@ fn status_until(socket: &Path, what: &str, pred: impl Fn(&str) -> bool) -> Strin
         if pred(&out) {
             return out;
         }
-        assert!(t0.elapsed() < BOUND, "timed out waiting for {what}; last status:\n{out}");
+        assert!(
+            t0.elapsed() < BOUND,
+            "timed out waiting for {what}; last status:\n{out}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
