@@ -28,6 +28,8 @@
 //! | `ironlb_reconciles_total` | counter | — | reconcile passes completed (each [`Metrics::observe_reconcile`]) |
 //! | `ironlb_reconcile_errors_total` | counter | `namespace`, `name`, `reason` | LoadBalancer reconciles that failed, by object and condition reason (`TableFull`, `PoolExhausted`, `InvalidSpec`, …); a series appears with its first error and goes when the LoadBalancer is deleted |
 //! | `ironlb_load_balancers` | gauge | `state` = `ready` \| `failed` | LoadBalancers whose last reconcile succeeded / failed; both series are always present |
+//! | `ironlb_device_up` | gauge | — | 1 while the device answers, 0 from a command timeout until a probe succeeds (device figures are then not read) |
+//! | `ironlb_device_down_total` | counter | — | times the device was marked down |
 //! | `ironlb_manifest_files_refused` | gauge | — | manifest files currently refused for their type (FIFO, socket, device) or size (`crate::source::read`); each is also a source error in `status.json` |
 //!
 //! Device metrics (read from the device at every scrape):
@@ -167,6 +169,8 @@ pub struct Metrics {
     error_series: std::sync::Mutex<BTreeMap<(String, String), Vec<ErrorLabels>>>,
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
     files_refused: Gauge<u64, AtomicU64>,
+    device_up: Gauge<u64, AtomicU64>,
+    device_down: Counter,
     device_resets: Counter,
 }
 
@@ -220,6 +224,19 @@ impl Metrics {
             files_refused.clone(),
         );
 
+        let device_up = Gauge::<u64, AtomicU64>::default();
+        device_up.set(1);
+        registry.register(
+            "ironlb_device_up",
+            "1 while the device answers commands, 0 after a command timed out until it answers again",
+            device_up.clone(),
+        );
+        let device_down = Counter::default();
+        registry.register(
+            "ironlb_device_down",
+            "Times the device was marked down (a command timed out)",
+            device_down.clone(),
+        );
         let device_resets = Counter::default();
         registry.register(
             "ironlb_device_resets",
@@ -239,6 +256,8 @@ impl Metrics {
             error_series: Default::default(),
             load_balancers,
             files_refused,
+            device_up,
+            device_down,
             device_resets,
         }
     }
@@ -294,6 +313,17 @@ impl Metrics {
         self.load_balancers
             .get_or_create(&[("state", "failed")])
             .set(failed);
+    }
+
+    /// Set `ironlb_device_up`.
+    pub fn set_device_up(&self, up: bool) {
+        self.device_up.set(u64::from(up));
+    }
+
+    /// Count one transition to down in `ironlb_device_down_total` (and set `ironlb_device_up` to 0).
+    pub fn device_went_down(&self) {
+        self.device_down.inc();
+        self.device_up.set(0);
     }
 
     /// Set `ironlb_manifest_files_refused`.

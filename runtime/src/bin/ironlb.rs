@@ -467,7 +467,12 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
             let Request::Status { format: fmt } = req else {
                 unreachable!()
             };
-            Ok(ops::status(&f.by_key(), fmt))
+            Ok(daemon::Published {
+                statuses: f.by_key(),
+                device_down: f.device_down,
+                device_conditions: f.device_conditions,
+            }
+            .render(fmt))
         }
         Err(e) => Err(op_err(e)),
     }
