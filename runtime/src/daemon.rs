@@ -315,7 +315,10 @@ impl Shared {
             names: &names,
         };
         match req {
-            Request::Status { format } => Ok(ops::status(self.rec.status(), *format)),
+            Request::Status { format } => {
+                let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
+                Ok(ops::status_with_errors(self.rec.status(), &errors, *format))
+            }
             Request::Dump { table, format } => ops::dump(view, table, *format),
             Request::Stats { format } => ops::stats(view, *format),
             Request::Trace {
@@ -628,6 +631,7 @@ impl Daemon {
         }
         if let Some(m) = &self.metrics {
             m.set_files_refused(self.source.refused().len() as u64);
+            m.set_load_errors(load_errors.len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
                 m.reconcile_error(&e.key.0, &e.key.1, e.reason);
