@@ -9,12 +9,54 @@ use ironlb_hw::regs::*;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the driver waits for a command or a batch before declaring the device hung.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// The device's time bounds: the performance envelope of docs/hw-spec.md §10. The driver's timeouts are derived
+/// from them ([`timeout`]).
+pub mod envelope {
+    use std::time::Duration;
+    /// One mailbox command, doorbell to `MB_DONE_SEQ` (a single-entry WRITE, READ or FILL of up to 16 words).
+    pub const MAILBOX_COMMAND: Duration = Duration::from_micros(10);
+    /// Fixed cost of one ring descriptor (fetch, decode, completion).
+    pub const DESCRIPTOR: Duration = Duration::from_micros(1);
+    /// Each table entry a WRITE, READ or FILL moves (at least 50 million entries per second).
+    pub const ENTRY: Duration = Duration::from_nanos(20);
+    /// A packet's time in the pipeline: FENCE completes within it (docs/hw-spec.md §8.5).
+    pub const PIPELINE_LATENCY: Duration = Duration::from_micros(10);
+    /// `RING_STATUS.ACTIVE` follows `RING_CTRL.ENABLE` within this.
+    pub const RING_ENABLE: Duration = Duration::from_micros(10);
+    /// A reset (CONTROL.RESET, FLR) completes within this: registers readable, tables cleared.
+    pub const RESET: Duration = Duration::from_millis(100);
+}
+
+/// A wait is declared failed after this many times the device's bound ...
+pub const BOUND_FACTOR: u64 = 10;
+/// ... plus this much host scheduling slack: the bounds are the device's, but the driver thread (or a software
+/// model sharing the CPU) can be descheduled for far longer than a hardware operation takes.
+pub const HOST_SLACK: Duration = Duration::from_secs(2);
+
+/// The timeout of a wait whose device bound is `bound`: `bound × BOUND_FACTOR + HOST_SLACK`.
+pub const fn timeout(bound: Duration) -> Duration {
+    Duration::from_nanos(bound.as_nanos() as u64 * BOUND_FACTOR + HOST_SLACK.as_nanos() as u64)
+}
+
+/// How long the driver waits for one mailbox command before declaring the device hung (≈ 2 s).
+pub const COMMAND_TIMEOUT: Duration = timeout(envelope::MAILBOX_COMMAND);
+
+/// How long the driver waits for a reset to complete (≈ 3 s).
+pub const RESET_TIMEOUT: Duration = timeout(envelope::RESET);
+
+/// How long the driver waits for a ring batch of `descriptors` moving `entries` table entries (including its
+/// FENCEs, each bounded by the pipeline latency).
+pub fn batch_timeout(descriptors: u32, entries: u64, fences: u32) -> Duration {
+    let bound = envelope::DESCRIPTOR * descriptors
+        + envelope::ENTRY * u32::try_from(entries).unwrap_or(u32::MAX)
+        + envelope::PIPELINE_LATENCY * fences;
+    timeout(bound)
+}
 
 /// On a contract v1.0 device (no FENCE), how long the driver waits after the commands that unpublished memory
-/// before it reuses that memory: ten times the pipeline latency bound of docs/hw-spec.md §10 (10 µs).
-pub const V1_0_DRAIN_WAIT: Duration = Duration::from_micros(100);
+/// before it reuses that memory: ten times the pipeline latency bound of docs/hw-spec.md §10.
+pub const V1_0_DRAIN_WAIT: Duration =
+    Duration::from_nanos(envelope::PIPELINE_LATENCY.as_nanos() as u64 * BOUND_FACTOR);
 
 /// One table write. A batch of them executes in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +125,10 @@ fn status_name(raw: u32) -> &'static str {
 }
 
 /// Poll `done` until it returns true, calling the backend's wait hint between polls.
-fn wait_until(
+pub(crate) fn wait_until(
     acc: &mut dyn DeviceAccess,
     register: &'static str,
+    limit: Duration,
     mut done: impl FnMut(&mut dyn DeviceAccess) -> bool,
 ) -> Result<(), DriverError> {
     let start = Instant::now();
@@ -98,7 +141,7 @@ fn wait_until(
         if spins < 2000 {
             acc.wait_hint();
         } else {
-            if start.elapsed() > COMMAND_TIMEOUT {
+            if start.elapsed() > limit {
                 return Err(DriverError::Timeout {
                     register,
                     waited: start.elapsed(),
@@ -124,6 +167,11 @@ impl Mailbox {
         }
     }
 
+    /// The sequence number of the last command this driver completed.
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
     /// Execute one staged command and wait for it. `data` is staged into MB_DATA first.
     #[allow(clippy::too_many_arguments)]
     pub fn exec(
@@ -147,7 +195,12 @@ impl Mailbox {
         let seq = self.seq;
         fence(Ordering::SeqCst);
         acc.write32(MB_DOORBELL, seq);
-        wait_until(acc, "MB_DONE_SEQ", |a| a.read32(MB_DONE_SEQ) == seq)?;
+        let limit = if op == Opcode::Fence {
+            timeout(envelope::PIPELINE_LATENCY)
+        } else {
+            COMMAND_TIMEOUT
+        };
+        wait_until(acc, "MB_DONE_SEQ", limit, |a| a.read32(MB_DONE_SEQ) == seq)?;
         let status = acc.read32(MB_STATUS);
         if status != Status::Ok as u32 {
             return Err(DriverError::Command {
@@ -218,6 +271,9 @@ pub struct Ring {
     tail: u32,
     /// Descriptors written to ring memory since the last doorbell.
     pending: u32,
+    /// Table entries the pending descriptors move, and FENCEs among them (for the batch's timeout).
+    pending_entries: u64,
+    pending_fences: u32,
     /// Bytes of the payload arena used by the pending descriptors.
     arena_used: usize,
     cpl_offset: usize,
@@ -240,6 +296,8 @@ impl Ring {
             size_log2,
             tail: 0,
             pending: 0,
+            pending_entries: 0,
+            pending_fences: 0,
             arena_used: 0,
             cpl_offset,
             doorbells: 0,
@@ -253,12 +311,17 @@ impl Ring {
     /// miss the 0 -> 1 toggle that resets its head.
     pub(crate) fn enable(&mut self, acc: &mut dyn DeviceAccess) -> Result<(), DriverError> {
         acc.write32(RING_CTRL, 0);
-        wait_until(acc, "RING_STATUS.ACTIVE to clear", |a| {
-            a.read32(RING_STATUS) & RING_STATUS_ACTIVE == 0
-        })?;
+        wait_until(
+            acc,
+            "RING_STATUS.ACTIVE to clear",
+            timeout(envelope::RING_ENABLE),
+            |a| a.read32(RING_STATUS) & RING_STATUS_ACTIVE == 0,
+        )?;
         self.ring.window().write_bytes(self.cpl_offset, &[0u8; 16]);
         self.tail = 0;
         self.pending = 0;
+        self.pending_entries = 0;
+        self.pending_fences = 0;
         self.arena_used = 0;
         acc.write64(RING_BASE_LO, self.ring.iova());
         acc.write32(RING_SIZE_LOG2, self.size_log2 as u32);
@@ -266,9 +329,12 @@ impl Ring {
         acc.write32(RING_TAIL, 0);
         fence(Ordering::SeqCst);
         acc.write32(RING_CTRL, RING_CTRL_ENABLE);
-        wait_until(acc, "RING_STATUS.ACTIVE to set", |a| {
-            a.read32(RING_STATUS) & RING_STATUS_ACTIVE != 0
-        })?;
+        wait_until(
+            acc,
+            "RING_STATUS.ACTIVE to set",
+            timeout(envelope::RING_ENABLE),
+            |a| a.read32(RING_STATUS) & RING_STATUS_ACTIVE != 0,
+        )?;
         let st = acc.read32(RING_STATUS);
         if st & RING_STATUS_STOPPED != 0 {
             return Err(DriverError::Command {
@@ -317,6 +383,11 @@ impl Ring {
         let slot = (self.tail.wrapping_add(self.pending) as usize) & (self.capacity() - 1);
         self.ring.window().write_bytes(slot * 32, &d.emit());
         self.pending += 1;
+        match d.opcode {
+            Opcode::Fence => self.pending_fences += 1,
+            Opcode::Write | Opcode::Read | Opcode::Fill => self.pending_entries += u64::from(d.count),
+            Opcode::WriteWord | Opcode::Nop => self.pending_entries += 1,
+        }
         cmds.push(origin);
         Ok(())
     }
@@ -336,7 +407,10 @@ impl Ring {
         acc.write32(RING_TAIL, new_tail);
         self.doorbells += 1;
         let mut last = Completion::default();
-        let res = wait_until(acc, "ring completion record", |_| {
+        let limit = batch_timeout(self.pending, self.pending_entries, self.pending_fences);
+        self.pending_entries = 0;
+        self.pending_fences = 0;
+        let res = wait_until(acc, "ring completion record", limit, |_| {
             last = self.completion();
             last.status != 0 || last.head == new_tail
         });
@@ -470,5 +544,31 @@ impl Ring {
             done += n;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The timeouts follow the envelope (docs/hw-spec.md §10): bound × 10 + host slack, growing with the batch.
+    #[test]
+    fn timeouts_are_derived_from_the_envelope() {
+        assert_eq!(COMMAND_TIMEOUT, Duration::from_micros(2_000_100));
+        assert_eq!(RESET_TIMEOUT, Duration::from_secs(3));
+        assert_eq!(V1_0_DRAIN_WAIT, Duration::from_micros(100));
+        assert_eq!(batch_timeout(1, 1, 0), Duration::from_nanos(2_000_010_200));
+        // A full ring of descriptors moving a full payload arena (2 MiB of bucket slots), and a FILL clearing all of
+        // the reference part's bucket memory (16 Mi slots): bounded, and longer than the smallest batch.
+        let full = batch_timeout(1 << 16, (2 << 20) / 4, 0);
+        assert!(
+            full > batch_timeout(1, 1, 0) && full < Duration::from_secs(5),
+            "{full:?}"
+        );
+        let clear = batch_timeout(1, 1 << 24, 0);
+        assert!(
+            clear > Duration::from_secs(5) && clear < Duration::from_secs(6),
+            "{clear:?}"
+        );
     }
 }

@@ -17,6 +17,23 @@ use std::net::Ipv6Addr;
 pub const RING_LOG2: u8 = 12;
 
 /// Entries of `table` one mailbox WRITE or READ moves at most (`MB_DATA` holds 16 words, docs/hw-spec.md §4.1).
+/// A live 64-bit counter register pair read high, low, high, retried while the two high reads differ (docs/hw-spec.md
+/// §3.2): the counter only grows and cannot advance 2^32 between two reads, so equal high words bracket a low word
+/// of the same epoch.
+fn read_live_counter(acc: &mut dyn DeviceAccess, off: u32) -> u64 {
+    let mut hi = acc.read32(off + 4);
+    for _ in 0..3 {
+        let lo = acc.read32(off);
+        let hi2 = acc.read32(off + 4);
+        if hi2 == hi {
+            return u64::from(hi) << 32 | u64::from(lo);
+        }
+        hi = hi2;
+    }
+    // Still moving across carries: a carry just happened, so (new high, 0) is a value the counter had.
+    u64::from(hi) << 32
+}
+
 fn mailbox_entries(table: TableId) -> usize {
     (MB_DATA_WORDS / table.entry_words()).max(1)
 }
@@ -24,8 +41,8 @@ fn mailbox_entries(table: TableId) -> usize {
 /// An opened device.
 pub struct Device {
     pub(crate) acc: Box<dyn DeviceAccess>,
-    caps: Caps,
-    mb: Mailbox,
+    pub(crate) caps: Caps,
+    pub(crate) mb: Mailbox,
     /// The DMA command ring, `None` when the device has none (`CAP_RING_MAX_LOG2 = 0`, docs/hw-spec.md §4.2):
     /// then every command and every read goes through the mailbox.
     ring: Option<Ring>,
@@ -38,6 +55,9 @@ pub struct Device {
     stats: CommandStats,
     /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
     skip_fences: bool,
+    /// What this driver configured outside the tables, and the device generation it did it in (reset detection
+    /// and restore, docs/hw-spec.md §3.4).
+    pub(crate) intent: crate::health::Intent,
 }
 
 /// How commands reached the device.
@@ -65,6 +85,16 @@ impl Device {
     /// `CAP_RING_MAX_LOG2 > 0`), and adopt whatever the tables already hold (no flush: docs/hw-spec.md §8,
     /// docs/architecture.md "adoption").
     pub fn open(mut acc: Box<dyn DeviceAccess>) -> Result<Device, DriverError> {
+        // Every backend's BAR must hold the whole register file: a shorter one would fault (or panic in the
+        // bounds-checked window) at the first register past its end.
+        if acc.bar_len() < BAR0_SIZE {
+            return Err(crate::error::AccessError::BarTooSmall {
+                what: "the device's register BAR".into(),
+                len: acc.bar_len(),
+                need: BAR0_SIZE,
+            }
+            .into());
+        }
         let caps = Caps::read(acc.as_mut())?;
         let mb = Mailbox::new(acc.as_mut());
         let ring = if caps.ring_max_log2 == 0 {
@@ -87,8 +117,10 @@ impl Device {
             ring,
             stats: CommandStats::default(),
             skip_fences: false,
+            intent: crate::health::Intent::default(),
         };
         d.adopt()?;
+        d.intent.adopt_registers(d.acc.as_mut(), &d.caps);
         Ok(d)
     }
 
@@ -238,6 +270,7 @@ impl Device {
             )));
         }
         self.acc.write32(PORT_CFG + 4 * port, cfg.to_raw());
+        self.intent.ports.insert(port, cfg);
         Ok(())
     }
 
@@ -260,6 +293,7 @@ impl Device {
         }
         self.acc.write32(UNDERLAY_MTU, mtu);
         self.acc.write32(UNDERLAY_HOP_LIMIT, hop_limit as u32);
+        self.intent.underlay = Some((src, mtu, hop_limit));
     }
 
     /// Underlay source address as configured.
@@ -286,6 +320,7 @@ impl Device {
 
     /// Enable or disable the pipeline.
     pub fn set_enabled(&mut self, on: bool) {
+        self.intent.enabled = on;
         let c = self.acc.read32(CONTROL) & !CONTROL_RESET;
         self.acc.write32(
             CONTROL,
@@ -297,14 +332,50 @@ impl Device {
         );
     }
 
-    /// Drop counters by reason (registers; docs/hw-spec.md §3.2).
+    /// Drop counters by reason (docs/hw-spec.md §3.2), read so that they cannot tear: through the device's
+    /// snapshot (`DROP_SNAPSHOT`, contract v1.1), or on a v1.0 device (or a snapshot that does not complete) by
+    /// high-low-high reads of the live registers.
     pub fn drop_counters(&mut self) -> BTreeMap<DropReason, u64> {
         let n = (self.caps.drop_reasons as usize).min(DropReason::COUNT);
+        let base = if self.caps.has(FEATURE_DROP_SNAPSHOT) {
+            match self.drop_snapshot() {
+                Ok(()) => Some(DROP_SNAPSHOT_DATA),
+                Err(e) => {
+                    tracing::warn!(error = %e, "drop-counter snapshot did not complete; reading the live registers");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         (0..n)
             .filter_map(|i| {
-                DropReason::from_index(i).map(|r| (r, self.acc.read64(DROP_COUNTERS + 8 * i as u32)))
+                let v = match base {
+                    Some(b) => self.acc.read64(b + 8 * i as u32),
+                    None => read_live_counter(self.acc.as_mut(), DROP_COUNTERS + 8 * i as u32),
+                };
+                DropReason::from_index(i).map(|r| (r, v))
             })
             .collect()
+    }
+
+    /// Request a drop-counter snapshot and wait for it (v1.1).
+    fn drop_snapshot(&mut self) -> Result<(), DriverError> {
+        let seq = self.acc.read32(DROP_SNAPSHOT_DONE).wrapping_add(1);
+        self.acc.write32(DROP_SNAPSHOT, seq);
+        crate::cmd::wait_until(
+            self.acc.as_mut(),
+            "DROP_SNAPSHOT_DONE",
+            crate::cmd::COMMAND_TIMEOUT,
+            |a| a.read32(DROP_SNAPSHOT_DONE) == seq,
+        )
+    }
+
+    /// Read a live 64-bit counter the naive way (low word, then high word), as a v1.0 driver did. It can tear at a
+    /// 2^32 boundary; kept only so the counter-tear test can show that.
+    #[doc(hidden)]
+    pub fn drop_counter_naive_for_test(&mut self, reason: DropReason) -> u64 {
+        self.acc.read64(DROP_COUNTERS + 8 * reason.index() as u32)
     }
 
     /// Reset the device (clears all tables) and forget all driver state. Only for tests and explicit operator
@@ -314,7 +385,7 @@ impl Device {
         let acc = self.acc.as_mut();
         let start = std::time::Instant::now();
         while acc.read32(CONTROL) & CONTROL_RESET != 0 {
-            if start.elapsed() > crate::cmd::COMMAND_TIMEOUT {
+            if start.elapsed() > crate::cmd::RESET_TIMEOUT {
                 return Err(DriverError::Timeout {
                     register: "CONTROL.RESET",
                     waited: start.elapsed(),
@@ -331,6 +402,8 @@ impl Device {
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);
         self.targets = BlockAllocator::new(self.caps.targets);
         self.lbs.clear();
+        self.intent = crate::health::Intent::default();
+        self.intent.adopt_registers(self.acc.as_mut(), &self.caps);
         Ok(())
     }
 }

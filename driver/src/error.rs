@@ -14,6 +14,18 @@ pub enum AccessError {
         /// What failed.
         reason: String,
     },
+    /// The mapped register BAR is smaller than the register file of the contract.
+    #[error(
+        "{what} is {len} bytes, smaller than the {need}-byte register file (wrong file, BAR index or device)"
+    )]
+    BarTooSmall {
+        /// What was mapped.
+        what: String,
+        /// Its length.
+        len: usize,
+        /// BAR0_SIZE.
+        need: usize,
+    },
     /// An I/O error from the operating system while doing `what`.
     #[error("{what}")]
     Io {
@@ -109,6 +121,12 @@ pub enum DriverError {
         domain: u32,
         /// The LB holding it.
         owner: u32,
+    },
+    /// Registers read all-ones: the device was removed (surprise removal, link down) or is in reset.
+    #[error("device gone: {register} reads 0xffffffff (removed, link down, or still in reset)")]
+    DeviceGone {
+        /// The register that read all-ones.
+        register: &'static str,
     },
     /// The request itself is invalid (caller bug or unchecked input).
     #[error("invalid request: {0}")]

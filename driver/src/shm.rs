@@ -10,7 +10,8 @@ use crate::access::{AccessCounts, DeviceAccess};
 use crate::dma::{CountedBar, DmaRegion, MappedWindow};
 use crate::error::AccessError;
 use crate::inproc::alloc_from;
-use ironlb_sim::mem::Region;
+use ironlb_hw::regs::BAR0_SIZE;
+use ironlb_sim::mem::{open_private, Region};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -55,16 +56,30 @@ pub struct ShmBackend {
 
 impl ShmBackend {
     /// Map the model's files. Only one driver may own the device: an exclusive lock on the BAR file enforces it.
+    ///
+    /// Both files must be this user's own, private (mode 0600, as `ironlb-sim serve` creates them) regular files
+    /// ([`ironlb_sim::mem::open_private`]): a file another user can write could rewrite the device's registers
+    /// under the driver, and one they can read they can lock. The BAR file must hold the whole register file
+    /// ([`BAR0_SIZE`] bytes), as the VFIO backend checks for a real BAR.
     pub fn open(paths: &ShmPaths) -> Result<Self, AccessError> {
         let io = |what: String| move |source| AccessError::Io { what, source };
-        let bar_len = std::fs::metadata(&paths.bar)
-            .map_err(io(format!(
-                "model BAR file {} (is `ironlb-sim serve` running?)",
-                paths.bar.display()
-            )))?
+        let bar_file = open_private(&paths.bar, false).map_err(io(format!(
+            "model BAR file {} (is `ironlb-sim serve` running?)",
+            paths.bar.display()
+        )))?;
+        let bar_len = bar_file
+            .metadata()
+            .map_err(io(format!("model BAR file {}", paths.bar.display())))?
             .len() as usize;
-        let host_len = match std::fs::metadata(&paths.host) {
-            Ok(m) => Some(m.len() as usize),
+        if bar_len < BAR0_SIZE {
+            return Err(AccessError::BarTooSmall {
+                what: format!("model BAR file {}", paths.bar.display()),
+                len: bar_len,
+                need: BAR0_SIZE,
+            });
+        }
+        let host_file = match open_private(&paths.host, false) {
+            Ok(f) => Some(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(AccessError::Io {
@@ -73,8 +88,7 @@ impl ShmBackend {
                 })
             }
         };
-        let lock = File::open(&paths.bar).map_err(io(format!("open {}", paths.bar.display())))?;
-        lock.try_lock().map_err(|e| AccessError::Io {
+        bar_file.try_lock().map_err(|e| AccessError::Io {
             what: format!(
                 "lock {}: another driver (ironlb run?) owns this device",
                 paths.bar.display()
@@ -85,11 +99,15 @@ impl ShmBackend {
             },
         })?;
         let bar_region =
-            Region::file(&paths.bar, bar_len, false).map_err(io(format!("map {}", paths.bar.display())))?;
-        let host = match host_len {
-            Some(len) => Some(
-                Region::file(&paths.host, len, false).map_err(io(format!("map {}", paths.host.display())))?,
-            ),
+            Region::map_file(&bar_file, bar_len).map_err(io(format!("map {}", paths.bar.display())))?;
+        let host = match &host_file {
+            Some(f) => {
+                let len = f
+                    .metadata()
+                    .map_err(io(format!("model host-memory file {}", paths.host.display())))?
+                    .len() as usize;
+                Some(Region::map_file(f, len).map_err(io(format!("map {}", paths.host.display())))?)
+            }
             None => None,
         };
         let ptr = bar_region.raw_ptr();
@@ -104,7 +122,7 @@ impl ShmBackend {
             host_path: paths.host.clone(),
             host_base: paths.host_iova_base,
             next_dma: 0,
-            _lock: lock,
+            _lock: bar_file,
         })
     }
 }

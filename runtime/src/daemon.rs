@@ -19,7 +19,7 @@ use crate::controller::ObjectKey;
 use crate::manifest::LoadCache;
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
-use crate::reconcile::{HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
+use crate::reconcile::{Condition, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_sim::DeviceConfig;
@@ -218,6 +218,9 @@ pub struct StatusFile {
     pub load_errors: Vec<String>,
     /// One per LoadBalancer.
     pub load_balancers: Vec<LbStatus>,
+    /// The device's own condition: `DeviceRestored` after a reset the daemon did not cause (docs/hw-spec.md §3.4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_conditions: Vec<Condition>,
 }
 
 impl StatusFile {
@@ -297,7 +300,14 @@ pub struct Shared {
     pub rec: Reconciler,
     /// The in-process model, for `inproc`.
     pub model: Option<SharedModel>,
+    /// Device resets detected (and answered by a restore) since the daemon started.
+    pub device_resets: u64,
+    /// `DeviceRestored` once a reset was detected: when, how, and what was re-programmed.
+    pub device_conditions: Vec<Condition>,
 }
+
+/// How often the daemon looks for a device reset between syncs (a few register reads).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// `namespace/name` by lb_id, for what the device holds.
@@ -317,7 +327,16 @@ impl Shared {
         match req {
             Request::Status { format } => {
                 let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
-                Ok(ops::status_with_errors(self.rec.status(), &errors, *format))
+                let mut out = ops::status_with_errors(self.rec.status(), &errors, *format);
+                if *format == Format::Table {
+                    for c in &self.device_conditions {
+                        out.push_str(&format!(
+                            "device: {} {} since {}: {}\n",
+                            c.kind, c.reason, c.last_transition_time, c.message
+                        ));
+                    }
+                }
+                Ok(out)
             }
             Request::Dump { table, format } => ops::dump(view, table, *format),
             Request::Stats { format } => ops::stats(view, *format),
@@ -529,6 +548,8 @@ impl Daemon {
         let shared = Arc::new(Mutex::new(Shared {
             rec,
             model: opened.model,
+            device_resets: 0,
+            device_conditions: Vec::new(),
         }));
 
         let socket_path = cfg
@@ -602,8 +623,51 @@ impl Daemon {
         self.shared.lock().expect("daemon state lock").rec.set_progress(f);
     }
 
+    /// Look for a device reset the daemon did not cause (docs/hw-spec.md §3.4: GENERATION, or on a v1.0 device
+    /// its effects) and answer one by re-programming everything: log line, `ironlb_device_resets_total`, and the
+    /// `DeviceRestored` condition in `ironlb status` and status.json. Returns true when it restored. A device that
+    /// cannot be read is logged and left to the sync's own error handling.
+    pub fn check_device(&mut self) -> bool {
+        let mut sh = self.shared.lock().expect("daemon state lock");
+        match sh.rec.device().check_and_restore() {
+            Ok(None) => false,
+            Ok(Some((seen, report))) => {
+                tracing::warn!(
+                    evidence = %seen,
+                    load_balancers = report.load_balancers,
+                    commands = report.commands,
+                    "device reset detected (not caused by this daemon); re-programmed every load balancer"
+                );
+                sh.device_resets += 1;
+                let message = format!(
+                    "reset #{} detected: {seen}; {} load balancers re-programmed",
+                    sh.device_resets, report.load_balancers
+                );
+                sh.device_conditions = vec![Condition {
+                    kind: "DeviceRestored".into(),
+                    status: "True".into(),
+                    reason: "DeviceReset".into(),
+                    message,
+                    last_transition_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string(),
+                }];
+                if let Some(m) = &self.metrics {
+                    m.device_reset();
+                }
+                // status.json is rewritten by the next sync.
+                self.last_status = None;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "device health check failed");
+                false
+            }
+        }
+    }
+
     /// One reconcile of the source's current snapshot; writes `status.json` when it changed.
     pub fn sync(&mut self) -> Result<SyncReport, DaemonError> {
+        self.check_device();
         let snap = self.source.snapshot()?;
         for e in &snap.errors {
             tracing::warn!(error = %e, "manifest file does not parse; serving its last good content");
@@ -616,7 +680,7 @@ impl Daemon {
                 tracing::warn!(error = %e, "manifest document does not load");
             }
         }
-        let (report, statuses, load_errors) = {
+        let (report, statuses, load_errors, device_conditions) = {
             let mut sh = self.shared.lock().expect("daemon state lock");
             let report = if changes.is_empty() {
                 sh.rec.resync()?
@@ -624,7 +688,12 @@ impl Daemon {
                 sh.rec.apply(changes)?
             };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
-            (report, statuses, sh.rec.load_errors())
+            (
+                report,
+                statuses,
+                sh.rec.load_errors(),
+                sh.device_conditions.clone(),
+            )
         };
         for e in &report.errors {
             tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
@@ -666,6 +735,7 @@ impl Daemon {
             source_errors: snap.errors.iter().map(|e| e.to_string()).collect(),
             load_errors: load_errors.iter().map(|e| e.to_string()).collect(),
             load_balancers: statuses,
+            device_conditions,
         };
         if self.last_status.as_ref() != Some(&status) {
             let p = self.cfg.state_dir.join("status.json");
@@ -696,9 +766,16 @@ impl Daemon {
                     Instant::now() + failing
                 }
             };
+            let mut health_due = Instant::now() + HEALTH_INTERVAL;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
+                }
+                if Instant::now() >= health_due {
+                    health_due = Instant::now() + HEALTH_INTERVAL;
+                    if self.check_device() {
+                        break;
+                    }
                 }
                 // The source is looked at even when the deadline has passed: a change is never starved by retries.
                 let left = deadline.saturating_duration_since(Instant::now());

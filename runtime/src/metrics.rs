@@ -169,6 +169,7 @@ pub struct Metrics {
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
     files_refused: Gauge<u64, AtomicU64>,
     load_errors: Gauge<u64, AtomicU64>,
+    device_resets: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -228,6 +229,13 @@ impl Metrics {
             load_errors.clone(),
         );
 
+        let device_resets = Counter::default();
+        registry.register(
+            "ironlb_device_resets",
+            "Device resets the daemon did not cause, detected and answered by re-programming every LoadBalancer",
+            device_resets.clone(),
+        );
+
         registry.register_collector(Box::new(DeviceCollector {
             stats: Box::new(stats),
         }));
@@ -241,7 +249,13 @@ impl Metrics {
             load_balancers,
             files_refused,
             load_errors,
+            device_resets,
         }
+    }
+
+    /// Count one detected device reset (`ironlb_device_resets_total`).
+    pub fn device_reset(&self) {
+        self.device_resets.inc();
     }
 
     /// Record one completed reconcile pass that took `d` (`ironlb_reconcile_duration_seconds`,

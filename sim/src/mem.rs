@@ -7,10 +7,82 @@
 #![allow(unsafe_code)]
 
 use memmap2::{MmapMut, MmapOptions, MmapRaw};
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+/// Opens a device file (a BAR or host-memory file) read-write for mapping, refusing one another user controls.
+///
+/// With `create`, a new file is created exclusively (`O_EXCL`) with mode 0600. Any file used that was not created
+/// here must be a regular file owned by this process's effective user with no group or other permission bits:
+/// files under /dev/shm at a predictable name may have been made by someone else (who could then rewrite the
+/// device's registers, or hold its lock). The open never follows a symlink at `path` and never blocks (a FIFO
+/// planted there is refused). Errors say which file and why.
+pub fn open_private(path: &Path, create: bool) -> io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if create {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(0o600))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{}: {why}; refusing to use it (remove it and start the model again)",
+                path.display()
+            ),
+        )
+    };
+    // Checked before opening for writing (no side effect on a device node), and again on the descriptor.
+    let check = |m: &std::fs::Metadata| -> io::Result<()> {
+        if !m.file_type().is_file() {
+            return Err(refuse("not a regular file".into()));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if m.uid() != me {
+            return Err(refuse(format!(
+                "owned by uid {}, not by this process's uid {me}",
+                m.uid()
+            )));
+        }
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(refuse(format!(
+                "mode {mode:04o} gives other users access (device files must be 0600)"
+            )));
+        }
+        Ok(())
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Err(refuse("a symlink".into())),
+        Ok(m) => check(&m)?,
+        Err(e) => return Err(e),
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(path)?;
+    check(&f.metadata()?)?;
+    Ok(f)
+}
 
 struct Inner {
     ptr: NonNull<u8>,
@@ -44,14 +116,10 @@ impl Region {
         Ok(Region::from_map(MmapMut::map_anon(len)?.into()))
     }
 
-    /// Map a file of exactly `len` bytes, creating or sizing it when `create` is set.
+    /// Map a file of exactly `len` bytes, creating or sizing it when `create` is set. The file is opened with
+    /// [`open_private`]: a new one gets mode 0600, an existing one must be this user's and private.
     pub fn file(path: &Path, len: usize, create: bool) -> std::io::Result<Region> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)?;
+        let f = open_private(path, create)?;
         let have = f.metadata()?.len();
         if have != len as u64 {
             if create && have == 0 {
@@ -63,9 +131,14 @@ impl Region {
                 ));
             }
         }
+        Region::map_file(&f, len)
+    }
+
+    /// Map the first `len` bytes of an open file (shared, read-write).
+    pub fn map_file(f: &File, len: usize) -> std::io::Result<Region> {
         // A raw mapping needs no `unsafe`: it gives out pointers only, and other processes writing the file
         // concurrently is exactly why this module never creates references into it (volatile access only).
-        let map = MmapOptions::new().len(len).map_raw(&f)?;
+        let map = MmapOptions::new().len(len).map_raw(f)?;
         Ok(Region::from_map(map))
     }
 

@@ -1,0 +1,170 @@
+//! Reset detection and restore (docs/hw-spec.md §3.4).
+//!
+//! A device can be reset under a running driver: a PCIe function level reset, another agent writing
+//! `CONTROL.RESET`, a restarted software model. Its tables are then empty while the driver's state (and the
+//! runtime's status) still says every LB is programmed. The driver remembers what it configured ([`Intent`]) and
+//! the device generation it did it in; [`Device::check_reset`] compares, [`Device::restore`] re-programs
+//! everything from the driver's own state.
+//!
+//! - Contract v1.1 (`CAP_FEATURES.GENERATION`): `GENERATION` changes on every reset; all-ones means the device is
+//!   gone.
+//! - v1.0 (documented fallback): a reset is recognised by its effects — the command ring no longer `ACTIVE`, the
+//!   pipeline disabled although this driver enabled it, or `MB_DONE_SEQ` different from the last sequence number
+//!   this driver completed.
+
+use crate::access::DeviceAccess;
+use crate::caps::Caps;
+use crate::device::Device;
+use crate::error::DriverError;
+use ironlb_hw::entry::PortCfg;
+use ironlb_hw::regs::*;
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+/// What the driver configured outside the tables, and the generation it did it in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intent {
+    pub(crate) ports: BTreeMap<u32, PortCfg>,
+    pub(crate) underlay: Option<(Ipv6Addr, u32, u8)>,
+    pub(crate) enabled: bool,
+    /// `GENERATION` when the driver last (re)configured the device; `None` on a v1.0 device.
+    pub(crate) generation: Option<u32>,
+}
+
+impl Intent {
+    /// At open (and after a reset the driver made): the device's present configuration is what this driver
+    /// continues, in the device's present generation.
+    pub(crate) fn adopt_registers(&mut self, acc: &mut dyn DeviceAccess, caps: &Caps) {
+        self.enabled = acc.read32(CONTROL) & CONTROL_ENABLE != 0;
+        self.ports = (0..caps.ports.min(MAX_PORTS))
+            .filter_map(|p| {
+                let c = PortCfg::from_raw(acc.read32(PORT_CFG + 4 * p)).ok()?;
+                c.enabled.then_some((p, c))
+            })
+            .collect();
+        let mut o = [0u8; 16];
+        for i in 0..4 {
+            o[4 * i..4 * i + 4].copy_from_slice(&acc.read32(UNDERLAY_SRC + 4 * i as u32).to_le_bytes());
+        }
+        self.underlay = Some((
+            Ipv6Addr::from(o),
+            acc.read32(UNDERLAY_MTU),
+            acc.read32(UNDERLAY_HOP_LIMIT) as u8,
+        ));
+        self.generation = caps.has(FEATURE_GENERATION).then(|| acc.read32(GENERATION));
+    }
+}
+
+/// A reset the driver did not cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetSeen {
+    /// `GENERATION` the driver configured the device in (`None` on v1.0).
+    pub before: Option<u32>,
+    /// `GENERATION` now (`None` on v1.0).
+    pub after: Option<u32>,
+    /// How it was recognised.
+    pub evidence: &'static str,
+}
+
+impl std::fmt::Display for ResetSeen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.before, self.after) {
+            (Some(b), Some(a)) => write!(f, "{} ({b:#010x} -> {a:#010x})", self.evidence),
+            _ => write!(f, "{}", self.evidence),
+        }
+    }
+}
+
+/// What [`Device::restore`] re-programmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Load balancers re-programmed.
+    pub load_balancers: usize,
+    /// Commands issued for them.
+    pub commands: usize,
+}
+
+impl Device {
+    /// Has the device been reset (or removed) since this driver configured it? Reads at most 4 registers.
+    /// `Err(DeviceGone)` when registers read all-ones.
+    pub fn check_reset(&mut self) -> Result<Option<ResetSeen>, DriverError> {
+        let ring = self.has_ring();
+        let acc = self.acc.as_mut();
+        let id = acc.read32(ID);
+        if id == u32::MAX {
+            return Err(DriverError::DeviceGone { register: "ID" });
+        }
+        if id != ID_MAGIC {
+            // In the middle of a reset the registers may not hold their values yet.
+            return Ok(Some(ResetSeen {
+                before: self.intent.generation,
+                after: None,
+                evidence: "ID register does not read the ironlb magic (device in reset)",
+            }));
+        }
+        if self.caps.has(FEATURE_GENERATION) {
+            let g = acc.read32(GENERATION);
+            if g == u32::MAX {
+                return Err(DriverError::DeviceGone {
+                    register: "GENERATION",
+                });
+            }
+            return Ok((Some(g) != self.intent.generation).then_some(ResetSeen {
+                before: self.intent.generation,
+                after: Some(g),
+                evidence: "GENERATION changed",
+            }));
+        }
+        let evidence = if ring && acc.read32(RING_STATUS) & RING_STATUS_ACTIVE == 0 {
+            Some("the command ring is no longer active")
+        } else if self.intent.enabled && acc.read32(CONTROL) & CONTROL_ENABLE == 0 {
+            Some("the pipeline is no longer enabled")
+        } else if acc.read32(MB_DONE_SEQ) != self.mb.seq() {
+            Some("MB_DONE_SEQ is not the last sequence number this driver completed")
+        } else {
+            None
+        };
+        Ok(evidence.map(|evidence| ResetSeen {
+            before: None,
+            after: None,
+            evidence,
+        }))
+    }
+
+    /// Re-program everything this driver had configured — ports, underlay, every LB, the pipeline enable — on a
+    /// device that lost it. The device is reset first, so the result does not depend on what a reset left (or,
+    /// for a v1.0 device whose reset was only inferred, on what is still there).
+    pub fn restore(&mut self) -> Result<RestoreReport, DriverError> {
+        let specs: Vec<crate::LbSpec> = self.programmed().cloned().collect();
+        let intent = self.intent.clone();
+        self.reset()?;
+        for (&p, &c) in &intent.ports {
+            self.set_port(p, c)?;
+        }
+        if let Some((src, mtu, hop)) = intent.underlay {
+            self.set_underlay(src, mtu, hop);
+        }
+        let mut report = RestoreReport::default();
+        for spec in &specs {
+            report.commands += self.apply(spec)?.commands;
+            report.load_balancers += 1;
+        }
+        self.set_enabled(intent.enabled);
+        self.intent.generation = self
+            .caps
+            .has(FEATURE_GENERATION)
+            .then(|| self.acc.read32(GENERATION));
+        Ok(report)
+    }
+
+    /// [`Device::check_reset`], and [`Device::restore`] when it finds one.
+    pub fn check_and_restore(&mut self) -> Result<Option<(ResetSeen, RestoreReport)>, DriverError> {
+        match self.check_reset()? {
+            None => Ok(None),
+            Some(seen) => {
+                let r = self.restore()?;
+                Ok(Some((seen, r)))
+            }
+        }
+    }
+}

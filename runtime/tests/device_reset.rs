@@ -1,0 +1,191 @@
+//! A device reset under a running daemon (issue 14 item 3, issue 12 item 6): the daemon notices it — through
+//! GENERATION on a contract v1.1 part, by its effects on a v1.0 part — and re-programs every LoadBalancer without
+//! operator action, with a log line, `ironlb_device_resets_total` and the `DeviceRestored` condition in
+//! `ironlb status` and status.json.
+
+use ironlb_runtime::daemon::{
+    Daemon, DaemonConfig, Request, StatusFile, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS,
+};
+use ironlb_runtime::ops::Format;
+use ironlb_runtime::reconcile::HostConfig;
+use ironlb_sim::DeviceConfig;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Upper bound for anything the daemon does here (it checks the device every HEALTH_INTERVAL = 1 s).
+const BOUND: Duration = Duration::from_secs(30);
+
+fn config(manifests: &Path, state: &Path, device_config: DeviceConfig) -> DaemonConfig {
+    DaemonConfig {
+        manifests: manifests.to_path_buf(),
+        state_dir: state.to_path_buf(),
+        backend: ironlb_runtime::backend::BackendSpec::Inproc,
+        device_config,
+        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
+        host: HostConfig {
+            ports: DEFAULT_PORTS
+                .split(',')
+                .map(|p| HostConfig::parse_port(p).unwrap())
+                .collect(),
+            underlay_src: "fd00:ffff::1".parse().unwrap(),
+            mtu: 9000,
+            hop_limit: 64,
+        },
+        socket: None,
+        socket_group: None,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        debounce: Duration::from_millis(2),
+        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        remove_unclaimed: false,
+    }
+}
+
+fn examples_into(dir: &Path) {
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for e in std::fs::read_dir(ex).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+fn scrape(d: &Daemon) -> String {
+    let mut s = std::net::TcpStream::connect(d.metrics_addr().unwrap()).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// What the device holds, by lb_id.
+fn device_specs(d: &Daemon) -> std::collections::BTreeMap<u32, ironlb_driver::LbSpec> {
+    let sh = d.shared();
+    let mut sh = sh.lock().unwrap();
+    sh.rec.device().read_state().unwrap().specs()
+}
+
+/// No LB entry in the model's table memory (read past the driver, whose ring a reset has stopped).
+fn lb_table_empty(d: &Daemon) -> bool {
+    let sh = d.shared();
+    let model = sh.lock().unwrap().model.clone().expect("in-process model");
+    let m = model.lock().unwrap();
+    let t = m.tables();
+    let n = t.entries(ironlb_hw::regs::TableId::Lb);
+    t.get(ironlb_hw::regs::TableId::Lb, 0, n)
+        .unwrap()
+        .iter()
+        .all(|b| *b == 0)
+}
+
+fn inject_reset(d: &Daemon) {
+    let sh = d.shared();
+    let model = sh.lock().unwrap().model.clone().expect("in-process model");
+    model.lock().unwrap().reset();
+}
+
+fn reset_is_restored(device_config: DeviceConfig) {
+    let m = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    examples_into(m.path());
+    let mut d = Daemon::start(config(m.path(), state.path(), device_config)).unwrap();
+    d.sync().unwrap();
+    let before = device_specs(&d);
+    assert!(
+        before.len() >= 2,
+        "the examples program load balancers: {before:?}"
+    );
+    assert!(!d.check_device(), "no reset yet");
+
+    inject_reset(&d);
+    assert!(lb_table_empty(&d), "the reset emptied the device");
+    assert!(d.check_device(), "reset detected");
+    assert_eq!(device_specs(&d), before, "every load balancer re-programmed");
+    assert!(!d.check_device(), "nothing more to restore");
+    d.sync().unwrap();
+    let st = StatusFile::read(state.path()).unwrap();
+    let c = &st.device_conditions[0];
+    assert_eq!(
+        (c.kind.as_str(), c.reason.as_str()),
+        ("DeviceRestored", "DeviceReset")
+    );
+    assert!(
+        c.message.contains("load balancers re-programmed"),
+        "{}",
+        c.message
+    );
+    assert!(st.load_balancers.iter().all(|s| s.ready()));
+    let status = d
+        .shared()
+        .lock()
+        .unwrap()
+        .handle(&Request::Status {
+            format: Format::Table,
+        })
+        .unwrap();
+    assert!(status.contains("device: DeviceRestored DeviceReset"), "{status}");
+    assert!(scrape(&d).contains("ironlb_device_resets_total 1"), "metric");
+}
+
+#[test]
+fn a_reset_of_a_v1_1_device_is_restored() {
+    reset_is_restored(DeviceConfig::small());
+}
+
+#[test]
+fn a_reset_of_a_v1_0_device_is_restored() {
+    reset_is_restored(DeviceConfig::small().as_v1_0());
+}
+
+/// The daemon's own loop (`Daemon::run`) notices a reset injected while it runs, within its health interval, and
+/// restores without any call from outside.
+#[test]
+fn the_running_daemon_restores_without_operator_action() {
+    let m = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    examples_into(m.path());
+    let mut d = Daemon::start(config(m.path(), state.path(), DeviceConfig::small())).unwrap();
+    d.sync().unwrap();
+    let before = device_specs(&d);
+    let shared = d.shared();
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            d.run(&stop).unwrap();
+            d
+        })
+    };
+    let model = shared.lock().unwrap().model.clone().unwrap();
+    model.lock().unwrap().reset();
+    let t0 = Instant::now();
+    loop {
+        let restored = shared.lock().unwrap().device_resets == 1;
+        if restored {
+            break;
+        }
+        assert!(
+            t0.elapsed() < BOUND,
+            "the running daemon did not restore the device"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let specs = shared.lock().unwrap().rec.device().read_state().unwrap().specs();
+    assert_eq!(specs, before);
+    // The restore also reaches status.json without a manifest change.
+    let t0 = Instant::now();
+    while StatusFile::read(state.path())
+        .unwrap()
+        .device_conditions
+        .is_empty()
+    {
+        assert!(t0.elapsed() < BOUND, "status.json lacks DeviceRestored");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let d = runner.join().unwrap();
+    assert!(scrape(&d).contains("ironlb_device_resets_total 1"));
+}
