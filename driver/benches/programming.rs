@@ -103,7 +103,7 @@ fn spec(lb_id: u32, vip: Vip, targets: impl IntoIterator<Item = u32>) -> LbSpec 
 
 fn mmio_per_update(dev: &mut Device) {
     println!(
-        "\n## MMIO per update over sim-shm (one target added or removed on an LB with 64 targets, M=16384)"
+        "\n## MMIO per update over sim-shm (one target added or removed on an LB with 64 targets, M=4096)"
     );
     let mut s = spec(7, Vip::from_ipv4([198, 51, 100, 7]), 0..64);
     dev.apply(&s).unwrap();

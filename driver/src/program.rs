@@ -6,7 +6,7 @@ use crate::alloc::Block;
 use crate::cmd::Cmd;
 use crate::device::Device;
 use crate::error::DriverError;
-use crate::tables::buckets::{choose_m_log2, default_hasher, TargetKey};
+use crate::tables::buckets::{array_log2, default_hasher, TargetKey};
 use crate::tables::lb::Placement;
 use ironlb_hw::entry::lb::CTRL_WORD;
 use ironlb_hw::entry::{IcmpPolicy, LbEntry, LbSet, RangeEntry, TargetEntry};
@@ -56,6 +56,9 @@ pub struct LbState {
     pub dirty: bool,
     /// The next apply moves the allow-list to exactly this block even if it did not change (defragmentation).
     pub relocate_to: Option<Block>,
+    /// `slots` is known to be this driver's array for the targets (false after adoption until the next apply
+    /// compares it: a device programmed by another scheme or size is rewritten then, docs/architecture.md).
+    pub array_checked: bool,
 }
 
 impl LbState {
@@ -178,7 +181,8 @@ impl Device {
     }
 
     /// The bucket array for a target set: target-table indices per slot, from the consistent-hashing scheme (a pure
-    /// function of the set of underlay addresses and M, so every host computes the same array).
+    /// function of the set of underlay addresses, M being the same for every LB, so every host computes the same
+    /// array; docs/architecture.md "Bucket arrays").
     fn array_for(targets: &BTreeMap<Ipv6Addr, u32>, m_log2: u8) -> Vec<u32> {
         let keys: Vec<TargetKey> = targets.keys().map(|a| TargetKey(a.octets())).collect();
         let idx: Vec<u32> = targets.values().copied().collect();
@@ -298,7 +302,7 @@ impl Device {
             None
         } else {
             let c = self.caps();
-            let log2 = choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max);
+            let log2 = array_log2(c.bucket_log2_min, c.bucket_log2_max);
             Some((self.alloc(txn, TableId::Bucket, 1 << log2, 1 << log2)?, log2))
         };
         let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, l));
@@ -325,6 +329,7 @@ impl Device {
             stale: Vec::new(),
             dirty: false,
             relocate_to: None,
+            array_checked: true,
         };
         Ok((
             cmds,
@@ -376,8 +381,23 @@ impl Device {
             report.ranges_rewritten = true;
         }
 
+        // An adopted array that is not this driver's (another size or scheme, e.g. written before issue 13) is
+        // rewritten like a target change, so that every host serves the same array.
+        let c = self.caps().clone();
+        let foreign_array = !old.array_checked
+            && old.array.is_some_and(|(_, l)| {
+                let want = array_log2(c.bucket_log2_min, c.bucket_log2_max);
+                l != want || Self::array_for(&old.target_index, want) != old.slots
+            });
+        st.array_checked = true;
         let mut removed_targets = Vec::new();
-        if spec.targets != old.spec.targets {
+        if spec.targets != old.spec.targets || foreign_array {
+            if foreign_array {
+                tracing::info!(
+                    lb_id = spec.lb_id,
+                    "adopted bucket array differs from this driver's; rewriting it"
+                );
+            }
             for t in spec.targets.difference(&old.spec.targets) {
                 let i = self.alloc(txn, TableId::Target, 1, 1)?.start;
                 st.target_index.insert(*t, i);
@@ -386,9 +406,8 @@ impl Device {
             for t in old.spec.targets.difference(&spec.targets) {
                 removed_targets.push(st.target_index.remove(t).expect("old target has an index"));
             }
-            let c = self.caps().clone();
-            let new_log2 = (!spec.targets.is_empty())
-                .then(|| choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max));
+            let new_log2 =
+                (!spec.targets.is_empty()).then(|| array_log2(c.bucket_log2_min, c.bucket_log2_max));
             let new_slots = new_log2.map_or(Vec::new(), |l| Self::array_for(&st.target_index, l));
             let in_place = match (old.array, new_log2) {
                 (Some((b, l)), Some(nl)) if l == nl => {
@@ -666,6 +685,26 @@ impl Device {
             st.relocate_to = None;
         }
         r.map(|_| ())
+    }
+
+    /// Rewrites every adopted bucket array that is not this driver's array for its targets (another size or
+    /// scheme: a device programmed before issue 13 or by another version), hitlessly as a target change would
+    /// (docs/hw-spec.md §8.3), so that this host serves the array every other host computes. Arrays already checked
+    /// cost nothing; the check computes each adopted array once. Returns the LBs rewritten.
+    pub fn rewrite_foreign_arrays(&mut self) -> Result<Vec<u32>, DriverError> {
+        let unchecked: Vec<LbSpec> = self
+            .lbs
+            .values()
+            .filter(|s| !s.array_checked)
+            .map(|s| s.spec.clone())
+            .collect();
+        let mut rewritten = Vec::new();
+        for spec in unchecked {
+            if self.apply(&spec)?.commands > 0 {
+                rewritten.push(spec.lb_id);
+            }
+        }
+        Ok(rewritten)
     }
 
     /// What the driver believes is programmed (from its state; [`Device::read_state`] reads the device).

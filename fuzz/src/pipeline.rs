@@ -317,3 +317,77 @@ fn checksum(b: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironlb_sim::testing::packet;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// The forward checks are not vacuous: the model's real output passes, and each kind of corruption of it fails.
+    #[test]
+    fn forward_checks_reject_every_corruption() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let pkt = packet::tcp(ip("198.51.100.7"), ip("203.0.113.10"), 40000, 80, b"hello");
+        let port = testing::PORT_PUBLIC;
+        with_device(|dev| {
+            let (Verdict::Forward { egress_port, packet }, trace) = dev.dry_run(port, &pkt) else {
+                panic!("the example packet is forwarded");
+            };
+            let check = |out: &[u8], egress: u32| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    check_forwarded(dev, port, &pkt, egress, out, trace.flow_hash)
+                }))
+                .is_ok()
+            };
+            assert!(check(&packet, egress_port), "the model's output passes");
+            assert!(!check(&packet, testing::PORT_PUBLIC), "wrong egress port");
+            type Corrupt = fn(&mut Vec<u8>);
+            let corruptions: [(&str, Corrupt); 9] = [
+                ("version", |p| p[0] = 0x40),
+                ("flow label", |p| p[3] ^= 1),
+                ("payload length", |p| p[5] ^= 1),
+                ("next header", |p| p[6] = 41),
+                ("hop limit", |p| p[7] ^= 1),
+                ("source", |p| p[23] ^= 1),
+                ("destination", |p| p[39] ^= 1),
+                ("inner byte", |p| *p.last_mut().unwrap() ^= 1),
+                ("second outer header", |p| {
+                    let outer = p[..40].to_vec();
+                    p.splice(40..40, outer);
+                }),
+            ];
+            for (what, corrupt) in corruptions {
+                let mut p = packet.clone();
+                corrupt(&mut p);
+                assert!(!check(&p, egress_port), "corrupted {what} passes");
+            }
+        });
+    }
+
+    #[test]
+    fn policy_checks_reject_what_the_lb_does_not_allow() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let lbs = lbs();
+        let (public, vni_a) = (&lbs[0], &lbs[1]);
+        let ok = |lb: &LbSpec, v6: bool, d: &[u8]| catch_unwind(|| check_policy(lb, v6, d)).is_ok();
+        let (c, v) = (ip("198.51.100.7"), ip("203.0.113.10"));
+        assert!(ok(public, false, &packet::tcp(c, v, 1, 80, b"")));
+        assert!(
+            !ok(public, false, &packet::tcp(c, v, 1, 81, b"")),
+            "port outside the ranges"
+        );
+        assert!(
+            !ok(public, false, &packet::udp(c, v, 1, 80, b"")),
+            "protocol of no range"
+        );
+        assert!(ok(public, false, &packet::icmp_echo(c, v, 1, 1)));
+        assert!(
+            !ok(vni_a, false, &packet::icmp_echo(c, v, 1, 1)),
+            "echo to an LB without echo"
+        );
+        let mut bad = packet::tcp(c, v, 1, 80, b"");
+        bad[10] ^= 1;
+        assert!(!ok(public, false, &bad), "bad IPv4 checksum");
+    }
+}

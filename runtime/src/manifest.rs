@@ -244,13 +244,38 @@ pub fn load_str(file: impl AsRef<Path>, text: &str) -> (Loaded, Vec<LoadError>) 
     (objects, errors)
 }
 
-/// Splits into non-empty documents, each with its 1-based first line in the file.
+/// The lines of `text` as the YAML parser counts them, each with its line break (empty for the last line without
+/// one): a break is `\r\n`, `\r`, `\n`, NEL, LS or PS (YAML 1.1 §4.1.4, what serde_norway's scanner implements).
+/// Splitting only at `\n`, error lines of a file with other breaks pointed past its end, and a document whose lines
+/// end in `\r` was one line: dropped as a comment when it started with `#`.
+fn yaml_lines(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, after) = match rest.find(['\r', '\n', '\u{85}', '\u{2028}', '\u{2029}']) {
+            None => (rest, ""),
+            Some(i) => (&rest[..i], &rest[i..]),
+        };
+        let brk = if after.starts_with("\r\n") {
+            2
+        } else {
+            after.chars().next().map_or(0, char::len_utf8)
+        };
+        rest = &after[brk..];
+        Some((line, &after[..brk]))
+    })
+}
+
+/// Splits into non-empty documents, each with its 1-based first line in the file. Document text keeps the file's
+/// line breaks.
 fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
     let mut current = String::new();
     let mut start = 1;
     let mut flush = |current: &mut String, start: usize| {
-        let empty = current.lines().all(|l| {
+        let empty = yaml_lines(current).all(|(l, _)| {
             let t = l.trim();
             t.is_empty() || t.starts_with('#') || t.starts_with('%')
         });
@@ -259,7 +284,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         }
         current.clear();
     };
-    for (i, line) in text.lines().enumerate() {
+    for (i, (line, brk)) in yaml_lines(text).enumerate() {
         let t = line.trim_end();
         if t == "---" || t.starts_with("--- ") || t.starts_with("---\t") || t == "..." {
             flush(&mut current, start);
@@ -276,7 +301,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
             }
         } else {
             current.push_str(line);
-            current.push('\n');
+            current.push_str(if brk.is_empty() { "\n" } else { brk });
         }
     }
     flush(&mut current, start);
@@ -436,5 +461,25 @@ mod tests {
     fn splits_with_lines() {
         let d = split_documents("# c\n---\na: 1\n---\n\n---\nb: 2\n...\n");
         assert_eq!(d, vec![(3, "a: 1\n".to_string()), (7, "b: 2\n".to_string())]);
+    }
+
+    /// Found by the `manifest` fuzz target (fuzz/regressions/manifest/): lines end wherever the YAML parser says.
+    #[test]
+    fn splits_at_every_yaml_line_break() {
+        let d = split_documents("# c\r---\r\na: 1\rb: [\u{85}2]\r---\u{2028}# only\u{2029}c: 3");
+        assert_eq!(
+            d,
+            vec![
+                (3, "a: 1\rb: [\u{85}2]\r".to_string()),
+                (7, "# only\u{2029}c: 3\n".to_string())
+            ]
+        );
+        // An error's line is the file's line, counted as the parser counts.
+        let (_, errors) = load_str("f.yaml", "a: 1\r---\rb: 1\r  c: 2\rd: 3\r");
+        let e = errors
+            .iter()
+            .find(|e| e.document == Some(2))
+            .expect("an error in document 2");
+        assert_eq!(e.line, Some(4), "{e}");
     }
 }

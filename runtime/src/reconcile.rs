@@ -269,6 +269,10 @@ impl Reconciler {
         }
         dev.set_underlay(host.underlay_src, host.mtu, host.hop_limit);
         dev.set_enabled(true);
+        let rewritten = dev.rewrite_foreign_arrays()?;
+        if !rewritten.is_empty() {
+            tracing::info!(lb_ids = ?rewritten, "rewrote adopted load balancers whose bucket array was of another scheme or size (or whose update was interrupted)");
+        }
         let by_id: BTreeMap<u32, ObjectKey> = alloc
             .state()
             .lbs
