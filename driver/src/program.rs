@@ -218,6 +218,19 @@ impl Device {
         }
     }
 
+    /// After a batch failed on the device: re-adopt the device state, unless the device did not answer (a
+    /// timeout), where reading it back would only wait for another timeout: the driver state is then marked stale
+    /// and re-adopted by [`Device::recover_commands`] once the device answers again.
+    fn after_failed_submit(&mut self, e: &DriverError) -> Result<(), DriverError> {
+        if matches!(e, DriverError::Timeout { .. }) {
+            tracing::error!(error = %e, "the device did not answer while applying a change; its state is re-adopted when it answers again");
+            self.stale = true;
+            return Ok(());
+        }
+        tracing::error!(error = %e, "device failed while applying a change; re-adopting device state");
+        self.adopt()
+    }
+
     /// Run a planned step: on a planning error undo its allocations; on a device error re-adopt.
     fn run_step(
         &mut self,
@@ -234,8 +247,7 @@ impl Device {
             }
         };
         if let Err(e) = self.submit(&cmds) {
-            tracing::error!(error = %e, "device failed while applying a change; re-adopting device state");
-            self.adopt()?;
+            self.after_failed_submit(&e)?;
             return Err(e);
         }
         commit(self);
@@ -623,7 +635,7 @@ impl Device {
             });
         }
         if let Err(e) = self.submit(&cmds) {
-            self.adopt()?;
+            self.after_failed_submit(&e)?;
             return Err(e);
         }
         for &i in st.vip_index.values() {

@@ -144,14 +144,14 @@ fn the_daemon_shows_a_file_that_does_not_parse_in_status_and_metrics() {
     let state = tempfile::tempdir().unwrap();
     let mut d = daemon(dir.path(), state.path());
     d.sync().unwrap();
-    let status = d
-        .shared()
-        .lock()
-        .unwrap()
-        .handle(&Request::Status {
+    // Through the control socket, as `ironlb status` asks.
+    let status = ironlb_runtime::daemon::request(
+        d.socket_path(),
+        &Request::Status {
             format: Format::Table,
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     assert!(status.contains("manifest errors (1;"), "{status}");
     assert!(status.contains("broken.yaml"), "{status}");
     assert!(scrape(&d).contains("ironlb_manifest_load_errors 1"));
@@ -174,14 +174,14 @@ fn the_daemon_reports_a_load_balancer_defined_in_two_files() {
         .unwrap_or_else(|| panic!("the duplicate is not an error: {rep:?}"));
     assert_eq!(err.reason, "InvalidSpec");
     assert!(err.message.contains("dup-b.yaml"), "{}", err.message);
-    let status = d
-        .shared()
-        .lock()
-        .unwrap()
-        .handle(&Request::Status {
+    // Through the control socket, as `ironlb status` asks.
+    let status = ironlb_runtime::daemon::request(
+        d.socket_path(),
+        &Request::Status {
             format: Format::Table,
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     assert!(status.contains("default/twice  lb_id"), "{status}");
     assert!(
         status.contains("NOT READY (InvalidSpec: defined more than once"),

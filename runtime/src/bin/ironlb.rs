@@ -467,7 +467,13 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
             let Request::Status { format: fmt } = req else {
                 unreachable!()
             };
-            Ok(ops::status_with_errors(&f.by_key(), &f.load_errors, fmt))
+            Ok(daemon::Published {
+                statuses: f.by_key(),
+                device_down: f.device_down,
+                device_conditions: f.device_conditions,
+                load_errors: f.load_errors,
+            }
+            .render(fmt))
         }
         Err(e) => Err(op_err(e)),
     }
