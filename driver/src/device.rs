@@ -53,6 +53,9 @@ pub struct Device {
     pub(crate) lbs: BTreeMap<u32, LbState>,
     /// Mailbox commands and ring batches issued.
     stats: CommandStats,
+    /// A change failed because the device did not answer: driver state may not match the device until
+    /// [`Device::recover_commands`] re-adopts it.
+    pub(crate) stale: bool,
     /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
     skip_fences: bool,
     /// What this driver configured outside the tables, and the device generation it did it in (reset detection
@@ -116,6 +119,7 @@ impl Device {
             mb,
             ring,
             stats: CommandStats::default(),
+            stale: false,
             skip_fences: false,
             intent: crate::health::Intent::default(),
         };
@@ -163,9 +167,13 @@ impl Device {
     /// no FENCE: the batch is split at each fence and the driver waits [`crate::cmd::V1_0_DRAIN_WAIT`] between the
     /// parts (docs/hw-spec.md §9, the documented fallback).
     pub fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
-        if cmds.contains(&Cmd::Fence) && (self.skip_fences || !self.caps.has(FEATURE_FENCE)) {
+        if self.skip_fences && cmds.contains(&Cmd::Fence) {
+            let kept: Vec<Cmd> = cmds.iter().filter(|c| **c != Cmd::Fence).cloned().collect();
+            return self.submit_unfenced(&kept);
+        }
+        if !self.caps.has(FEATURE_FENCE) && cmds.contains(&Cmd::Fence) {
             for (i, part) in cmds.split(|c| *c == Cmd::Fence).enumerate() {
-                if i > 0 && !self.skip_fences {
+                if i > 0 {
                     std::thread::sleep(crate::cmd::V1_0_DRAIN_WAIT);
                 }
                 self.submit_unfenced(part)?;
@@ -357,6 +365,21 @@ impl Device {
                 DropReason::from_index(i).map(|r| (r, v))
             })
             .collect()
+    }
+
+    /// After a command timed out and the device answers again: re-reads the mailbox's sequence number and re-enables
+    /// the command ring (its head restarts at 0), so commands the device never completed cannot desynchronise the
+    /// next ones; then re-adopts the tables if a change was cut off by the timeout. Tables are kept.
+    pub fn recover_commands(&mut self) -> Result<(), DriverError> {
+        self.mb = Mailbox::new(self.acc.as_mut());
+        if let Some(ring) = self.ring.as_mut() {
+            ring.enable(self.acc.as_mut())?;
+        }
+        if self.stale {
+            self.adopt()?;
+            self.stale = false;
+        }
+        Ok(())
     }
 
     /// Request a drop-counter snapshot and wait for it (v1.1).

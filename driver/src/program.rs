@@ -6,7 +6,7 @@ use crate::alloc::Block;
 use crate::cmd::Cmd;
 use crate::device::Device;
 use crate::error::DriverError;
-use crate::tables::buckets::{choose_m_log2, default_hasher, TargetKey};
+use crate::tables::buckets::{array_log2, default_hasher, TargetKey};
 use crate::tables::lb::Placement;
 use ironlb_hw::entry::lb::CTRL_WORD;
 use ironlb_hw::entry::{IcmpPolicy, LbEntry, LbSet, RangeEntry, TargetEntry};
@@ -56,6 +56,9 @@ pub struct LbState {
     pub dirty: bool,
     /// The next apply moves the allow-list to exactly this block even if it did not change (defragmentation).
     pub relocate_to: Option<Block>,
+    /// `slots` is known to be this driver's array for the targets (false after adoption until the next apply
+    /// compares it: a device programmed by another scheme or size is rewritten then, docs/architecture.md).
+    pub array_checked: bool,
 }
 
 impl LbState {
@@ -178,7 +181,8 @@ impl Device {
     }
 
     /// The bucket array for a target set: target-table indices per slot, from the consistent-hashing scheme (a pure
-    /// function of the set of underlay addresses and M, so every host computes the same array).
+    /// function of the set of underlay addresses, M being the same for every LB, so every host computes the same
+    /// array; docs/architecture.md "Bucket arrays").
     fn array_for(targets: &BTreeMap<Ipv6Addr, u32>, m_log2: u8) -> Vec<u32> {
         let keys: Vec<TargetKey> = targets.keys().map(|a| TargetKey(a.octets())).collect();
         let idx: Vec<u32> = targets.values().copied().collect();
@@ -187,6 +191,17 @@ impl Device {
             .into_iter()
             .map(|i| idx[i as usize])
             .collect()
+    }
+
+    /// Whether bucket memory has a free, aligned block for an array of `len` slots (probed, nothing kept).
+    fn bucket_room(&mut self, len: u32) -> bool {
+        match self.buckets.alloc(len, len) {
+            Some(b) => {
+                self.buckets.free(b);
+                true
+            }
+            None => false,
+        }
     }
 
     fn target_cmd(lb_id: u32, underlay: Ipv6Addr, index: u32) -> Cmd {
@@ -214,6 +229,19 @@ impl Device {
         }
     }
 
+    /// After a batch failed on the device: re-adopt the device state, unless the device did not answer (a
+    /// timeout), where reading it back would only wait for another timeout: the driver state is then marked stale
+    /// and re-adopted by [`Device::recover_commands`] once the device answers again.
+    fn after_failed_submit(&mut self, e: &DriverError) -> Result<(), DriverError> {
+        if matches!(e, DriverError::Timeout { .. }) {
+            tracing::error!(error = %e, "the device did not answer while applying a change; its state is re-adopted when it answers again");
+            self.stale = true;
+            return Ok(());
+        }
+        tracing::error!(error = %e, "device failed while applying a change; re-adopting device state");
+        self.adopt()
+    }
+
     /// Run a planned step: on a planning error undo its allocations; on a device error re-adopt.
     fn run_step(
         &mut self,
@@ -230,8 +258,7 @@ impl Device {
             }
         };
         if let Err(e) = self.submit(&cmds) {
-            tracing::error!(error = %e, "device failed while applying a change; re-adopting device state");
-            self.adopt()?;
+            self.after_failed_submit(&e)?;
             return Err(e);
         }
         commit(self);
@@ -298,7 +325,7 @@ impl Device {
             None
         } else {
             let c = self.caps();
-            let log2 = choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max);
+            let log2 = array_log2(c.bucket_log2_min, c.bucket_log2_max);
             Some((self.alloc(txn, TableId::Bucket, 1 << log2, 1 << log2)?, log2))
         };
         let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, l));
@@ -325,6 +352,7 @@ impl Device {
             stale: Vec::new(),
             dirty: false,
             relocate_to: None,
+            array_checked: true,
         };
         Ok((
             cmds,
@@ -376,8 +404,23 @@ impl Device {
             report.ranges_rewritten = true;
         }
 
+        // An adopted array that is not this driver's (another size or scheme, e.g. written before issue 13) is
+        // rewritten like a target change, so that every host serves the same array.
+        let c = self.caps().clone();
+        let foreign_array = !old.array_checked
+            && old.array.is_some_and(|(_, l)| {
+                let want = array_log2(c.bucket_log2_min, c.bucket_log2_max);
+                l != want || Self::array_for(&old.target_index, want) != old.slots
+            });
+        st.array_checked = true;
         let mut removed_targets = Vec::new();
-        if spec.targets != old.spec.targets {
+        if spec.targets != old.spec.targets || foreign_array {
+            if foreign_array {
+                tracing::info!(
+                    lb_id = spec.lb_id,
+                    "adopted bucket array differs from this driver's; rewriting it"
+                );
+            }
             for t in spec.targets.difference(&old.spec.targets) {
                 let i = self.alloc(txn, TableId::Target, 1, 1)?.start;
                 st.target_index.insert(*t, i);
@@ -386,16 +429,18 @@ impl Device {
             for t in old.spec.targets.difference(&spec.targets) {
                 removed_targets.push(st.target_index.remove(t).expect("old target has an index"));
             }
-            let c = self.caps().clone();
-            let new_log2 = (!spec.targets.is_empty())
-                .then(|| choose_m_log2(spec.targets.len(), c.bucket_log2_min, c.bucket_log2_max));
+            let new_log2 =
+                (!spec.targets.is_empty()).then(|| array_log2(c.bucket_log2_min, c.bucket_log2_max));
             let new_slots = new_log2.map_or(Vec::new(), |l| Self::array_for(&st.target_index, l));
             let in_place = match (old.array, new_log2) {
                 (Some((b, l)), Some(nl)) if l == nl => {
                     let changed: Vec<usize> = (0..new_slots.len())
                         .filter(|&i| new_slots[i] != old.slots[i])
                         .collect();
-                    (changed.len() <= new_slots.len() / 4).then_some((b, changed))
+                    // A large change goes to a shadow array (fewer commands), unless bucket memory has no room for one
+                    // (a full device): slot writes are atomic, so writing in place is as hitless, only longer.
+                    let small = changed.len() <= new_slots.len() / 4;
+                    (small || !self.bucket_room(new_slots.len() as u32)).then_some((b, changed))
                 }
                 _ => None,
             };
@@ -604,7 +649,7 @@ impl Device {
             });
         }
         if let Err(e) = self.submit(&cmds) {
-            self.adopt()?;
+            self.after_failed_submit(&e)?;
             return Err(e);
         }
         for &i in st.vip_index.values() {
@@ -666,6 +711,26 @@ impl Device {
             st.relocate_to = None;
         }
         r.map(|_| ())
+    }
+
+    /// Rewrites every adopted bucket array that is not this driver's array for its targets (another size or
+    /// scheme: a device programmed before issue 13 or by another version), hitlessly as a target change would
+    /// (docs/hw-spec.md §8.3), so that this host serves the array every other host computes. Arrays already checked
+    /// cost nothing; the check computes each adopted array once. Returns the LBs rewritten.
+    pub fn rewrite_foreign_arrays(&mut self) -> Result<Vec<u32>, DriverError> {
+        let unchecked: Vec<LbSpec> = self
+            .lbs
+            .values()
+            .filter(|s| !s.array_checked)
+            .map(|s| s.spec.clone())
+            .collect();
+        let mut rewritten = Vec::new();
+        for spec in unchecked {
+            if self.apply(&spec)?.commands > 0 {
+                rewritten.push(spec.lb_id);
+            }
+        }
+        Ok(rewritten)
     }
 
     /// What the driver believes is programmed (from its state; [`Device::read_state`] reads the device).

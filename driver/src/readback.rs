@@ -257,6 +257,7 @@ impl Device {
                 stale,
                 dirty: !d.consistent,
                 relocate_to: None,
+                array_checked: false,
             };
             self.lbs.insert(lb_id, st);
         }

@@ -170,6 +170,71 @@ fn restart_adopts_without_writing() {
     assert_device_holds(&mut dev, &want);
 }
 
+/// A device programmed with another array (another scheme, as before issue 13, or another size) is rewritten to
+/// this driver's array after a restart, hitlessly, and only once.
+#[test]
+fn restart_rewrites_arrays_of_another_scheme() {
+    let b = inproc(DeviceConfig::small());
+    let model = b.model.clone().unwrap();
+    let mut dev = Device::open(b.access).unwrap();
+    let mut want = BTreeMap::new();
+    for i in 0..3u32 {
+        let s = spec(
+            i,
+            &[v4(&format!("10.2.0.{i}"), 7)],
+            &[(Udp, 53, 53)],
+            i * 10..i * 10 + 5,
+        );
+        dev.apply(&s).unwrap();
+        want.insert(i, s);
+    }
+    // LB 1's array as another scheme would have written it: the same targets, slots rotated by one.
+    let st = dev.lb_state(1).unwrap();
+    let (block, _) = st.array.unwrap();
+    let mut other = st.slots.clone();
+    other.rotate_left(1);
+    assert_ne!(other, st.slots);
+    dev.submit(&[ironlb_driver::cmd::Cmd::Write {
+        table: ironlb_hw::regs::TableId::Bucket,
+        index: block.start,
+        data: other.iter().flat_map(|s| s.to_le_bytes()).collect(),
+    }])
+    .unwrap();
+    drop(dev);
+    let mut dev = Device::open(Box::new(ironlb_driver::inproc::InprocBackend::attach(model))).unwrap();
+    assert_eq!(dev.rewrite_foreign_arrays().unwrap(), vec![1]);
+    assert_device_holds(&mut dev, &want);
+    assert_eq!(dev.rewrite_foreign_arrays().unwrap(), Vec::<u32>::new());
+    let writes = dev.access_counts().writes;
+    for s in want.values() {
+        assert_eq!(dev.apply(s).unwrap().commands, 0);
+    }
+    assert_eq!(dev.access_counts().writes, writes);
+}
+
+/// On a device whose bucket memory is full, a target change too large for an in-place rewrite (1 -> 2 targets moves
+/// half of the slots) is still made, in place, instead of failing for want of room for a shadow array.
+#[test]
+fn large_target_change_on_a_full_device_is_written_in_place() {
+    let cfg = DeviceConfig {
+        bucket_slots: 2 * 4096,
+        ..DeviceConfig::small()
+    };
+    let mut dev = Device::open(inproc(cfg).access).unwrap();
+    let mut want = BTreeMap::new();
+    for i in 0..2u32 {
+        let s = spec(i, &[v4(&format!("10.3.0.{i}"), 7)], &[(Udp, 53, 53)], [i * 10]);
+        dev.apply(&s).unwrap();
+        want.insert(i, s);
+    }
+    let grown = spec(1, &[v4("10.3.0.1", 7)], &[(Udp, 53, 53)], [10, 11]);
+    let r = dev.apply(&grown).unwrap();
+    assert!(!r.shadow_flip, "{r:?}");
+    assert!(r.slots_in_place > 4096 / 4, "{r:?}");
+    want.insert(1, grown);
+    assert_device_holds(&mut dev, &want);
+}
+
 #[test]
 fn invalid_requests_are_refused_with_nothing_changed() {
     let mut dev = Device::open(inproc(DeviceConfig::small()).access).unwrap();
@@ -284,6 +349,66 @@ fn bucket_arrays_are_identical_across_hosts() {
     let (a, b) = (arr(&mut h1), arr(&mut h2));
     assert!(!a.is_empty());
     assert_eq!(a, b);
+}
+
+/// The array of LB `lb_id` as read back from the device: underlay address per slot.
+fn device_array(d: &mut Device, lb_id: u32) -> Vec<Ipv6Addr> {
+    let s = d.read_state().unwrap();
+    let lb = &s.lbs[&lb_id];
+    lb.slots.iter().map(|i| lb.targets[i].underlay).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Issue 13: hosts with different histories hold bit-identical arrays. Host 1 goes straight to the final target
+    /// set; host 2 walks a random history of target sets (across power-of-two sizes, with other LBs taking other
+    /// table indices), checking that no single-target step moves more than 1% of the slots between targets that
+    /// stay; host 3 is host 2 restarted (it adopts the device and must not rewrite it). All arrays have 4,096 slots.
+    #[test]
+    fn hosts_with_different_histories_agree(
+        final_set in proptest::collection::btree_set(0u32..300, 1..=80),
+        history in proptest::collection::vec(proptest::collection::btree_set(0u32..300, 1..=80), 0..4),
+        wander in proptest::collection::vec((any::<bool>(), 0u32..300), 0..10),
+    ) {
+        let vip = [v4("198.51.100.1", DOMAIN_PUBLIC)];
+        let mut h1 = Device::open(inproc(DeviceConfig::small()).access).unwrap();
+        h1.apply(&spec(1, &vip, &[(Tcp, 80, 80)], final_set.iter().copied())).unwrap();
+        let b = inproc(DeviceConfig::small());
+        let model = b.model.clone().unwrap();
+        let mut h2 = Device::open(b.access).unwrap();
+        h2.apply(&spec(9, &[v4("198.51.100.9", DOMAIN_PUBLIC)], &[], 300..340)).unwrap();
+        for set in &history {
+            h2.apply(&spec(1, &vip, &[(Tcp, 80, 80)], set.iter().copied())).unwrap();
+        }
+        // Then single-target steps: each within issue 13's bound.
+        let mut cur = history.last().cloned().unwrap_or_else(|| {
+            h2.apply(&spec(1, &vip, &[(Tcp, 80, 80)], final_set.iter().copied())).unwrap();
+            final_set.clone()
+        });
+        for (add, t) in wander {
+            let before = device_array(&mut h2, 1);
+            let mut next = cur.clone();
+            if add || next.len() == 1 { next.insert(t); } else { let k = *next.iter().nth(t as usize % next.len()).unwrap(); next.remove(&k); }
+            h2.apply(&spec(1, &vip, &[(Tcp, 80, 80)], next.iter().copied())).unwrap();
+            let after = device_array(&mut h2, 1);
+            prop_assert_eq!(after.len(), 4096);
+            let stays = |a: &Ipv6Addr| cur.iter().any(|&i| ul(i) == *a) && next.iter().any(|&i| ul(i) == *a);
+            let moved = before.iter().zip(&after).filter(|(o, n)| o != n && stays(o) && stays(n)).count();
+            prop_assert!(moved * 100 <= 4096, "{} -> {} targets: {} kept slots moved", cur.len(), next.len(), moved);
+            cur = next;
+        }
+        h2.apply(&spec(1, &vip, &[(Tcp, 80, 80)], final_set.iter().copied())).unwrap();
+        let a = device_array(&mut h1, 1);
+        prop_assert_eq!(a.len(), 4096);
+        prop_assert_eq!(&a, &device_array(&mut h2, 1));
+        drop(h2);
+        let mut h3 = Device::open(Box::new(ironlb_driver::inproc::InprocBackend::attach(model))).unwrap();
+        let writes = h3.access_counts().writes;
+        prop_assert_eq!(h3.apply(&spec(1, &vip, &[(Tcp, 80, 80)], final_set.iter().copied())).unwrap().commands, 0);
+        prop_assert_eq!(h3.access_counts().writes, writes);
+        prop_assert_eq!(&a, &device_array(&mut h3, 1));
+    }
 }
 
 #[derive(Debug, Clone)]

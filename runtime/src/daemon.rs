@@ -19,7 +19,7 @@ use crate::controller::ObjectKey;
 use crate::manifest::LoadCache;
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
-use crate::reconcile::{Condition, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
+use crate::reconcile::{Condition, DeviceDown, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_sim::DeviceConfig;
@@ -218,6 +218,9 @@ pub struct StatusFile {
     pub load_errors: Vec<String>,
     /// One per LoadBalancer.
     pub load_balancers: Vec<LbStatus>,
+    /// Set while the device does not answer (a command timed out; probed with backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_down: Option<DeviceDown>,
     /// The device's own condition: `DeviceRestored` after a reset the daemon did not cause (docs/hw-spec.md §3.4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_conditions: Vec<Condition>,
@@ -294,6 +297,47 @@ pub struct Response {
     pub bad_input: bool,
 }
 
+/// What the last sync published: answered on the control socket without waiting for the reconciler, so `status`
+/// answers at once even while a sync or a device probe runs.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// Statuses by key.
+    pub statuses: BTreeMap<ObjectKey, LbStatus>,
+    /// Set while the device is down.
+    pub device_down: Option<DeviceDown>,
+    /// The device's own conditions (`DeviceRestored` after a reset).
+    pub device_conditions: Vec<Condition>,
+    /// Manifest files and documents that do not load, rendered (listed below the LoadBalancers).
+    pub load_errors: Vec<String>,
+}
+
+impl Published {
+    /// The `status` answer.
+    pub fn render(&self, format: Format) -> String {
+        let mut body = ops::status_with_errors(&self.statuses, &self.load_errors, format);
+        if format == Format::Table {
+            for c in &self.device_conditions {
+                body.push_str(&format!(
+                    "device: {} {} since {}: {}\n",
+                    c.kind, c.reason, c.last_transition_time, c.message
+                ));
+            }
+        }
+        match (&self.device_down, format) {
+            (Some(d), Format::Table) => format!(
+                "device: DOWN since {} ({} failed probes): {}; retrying with backoff\n{body}",
+                d.since,
+                d.failed_probes,
+                crate::printable::printable(&d.error)
+            ),
+            _ => body,
+        }
+    }
+}
+
+/// How long a diagnostics request (`dump`, `stats`, `trace`) waits for the reconciler before answering busy.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
 /// What the daemon's threads share.
 pub struct Shared {
     /// The reconciler (owns the device).
@@ -326,7 +370,8 @@ impl Shared {
         };
         match req {
             Request::Status { format } => {
-                let mut out = ops::status(self.rec.status(), *format);
+                let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
+                let mut out = ops::status_with_errors(self.rec.status(), &errors, *format);
                 if *format == Format::Table {
                     for c in &self.device_conditions {
                         out.push_str(&format!(
@@ -420,7 +465,12 @@ fn bind_control(path: &Path, group: Option<u32>) -> Result<(UnixListener, (u64, 
 /// How often the control thread looks at its stop flag while no client connects.
 const CONTROL_POLL: Duration = Duration::from_millis(100);
 
-fn serve_control(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<AtomicBool>) {
+fn serve_control(
+    listener: UnixListener,
+    shared: Arc<Mutex<Shared>>,
+    published: Arc<Mutex<Published>>,
+    stop: Arc<AtomicBool>,
+) {
     use std::os::fd::AsFd;
     // Waits are bounded (poll with a timeout), so stopping needs no connection: it works even when the socket file
     // was removed.
@@ -451,12 +501,47 @@ fn serve_control(listener: UnixListener, shared: Arc<Mutex<Shared>>, stop: Arc<A
         if conn.set_nonblocking(false).is_err() {
             continue;
         }
-        let shared = shared.clone();
-        std::thread::spawn(move || answer_control(conn, &shared));
+        let (shared, published) = (shared.clone(), published.clone());
+        std::thread::spawn(move || answer_control(conn, &shared, &published));
     }
 }
 
-fn answer_control(conn: UnixStream, shared: &Mutex<Shared>) {
+/// Answers one request: `status` from what was published; the others from the device, refused at once while it is
+/// down, and answered busy rather than waiting without bound for a long sync.
+fn answer_request(
+    req: &Request,
+    shared: &Mutex<Shared>,
+    published: &Mutex<Published>,
+) -> Result<String, OpError> {
+    let p = published.lock().expect("published lock");
+    if let Request::Status { format } = req {
+        return Ok(p.render(*format));
+    }
+    if let Some(d) = &p.device_down {
+        return Err(OpError::Failed(format!(
+            "the device is down since {} ({}); only `status` is served until it answers again",
+            d.since, d.error
+        )));
+    }
+    drop(p);
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match shared.try_lock() {
+            Ok(mut sh) => return sh.handle(req),
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner().handle(req),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(OpError::Failed(format!(
+                    "the daemon is busy (a sync or a device probe has run for over {BUSY_WAIT:?}); try again"
+                )))
+            }
+        }
+    }
+}
+
+fn answer_control(conn: UnixStream, shared: &Mutex<Shared>, published: &Mutex<Published>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     let mut reader = BufReader::new(&conn);
@@ -469,21 +554,18 @@ fn answer_control(conn: UnixStream, shared: &Mutex<Shared>) {
             error: Some(format!("bad request: {e}")),
             bad_input: true,
         },
-        Ok(req) => {
-            let r = shared.lock().expect("daemon state lock").handle(&req);
-            match r {
-                Ok(o) => Response {
-                    output: Some(o),
-                    error: None,
-                    bad_input: false,
-                },
-                Err(e) => Response {
-                    output: None,
-                    error: Some(e.to_string()),
-                    bad_input: matches!(e, OpError::BadInput(_)),
-                },
-            }
-        }
+        Ok(req) => match answer_request(&req, shared, published) {
+            Ok(o) => Response {
+                output: Some(o),
+                error: None,
+                bad_input: false,
+            },
+            Err(e) => Response {
+                output: None,
+                error: Some(e.to_string()),
+                bad_input: matches!(e, OpError::BadInput(_)),
+            },
+        },
     };
     let mut out = serde_json::to_string(&resp).expect("response serializes");
     out.push('\n');
@@ -494,7 +576,11 @@ fn answer_control(conn: UnixStream, shared: &Mutex<Shared>) {
 pub struct Daemon {
     cfg: DaemonConfig,
     shared: Arc<Mutex<Shared>>,
+    published: Arc<Mutex<Published>>,
     source: DirSource,
+    /// Delay before the next probe of a down device (doubles from BACKOFF_MIN to BACKOFF_MAX).
+    probe_backoff: Duration,
+    next_probe: Option<Instant>,
     _lock: File,
     socket_path: PathBuf,
     /// (device, inode) of the socket we bound: only that file is removed on exit.
@@ -556,12 +642,13 @@ impl Daemon {
             .clone()
             .unwrap_or_else(|| cfg.state_dir.join("ironlb.sock"));
         let (listener, socket_id) = bind_control(&socket_path, cfg.socket_group)?;
+        let published = Arc::new(Mutex::new(Published::default()));
         let control_stop = Arc::new(AtomicBool::new(false));
         let control = {
-            let (shared, stop) = (shared.clone(), control_stop.clone());
+            let (shared, published, stop) = (shared.clone(), published.clone(), control_stop.clone());
             std::thread::Builder::new()
                 .name("ironlb-control".into())
-                .spawn(move || serve_control(listener, shared, stop))
+                .spawn(move || serve_control(listener, shared, published, stop))
                 .map_err(io_err(&socket_path))?
         };
 
@@ -588,7 +675,10 @@ impl Daemon {
         Ok(Daemon {
             cfg,
             shared,
+            published,
             source,
+            probe_backoff: Duration::ZERO,
+            next_probe: None,
             _lock: lock,
             socket_path,
             socket_id,
@@ -628,6 +718,10 @@ impl Daemon {
     /// cannot be read is logged and left to the sync's own error handling.
     pub fn check_device(&mut self) -> bool {
         let mut sh = self.shared.lock().expect("daemon state lock");
+        if sh.rec.device_down().is_some() {
+            // Not answering: the probe (with backoff) finds out when it does again.
+            return false;
+        }
         match sh.rec.device().check_and_restore() {
             Ok(None) => false,
             Ok(Some((seen, report))) => {
@@ -679,18 +773,32 @@ impl Daemon {
                 tracing::warn!(error = %e, "manifest document does not load");
             }
         }
-        let (report, statuses, load_errors, device_conditions) = {
+        let (report, statuses, load_errors, device_down, device_conditions) = {
             let mut sh = self.shared.lock().expect("daemon state lock");
+            let was_down = sh.rec.device_down().is_some();
             let report = if changes.is_empty() {
                 sh.rec.resync()?
             } else {
                 sh.rec.apply(changes)?
+            };
+            let device_down = sh.rec.device_down().cloned();
+            if !was_down && device_down.is_some() {
+                if let Some(m) = &self.metrics {
+                    m.device_went_down();
+                }
+            }
+            *self.published.lock().expect("published lock") = Published {
+                statuses: sh.rec.status().clone(),
+                device_down: device_down.clone(),
+                device_conditions: sh.device_conditions.clone(),
+                load_errors: sh.rec.load_errors().iter().map(ToString::to_string).collect(),
             };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
             (
                 report,
                 statuses,
                 sh.rec.load_errors(),
+                device_down,
                 sh.device_conditions.clone(),
             )
         };
@@ -698,7 +806,9 @@ impl Daemon {
             tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
         }
         if let Some(m) = &self.metrics {
+            m.set_device_up(device_down.is_none());
             m.set_files_refused(self.source.refused().len() as u64);
+            m.set_load_errors(load_errors.len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
                 m.reconcile_error(&e.key.0, &e.key.1, e.reason);
@@ -733,6 +843,7 @@ impl Daemon {
             source_errors: snap.errors.iter().map(|e| e.to_string()).collect(),
             load_errors: load_errors.iter().map(|e| e.to_string()).collect(),
             load_balancers: statuses,
+            device_down,
             device_conditions,
         };
         if self.last_status.as_ref() != Some(&status) {
@@ -744,16 +855,64 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Runs until `stop` is set: sync, then wait for a manifest change, a due retry or the periodic resync.
+    /// While the device is down, when the probe is due: probe it (at most one command timeout); when it answers, run
+    /// a full resync at once (the load balancers it could not program are due) and forget the backoff.
+    fn probe_if_down(&mut self) {
+        if self.next_probe.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        let mut sh = self.shared.lock().expect("daemon state lock");
+        if sh.rec.probe_device() {
+            self.probe_backoff = Duration::ZERO;
+            self.next_probe = None;
+            if let Some(m) = &self.metrics {
+                m.set_device_up(true);
+            }
+            if let Err(e) = sh.rec.resync() {
+                tracing::error!(error = %e, "resync after the device came back failed");
+            }
+        } else {
+            tracing::warn!(error = %sh.rec.device_down().map_or("", |d| d.error.as_str()), retry_in = ?self.probe_backoff, "the device still does not answer");
+        }
+    }
+
+    /// The time of the next device probe while the device is down (backoff doubling from BACKOFF_MIN to
+    /// BACKOFF_MAX), `None` while it is up.
+    fn schedule_probe(&mut self) -> Option<Instant> {
+        let down = self
+            .shared
+            .lock()
+            .expect("daemon state lock")
+            .rec
+            .device_down()
+            .is_some();
+        if !down {
+            self.probe_backoff = Duration::ZERO;
+            self.next_probe = None;
+            return None;
+        }
+        if self.next_probe.is_none_or(|at| Instant::now() >= at) {
+            self.probe_backoff =
+                (self.probe_backoff * 2).clamp(crate::reconcile::BACKOFF_MIN, crate::reconcile::BACKOFF_MAX);
+            self.next_probe = Some(Instant::now() + self.probe_backoff);
+        }
+        self.next_probe
+    }
+
+    /// Runs until `stop` is set: sync, then wait for a manifest change, a due retry or the periodic resync. While the
+    /// device is down, it is probed with backoff; syncs still run (without device commands), `status` is answered.
+    /// A stop is seen within one command timeout (a probe or the one command that finds the device down).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         let mut failing = Duration::ZERO;
         while !stop.load(Ordering::Relaxed) {
+            self.probe_if_down();
             let deadline = match self.sync() {
                 Ok(_) => {
                     failing = Duration::ZERO;
                     let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
                     let deadline = Instant::now() + RESYNC;
-                    next_retry.map_or(deadline, |r| r.min(deadline))
+                    let deadline = next_retry.map_or(deadline, |r| r.min(deadline));
+                    self.schedule_probe().map_or(deadline, |p| p.min(deadline))
                 }
                 // A sync that failed as a whole (allocator state not writable, device gone): nothing was
                 // programmed by it; the device keeps its state. Retry with backoff instead of exiting.
@@ -850,6 +1009,10 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
         return DeviceStats::default();
     };
     let mut sh = shared.lock().expect("daemon state lock");
+    if sh.rec.device_down().is_some() {
+        // Reading counters would wait for a command timeout per read: the scrape shows `ironlb_device_up 0`.
+        return DeviceStats::default();
+    }
     let keys: BTreeMap<u32, ObjectKey> = sh
         .rec
         .programmed()

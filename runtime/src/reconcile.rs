@@ -230,6 +230,9 @@ pub struct Reconciler {
     removed_at: BTreeMap<ObjectKey, Instant>,
     release_grace: Duration,
     clock: Clock,
+    /// Set when a device command timed out: no device operation is attempted until [`Reconciler::probe_device`]
+    /// sees the device answer again (fail fast instead of one timeout per load balancer).
+    device_down: Option<DeviceDown>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -244,6 +247,36 @@ impl std::fmt::Debug for Reconciler {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// The device stopped answering: a command timed out (docs/operations.md "A device that stops answering").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceDown {
+    /// RFC 3339 time it was marked down.
+    pub since: String,
+    /// The error that marked it down (or of the last failed probe).
+    pub error: String,
+    /// Probes that failed since.
+    pub failed_probes: u32,
+}
+
+/// A device operation that failed, or was not attempted because the device is down.
+#[derive(Debug, thiserror::Error)]
+enum DevFail {
+    #[error("not attempted: the device is down ({0})")]
+    Down(String),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+impl DevFail {
+    fn reason(&self) -> &'static str {
+        match self {
+            DevFail::Down(_) | DevFail::Driver(DriverError::Timeout { .. }) => "DeviceDown",
+            DevFail::Driver(e) => driver_reason(e),
+        }
+    }
 }
 
 fn driver_reason(e: &DriverError) -> &'static str {
@@ -269,6 +302,10 @@ impl Reconciler {
         }
         dev.set_underlay(host.underlay_src, host.mtu, host.hop_limit);
         dev.set_enabled(true);
+        let rewritten = dev.rewrite_foreign_arrays()?;
+        if !rewritten.is_empty() {
+            tracing::info!(lb_ids = ?rewritten, "rewrote adopted load balancers whose bucket array was of another scheme or size (or whose update was interrupted)");
+        }
         let by_id: BTreeMap<u32, ObjectKey> = alloc
             .state()
             .lbs
@@ -291,6 +328,7 @@ impl Reconciler {
             removed_at: BTreeMap::new(),
             release_grace: RELEASE_GRACE,
             clock: Box::new(Instant::now),
+            device_down: None,
         };
         for spec in adopted {
             match by_id.get(&spec.lb_id) {
@@ -306,6 +344,57 @@ impl Reconciler {
             "adopted the device's load balancers"
         );
         Ok(rec)
+    }
+
+    /// Runs one device operation, unless the device is down. A timeout marks the device down, so the rest of the
+    /// sync (and every later one, until [`Reconciler::probe_device`] succeeds) fails fast instead of waiting for
+    /// one timeout per load balancer.
+    fn dev_op<T>(&mut self, f: impl FnOnce(&mut Device) -> Result<T, DriverError>) -> Result<T, DevFail> {
+        if let Some(d) = &self.device_down {
+            return Err(DevFail::Down(d.error.clone()));
+        }
+        f(&mut self.dev).map_err(|e| {
+            if matches!(e, DriverError::Timeout { .. }) {
+                tracing::error!(error = %e, "device command timed out: the device is down; no further commands until it answers again");
+                self.device_down = Some(DeviceDown {
+                    since: now_rfc3339(),
+                    error: e.to_string(),
+                    failed_probes: 0,
+                });
+            }
+            DevFail::Driver(e)
+        })
+    }
+
+    /// `Some` while the device is down (a command timed out and no probe has succeeded since).
+    pub fn device_down(&self) -> Option<&DeviceDown> {
+        self.device_down.as_ref()
+    }
+
+    /// While the device is down: resynchronises the command paths and sends one read; when it answers, the device
+    /// is up again and the load balancers that failed because it was down are due at once (the caller runs a full
+    /// [`Reconciler::resync`]). Returns whether the device is up. Takes at most one command timeout.
+    pub fn probe_device(&mut self) -> bool {
+        let Some(down) = self.device_down.as_mut() else {
+            return true;
+        };
+        let r = self
+            .dev
+            .recover_commands()
+            .and_then(|()| self.dev.read_entries(ironlb_hw::regs::TableId::Lb, 0, 1));
+        match r {
+            Ok(_) => {
+                tracing::info!(down_since = %down.since, "the device answers again");
+                self.device_down = None;
+                self.failures.retain(|_, f| f.reason != "DeviceDown");
+                true
+            }
+            Err(e) => {
+                down.failed_probes += 1;
+                down.error = e.to_string();
+                false
+            }
+        }
     }
 
     /// Records that the device holds `spec` for `k` (and which VIPs it owns).
@@ -527,6 +616,13 @@ impl Reconciler {
         self.sync_owned(objects, &errors)
     }
 
+    /// Every validation error of the objects the reconciler holds (validates them all: O(objects); for `run
+    /// --once` and diagnostics, not for every sync).
+    pub fn validation_errors(&self) -> Vec<crate::validate::ValidationError> {
+        let objects: Vec<&(PathBuf, Object)> = self.store.iter().collect();
+        validate_refs(&objects).1
+    }
+
     /// The load errors of the files the reconciler holds.
     pub fn load_errors(&self) -> Vec<LoadError> {
         self.store.errors().cloned().collect()
@@ -570,10 +666,17 @@ impl Reconciler {
                 invalid.insert(k.clone(), Vec::new());
             }
         }
+        // A LoadBalancer defined twice: the first definition is the valid one and is programmed, but the key is
+        // in error (status, logs, metrics) until one definition goes, as `validate` and `run --once` report it.
+        let mut duplicated: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for e in &verrs {
             if let Some(k) = lb_key_of_display(&e.object) {
+                let msg = format!("{}: {}: {}", e.file.display(), e.field, e.message);
                 if let Some(v) = invalid.get_mut(&k) {
-                    v.push(format!("{}: {}: {}", e.file.display(), e.field, e.message));
+                    v.push(msg);
+                } else if present.get(&k).is_some_and(Option::is_some) {
+                    // An invalid object with the key of a valid LoadBalancer is a second definition of it.
+                    duplicated.entry(k).or_default().push(msg);
                 }
             }
         }
@@ -639,7 +742,7 @@ impl Reconciler {
         for k in gone {
             if let Some(spec) = self.programmed.get(&k) {
                 let id = spec.lb_id;
-                match self.dev.remove(id) {
+                match self.dev_op(|d| d.remove(id)) {
                     Ok(()) => {
                         tracing::info!(lb = %key_str(&k), lb_id = id, "removed");
                         self.unset_programmed(&k);
@@ -649,7 +752,7 @@ impl Reconciler {
                         tracing::warn!(lb = %key_str(&k), lb_id = id, error = %e, "removing a deleted load balancer failed; will retry");
                         report.errors.push(LbError {
                             key: k.clone(),
-                            reason: driver_reason(&e),
+                            reason: e.reason(),
                             message: format!("removing it from the device: {e}"),
                         });
                         continue;
@@ -690,7 +793,7 @@ impl Reconciler {
             );
         }
         for id in std::mem::take(&mut self.orphans) {
-            match self.dev.remove(id) {
+            match self.dev_op(|d| d.remove(id)) {
                 Ok(()) => {
                     tracing::info!(lb_id = id, "removed an orphan load balancer no object claims");
                     report.removed += 1;
@@ -766,6 +869,18 @@ impl Reconciler {
             let reason = e.reason();
             errors.insert(k.clone(), (reason, e.to_string()));
         }
+        for (k, msgs) in &duplicated {
+            errors.insert(
+                k.clone(),
+                (
+                    "InvalidSpec",
+                    format!(
+                        "defined more than once; the first definition is programmed: {}",
+                        msgs.join("; ")
+                    ),
+                ),
+            );
+        }
         let desired_keys: BTreeSet<&ObjectKey> = d.specs.iter().map(|(k, _)| k).collect();
         for lb in &valid_lbs {
             let k = key_of(lb);
@@ -802,7 +917,7 @@ impl Reconciler {
             if let Some(old) = self.programmed.get(k) {
                 if old.lb_id != spec.lb_id {
                     let id = old.lb_id;
-                    if self.dev.remove(id).is_ok() {
+                    if self.dev_op(|d| d.remove(id)).is_ok() {
                         self.unset_programmed(k);
                     }
                 }
@@ -821,7 +936,7 @@ impl Reconciler {
                 vips: keep,
                 ..old.clone()
             };
-            match self.dev.apply(&shrunk) {
+            match self.dev_op(|d| d.apply(&shrunk)) {
                 Ok(r) => {
                     report.commands += r.commands;
                     self.set_programmed(k.clone(), shrunk);
@@ -832,6 +947,17 @@ impl Reconciler {
         // Phase B: creations and updates; one whose VIPs are still held by another pending change waits for it.
         let mut pending: Vec<(ObjectKey, LbSpec)> = changes;
         loop {
+            // The device went down (or was down): the rest are not attempted (fail fast, no timeout each).
+            if let Some(down) = self.device_down.as_ref().map(|d| d.error.clone()) {
+                for (k, spec) in pending.drain(..) {
+                    let message = format!("not programmed: the device is down ({down})");
+                    if self.failures.get(&k).is_none_or(|f| f.reason != "DeviceDown") {
+                        self.fail(&k, Some(spec), "DeviceDown", message.clone(), now);
+                    }
+                    errors.insert(k, ("DeviceDown", message));
+                }
+                break;
+            }
             let pending_keys: BTreeSet<ObjectKey> = pending.iter().map(|(k, _)| k.clone()).collect();
             let mut waiting = Vec::new();
             let mut progressed = false;
@@ -847,7 +973,7 @@ impl Reconciler {
                 }
                 progressed = true;
                 let existed = self.programmed.contains_key(&k);
-                match self.dev.apply(&spec) {
+                match self.dev_op(|d| d.apply(&spec)) {
                     Ok(r) => {
                         report.commands += r.commands;
                         if existed {
@@ -860,7 +986,7 @@ impl Reconciler {
                         self.set_programmed(k, spec);
                     }
                     Err(e) => {
-                        let reason = driver_reason(&e);
+                        let reason = e.reason();
                         let mut message = e.to_string();
                         if reason == "VipInUse" {
                             let held: Vec<String> = spec
@@ -900,8 +1026,14 @@ impl Reconciler {
                 if let Some(old) = self.programmed.get(&blocker) {
                     let id = old.lb_id;
                     tracing::warn!(lb = %key_str(&blocker), "VIP swap cycle: removing it before re-creating it");
-                    self.dev.remove(id)?;
-                    self.unset_programmed(&blocker);
+                    match self.dev_op(|d| d.remove(id)) {
+                        Ok(()) => {
+                            self.unset_programmed(&blocker);
+                        }
+                        Err(DevFail::Driver(e)) if self.device_down.is_none() => return Err(e.into()),
+                        // Down: the remaining ones fail fast with DeviceDown below.
+                        Err(_) => {}
+                    }
                 }
             }
             pending = waiting;
@@ -985,6 +1117,13 @@ impl Reconciler {
             Some(_) => self.status.extend(status),
             None => self.status = status,
         }
+        if let Some(d) = &self.device_down {
+            // Nothing the device holds can be confirmed while it does not answer.
+            let message = format!("the device is down since {}: {}", d.since, d.error);
+            for st in self.status.values_mut() {
+                mark_device_down(st, &message);
+            }
+        }
         Ok(())
     }
 
@@ -1027,6 +1166,30 @@ impl Reconciler {
                 message,
             },
         );
+    }
+}
+
+/// Sets `Ready=False, reason DeviceDown` on a status (keeping the transition time when it already says so).
+fn mark_device_down(st: &mut LbStatus, message: &str) {
+    st.serving_last_good = false;
+    match st.conditions.iter_mut().find(|c| c.kind == "Ready") {
+        Some(c) if c.reason == "DeviceDown" => c.message = message.to_string(),
+        Some(c) => {
+            *c = Condition {
+                kind: "Ready".into(),
+                status: "False".into(),
+                reason: "DeviceDown".into(),
+                message: message.to_string(),
+                last_transition_time: now_rfc3339(),
+            }
+        }
+        None => st.conditions.push(Condition {
+            kind: "Ready".into(),
+            status: "False".into(),
+            reason: "DeviceDown".into(),
+            message: message.to_string(),
+            last_transition_time: now_rfc3339(),
+        }),
     }
 }
 

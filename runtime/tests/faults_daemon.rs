@@ -171,7 +171,8 @@ fn other_users_cannot_take_the_lock() {
         "user 65534 could open and lock {}",
         lock.display()
     );
-    // The daemon's own user can still start it.
+    // The daemon's own user can still start it (ready again once it has synced: a new status.json).
+    std::fs::remove_file(state.join("status.json")).unwrap();
     let mut again = start(&state, &socket, &[]);
     assert_eq!(again.terminate(), 0);
 }
@@ -225,4 +226,155 @@ fn sigterm_completes_when_the_socket_file_was_removed() {
     let mut r = start(&state, &socket, &[]);
     std::fs::remove_file(&socket).unwrap();
     assert_eq!(r.terminate(), 0, "{}", r.stderr());
+}
+
+/// A served model (sim-shm) in a thread of the test that can be paused: while paused it never looks at its
+/// registers, like a hung card or a stopped `ironlb-sim serve` process.
+struct PausableModel {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PausableModel {
+    fn start(prefix: &Path) -> PausableModel {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let args = ironlb_sim::serve::ServeArgs {
+            bar: prefix.with_extension("bar"),
+            host_mem: prefix.with_extension("host"),
+            host_mem_len: None,
+            host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
+            small: true,
+            bar_offset: 0,
+            no_dma: false,
+            tun: Vec::new(),
+        };
+        let mut dev = args.open_device().unwrap();
+        let (stop, paused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let thread = {
+            let (stop, paused) = (stop.clone(), paused.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::Relaxed) || !dev.poll() {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+            })
+        };
+        PausableModel {
+            stop,
+            paused,
+            thread: Some(thread),
+        }
+    }
+
+    fn pause(&self, on: bool) {
+        self.paused.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PausableModel {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polls `ironlb status` (each answer bounded by the client) until `pred` holds.
+fn status_until(socket: &Path, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let (code, out, err) = status(socket);
+        assert_eq!(code, 0, "status must keep answering: {err}");
+        if pred(&out) {
+            return out;
+        }
+        assert!(
+            t0.elapsed() < BOUND,
+            "timed out waiting for {what}; last status:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The dead device, at the binary level: the served model stops answering under a running daemon and a
+/// manifest is edited. `status` keeps answering and says the device is down, `dump` refuses at once; when the model
+/// answers again the edit is programmed; with the model stopped again, SIGTERM still ends the daemon.
+#[test]
+fn a_dead_device_keeps_status_answering_recovers_and_sigterm_completes() {
+    let d = open_tempdir();
+    let prefix = d.path().join("dev");
+    let model = PausableModel::start(&prefix);
+    let manifests = d.path().join("m");
+    std::fs::create_dir(&manifests).unwrap();
+    for e in std::fs::read_dir(examples()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, manifests.join(p.file_name().unwrap())).unwrap();
+    }
+    let backend = format!("sim-shm:{}", prefix.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+        .args(["run", "--manifests"])
+        .arg(&manifests)
+        .arg("--state-dir")
+        .arg(d.path().join("state"))
+        .args(["--socket", d.path().join("s.sock").to_str().unwrap()])
+        .args(["--backend", &backend])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = d.path().join("s.sock");
+    let mut r = Running {
+        child,
+        socket: socket.clone(),
+    };
+    let t0 = Instant::now();
+    while !socket.exists() {
+        if let Ok(Some(st)) = r.child.try_wait() {
+            panic!("daemon exited with {st}: {}", r.stderr());
+        }
+        assert!(t0.elapsed() < BOUND, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    status_until(&socket, "the examples programmed", |o| {
+        o.contains("my-load-balancer  lb_id") && o.contains("  Ready\n")
+    });
+
+    model.pause(true);
+    let lb = manifests.join("public-loadbalancer.yaml");
+    let text = std::fs::read_to_string(&lb).unwrap();
+    std::fs::write(&lb, text.replace("port: 80\n", "port: 8080\n")).unwrap();
+    let out = status_until(&socket, "the device marked down", |o| o.contains("device: DOWN"));
+    assert!(out.contains("DeviceDown"), "{out}");
+    let dump = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+        .args(["dump", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(dump.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dump.stderr).contains("the device is down"));
+
+    model.pause(false);
+    status_until(&socket, "the device back and the edit programmed", |o| {
+        !o.contains("device: DOWN") && !o.contains("DeviceDown") && o.contains("  Ready\n")
+    });
+    let dump = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+        .args(["dump", "--table", "ranges", "--socket"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&dump.stdout).contains("8080"),
+        "{}",
+        String::from_utf8_lossy(&dump.stdout)
+    );
+
+    model.pause(true);
+    std::fs::write(&lb, text.replace("port: 80\n", "port: 8081\n")).unwrap();
+    status_until(&socket, "down again", |o| o.contains("device: DOWN"));
+    assert_eq!(r.terminate(), 0, "{}", r.stderr());
+    drop(model);
 }

@@ -239,7 +239,12 @@ fn reconciler(state: &Path) -> Reconciler {
         mtu: 9000,
         hop_limit: 64,
     };
-    Reconciler::new(dev, alloc, &host).unwrap()
+    let mut rec = Reconciler::new(dev, alloc, &host).unwrap();
+    // A frozen clock: a failure's backoff (e.g. VipInUse) must not expire on one side and not on the other because
+    // the steps took longer in real time.
+    let frozen = std::time::Instant::now();
+    rec.set_clock(Box::new(move || frozen));
+    rec
 }
 
 proptest! {
