@@ -130,6 +130,87 @@ fn mmio_per_update(dev: &mut Device) {
     );
 }
 
+/// Updates that free memory carry one FENCE per batch (docs/hw-spec.md §8.5): what it costs, measured against the
+/// same updates with fences switched off (the test-only switch). Three kinds: an allow-list change (a new range
+/// block, the old one freed), a target removed/added (in-place slot rewrites; the removed entry invalidated after
+/// the fence), and a large target change (a shadow bucket array, the old one freed).
+fn fence_cost(dev: &mut Device) {
+    println!("\n## Updates with and without FENCE over sim-shm (1,000 updates each; one FENCE per batch that frees memory)");
+    println!("| update | fences | µs/update | updates/s | descriptors/update | MMIO writes/update | MMIO reads/update |");
+    println!("|---|---|---|---|---|---|---|");
+    for (what, lb_id) in [
+        ("allow-list change", 20u32),
+        ("target remove/add", 21),
+        ("shadow array (half the targets)", 22),
+    ] {
+        for fences in [true, false] {
+            dev.skip_fences_for_test(!fences);
+            let mut s = spec(
+                lb_id + u32::from(fences) * 10,
+                Vip::from_ipv4([198, 51, 101, (lb_id + u32::from(fences) * 10) as u8]),
+                0..64,
+            );
+            dev.apply(&s).unwrap();
+            let n = 1000u32;
+            let c0 = dev.access_counts();
+            let d0 = dev.command_stats().ring_commands;
+            let t = Instant::now();
+            for k in 0..n {
+                match lb_id {
+                    20 => {
+                        let p = 1000 + (k % 2) as u16;
+                        s.ranges = vec![RangeEntry {
+                            protocol: Protocol::Tcp,
+                            low: p,
+                            high: p,
+                        }];
+                    }
+                    21 => {
+                        if k % 2 == 0 {
+                            s.targets
+                                .insert(Ipv6Addr::new(0xfd00, 3, 0, 0, 0, 0, 0, k as u16));
+                        } else {
+                            let last = *s.targets.iter().next_back().unwrap();
+                            s.targets.remove(&last);
+                        }
+                    }
+                    _ => {
+                        let base = if k % 2 == 0 { 1000 } else { 2000 };
+                        s.targets = (0..64u32)
+                            .map(|i| {
+                                Ipv6Addr::new(
+                                    0xfd00,
+                                    4,
+                                    0,
+                                    0,
+                                    0,
+                                    0,
+                                    0,
+                                    (if i < 32 { i } else { base + i }) as u16,
+                                )
+                            })
+                            .collect();
+                    }
+                }
+                dev.apply(&s).unwrap();
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let c1 = dev.access_counts();
+            let d1 = dev.command_stats().ring_commands;
+            println!(
+                "| {what} | {} | {:.1} | {:.0} | {:.1} | {:.2} | {:.3} |",
+                if fences { "yes" } else { "no" },
+                secs * 1e6 / n as f64,
+                n as f64 / secs,
+                (d1 - d0) as f64 / n as f64,
+                (c1.writes - c0.writes) as f64 / n as f64,
+                (c1.reads - c0.reads) as f64 / n as f64
+            );
+        }
+    }
+    dev.skip_fences_for_test(false);
+}
+
 fn cuckoo(pattern: &str) {
     let mut dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::default()).unwrap())).unwrap();
     let cap = dev.caps().lb_buckets * dev.caps().lb_ways;
@@ -190,6 +271,7 @@ fn main() {
     let mut dev = Device::open(Box::new(ShmBackend::open(&served.paths).unwrap())).unwrap();
     writes_per_second(&mut dev);
     mmio_per_update(&mut dev);
+    fence_cost(&mut dev);
     drop(dev);
     drop(served); // stops the model thread and removes its files
     println!("\n## LB table (cuckoo, 2 candidate buckets x 4 ways), in-process model, reference part (32768 entries)");

@@ -167,9 +167,13 @@ impl Device {
     /// no FENCE: the batch is split at each fence and the driver waits [`crate::cmd::V1_0_DRAIN_WAIT`] between the
     /// parts (docs/hw-spec.md §9, the documented fallback).
     pub fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
-        if cmds.contains(&Cmd::Fence) && (self.skip_fences || !self.caps.has(FEATURE_FENCE)) {
+        if self.skip_fences && cmds.contains(&Cmd::Fence) {
+            let kept: Vec<Cmd> = cmds.iter().filter(|c| **c != Cmd::Fence).cloned().collect();
+            return self.submit_unfenced(&kept);
+        }
+        if !self.caps.has(FEATURE_FENCE) && cmds.contains(&Cmd::Fence) {
             for (i, part) in cmds.split(|c| *c == Cmd::Fence).enumerate() {
-                if i > 0 && !self.skip_fences {
+                if i > 0 {
                     std::thread::sleep(crate::cmd::V1_0_DRAIN_WAIT);
                 }
                 self.submit_unfenced(part)?;

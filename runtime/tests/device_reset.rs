@@ -189,3 +189,122 @@ fn the_running_daemon_restores_without_operator_action() {
     let d = runner.join().unwrap();
     assert!(scrape(&d).contains("ironlb_device_resets_total 1"));
 }
+
+/// Issue 12 item 6 as reported: `ironlb run --backend sim-shm:...` on a served model; the model is stopped and
+/// started again on the same files (an empty device in a new generation). The daemon notices within its health
+/// interval and re-programs everything; `ironlb status` shows the `DeviceRestored` condition and every LB Ready.
+#[test]
+fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
+    use ironlb_sim::serve::{serve, ServeArgs};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("dev");
+    let args = ServeArgs {
+        bar: prefix.with_extension("bar"),
+        host_mem: prefix.with_extension("host"),
+        host_mem_len: None,
+        host_iova_base: DeviceConfig::small().host_iova_base,
+        small: true,
+        bar_offset: 0,
+        no_dma: false,
+        tun: Vec::new(),
+    };
+    let start_model = |args: ServeArgs| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let h = std::thread::spawn(move || serve(&args, &s));
+        (stop, h)
+    };
+    let read_gen = || {
+        std::fs::read(prefix.with_extension("bar"))
+            .ok()
+            .filter(|b| b.len() > 0x40 && b[..4] == *b"ILB1")
+            .map(|b| u32::from_le_bytes(b[0x3C..0x40].try_into().unwrap()))
+    };
+    let (stop, model) = start_model(args.clone());
+    let t0 = Instant::now();
+    while read_gen().is_none() {
+        assert!(t0.elapsed() < BOUND, "model not serving");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = tempfile::tempdir().unwrap();
+    let socket = state.path().join("s.sock");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+        .args(["run", "--manifests"])
+        .arg(&examples)
+        .arg("--backend")
+        .arg(format!("sim-shm:{}", prefix.display()))
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let t0 = Instant::now();
+    while !(state.path().join("status.json").exists() && socket.exists()) {
+        assert!(daemon.try_wait().unwrap().is_none(), "daemon exited");
+        assert!(t0.elapsed() < BOUND, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let daemon_guard = Kill(daemon);
+    let status = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+            .args(["status", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = read_gen().unwrap();
+    assert!(!status().contains("DeviceRestored"));
+
+    // Stop the model and serve the same files again: a new device generation with empty tables.
+    stop.store(true, Ordering::Relaxed);
+    model.join().unwrap().unwrap();
+    let (stop, model) = start_model(args);
+    let t0 = Instant::now();
+    while read_gen() == Some(before) || read_gen().is_none() {
+        assert!(t0.elapsed() < BOUND, "model did not come back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    loop {
+        let s = status();
+        if s.contains("device: DeviceRestored DeviceReset") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < BOUND,
+            "the daemon did not restore the restarted model:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    loop {
+        let st = StatusFile::read(state.path()).unwrap();
+        if let Some(c) = st.device_conditions.first() {
+            assert!(st.load_balancers.iter().all(|s| s.ready()));
+            assert!(
+                c.message.contains("2 load balancers re-programmed"),
+                "{}",
+                c.message
+            );
+            break;
+        }
+        assert!(t0.elapsed() < BOUND, "status.json lacks DeviceRestored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(daemon_guard);
+    stop.store(true, Ordering::Relaxed);
+    model.join().unwrap().unwrap();
+}
