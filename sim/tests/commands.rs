@@ -1221,3 +1221,51 @@ fn mailbox_and_ring_share_tables() {
     let c = d.command_counts();
     assert_eq!((c.mailbox, c.descriptors, c.entries_written), (2, 2, 2));
 }
+
+// --- FENCE (v1.1) ---------------------------------------------------------------------------------------------
+
+/// One packet per tick into the pipelined mode (an empty packet: dropped when it leaves).
+struct Steady;
+
+impl ironlb_sim::pipeline::inflight::Traffic for Steady {
+    fn next(&mut self, _tick: u64) -> Option<(u32, Vec<u8>)> {
+        Some((0, Vec::new()))
+    }
+}
+
+/// FENCE completes only when every packet that entered before it has left (mailbox and ring); the atomic model
+/// has none in flight, so there it completes at once; a v1.0 part refuses the opcode.
+#[test]
+fn fence_drains_packets_in_flight() {
+    const FENCE: u32 = Opcode::Fence as u32;
+    // Atomic model: FENCE is a no-op that succeeds, on either path, whatever TABLE says.
+    let mut d = Device::new(DeviceConfig::small()).unwrap();
+    assert_eq!(mb(&mut d, FENCE, 0, 0, 0, 0, &[]), OK);
+    assert_eq!(mb(&mut d, FENCE, 99, 7, 0, 0, &[]), OK);
+    // Pipelined: 6 packets in flight (depth 10, commands advance no clock), then a mailbox FENCE.
+    d.set_pipelined(10, 0, Box::new(Steady));
+    for _ in 0..6 {
+        d.tick();
+    }
+    assert_eq!((d.in_flight(), d.take_retired().len()), (6, 0));
+    assert_eq!(mb(&mut d, FENCE, 0, 0, 0, 0, &[]), OK);
+    let left: Vec<u64> = d.take_retired().iter().map(|r| r.seq).collect();
+    assert_eq!(
+        left,
+        (0..6).collect::<Vec<_>>(),
+        "exactly the packets that entered before the fence have left"
+    );
+    // Packets keep entering while the fence drains.
+    assert_eq!(d.in_flight(), 10);
+    // The ring: a FENCE descriptor between two writes; everything before it drained when the batch completes.
+    // Seqs 6..=15 are in flight now.
+    let mut r = ring(&mut d, 4);
+    push(&d, &mut r, &desc(Opcode::Fence, TableId::Lb, 0, 0, 0, 0, 0));
+    doorbell(&mut d, &r);
+    assert_eq!(cpl(&d, &r).status(), Some(Status::Ok));
+    let left: Vec<u64> = d.take_retired().iter().map(|r| r.seq).collect();
+    assert_eq!(left, (6..16).collect::<Vec<_>>());
+    // A v1.0 part: bad_opcode on both paths.
+    let mut old = Device::new(DeviceConfig::small().as_v1_0()).unwrap();
+    assert_eq!(mb(&mut old, FENCE, 0, 0, 0, 0, &[]), Status::BadOpcode as u32);
+}
