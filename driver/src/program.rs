@@ -193,6 +193,17 @@ impl Device {
             .collect()
     }
 
+    /// Whether bucket memory has a free, aligned block for an array of `len` slots (probed, nothing kept).
+    fn bucket_room(&mut self, len: u32) -> bool {
+        match self.buckets.alloc(len, len) {
+            Some(b) => {
+                self.buckets.free(b);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn target_cmd(lb_id: u32, underlay: Ipv6Addr, index: u32) -> Cmd {
         Cmd::Write {
             table: TableId::Target,
@@ -426,7 +437,10 @@ impl Device {
                     let changed: Vec<usize> = (0..new_slots.len())
                         .filter(|&i| new_slots[i] != old.slots[i])
                         .collect();
-                    (changed.len() <= new_slots.len() / 4).then_some((b, changed))
+                    // A large change goes to a shadow array (fewer commands), unless bucket memory has no room for one
+                    // (a full device): slot writes are atomic, so writing in place is as hitless, only longer.
+                    let small = changed.len() <= new_slots.len() / 4;
+                    (small || !self.bucket_room(new_slots.len() as u32)).then_some((b, changed))
                 }
                 _ => None,
             };

@@ -212,6 +212,29 @@ fn restart_rewrites_arrays_of_another_scheme() {
     assert_eq!(dev.access_counts().writes, writes);
 }
 
+/// On a device whose bucket memory is full, a target change too large for an in-place rewrite (1 -> 2 targets moves
+/// half of the slots) is still made, in place, instead of failing for want of room for a shadow array.
+#[test]
+fn large_target_change_on_a_full_device_is_written_in_place() {
+    let cfg = DeviceConfig {
+        bucket_slots: 2 * 4096,
+        ..DeviceConfig::small()
+    };
+    let mut dev = Device::open(inproc(cfg).access).unwrap();
+    let mut want = BTreeMap::new();
+    for i in 0..2u32 {
+        let s = spec(i, &[v4(&format!("10.3.0.{i}"), 7)], &[(Udp, 53, 53)], [i * 10]);
+        dev.apply(&s).unwrap();
+        want.insert(i, s);
+    }
+    let grown = spec(1, &[v4("10.3.0.1", 7)], &[(Udp, 53, 53)], [10, 11]);
+    let r = dev.apply(&grown).unwrap();
+    assert!(!r.shadow_flip, "{r:?}");
+    assert!(r.slots_in_place > 4096 / 4, "{r:?}");
+    want.insert(1, grown);
+    assert_device_holds(&mut dev, &want);
+}
+
 #[test]
 fn invalid_requests_are_refused_with_nothing_changed() {
     let mut dev = Device::open(inproc(DeviceConfig::small()).access).unwrap();
