@@ -307,12 +307,14 @@ pub struct Published {
     pub device_down: Option<DeviceDown>,
     /// The device's own conditions (`DeviceRestored` after a reset).
     pub device_conditions: Vec<Condition>,
+    /// Manifest files and documents that do not load, rendered (listed below the LoadBalancers).
+    pub load_errors: Vec<String>,
 }
 
 impl Published {
     /// The `status` answer.
     pub fn render(&self, format: Format) -> String {
-        let mut body = ops::status(&self.statuses, format);
+        let mut body = ops::status_with_errors(&self.statuses, &self.load_errors, format);
         if format == Format::Table {
             for c in &self.device_conditions {
                 body.push_str(&format!(
@@ -368,7 +370,8 @@ impl Shared {
         };
         match req {
             Request::Status { format } => {
-                let mut out = ops::status(self.rec.status(), *format);
+                let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
+                let mut out = ops::status_with_errors(self.rec.status(), &errors, *format);
                 if *format == Format::Table {
                     for c in &self.device_conditions {
                         out.push_str(&format!(
@@ -788,6 +791,7 @@ impl Daemon {
                 statuses: sh.rec.status().clone(),
                 device_down: device_down.clone(),
                 device_conditions: sh.device_conditions.clone(),
+                load_errors: sh.rec.load_errors().iter().map(ToString::to_string).collect(),
             };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
             (
@@ -804,6 +808,7 @@ impl Daemon {
         if let Some(m) = &self.metrics {
             m.set_device_up(device_down.is_none());
             m.set_files_refused(self.source.refused().len() as u64);
+            m.set_load_errors(load_errors.len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
                 m.reconcile_error(&e.key.0, &e.key.1, e.reason);

@@ -28,6 +28,7 @@
 //! | `ironlb_reconciles_total` | counter | — | reconcile passes completed (each [`Metrics::observe_reconcile`]) |
 //! | `ironlb_reconcile_errors_total` | counter | `namespace`, `name`, `reason` | LoadBalancer reconciles that failed, by object and condition reason (`TableFull`, `PoolExhausted`, `InvalidSpec`, …); a series appears with its first error and goes when the LoadBalancer is deleted |
 //! | `ironlb_load_balancers` | gauge | `state` = `ready` \| `failed` | LoadBalancers whose last reconcile succeeded / failed; both series are always present |
+//! | `ironlb_manifest_load_errors` | gauge | — | manifest files that do not parse or cannot be read, and documents that do not load (unknown kind, bad field): each keeps what it held at its last good state, and is listed by `ironlb status` and in `status.json` |
 //! | `ironlb_device_up` | gauge | — | 1 while the device answers, 0 from a command timeout until a probe succeeds (device figures are then not read) |
 //! | `ironlb_device_down_total` | counter | — | times the device was marked down |
 //! | `ironlb_manifest_files_refused` | gauge | — | manifest files currently refused for their type (FIFO, socket, device) or size (`crate::source::read`); each is also a source error in `status.json` |
@@ -169,6 +170,7 @@ pub struct Metrics {
     error_series: std::sync::Mutex<BTreeMap<(String, String), Vec<ErrorLabels>>>,
     load_balancers: Family<StateLabels, Gauge<u64, AtomicU64>>,
     files_refused: Gauge<u64, AtomicU64>,
+    load_errors: Gauge<u64, AtomicU64>,
     device_up: Gauge<u64, AtomicU64>,
     device_down: Counter,
     device_resets: Counter,
@@ -224,6 +226,13 @@ impl Metrics {
             files_refused.clone(),
         );
 
+        let load_errors = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "ironlb_manifest_load_errors",
+            "Manifest files and documents that do not load (served from their last good content)",
+            load_errors.clone(),
+        );
+
         let device_up = Gauge::<u64, AtomicU64>::default();
         device_up.set(1);
         registry.register(
@@ -256,6 +265,7 @@ impl Metrics {
             error_series: Default::default(),
             load_balancers,
             files_refused,
+            load_errors,
             device_up,
             device_down,
             device_resets,
@@ -313,6 +323,11 @@ impl Metrics {
         self.load_balancers
             .get_or_create(&[("state", "failed")])
             .set(failed);
+    }
+
+    /// Set `ironlb_manifest_load_errors`.
+    pub fn set_load_errors(&self, n: u64) {
+        self.load_errors.set(n);
     }
 
     /// Set `ironlb_device_up`.

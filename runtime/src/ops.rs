@@ -351,7 +351,29 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
     })
 }
 
-/// `ironlb status`: each load balancer's IPs, targets and conditions.
+/// `ironlb status`: [`status`], followed in text form by the manifest files and documents that do not load (`errors`, rendered
+/// load errors; their files keep their last good content). JSON is [`status`]'s list unchanged.
+pub fn status_with_errors(
+    statuses: &BTreeMap<ObjectKey, LbStatus>,
+    errors: &[String],
+    format: Format,
+) -> String {
+    let mut out = status(statuses, format);
+    if format == Format::Table && !errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "manifest errors ({}; what they held keeps its last good state):",
+            errors.len()
+        );
+        for e in errors {
+            let _ = writeln!(out, "  {}", printable(e));
+        }
+    }
+    out
+}
+
+/// Each load balancer's IPs, targets and conditions: a text table (escaped, see [`crate::printable`]) or a JSON
+/// list.
 pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> String {
     if format == Format::Json {
         let list: Vec<&LbStatus> = statuses.values().collect();

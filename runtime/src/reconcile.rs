@@ -616,6 +616,13 @@ impl Reconciler {
         self.sync_owned(objects, &errors)
     }
 
+    /// Every validation error of the objects the reconciler holds (validates them all: O(objects); for `run
+    /// --once` and diagnostics, not for every sync).
+    pub fn validation_errors(&self) -> Vec<crate::validate::ValidationError> {
+        let objects: Vec<&(PathBuf, Object)> = self.store.iter().collect();
+        validate_refs(&objects).1
+    }
+
     /// The load errors of the files the reconciler holds.
     pub fn load_errors(&self) -> Vec<LoadError> {
         self.store.errors().cloned().collect()
@@ -659,10 +666,17 @@ impl Reconciler {
                 invalid.insert(k.clone(), Vec::new());
             }
         }
+        // A LoadBalancer defined twice: the first definition is the valid one and is programmed, but the key is
+        // in error (status, logs, metrics) until one definition goes, as `validate` and `run --once` report it.
+        let mut duplicated: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for e in &verrs {
             if let Some(k) = lb_key_of_display(&e.object) {
+                let msg = format!("{}: {}: {}", e.file.display(), e.field, e.message);
                 if let Some(v) = invalid.get_mut(&k) {
-                    v.push(format!("{}: {}: {}", e.file.display(), e.field, e.message));
+                    v.push(msg);
+                } else if present.get(&k).is_some_and(Option::is_some) {
+                    // An invalid object with the key of a valid LoadBalancer is a second definition of it.
+                    duplicated.entry(k).or_default().push(msg);
                 }
             }
         }
@@ -854,6 +868,18 @@ impl Reconciler {
         for (k, e) in &alloc_failed {
             let reason = e.reason();
             errors.insert(k.clone(), (reason, e.to_string()));
+        }
+        for (k, msgs) in &duplicated {
+            errors.insert(
+                k.clone(),
+                (
+                    "InvalidSpec",
+                    format!(
+                        "defined more than once; the first definition is programmed: {}",
+                        msgs.join("; ")
+                    ),
+                ),
+            );
         }
         let desired_keys: BTreeSet<&ObjectKey> = d.specs.iter().map(|(k, _)| k).collect();
         for lb in &valid_lbs {

@@ -471,6 +471,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
                 statuses: f.by_key(),
                 device_down: f.device_down,
                 device_conditions: f.device_conditions,
+                load_errors: f.load_errors,
             }
             .render(fmt))
         }
@@ -592,6 +593,15 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         let shared = d.shared();
         let mut sh = shared.lock().expect("daemon state lock");
         out!("{}", ops::status(sh.rec.status(), Format::Table).trim_end());
+        // The same files and the same rules as `validate`: every load and validation error, and exit 2.
+        let load_errors = sh.rec.load_errors();
+        let invalid = sh.rec.validation_errors();
+        for e in &load_errors {
+            out!("error: {e}");
+        }
+        for e in &invalid {
+            out!("error: {e}");
+        }
         let names = sh.names();
         let model = sh.model.clone();
         let view = View {
@@ -612,6 +622,13 @@ fn run_daemon(args: RunArgs) -> Result<()> {
             report.unchanged,
             report.errors.len()
         );
+        let bad_input = load_errors.len() + invalid.len();
+        if bad_input > 0 {
+            bail!(bad(format!(
+                "{bad_input} manifest errors ({} load balancers not programmed as desired)",
+                report.errors.len()
+            )));
+        }
         if report.errors.iter().any(|e| e.reason == "InvalidSpec") {
             bail!(bad(format!(
                 "{} load balancers not programmed",

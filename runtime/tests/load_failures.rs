@@ -1,0 +1,200 @@
+//! Issue 12 item 3: load failures are failures. `validate`, `run --once` and the daemon read the same files and
+//! agree on every object: a file that does not parse, an unknown kind, a file that cannot be read, and one
+//! LoadBalancer defined in two files all exit 2 from `validate` and `run --once`, and the running daemon shows
+//! them in `ironlb status`, its metrics and status.json instead of silently dropping or picking.
+
+use ironlb_runtime::daemon::{Daemon, DaemonConfig, Request, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS};
+use ironlb_runtime::ops::Format;
+use ironlb_runtime::reconcile::HostConfig;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn ironlb(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
+        .args(args)
+        .output()
+        .expect("run ironlb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn copy_examples(to: &Path) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for e in std::fs::read_dir(examples).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+const LB: &str = "apiVersion: networking.ironcore.dev/v1alpha1
+kind: LoadBalancer
+metadata: {name: twice}
+spec:
+  type: Public
+  ipFamilies: [IPv4]
+  networkRef: {name: my-network}
+  ports: [{protocol: TCP, port: 8443}]
+";
+
+/// The faults: (file name, content or `None` for a FIFO, what the error names).
+fn faults() -> Vec<(&'static str, Option<String>, &'static str)> {
+    vec![
+        (
+            "broken.yaml",
+            Some("apiVersion: v1\nkind: [\n".into()),
+            "broken.yaml",
+        ),
+        (
+            "unknown.yaml",
+            Some(
+                "apiVersion: networking.ironcore.dev/v1alpha1\nkind: VirtualIP\nmetadata: {name: v}\n".into(),
+            ),
+            "unsupported apiVersion/kind",
+        ),
+        // Cannot be read as a manifest (tests run as root, so a mode would not stop a read; a FIFO is refused).
+        ("fifo.yaml", None, "fifo.yaml"),
+        ("dup-a.yaml", Some(LB.into()), "dup-b.yaml"),
+    ]
+}
+
+fn plant(dir: &Path, name: &str, content: &Option<String>) {
+    match content {
+        Some(text) => std::fs::write(dir.join(name), text).unwrap(),
+        None => {
+            nix::unistd::mkfifo(&dir.join(name), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
+        }
+    }
+    if name == "dup-a.yaml" {
+        std::fs::write(dir.join("dup-b.yaml"), LB.replace("8443", "9443")).unwrap();
+    }
+}
+
+#[test]
+fn validate_and_run_once_exit_2_on_every_load_failure() {
+    for (name, content, names) in faults() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_examples(dir.path());
+        plant(dir.path(), name, &content);
+        let d = dir.path().to_str().unwrap();
+        let (code, out, err) = ironlb(&["validate", d]);
+        assert_eq!(code, 2, "validate, {name}: {out}{err}");
+        assert!(out.contains(names), "validate, {name}: {out}");
+        let state = tempfile::tempdir().unwrap();
+        let (code, out, err) = ironlb(&[
+            "run",
+            "--once",
+            "--manifests",
+            d,
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "run --once, {name}: {out}{err}");
+        assert!(out.contains(names), "run --once, {name}: {out}");
+        // The good load balancers were programmed all the same.
+        assert!(out.contains("default/my-load-balancer"), "{out}");
+    }
+}
+
+fn daemon(manifests: &Path, state: &Path) -> Daemon {
+    let cfg = DaemonConfig {
+        manifests: manifests.to_path_buf(),
+        state_dir: state.to_path_buf(),
+        backend: ironlb_runtime::backend::BackendSpec::Inproc,
+        device_config: ironlb_sim::DeviceConfig::small(),
+        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
+        host: HostConfig {
+            ports: DEFAULT_PORTS
+                .split(',')
+                .map(|p| HostConfig::parse_port(p).unwrap())
+                .collect(),
+            underlay_src: "fd00:ffff::1".parse().unwrap(),
+            mtu: 9000,
+            hop_limit: 64,
+        },
+        socket: None,
+        socket_group: None,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        debounce: Duration::from_millis(2),
+        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        remove_unclaimed: false,
+    };
+    Daemon::start(cfg).unwrap()
+}
+
+fn scrape(d: &Daemon) -> String {
+    let mut s = std::net::TcpStream::connect(d.metrics_addr().unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn the_daemon_shows_a_file_that_does_not_parse_in_status_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_examples(dir.path());
+    std::fs::write(dir.path().join("broken.yaml"), "kind: [\n").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut d = daemon(dir.path(), state.path());
+    d.sync().unwrap();
+    // Through the control socket, as `ironlb status` asks.
+    let status = ironlb_runtime::daemon::request(
+        d.socket_path(),
+        &Request::Status {
+            format: Format::Table,
+        },
+    )
+    .unwrap();
+    assert!(status.contains("manifest errors (1;"), "{status}");
+    assert!(status.contains("broken.yaml"), "{status}");
+    assert!(scrape(&d).contains("ironlb_manifest_load_errors 1"));
+}
+
+/// One LoadBalancer in two files: the first definition is programmed (as `validate` keeps the first), and the
+/// name is in error everywhere: status, status.json, the reconcile-error metric.
+#[test]
+fn the_daemon_reports_a_load_balancer_defined_in_two_files() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_examples(dir.path());
+    plant(dir.path(), "dup-a.yaml", &Some(LB.into()));
+    let state = tempfile::tempdir().unwrap();
+    let mut d = daemon(dir.path(), state.path());
+    let rep = d.sync().unwrap();
+    let err = rep
+        .errors
+        .iter()
+        .find(|e| e.key.1 == "twice")
+        .unwrap_or_else(|| panic!("the duplicate is not an error: {rep:?}"));
+    assert_eq!(err.reason, "InvalidSpec");
+    assert!(err.message.contains("dup-b.yaml"), "{}", err.message);
+    // Through the control socket, as `ironlb status` asks.
+    let status = ironlb_runtime::daemon::request(
+        d.socket_path(),
+        &Request::Status {
+            format: Format::Table,
+        },
+    )
+    .unwrap();
+    assert!(status.contains("default/twice  lb_id"), "{status}");
+    assert!(
+        status.contains("NOT READY (InvalidSpec: defined more than once"),
+        "{status}"
+    );
+    assert!(status.contains("serving its last good configuration"), "{status}");
+    let json = std::fs::read_to_string(state.path().join("status.json")).unwrap();
+    assert!(json.contains("defined more than once"), "{json}");
+    let metrics = scrape(&d);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ironlb_reconcile_errors_total{") && l.contains("name=\"twice\"")),
+        "{metrics}"
+    );
+}
