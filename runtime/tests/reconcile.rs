@@ -534,3 +534,48 @@ spec:
         );
     }
 }
+
+/// Issue 12 item 4 through an incremental sync: an interface edit that gives it an Internal VIP's address makes
+/// that load balancer invalid (it keeps its last good state), as the full sync decides.
+#[test]
+fn an_interface_taking_an_internal_vip_invalidates_it_incrementally() {
+    use ironlb_runtime::store::FileChange;
+    let mut r = Rig::new(DeviceConfig::small());
+    let change = |name: &str, text: String| {
+        let (o, e) = load_str(PathBuf::from(name), &text);
+        FileChange {
+            path: PathBuf::from(name),
+            content: Some((o, e)),
+        }
+    };
+    // It selects other interfaces: only the address ties it to a1.
+    let lbs = internal_lb("lb-a", "10.0.0.1", "b", "[{protocol: TCP, port: 80}]");
+    let rep = r
+        .rec
+        .apply(vec![
+            change("00-net.yaml", NET.to_string()),
+            change(
+                "10-nics.yaml",
+                nic("a1", "a", "fd00:a::1") + &nic("b1", "b", "fd00:b::1"),
+            ),
+            change("20-lbs.yaml", lbs),
+        ])
+        .unwrap();
+    assert_eq!(rep.created, 1, "{rep:?}");
+    let taken = (nic("a1", "a", "fd00:a::1") + &nic("b1", "b", "fd00:b::1")).replacen(
+        "spec: {networkRef: {name: net}}",
+        "spec: {networkRef: {name: net}, ips: [{ip: 10.0.0.1}]}",
+        1,
+    );
+    let rep = r.rec.apply(vec![change("10-nics.yaml", taken)]).unwrap();
+    let ready = r.rec.status()[&key("lb-a")].condition("Ready").unwrap().clone();
+    assert_eq!(ready.reason, "InvalidSpec", "{rep:?}");
+    assert!(
+        ready
+            .message
+            .contains("is the address of NetworkInterface default/a1"),
+        "{}",
+        ready.message
+    );
+    assert!(r.rec.status()[&key("lb-a")].serving_last_good);
+}
