@@ -5,6 +5,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+#[path = "common/daemon.rs"]
+mod common_daemon;
+use common_daemon::test_config;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ironlb"));
@@ -402,32 +405,10 @@ fn replay_of_crafted_captures_through_the_examples() {
 /// The daemon's metrics endpoint shows device counters by LoadBalancer name and reconcile figures.
 #[test]
 fn metrics_show_device_counters_by_name() {
-    use ironlb_runtime::daemon::{Daemon, DaemonConfig, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS};
-    use ironlb_runtime::reconcile::HostConfig;
+    use ironlb_runtime::daemon::Daemon;
     use std::io::Write as _;
     let state = tempfile::tempdir().unwrap();
-    let cfg = DaemonConfig {
-        manifests: examples(),
-        state_dir: state.path().to_path_buf(),
-        backend: ironlb_runtime::backend::BackendSpec::Inproc,
-        device_config: ironlb_sim::DeviceConfig::small(),
-        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
-        host: HostConfig {
-            ports: DEFAULT_PORTS
-                .split(',')
-                .map(|p| HostConfig::parse_port(p).unwrap())
-                .collect(),
-            underlay_src: "fd00:ffff::1".parse().unwrap(),
-            mtu: 9000,
-            hop_limit: 64,
-        },
-        socket: None,
-        socket_group: None,
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
-        debounce: Duration::from_millis(2),
-        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
-        remove_unclaimed: false,
-    };
+    let cfg = test_config(&examples(), state.path());
     let mut d = Daemon::start(cfg).unwrap();
     let rep = d.sync().unwrap();
     assert!(rep.errors.is_empty(), "{rep:?}");

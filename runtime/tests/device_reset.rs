@@ -3,43 +3,25 @@
 //! operator action, with a log line, `ironlb_device_resets_total` and the `DeviceRestored` condition in
 //! `ironlb status` and status.json.
 
-use ironlb_runtime::daemon::{
-    Daemon, DaemonConfig, Request, StatusFile, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS,
-};
+use ironlb_runtime::daemon::{Daemon, DaemonConfig, Request, StatusFile};
 use ironlb_runtime::ops::Format;
-use ironlb_runtime::reconcile::HostConfig;
 use ironlb_sim::DeviceConfig;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+#[path = "common/daemon.rs"]
+mod common_daemon;
+use common_daemon::test_config;
 
 /// Upper bound for anything the daemon does here (it checks the device every HEALTH_INTERVAL = 1 s).
 const BOUND: Duration = Duration::from_secs(30);
 
 fn config(manifests: &Path, state: &Path, device_config: DeviceConfig) -> DaemonConfig {
     DaemonConfig {
-        manifests: manifests.to_path_buf(),
-        state_dir: state.to_path_buf(),
-        backend: ironlb_runtime::backend::BackendSpec::Inproc,
         device_config,
-        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
-        host: HostConfig {
-            ports: DEFAULT_PORTS
-                .split(',')
-                .map(|p| HostConfig::parse_port(p).unwrap())
-                .collect(),
-            underlay_src: "fd00:ffff::1".parse().unwrap(),
-            mtu: 9000,
-            hop_limit: 64,
-        },
-        socket: None,
-        socket_group: None,
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
-        debounce: Duration::from_millis(2),
-        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
-        remove_unclaimed: false,
+        ..test_config(manifests, state)
     }
 }
 

@@ -8,6 +8,9 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+#[path = "common/daemon.rs"]
+mod common_daemon;
+use common_daemon::test_config;
 
 use ironlb_runtime::source::read::MAX_MANIFEST_BYTES;
 use ironlb_runtime::source::{DirSource, Snapshot, Source};
@@ -163,35 +166,13 @@ fn validate_and_run_once_refuse_special_files_too() {
 /// `ironlb_manifest_files_refused` gauge.
 #[test]
 fn the_daemon_shows_refusals_in_status_and_metrics() {
-    use ironlb_runtime::daemon::{Daemon, DaemonConfig, StatusFile, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS};
-    use ironlb_runtime::reconcile::HostConfig;
+    use ironlb_runtime::daemon::{Daemon, StatusFile};
     use std::io::{Read as _, Write as _};
     let m = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     fs::write(m.path().join("good.yaml"), LB).unwrap();
     let planted = plant(m.path());
-    let cfg = DaemonConfig {
-        manifests: m.path().to_path_buf(),
-        state_dir: state.path().to_path_buf(),
-        backend: ironlb_runtime::backend::BackendSpec::Inproc,
-        device_config: ironlb_sim::DeviceConfig::small(),
-        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
-        host: HostConfig {
-            ports: DEFAULT_PORTS
-                .split(',')
-                .map(|p| HostConfig::parse_port(p).unwrap())
-                .collect(),
-            underlay_src: "fd00:ffff::1".parse().unwrap(),
-            mtu: 9000,
-            hop_limit: 64,
-        },
-        socket: None,
-        socket_group: None,
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
-        debounce: Duration::from_millis(2),
-        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
-        remove_unclaimed: false,
-    };
+    let cfg = test_config(m.path(), state.path());
     let mut d = Daemon::start(cfg).unwrap();
     d.sync().unwrap();
     let st = StatusFile::read(state.path()).unwrap();

@@ -3,13 +3,15 @@
 //! LoadBalancer defined in two files all exit 2 from `validate` and `run --once`, and the running daemon shows
 //! them in `ironlb status`, its metrics and status.json instead of silently dropping or picking.
 
-use ironlb_runtime::daemon::{Daemon, DaemonConfig, Request, DEFAULT_PORTS, DEFAULT_PUBLIC_POOLS};
+use ironlb_runtime::daemon::{Daemon, Request};
 use ironlb_runtime::ops::Format;
-use ironlb_runtime::reconcile::HostConfig;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+#[path = "common/daemon.rs"]
+mod common_daemon;
+use common_daemon::test_config;
 
 fn ironlb(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
@@ -101,28 +103,7 @@ fn validate_and_run_once_exit_2_on_every_load_failure() {
 }
 
 fn daemon(manifests: &Path, state: &Path) -> Daemon {
-    let cfg = DaemonConfig {
-        manifests: manifests.to_path_buf(),
-        state_dir: state.to_path_buf(),
-        backend: ironlb_runtime::backend::BackendSpec::Inproc,
-        device_config: ironlb_sim::DeviceConfig::small(),
-        pools: ironlb_runtime::alloc::Pools::parse(&[DEFAULT_PUBLIC_POOLS.to_string()]).unwrap(),
-        host: HostConfig {
-            ports: DEFAULT_PORTS
-                .split(',')
-                .map(|p| HostConfig::parse_port(p).unwrap())
-                .collect(),
-            underlay_src: "fd00:ffff::1".parse().unwrap(),
-            mtu: 9000,
-            hop_limit: 64,
-        },
-        socket: None,
-        socket_group: None,
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
-        debounce: Duration::from_millis(2),
-        release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
-        remove_unclaimed: false,
-    };
+    let cfg = test_config(manifests, state);
     Daemon::start(cfg).unwrap()
 }
 
