@@ -19,14 +19,8 @@ use ironlb_runtime::source::{DirSource, Snapshot, Source};
 const BOUND: Duration = Duration::from_secs(20);
 
 fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: plain libc call with a valid NUL-terminated path.
-    assert_eq!(
-        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
-        0,
-        "mkfifo {}",
-        p.display()
-    );
+    nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", p.display()));
 }
 
 /// Runs `f` on a fresh DirSource of `dir` in a thread and returns its result, failing if it takes over [`BOUND`].
