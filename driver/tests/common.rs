@@ -6,7 +6,7 @@
 use ironlb_driver::access::DeviceAccess;
 use ironlb_driver::inproc::{InprocBackend, SharedModel};
 use ironlb_driver::shm::{ShmBackend, ShmPaths};
-use ironlb_hw::entry::{IcmpPolicy, Protocol, RangeEntry};
+use ironlb_hw::entry::{IcmpPolicy, PortCfg, PortKind, Protocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip};
 use ironlb_sim::mem::{HostMemory, Region};
 use ironlb_sim::{Device as Model, DeviceConfig};
@@ -125,4 +125,13 @@ pub fn spec(
             .collect(),
         targets: targets.into_iter().map(ul).collect::<BTreeSet<_>>(),
     }
+}
+
+/// Port 0 public, port 3 the underlay from fd00:ffff::1 (MTU 9000, hop limit 64): the host setup the packet tests
+/// share.
+pub fn public_and_underlay(dev: &mut ironlb_driver::Device) {
+    for (port, kind) in [(0, PortKind::Public), (3, PortKind::Underlay)] {
+        dev.set_port(port, PortCfg { enabled: true, kind }).unwrap();
+    }
+    dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
 }

@@ -10,7 +10,6 @@ use etherparse::PacketBuilder;
 use ironlb_driver::inproc::InprocBackend;
 use ironlb_driver::Device;
 use ironlb_hw::entry::Protocol::Tcp;
-use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,23 +39,7 @@ fn device_under_traffic(ring: bool) -> (Device, ironlb_driver::inproc::SharedMod
     let backend = InprocBackend::new(if ring { cfg } else { cfg.without_ring() }).unwrap();
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend)).unwrap();
-    dev.set_port(
-        PUBLIC_PORT,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Public,
-        },
-    )
-    .unwrap();
-    dev.set_port(
-        3,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Underlay,
-        },
-    )
-    .unwrap();
-    dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
+    public_and_underlay(&mut dev);
     dev.set_enabled(true);
     (dev, model)
 }

@@ -12,7 +12,6 @@ use etherparse::PacketBuilder;
 use ironlb_driver::inproc::InprocBackend;
 use ironlb_driver::{Device, LbSpec};
 use ironlb_hw::entry::Protocol::Tcp;
-use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::regs::{FEATURES_V1_1, FEATURE_FENCE};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
 use ironlb_sim::pipeline::inflight::Traffic;
@@ -108,23 +107,7 @@ fn run(seed: u64, fences: bool) -> Damage {
     let mut dev = Device::open(Box::new(backend)).unwrap();
     assert!(dev.caps().has(FEATURE_FENCE));
     dev.skip_fences_for_test(!fences);
-    dev.set_port(
-        0,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Public,
-        },
-    )
-    .unwrap();
-    dev.set_port(
-        3,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Underlay,
-        },
-    )
-    .unwrap();
-    dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
+    public_and_underlay(&mut dev);
     dev.set_enabled(true);
     let mut rng = Rng(seed | 1);
     for i in 0..LBS {

@@ -10,7 +10,6 @@ use etherparse::PacketBuilder;
 use ironlb_driver::inproc::{InprocBackend, SharedModel};
 use ironlb_driver::{Device, DriverError};
 use ironlb_hw::entry::Protocol::{Tcp, Udp};
-use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::regs::{CONTROL, CONTROL_RESET, GENERATION, ID};
 use ironlb_hw::DOMAIN_PUBLIC;
 use ironlb_sim::{DeviceConfig, Verdict};
@@ -19,23 +18,7 @@ fn programmed(cfg: DeviceConfig) -> (Device, SharedModel) {
     let backend = InprocBackend::new(cfg).unwrap();
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend)).unwrap();
-    dev.set_port(
-        0,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Public,
-        },
-    )
-    .unwrap();
-    dev.set_port(
-        3,
-        PortCfg {
-            enabled: true,
-            kind: PortKind::Underlay,
-        },
-    )
-    .unwrap();
-    dev.set_underlay("fd00:ffff::1".parse().unwrap(), 9000, 64);
+    public_and_underlay(&mut dev);
     for i in 0..20u32 {
         let vip = format!("203.0.113.{}", 10 + i);
         dev.apply(&spec(
