@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 #[path = "common/daemon.rs"]
 mod common_daemon;
 use common_daemon::test_config;
+#[path = "common/served.rs"]
+mod served;
+use served::small_model_at;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ironlb"));
@@ -447,21 +450,12 @@ fn metrics_show_device_counters_by_name() {
 /// it; the served device counts none of the traced packets.
 #[test]
 fn trace_and_stats_of_a_device_opened_directly() {
-    use ironlb_sim::serve::{serve, ServeArgs};
+    use ironlb_sim::serve::serve;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("dev");
-    let args = ServeArgs {
-        bar: prefix.with_extension("bar"),
-        host_mem: prefix.with_extension("host"),
-        host_mem_len: None,
-        host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
-        small: true,
-        bar_offset: 0,
-        no_dma: false,
-        tun: Vec::new(),
-    };
+    let args = small_model_at(&prefix);
     let stop = Arc::new(AtomicBool::new(false));
     let model = {
         let stop = stop.clone();

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 #[path = "common/daemon.rs"]
 mod common_daemon;
 use common_daemon::test_config;
+#[path = "common/served.rs"]
+mod served;
+use served::small_model_at;
 
 /// Upper bound for anything the daemon does here (it checks the device every HEALTH_INTERVAL = 1 s).
 const BOUND: Duration = Duration::from_secs(30);
@@ -181,16 +184,7 @@ fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("dev");
-    let args = ServeArgs {
-        bar: prefix.with_extension("bar"),
-        host_mem: prefix.with_extension("host"),
-        host_mem_len: None,
-        host_iova_base: DeviceConfig::small().host_iova_base,
-        small: true,
-        bar_offset: 0,
-        no_dma: false,
-        tun: Vec::new(),
-    };
+    let args = small_model_at(&prefix);
     let start_model = |args: ServeArgs| {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();

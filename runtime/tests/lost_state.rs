@@ -8,6 +8,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+#[path = "common/served.rs"]
+mod served;
+use served::small_model_at;
 
 fn ironlb(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
@@ -46,19 +49,10 @@ fn run_once(backend: &str, state: &Path, extra: &[&str]) -> (i32, String, String
 
 #[test]
 fn a_lost_allocation_state_is_refused_not_renumbered() {
-    use ironlb_sim::serve::{serve, ServeArgs};
+    use ironlb_sim::serve::serve;
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("dev");
-    let args = ServeArgs {
-        bar: prefix.with_extension("bar"),
-        host_mem: prefix.with_extension("host"),
-        host_mem_len: None,
-        host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
-        small: true,
-        bar_offset: 0,
-        no_dma: false,
-        tun: Vec::new(),
-    };
+    let args = small_model_at(&prefix);
     let stop = Arc::new(AtomicBool::new(false));
     let model = {
         let stop = stop.clone();
