@@ -184,6 +184,14 @@ impl Topology {
             run_ok(None, &["ip", "netns", "add", ns]);
             t.namespaces.push(ns.clone());
             ip(ns, &["link", "set", "lo", "up"]);
+            // Ports the kernel picks for clients stay above every port the tests pin (curl --local-port 41000,
+            // 41001, 42000.., 45000): otherwise an earlier connection can get a pinned port by chance, and its
+            // TIME_WAIT fails the pinned bind ("Address already in use", seen in e2e runs). The range is per
+            // namespace and Linux uses it for IPv6 too.
+            run_ok(
+                Some(ns),
+                &["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=50000 60999"],
+            );
         }
         t.write_base_manifests();
 
