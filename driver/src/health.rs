@@ -29,6 +29,16 @@ pub struct Intent {
     pub(crate) enabled: bool,
     /// `GENERATION` when the driver last (re)configured the device; `None` on a v1.0 device.
     pub(crate) generation: Option<u32>,
+    /// The flow table's configuration (v1.2); `None` without a flow table.
+    pub(crate) flow: Option<crate::flows::FlowConfig>,
+}
+
+/// FLOW_CTRL and the timeout registers (v1.2).
+pub(crate) fn read_flow_config(acc: &mut dyn DeviceAccess) -> crate::flows::FlowConfig {
+    crate::flows::FlowConfig {
+        enabled: acc.read32(FLOW_CTRL) & FLOW_CTRL_ENABLE != 0,
+        timeouts_ms: FlowClass::ALL.map(|c| acc.read32(c.register()) & FLOW_TIMEOUT_MASK),
+    }
 }
 
 impl Intent {
@@ -52,6 +62,7 @@ impl Intent {
             acc.read32(UNDERLAY_HOP_LIMIT) as u8,
         ));
         self.generation = caps.has(FEATURE_GENERATION).then(|| acc.read32(GENERATION));
+        self.flow = caps.has(FEATURE_FLOW_TABLE).then(|| read_flow_config(acc));
     }
 }
 
@@ -143,6 +154,9 @@ impl Device {
         }
         if let Some((src, mtu, hop)) = intent.underlay {
             self.set_underlay(src, mtu, hop);
+        }
+        if let Some(flow) = intent.flow.filter(|_| self.has_flow_table()) {
+            self.set_flow_table(&flow)?;
         }
         let mut report = RestoreReport::default();
         for spec in &specs {

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod device;
 pub mod dma;
 pub mod error;
+pub mod flows;
 pub mod health;
 pub mod inproc;
 pub mod program;

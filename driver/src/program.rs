@@ -10,7 +10,7 @@ use crate::tables::buckets::{array_log2, default_hasher, TargetKey};
 use crate::tables::lb::Placement;
 use ironlb_hw::entry::lb::CTRL_WORD;
 use ironlb_hw::entry::{IcmpPolicy, LbEntry, LbSet, RangeEntry, TargetEntry};
-use ironlb_hw::regs::TableId;
+use ironlb_hw::regs::{FlushSelector, TableId, FEATURE_FLOW_TABLE};
 use ironlb_hw::LbKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
@@ -40,6 +40,9 @@ pub struct LbState {
     pub active_set: u8,
     /// Generation written last.
     pub generation: u32,
+    /// Flow epoch (v1.2, docs/hw-spec.md §11.2): chosen at create, kept by every update; 0 on a device without a
+    /// flow table.
+    pub flow_epoch: u8,
     /// The range block.
     pub range: Block,
     /// Bucket array and its log2(M); `None` without targets.
@@ -79,6 +82,7 @@ impl LbState {
             active_set: self.active_set,
             icmp: self.spec.icmp,
             generation: self.generation,
+            flow_epoch: self.flow_epoch,
             domain: key.domain,
             lb_id: self.spec.lb_id,
             vip: key.vip,
@@ -130,6 +134,20 @@ impl Device {
         })?;
         txn.allocated.push((table, b));
         Ok(b)
+    }
+
+    /// The flow epoch for a new LB: 0 on a device without a flow table, else the next value of the driver's
+    /// counter (never 0, so an LB written by a v1.1 driver never shares an epoch with one of ours).
+    fn take_flow_epoch(&mut self) -> u8 {
+        if !self.caps().has(FEATURE_FLOW_TABLE) {
+            return 0;
+        }
+        let e = self.next_flow_epoch;
+        self.next_flow_epoch = match e.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        e
     }
 
     pub(crate) fn free_block(&mut self, table: TableId, b: Block) {
@@ -344,6 +362,7 @@ impl Device {
             },
             active_set: 0,
             generation: 1,
+            flow_epoch: self.take_flow_epoch(),
             range,
             array,
             target_index,
@@ -516,7 +535,8 @@ impl Device {
         if !to_free.is_empty() || !removed_targets.is_empty() {
             cmds.push(Cmd::Fence);
         }
-        // Removed targets are invalidated only after no slot references them.
+        // Removed targets are invalidated only after no slot references them; then their pinned flows are flushed
+        // (v1.2, docs/hw-spec.md §11.5), before the index can be reused.
         for &i in &removed_targets {
             cmds.push(Cmd::Fill {
                 table: TableId::Target,
@@ -525,6 +545,13 @@ impl Device {
                 value: 0,
             });
             to_free.push((TableId::Target, Block { start: i, len: 1 }));
+        }
+        if self.caps().has(FEATURE_FLOW_TABLE) {
+            cmds.extend(
+                removed_targets
+                    .iter()
+                    .map(|&i| Cmd::FlowFlush(FlushSelector::Target(i))),
+            );
         }
         Ok((
             cmds,
@@ -647,6 +674,10 @@ impl Device {
                 count: 1,
                 value: 0,
             });
+        }
+        // Its pinned flows go too (v1.2, docs/hw-spec.md §11.5); a new epoch covers any the flush missed.
+        if self.caps().has(FEATURE_FLOW_TABLE) {
+            cmds.push(Cmd::FlowFlush(FlushSelector::Lb(lb_id)));
         }
         if let Err(e) = self.submit(&cmds) {
             self.after_failed_submit(&e)?;

@@ -33,6 +33,12 @@ pub struct DeviceConfig {
     /// Ring descriptors executed per `poll` at most (the model's scheduling quantum between packets; 1 makes
     /// every table write interleave with packets, which the hitless tests use). Not visible to software.
     pub ring_budget: u32,
+    /// Flow-table entries (contract v1.2, docs/hw-spec.md §11): a power of two >= `flow_ways`, or 0 for a part
+    /// without a flow table (a v1.1 part: VERSION minor 1, no `FLOW_TABLE` feature bit, table 7 and opcode 7
+    /// refused).
+    pub flow_entries: u32,
+    /// Entries per flow-table set (CAP_FLOW_WAYS).
+    pub flow_ways: u32,
     /// Model a contract v1.0 part: VERSION minor 0, `CAP_FEATURES` and `GENERATION` read 0, no FENCE opcode
     /// (`bad_opcode`), no drop-counter snapshot. For the driver's v1.0 fallbacks (docs/hw-spec.md §9).
     pub v1_0: bool,
@@ -56,6 +62,8 @@ impl Default for DeviceConfig {
             host_mem_len: 64 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
+            flow_entries: 1 << 21,
+            flow_ways: 8,
             v1_0: false,
         }
     }
@@ -79,13 +87,60 @@ impl DeviceConfig {
             host_mem_len: 8 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
+            flow_entries: 1 << 14,
+            flow_ways: 8,
             v1_0: false,
         }
     }
 
-    /// This part as a contract v1.0 device (see [`DeviceConfig::v1_0`]).
+    /// This part as a contract v1.0 device (see [`DeviceConfig::v1_0`]); it has no flow table either.
     pub fn as_v1_0(self) -> Self {
-        DeviceConfig { v1_0: true, ..self }
+        DeviceConfig {
+            v1_0: true,
+            flow_entries: 0,
+            ..self
+        }
+    }
+
+    /// This part as a contract v1.1 device: no flow table (see [`DeviceConfig::flow_entries`]).
+    pub fn as_v1_1(self) -> Self {
+        DeviceConfig {
+            flow_entries: 0,
+            ..self
+        }
+    }
+
+    /// This part with a flow table of `entries` entries in sets of `ways` (both powers of two).
+    pub fn with_flow_table(self, entries: u32, ways: u32) -> Self {
+        DeviceConfig {
+            flow_entries: entries,
+            flow_ways: ways,
+            ..self
+        }
+    }
+
+    /// The contract minor version this part reports (docs/hw-spec.md §9).
+    pub fn minor(&self) -> u16 {
+        match (self.v1_0, self.flow_entries) {
+            (true, _) => 0,
+            (false, 0) => 1,
+            _ => ironlb_hw::regs::VERSION_MINOR,
+        }
+    }
+
+    /// CAP_FEATURES of this part.
+    pub fn features(&self) -> u32 {
+        use ironlb_hw::regs::{FEATURES_V1_1, FEATURES_V1_2};
+        match self.minor() {
+            0 => 0,
+            1 => FEATURES_V1_1,
+            _ => FEATURES_V1_2,
+        }
+    }
+
+    /// True when the part has a flow table (v1.2).
+    pub fn has_flow_table(&self) -> bool {
+        !self.v1_0 && self.flow_entries > 0
     }
 
     /// This part without a DMA command ring (`CAP_RING_MAX_LOG2 = 0`): what `ironlb-sim serve --no-dma` models.

@@ -14,6 +14,7 @@ use ironlb_hw::DropReason;
 
 pub(crate) mod commands;
 mod direct;
+pub(crate) mod flow;
 
 pub use commands::CommandCounts;
 
@@ -46,6 +47,8 @@ pub struct Device {
     generation: u32,
     /// The pipelined mode (packets in flight between stages), `None` for the atomic model.
     pub(crate) inflight: Option<Box<crate::pipeline::inflight::InFlight>>,
+    /// Flow-table clock, counters and sweep position (v1.2).
+    pub(crate) flow: flow::FlowState,
 }
 
 /// A first GENERATION value that differs between model processes (a restarted `ironlb-sim serve` must not come back
@@ -96,6 +99,7 @@ impl Device {
             counts: CommandCounts::default(),
             generation: first_generation(),
             inflight: None,
+            flow: flow::FlowState::default(),
         };
         d.reset_to(d.generation);
         d
@@ -119,11 +123,8 @@ impl Device {
             f.flush_on_reset();
         }
         let c = &self.cfg;
-        let (minor, features, gen_reg) = if c.v1_0 {
-            (0, 0, 0)
-        } else {
-            (VERSION_MINOR as u32, FEATURES_V1_1, generation)
-        };
+        let (minor, features) = (u32::from(c.minor()), c.features());
+        let gen_reg = if c.v1_0 { 0 } else { generation };
         for off in (0..0x1000u32).step_by(4) {
             self.bar.write32(off as usize, 0);
         }
@@ -158,6 +159,7 @@ impl Device {
         self.drops = [0; DropReason::COUNT];
         self.mb_done = 0;
         self.ring = RingState::default();
+        self.reset_flow_registers();
     }
 
     /// The configuration the device was built with.
@@ -265,6 +267,7 @@ impl Device {
             self.set_reg(off, *v as u32);
             self.set_reg(off + 4, (*v >> 32) as u32);
         }
+        self.snapshot_flow_counters();
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
         self.set_reg(DROP_SNAPSHOT_DONE, want);
         true
