@@ -193,7 +193,10 @@ impl RunSettings {
             backend: Some(self.backend.unwrap_or(BackendSpec::Inproc)),
             socket: Some(self.socket.unwrap_or_else(|| state_dir.join("ironlb.sock"))),
             state_dir: Some(state_dir),
-            public_pool: Some(self.public_pool.unwrap_or_else(|| split(daemon::DEFAULT_PUBLIC_POOLS))),
+            public_pool: Some(
+                self.public_pool
+                    .unwrap_or_else(|| split(daemon::DEFAULT_PUBLIC_POOLS)),
+            ),
             port: Some(self.port.unwrap_or_else(|| split(daemon::DEFAULT_PORTS))),
             underlay_src: Some(
                 self.underlay_src

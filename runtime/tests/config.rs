@@ -65,7 +65,10 @@ fn print_config_reproduces_a_complete_file_and_flags_override_it() {
     assert_eq!(code, 0, "{err}");
     let want = FULL
         .replace("mtu = 1500", "mtu = 1400")
-        .replace(r#"["0=public", "1=vni:7", "2=underlay"]"#, r#"["0=public", "1=vni:9"]"#)
+        .replace(
+            r#"["0=public", "1=vni:7", "2=underlay"]"#,
+            r#"["0=public", "1=vni:9"]"#,
+        )
         .replace(r#""sim-shm:/dev/shm/ironlb-test""#, r#""inproc""#);
     assert_eq!(out, want);
 }
@@ -79,7 +82,10 @@ fn bad_files_and_flags_exit_2_naming_file_and_key() {
     let (code, _, err) = ironlb(&["run", "--config", p, "--print-config"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("config file {p}")), "{err}");
-    assert!(err.contains("line 2") && err.contains("unknown field `listen`"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("unknown field `listen`"),
+        "{err}"
+    );
 
     std::fs::write(&path, "public-pool = [\"203.0.113.0/24\", \"2001:db8::1/64\"]\n").unwrap();
     let (code, _, err) = ironlb(&["run", "--config", p, "--print-config"]);
@@ -98,5 +104,8 @@ fn bad_files_and_flags_exit_2_naming_file_and_key() {
     std::fs::write(&path, "mtu = 1500\n").unwrap();
     let (code, _, err) = ironlb(&["run", "--config", p]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--manifests (or `manifests` in the config file) is required"), "{err}");
+    assert!(
+        err.contains("--manifests (or `manifests` in the config file) is required"),
+        "{err}"
+    );
 }

@@ -48,8 +48,16 @@ fn each_key_alone_is_read_from_a_file_and_overrides_its_default() {
         assert!(differs(&eff, &defaults), "{line} changed nothing");
         // The key's effective value is the full file's.
         let key = line.split('=').next().unwrap().trim();
-        let eff_line = eff.to_toml().lines().find(|l| l.starts_with(&format!("{key} ="))).map(str::to_string);
-        let full_line = full.to_toml().lines().find(|l| l.starts_with(&format!("{key} ="))).map(str::to_string);
+        let eff_line = eff
+            .to_toml()
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .map(str::to_string);
+        let full_line = full
+            .to_toml()
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .map(str::to_string);
         assert_eq!(eff_line, full_line, "{key}");
     }
 }
@@ -89,7 +97,10 @@ fn unknown_keys_and_wrong_types_name_the_file_line_and_key() {
         let e = RunSettings::load(&path).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{text}: {e:?}");
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("config file {}:", path.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("config file {}:", path.display())),
+            "{msg}"
+        );
         for w in *wants {
             assert!(msg.contains(w), "{text}: {msg:?} lacks {w:?}");
         }
@@ -104,7 +115,11 @@ fn bad_values_name_the_file_and_key() {
         ("public-pool = [\"10.0.0.1/8\"]\n", "public-pool", "10.0.0.1/8"),
         ("port = [\"0=public\", \"1=vlan:3\"]\n", "port", "1=vlan:3"),
         ("underlay-src = \"::1\"\n", "underlay-src", ""),
-        ("socket-group = \"no-such-group-ironlb\"\n", "socket-group", "no such group"),
+        (
+            "socket-group = \"no-such-group-ironlb\"\n",
+            "socket-group",
+            "no such group",
+        ),
     ];
     for (text, key, what) in cases {
         std::fs::write(&path, text).unwrap();
@@ -114,7 +129,10 @@ fn bad_values_name_the_file_and_key() {
             matches!(&e, ConfigError::Value { key: k, .. } if k == key),
             "{text}: {e:?}"
         );
-        assert!(msg.starts_with(&format!("config file {}: {key}: ", path.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("config file {}: {key}: ", path.display())),
+            "{msg}"
+        );
         assert!(msg.contains(what), "{msg}");
     }
 }
