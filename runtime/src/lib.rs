@@ -8,7 +8,9 @@
 pub mod alloc;
 pub mod api;
 pub mod backend;
+pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod controller;
 pub mod daemon;
 pub mod example;
@@ -19,5 +21,6 @@ pub mod ops;
 pub mod printable;
 pub mod reconcile;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod validate;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
-use ironlb_runtime::cli::BadInput;
+use ironlb_runtime::cli::{BadInput, ColorChoice};
 use ironlb_runtime::daemon::{self, Daemon, DaemonConfig, Request, StatusFile};
 use ironlb_runtime::example;
 use ironlb_runtime::ops::{self, Format, OpError, View};
@@ -113,6 +113,9 @@ struct RunArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Colour in text logs: `auto` (only when stderr is a terminal and NO_COLOR is not set), `always` or `never`.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     /// Quiet time before a burst of manifest changes is applied, in milliseconds.
     #[arg(long, default_value_t = 2)]
     debounce_ms: u64,
@@ -263,6 +266,7 @@ fn bad(e: impl std::fmt::Display) -> anyhow::Error {
 fn op_err(e: OpError) -> anyhow::Error {
     match e {
         OpError::BadInput(b) => anyhow::Error::new(b),
+        OpError::Device(e) => anyhow::Error::new(e),
         OpError::Failed(m) => anyhow::anyhow!(m),
     }
 }
@@ -493,11 +497,14 @@ fn answer(v: View<'_>, req: &Request) -> Result<String> {
     .map_err(op_err)
 }
 
-fn init_logs(format: &str) {
+fn init_logs(format: &str, color: ColorChoice) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color.use_ansi(std::io::stderr().is_terminal(), no_color))
         .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
@@ -558,13 +565,14 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         socket_group,
         metrics,
         log_format,
+        color,
         debounce_ms,
         once,
         release_grace,
         remove_unclaimed,
     } = args;
     let socket_group = socket_group.map(|g| group_id(&g)).transpose()?;
-    init_logs(&log_format);
+    init_logs(&log_format, color);
     if !manifests.is_dir() {
         bail!(bad(format!(
             "--manifests {}: not a directory",
@@ -629,7 +637,7 @@ fn run_daemon(args: RunArgs) -> Result<()> {
                 report.errors.len()
             )));
         }
-        if report.errors.iter().any(|e| e.reason == "InvalidSpec") {
+        if report.errors.iter().any(|e| e.reason.is_bad_input()) {
             bail!(bad(format!(
                 "{} load balancers not programmed",
                 report.errors.len()
