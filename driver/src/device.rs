@@ -57,7 +57,7 @@ pub struct Device {
     /// [`Device::recover_commands`] re-adopts it.
     pub(crate) stale: bool,
     /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
-    skip_fences: bool,
+    pub(crate) skip_fences: bool,
     /// What this driver configured outside the tables, and the device generation it did it in (reset detection
     /// and restore, docs/hw-spec.md §3.4).
     pub(crate) intent: crate::health::Intent,
@@ -166,7 +166,7 @@ impl Device {
     /// A [`Cmd::Fence`] goes to the device as FENCE when it has `FEATURE_FENCE` (contract v1.1). A v1.0 device has
     /// no FENCE: the batch is split at each fence and the driver waits [`crate::cmd::V1_0_DRAIN_WAIT`] between the
     /// parts (docs/hw-spec.md §9, the documented fallback).
-    pub fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
+    pub(crate) fn submit(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         if self.skip_fences && cmds.contains(&Cmd::Fence) {
             let kept: Vec<Cmd> = cmds.iter().filter(|c| **c != Cmd::Fence).cloned().collect();
             return self.submit_unfenced(&kept);
@@ -183,13 +183,6 @@ impl Device {
         self.submit_unfenced(cmds)
     }
 
-    /// Test-only switch: drop every FENCE (and the v1.0 drain wait), so freed memory is reused while packets that
-    /// saw the old configuration may still read it. The pipelined-model test shows the damage with it on.
-    #[doc(hidden)]
-    pub fn skip_fences_for_test(&mut self, on: bool) {
-        self.skip_fences = on;
-    }
-
     fn submit_unfenced(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         match (cmds, self.ring.is_some()) {
             ([], _) => Ok(()),
@@ -204,7 +197,7 @@ impl Device {
 
     /// Execute commands through the DMA ring only, whatever their number (bulk loads and benches). Fails on a
     /// device without a ring.
-    pub fn submit_ring(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
+    pub(crate) fn submit_ring(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         if cmds.is_empty() {
             return Ok(());
         }
@@ -222,7 +215,7 @@ impl Device {
     /// Execute commands one by one, in order, through the mailbox (the single-update path, and every path on a
     /// device without a ring; benches compare it with the ring). A WRITE larger than `MB_DATA` is split into
     /// WRITEs of at most 16 words, in index order.
-    pub fn submit_mailbox(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
+    pub(crate) fn submit_mailbox(&mut self, cmds: &[Cmd]) -> Result<(), DriverError> {
         for c in cmds {
             match c {
                 Cmd::Write { table, index, data } if data.len() > 4 * MB_DATA_WORDS => {
@@ -392,13 +385,6 @@ impl Device {
             crate::cmd::COMMAND_TIMEOUT,
             |a| a.read32(DROP_SNAPSHOT_DONE) == seq,
         )
-    }
-
-    /// Read a live 64-bit counter the naive way (low word, then high word), as a v1.0 driver did. It can tear at a
-    /// 2^32 boundary; kept only so the counter-tear test can show that.
-    #[doc(hidden)]
-    pub fn drop_counter_naive_for_test(&mut self, reason: DropReason) -> u64 {
-        self.acc.read64(DROP_COUNTERS + 8 * reason.index() as u32)
     }
 
     /// Reset the device (clears all tables) and forget all driver state. Only for tests and explicit operator

@@ -12,11 +12,15 @@ pub mod device;
 pub mod dma;
 pub mod error;
 pub mod health;
+#[cfg(feature = "model")]
 pub mod inproc;
 pub mod program;
 pub mod readback;
+#[cfg(feature = "model")]
 pub mod shm;
 pub mod tables;
+#[cfg(feature = "testing")]
+mod testing;
 pub mod vfio;
 
 pub use device::Device;

@@ -120,7 +120,7 @@ fn large_writes_and_reads_are_split_into_mailbox_commands() {
     let targets: Vec<u8> = (0..100 * 32).map(|i| (i % 251) as u8).collect();
     let slots: Vec<u8> = (0..1000u32).flat_map(|i| (i * 7).to_le_bytes()).collect();
     let before = dev.command_stats().mailbox;
-    dev.submit(&[
+    dev.submit_for_test(&[
         Cmd::Write {
             table: TableId::Target,
             index: 5,
@@ -159,7 +159,7 @@ fn large_writes_and_reads_are_split_into_mailbox_commands() {
 fn ring_only_submission_is_refused_without_a_ring() {
     let (mut dev, _model) = inproc_device(DeviceConfig::small().without_ring());
     let e = dev
-        .submit_ring(&[Cmd::Fill {
+        .submit_ring_for_test(&[Cmd::Fill {
             table: TableId::Bucket,
             index: 0,
             count: 4,

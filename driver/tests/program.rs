@@ -194,7 +194,7 @@ fn restart_rewrites_arrays_of_another_scheme() {
     let mut other = st.slots.clone();
     other.rotate_left(1);
     assert_ne!(other, st.slots);
-    dev.submit(&[ironlb_driver::cmd::Cmd::Write {
+    dev.submit_for_test(&[ironlb_driver::cmd::Cmd::Write {
         table: ironlb_hw::regs::TableId::Bucket,
         index: block.start,
         data: other.iter().flat_map(|s| s.to_le_bytes()).collect(),

@@ -194,7 +194,10 @@ mod tests {
 }
 
 /// `ironlb run --color`: whether text logs carry ANSI colour codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ColorChoice {
     /// Colour when stderr is a terminal and `NO_COLOR` is not set (never in files, journald or CI logs).
     #[default]

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod example;

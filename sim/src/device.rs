@@ -13,6 +13,7 @@ use ironlb_hw::regs::{self, *};
 use ironlb_hw::DropReason;
 
 pub(crate) mod commands;
+#[cfg(any(test, feature = "testing"))]
 mod direct;
 
 pub use commands::CommandCounts;

@@ -7,11 +7,15 @@
 pub mod config;
 pub mod device;
 pub mod mem;
+#[cfg(feature = "pcap")]
 pub mod pcap;
 pub mod pipeline;
+#[cfg(feature = "serve")]
 pub mod ports;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod tables;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use config::DeviceConfig;
