@@ -21,7 +21,7 @@ use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{Condition, DeviceDown, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
-use ironlb_driver::inproc::SharedModel;
+use ironlb_driver::SharedModel;
 use ironlb_sim::DeviceConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

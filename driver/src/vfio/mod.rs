@@ -16,15 +16,16 @@
 
 #![cfg(target_os = "linux")]
 
-pub mod sys;
-pub mod sysfs;
+mod sys;
+mod sysfs;
 
-use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{CountedBar, DmaRegion};
+use crate::access::{AccessCounts, CountedBar, DeviceAccess};
+use crate::dma::DmaRegion;
 use crate::error::AccessError;
 use std::path::{Path, PathBuf};
 use sys::{Container, Device, RegionInfo};
 
+pub use sys::{PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY};
 pub use sysfs::{precheck, Checked, GroupMember, PciAddress, VfioRoots};
 
 /// Highest BAR index of a PCI function (BAR0..BAR5).

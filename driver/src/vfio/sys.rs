@@ -10,8 +10,9 @@
 
 use super::sysfs::{open_error, Checked, PciAddress};
 use super::VfioError;
-use crate::dma::{DmaRegion, MappedWindow};
+use crate::dma::DmaRegion;
 use crate::error::AccessError;
+use crate::window::MappedWindow;
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
 use std::mem::ManuallyDrop;
