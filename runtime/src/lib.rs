@@ -9,6 +9,7 @@ pub mod alloc;
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod example;

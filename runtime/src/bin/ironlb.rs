@@ -6,7 +6,8 @@ use ironlb_driver::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
 use ironlb_runtime::cli::BadInput;
-use ironlb_runtime::daemon::{self, Daemon, DaemonConfig, Request, StatusFile};
+use ironlb_runtime::config::{LogFormat, RunSettings};
+use ironlb_runtime::daemon::{self, Daemon, Request, StatusFile};
 use ironlb_runtime::example;
 use ironlb_runtime::ops::{self, Format, OpError, View};
 use ironlb_runtime::reconcile::{HostConfig, Reconciler};
@@ -18,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `println!` that returns the write error instead of panicking (a closed pipe, as with `ironlb ... | head`).
 macro_rules! out {
@@ -69,61 +69,20 @@ struct PoolArgs {
     public_pool: Vec<String>,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-struct HostArgs {
-    /// Port roles `N=public`, `N=vni:V` or `N=underlay`, comma-separated or repeated.
-    #[arg(long = "port", default_value = daemon::DEFAULT_PORTS, value_delimiter = ',')]
-    ports: Vec<String>,
-    /// Outer IPv6 source address of encapsulated packets.
-    #[arg(long, default_value = daemon::DEFAULT_UNDERLAY_SRC)]
-    underlay_src: std::net::Ipv6Addr,
-    /// Underlay MTU.
-    #[arg(long, default_value_t = daemon::DEFAULT_MTU)]
-    mtu: u32,
-    /// Outer hop limit.
-    #[arg(long, default_value_t = daemon::DEFAULT_HOP_LIMIT)]
-    hop_limit: u8,
-}
-
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Manifest directory (watched: create, modify, delete).
-    #[arg(long)]
-    manifests: PathBuf,
-    /// The device: `inproc` (software model in this process), `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]`.
-    #[arg(long, default_value = "inproc")]
-    backend: String,
-    /// State directory: allocations, status.json, control socket, lock.
-    #[arg(long, env = "IRONLB_STATE_DIR")]
-    state_dir: Option<PathBuf>,
+    /// Configuration file (TOML, docs/operations.md "Configuration file"); flags given override its keys.
+    #[arg(long, env = "IRONLB_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
-    pools: PoolArgs,
-    #[command(flatten)]
-    host: HostArgs,
-    /// Control socket (default STATE_DIR/ironlb.sock), mode 0660.
+    settings: RunSettings,
+    /// Print the effective configuration (flags over the file over the defaults) as TOML and exit.
     #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Group (name or number) owning the control socket: its members may run `ironlb status`, `dump`, `stats` and
-    /// `trace` against the daemon. Default: the daemon's group.
-    #[arg(long)]
-    socket_group: Option<String>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477.
-    #[arg(long)]
-    metrics: Option<std::net::SocketAddr>,
-    /// Log format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-    /// Quiet time before a burst of manifest changes is applied, in milliseconds.
-    #[arg(long, default_value_t = 2)]
-    debounce_ms: u64,
+    print_config: bool,
     /// Sync once, print what was programmed and exit (exit 2 if a manifest does not load or an object is
     /// invalid, 1 if a LoadBalancer could not be programmed).
     #[arg(long)]
     once: bool,
-    /// How long a deleted LoadBalancer's lb_id and IPs stay allocated after it left the device, e.g. 10m, 1h, 0s.
-    /// A LoadBalancer that comes back within it keeps its VIPs.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    release_grace: Duration,
     /// Start even though the allocation state (alloc.json) does not claim load balancers the device holds:
     /// remove them and re-create them with new lb_ids and VIPs (see docs/operations.md "Lost allocation state").
     #[arg(long)]
@@ -271,30 +230,13 @@ fn pools(p: &PoolArgs) -> Result<Pools> {
     Pools::parse(&p.public_pool).map_err(|e| bad(format!("--public-pool: {e}")))
 }
 
-fn host(h: &HostArgs) -> Result<HostConfig> {
-    let ports = h
-        .ports
-        .iter()
-        .map(|p| HostConfig::parse_port(p).map_err(|e| bad(format!("--port {e}"))))
-        .collect::<Result<Vec<_>>>()?;
-    if let Some(why) = ironlb_runtime::validate::addr::underlay_problem(h.underlay_src) {
-        bail!(bad(format!("--underlay-src: {why}")));
-    }
-    Ok(HostConfig {
-        ports,
-        underlay_src: h.underlay_src,
-        mtu: h.mtu,
-        hop_limit: h.hop_limit,
-    })
-}
-
-fn default_host() -> HostArgs {
-    HostArgs {
-        ports: daemon::DEFAULT_PORTS.split(',').map(str::to_string).collect(),
-        underlay_src: daemon::DEFAULT_UNDERLAY_SRC.parse().expect("default underlay"),
-        mtu: daemon::DEFAULT_MTU,
-        hop_limit: daemon::DEFAULT_HOP_LIMIT,
-    }
+/// Ports and underlay of an in-process model programmed from `--manifests` (the `ironlb run` defaults).
+fn default_host() -> Result<HostConfig> {
+    let probe = RunSettings {
+        manifests: Some(PathBuf::new()),
+        ..RunSettings::default()
+    };
+    Ok(probe.daemon_config(false).map_err(bad)?.host)
 }
 
 /// A device programmed in this process: the example, or a manifest directory through the reconciler.
@@ -375,7 +317,7 @@ fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
     if !dir.is_dir() {
         bail!(bad(format!("--manifests {}: not a directory", dir.display())));
     }
-    let p = daemon::program_dir(dir, pools, &host(&default_host())?)
+    let p = daemon::program_dir(dir, pools, &default_host()?)
         .with_context(|| format!("programming {}", dir.display()))?;
     if !quiet {
         for e in &p.load_errors {
@@ -493,13 +435,13 @@ fn answer(v: View<'_>, req: &Request) -> Result<String> {
     .map_err(op_err)
 }
 
-fn init_logs(format: &str) {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         b.json().init();
     } else {
         b.init();
@@ -535,57 +477,32 @@ fn progress_bar() -> Option<ironlb_runtime::reconcile::ProgressFn> {
     }))
 }
 
-/// `--socket-group`: a group name, or a number.
-fn group_id(g: &str) -> Result<u32> {
-    if let Ok(n) = g.parse::<u32>() {
-        return Ok(n);
-    }
-    match nix::unistd::Group::from_name(g) {
-        Ok(Some(grp)) => Ok(grp.gid.as_raw()),
-        Ok(None) => bail!(bad(format!("--socket-group {g}: no such group"))),
-        Err(e) => bail!("--socket-group {g}: looking up the group: {e}"),
-    }
-}
-
 fn run_daemon(args: RunArgs) -> Result<()> {
     let RunArgs {
-        manifests,
-        backend,
-        state_dir,
-        pools: pools_,
-        host: host_,
-        socket,
-        socket_group,
-        metrics,
-        log_format,
-        debounce_ms,
+        config,
+        settings: flags,
+        print_config,
         once,
-        release_grace,
         remove_unclaimed,
     } = args;
-    let socket_group = socket_group.map(|g| group_id(&g)).transpose()?;
-    init_logs(&log_format);
-    if !manifests.is_dir() {
+    flags.check("--").map_err(bad)?;
+    let file = match &config {
+        Some(path) => RunSettings::load(path).map_err(bad)?,
+        None => RunSettings::default(),
+    };
+    let settings = file.overlay(flags).with_defaults();
+    if print_config {
+        out!("{}", settings.to_toml().trim_end());
+        return Ok(());
+    }
+    let cfg = settings.daemon_config(remove_unclaimed).map_err(bad)?;
+    init_logs(settings.log_format.unwrap_or(LogFormat::Text));
+    if !cfg.manifests.is_dir() {
         bail!(bad(format!(
             "--manifests {}: not a directory",
-            manifests.display()
+            cfg.manifests.display()
         )));
     }
-    let backend: BackendSpec = backend.parse().map_err(|e| bad(format!("--backend {e}")))?;
-    let cfg = DaemonConfig {
-        manifests,
-        state_dir: state_dir.unwrap_or_else(daemon::default_state_dir),
-        backend,
-        device_config: DeviceConfig::default(),
-        pools: pools(&pools_)?,
-        host: host(&host_)?,
-        socket,
-        socket_group,
-        metrics,
-        debounce: Duration::from_millis(debounce_ms),
-        release_grace,
-        remove_unclaimed,
-    };
     let mut d = Daemon::start(cfg).context("starting the daemon")?;
     d.set_progress(progress_bar());
     if once {
