@@ -8,7 +8,9 @@
 //! Documents are split at lines that start with `---` (or are `...`) so that line numbers stay exact; a `---` at
 //! the start of a line inside a multi-line quoted scalar is therefore not supported.
 
-use crate::api::{Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, Prefix};
+use crate::api::{
+    DocumentId, Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, ObjectKey, Prefix,
+};
 use crate::printable::printable;
 use crate::source::{FileError, Snapshot, SourceFile};
 use crate::store::FileChange;
@@ -32,7 +34,7 @@ pub struct LoadError {
     /// 1-based line in the file, when known.
     pub line: Option<usize>,
     /// `Kind namespace/name` (or as much as is known), when known.
-    pub object: Option<String>,
+    pub object: Option<DocumentId>,
     /// What is wrong.
     pub message: String,
 }
@@ -48,7 +50,7 @@ impl fmt::Display for LoadError {
             write!(f, ", line {l}")?;
         }
         if let Some(o) = &self.object {
-            write!(f, ": {}", printable(o))?;
+            write!(f, ": {}", printable(&o.to_string()))?;
         }
         write!(f, ": {}", printable(&self.message))
     }
@@ -308,7 +310,7 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     docs
 }
 
-type DocError = (Option<usize>, Option<String>, String);
+type DocError = (Option<usize>, Option<DocumentId>, String);
 
 fn yaml_error(e: &serde_norway::Error) -> (Option<usize>, String) {
     let line = e.location().map(|l| l.line());
@@ -351,10 +353,7 @@ fn object_from_value(value: &Value, doc: Option<&str>) -> Result<Object, DocErro
     let kind = str_field(value, &["kind"]);
     let name = str_field(value, &["metadata", "name"]);
     let namespace = str_field(value, &["metadata", "namespace"]).unwrap_or(crate::api::DEFAULT_NAMESPACE);
-    let object = kind.map(|k| match name {
-        Some(n) => format!("{k} {namespace}/{n}"),
-        None => k.to_string(),
-    });
+    let object = kind.map(|k| DocumentId::new(k, name.map(|n| ObjectKey::new(namespace, n))));
     let (Some(api_version), Some(kind_str)) = (api_version, kind) else {
         let missing = if api_version.is_none() {
             "apiVersion"
@@ -373,7 +372,7 @@ fn object_from_value(value: &Value, doc: Option<&str>) -> Result<Object, DocErro
     fn parse<T: DeserializeOwned>(
         value: &Value,
         doc: Option<&str>,
-        object: &Option<String>,
+        object: &Option<DocumentId>,
     ) -> Result<T, DocError> {
         T::deserialize(value).or_else(|e| {
             let (line, msg) = match doc {
