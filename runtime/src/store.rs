@@ -17,7 +17,7 @@
 
 use crate::api::ObjectKey;
 use crate::api::{IpSource, LoadBalancer, NetworkInterface, Object, ObjectRef};
-use crate::manifest::{LoadError, Loaded};
+use ironlb_api::load::{LoadError, Loaded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;

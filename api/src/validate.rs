@@ -5,13 +5,13 @@
 //! the others from the valid set; an object that references a bad or missing one is itself rejected (the reference
 //! cannot be resolved). Objects are checked in input order, so of two conflicting objects the later one is rejected.
 
-use crate::api::ipam::parse_cidr;
-use crate::api::{
+use crate::load::Loaded;
+use crate::printable::printable;
+use crate::types::ipam::parse_cidr;
+use crate::types::{
     IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
     NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
 };
-use crate::manifest::Loaded;
-use crate::printable::printable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -278,7 +278,7 @@ fn check_network_ref(
     cx: &mut Ctx<'_>,
     i: usize,
     field: &str,
-    r: Option<&crate::api::LocalObjectReference>,
+    r: Option<&crate::types::LocalObjectReference>,
     networks: &BTreeMap<Key, Option<u32>>,
 ) -> Option<u32> {
     let me = cx.objects[i].1.key();
