@@ -109,7 +109,7 @@ impl Device {
     /// The flow table's configuration as the device holds it; `None` without a flow table.
     pub fn flow_table(&mut self) -> Option<FlowConfig> {
         self.has_flow_table()
-            .then(|| crate::health::read_flow_config(self.acc.as_mut()))
+            .then(|| crate::state::read_flow_config(self.acc.as_mut()))
     }
 
     /// Entries of the flow table (`CAP_FLOW_ENTRIES`; 0 without one).

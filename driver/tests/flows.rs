@@ -6,9 +6,9 @@
 mod common;
 
 use common::*;
-use ironlb_driver::flows::FlowConfig;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
+use ironlb_driver::FlowConfig;
 use ironlb_driver::{Device, DriverError};
+use ironlb_driver::{InprocBackend, SharedModel};
 use ironlb_hw::entry::Protocol::Tcp;
 use ironlb_hw::regs::{FlowClass, FlushSelector};
 use ironlb_hw::DOMAIN_PUBLIC;

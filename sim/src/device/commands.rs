@@ -46,7 +46,7 @@ impl Device {
     /// True when this part implements `op`: FENCE from v1.1, FLOW_FLUSH with the flow table (v1.2).
     fn implements(&self, op: Opcode) -> bool {
         match op {
-            Opcode::Fence => !self.cfg.v1_0,
+            Opcode::Fence => !self.cfg.is_v1_0(),
             Opcode::FlowFlush => self.cfg.has_flow_table(),
             _ => true,
         }
@@ -288,7 +288,7 @@ fn ring_config(d: &Device) -> Result<RingCfg, Status> {
     let log2 = d.reg(RING_SIZE_LOG2);
     let base = reg64(d, RING_BASE_LO);
     let cpl = reg64(d, RING_CPL_LO);
-    let max = u32::from(d.cfg.ring_max_log2).min(31);
+    let max = u32::from(d.cfg.caps.ring_max_log2).min(31);
     if !(1..=max).contains(&log2) || base & 63 != 0 || cpl & 15 != 0 {
         return Err(Status::RingConfig);
     }

@@ -31,8 +31,6 @@ impl Device {
         if !self.cfg.has_flow_table() {
             return;
         }
-        self.set_reg(CAP_FLOW_ENTRIES, self.cfg.flow_entries);
-        self.set_reg(CAP_FLOW_WAYS, self.cfg.flow_ways);
         self.set_reg(FLOW_CLOCK, clock);
         for c in FlowClass::ALL {
             self.set_reg(c.register(), c.default_timeout_ms());
@@ -101,7 +99,7 @@ impl Device {
         if elapsed == 0 || elapsed > u32::MAX / 2 {
             return;
         }
-        let n = u64::from(self.cfg.flow_entries);
+        let n = u64::from(self.cfg.caps.flow_entries);
         self.flow.sweep_credit += n * u64::from(elapsed);
         let visits = (self.flow.sweep_credit / u64::from(FLOW_SWEEP_MS)).min(n);
         self.flow.sweep_credit = if visits == n {
@@ -114,7 +112,7 @@ impl Device {
 
     /// Visit `visits` entries from the sweep cursor.
     fn sweep(&mut self, visits: u32) {
-        let n = self.cfg.flow_entries;
+        let n = self.cfg.caps.flow_entries;
         let now = self.flow.clock;
         let timeouts = FlowClass::ALL.map(|c| self.flow_timeout(c));
         let mut aged = 0;
@@ -138,7 +136,7 @@ impl Device {
     pub(crate) fn flow_flush(&mut self, sel: FlushSelector) -> u64 {
         self.drain();
         let mut flushed = 0;
-        for i in 0..self.cfg.flow_entries {
+        for i in 0..self.cfg.caps.flow_entries {
             let e = self.tables.entry_mut(TableId::Flow, i);
             let hit = view::valid(e)
                 && match sel {

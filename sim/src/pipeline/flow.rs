@@ -79,8 +79,8 @@ enum Probe {
 /// key's expired entry if there is one (so a key is never held twice), else to the first invalid or expired way.
 #[inline(always)]
 fn probe(d: &Device, hash: u32, key: &FlowKey) -> Probe {
-    let ways = d.config().flow_ways;
-    let sets = d.config().flow_entries / ways;
+    let ways = d.config().caps.flow_ways;
+    let sets = d.config().caps.flow_entries / ways;
     let first = (hash & (sets - 1)) * ways;
     let now = d.flow_clock();
     let mut free = None;
@@ -106,7 +106,7 @@ fn probe(d: &Device, hash: u32, key: &FlowKey) -> Probe {
 /// The pinned target `target` of a flow of LB `lb_id`, if it is still that LB's valid target (§11.3 step 2).
 #[inline(always)]
 fn pinned_target(d: &Device, target: u32, lb_id: u32) -> Option<[u8; 16]> {
-    if target >= d.config().targets {
+    if target >= d.config().caps.targets {
         return None;
     }
     let e = d.tables.entry(TableId::Target, target);

@@ -107,9 +107,9 @@ fn learn_then_hit_and_the_entry_holds_the_flow() {
     assert_eq!(entries.len(), 1);
     let (index, e) = entries[0];
     let h = flow_hash(VNI_A, CLIENT, VIP, TCP, 40000, 80);
-    let sets = d.config().flow_entries / d.config().flow_ways;
+    let sets = d.config().caps.flow_entries / d.config().caps.flow_ways;
     assert_eq!(
-        index / d.config().flow_ways,
+        index / d.config().caps.flow_ways,
         h & (sets - 1),
         "placed in set h & (S - 1)"
     );
@@ -471,7 +471,7 @@ fn off_and_on_a_v1_1_part_the_pipeline_is_stateless() {
     assert!(valid_entries(&d).is_empty());
     assert_eq!(d.reg(regs::VERSION), 0x0001_0002);
     assert_eq!(d.reg(regs::CAP_FEATURES), regs::FEATURES_V1_2);
-    assert_eq!(d.reg(regs::CAP_FLOW_ENTRIES), d.config().flow_entries);
+    assert_eq!(d.reg(regs::CAP_FLOW_ENTRIES), d.config().caps.flow_entries);
     assert_eq!(d.reg(regs::CAP_FLOW_WAYS), 8);
     assert_eq!(d.reg(FlowClass::Udp.register()), 60_000);
     // A v1.1 part: no flow table, whatever FLOW_CTRL says; table 7 and opcode 7 are refused.
