@@ -14,6 +14,7 @@ pub mod controller;
 pub mod daemon;
 pub mod example;
 pub mod fsmode;
+pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
