@@ -17,8 +17,8 @@ fn cold_batch(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let path: PathBuf = dir.join("alloc.json");
     let pools = Pools::parse(&["100.64.0.0/16".to_string(), "2001:db8::/64".to_string()]).unwrap();
-    let keys: Vec<(String, String)> = (0..LBS)
-        .map(|i| (format!("ns-{}", i % 64), format!("lb-{i:05}")))
+    let keys: Vec<ironlb_runtime::api::ObjectKey> = (0..LBS)
+        .map(|i| ironlb_runtime::api::ObjectKey::new(format!("ns-{}", i % 64), format!("lb-{i:05}")))
         .collect();
     let families = [IpFamily::IPv4, IpFamily::IPv6];
 

@@ -38,7 +38,7 @@
 
 use crate::api::ipam::parse_cidr;
 use crate::api::IpFamily;
-use crate::controller::ObjectKey;
+use crate::api::ObjectKey;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,7 +91,7 @@ pub enum AllocError {
         family: IpFamily,
     },
     /// The Prefix has no free address.
-    #[error("prefix {}/{} exhausted", prefix.0, prefix.1)]
+    #[error("prefix {prefix} exhausted")]
     PrefixExhausted {
         /// The Prefix (namespace, name).
         prefix: ObjectKey,
@@ -264,9 +264,9 @@ impl Serialize for AllocState {
         s.serialize_field(
             "lbs",
             &SeqOf(|| {
-                self.lbs.iter().map(|((namespace, name), a)| LbRef {
-                    namespace,
-                    name,
+                self.lbs.iter().map(|(k, a)| LbRef {
+                    namespace: &k.namespace,
+                    name: &k.name,
                     lb_id: a.lb_id,
                     public_ips: &a.public_ips,
                     prefix_ips: PrefixIpsRef(&a.prefix_ips),
@@ -276,9 +276,9 @@ impl Serialize for AllocState {
         s.serialize_field(
             "cursors",
             &SeqOf(|| {
-                self.cursors.iter().map(|((namespace, name), c)| CursorRef {
-                    namespace,
-                    name,
+                self.cursors.iter().map(|(k, c)| CursorRef {
+                    namespace: &k.namespace,
+                    name: &k.name,
                     cidr: format!("{}/{}", c.cidr.0, c.cidr.1),
                     next: c.next,
                 })
@@ -324,15 +324,11 @@ impl PrefixIpsRef<'_> {
 
 impl Serialize for PrefixIpsRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .map(|((prefix_namespace, prefix_name), &ip)| PrefixIpRef {
-                    prefix_namespace,
-                    prefix_name,
-                    ip,
-                }),
-        )
+        serializer.collect_seq(self.0.iter().map(|(p, &ip)| PrefixIpRef {
+            prefix_namespace: &p.namespace,
+            prefix_name: &p.name,
+            ip,
+        }))
     }
 }
 
@@ -366,38 +362,29 @@ impl TryFrom<Persisted> for AllocState {
         let mut public = BTreeSet::new();
         let mut prefixed = BTreeSet::new();
         for lb in p.lbs {
-            let key = (lb.namespace, lb.name);
+            let key = ObjectKey::new(lb.namespace, lb.name);
             if let Some(id) = lb.lb_id {
                 if !ids.insert(id) {
-                    return Err(format!("lb_id {id} held twice (again by {}/{})", key.0, key.1));
+                    return Err(format!("lb_id {id} held twice (again by {key})"));
                 }
             }
             let mut families = BTreeSet::new();
             for ip in &lb.public_ips {
                 if !public.insert(*ip) {
-                    return Err(format!(
-                        "public IP {ip} held twice (again by {}/{})",
-                        key.0, key.1
-                    ));
+                    return Err(format!("public IP {ip} held twice (again by {key})"));
                 }
                 if !families.insert(ip.is_ipv4()) {
-                    return Err(format!("{}/{} holds two public IPs of one family", key.0, key.1));
+                    return Err(format!("{key} holds two public IPs of one family"));
                 }
             }
             let mut prefix_ips = BTreeMap::new();
             for pi in lb.prefix_ips {
-                let prefix = (pi.prefix_namespace, pi.prefix_name);
+                let prefix = ObjectKey::new(pi.prefix_namespace, pi.prefix_name);
                 if !prefixed.insert((prefix.clone(), pi.ip)) {
-                    return Err(format!(
-                        "IP {} of prefix {}/{} held twice",
-                        pi.ip, prefix.0, prefix.1
-                    ));
+                    return Err(format!("IP {} of prefix {prefix} held twice", pi.ip));
                 }
                 if prefix_ips.insert(prefix.clone(), pi.ip).is_some() {
-                    return Err(format!(
-                        "{}/{} holds two IPs of prefix {}/{}",
-                        key.0, key.1, prefix.0, prefix.1
-                    ));
+                    return Err(format!("{key} holds two IPs of prefix {prefix}"));
                 }
             }
             let a = LbAlloc {
@@ -406,7 +393,7 @@ impl TryFrom<Persisted> for AllocState {
                 prefix_ips,
             };
             if s.lbs.insert(key.clone(), a).is_some() {
-                return Err(format!("load balancer {}/{} listed twice", key.0, key.1));
+                return Err(format!("load balancer {key} listed twice"));
             }
         }
         for c in p.cursors {
@@ -414,13 +401,13 @@ impl TryFrom<Persisted> for AllocState {
             if c.next.is_ipv4() != cidr.0.is_ipv4() {
                 return Err(format!("cursor {} does not match CIDR {}", c.next, c.cidr));
             }
-            let key = (c.namespace, c.name);
+            let key = ObjectKey::new(c.namespace, c.name);
             let cursor = PrefixCursor {
                 cidr: (network(cidr.0, cidr.1), cidr.1),
                 next: c.next,
             };
             if s.cursors.insert(key.clone(), cursor).is_some() {
-                return Err(format!("cursor of prefix {}/{} listed twice", key.0, key.1));
+                return Err(format!("cursor of prefix {key} listed twice"));
             }
         }
         Ok(s)

@@ -9,8 +9,8 @@
 //! No I/O: the lb_id allocation and the ephemeral IP allocation are inputs.
 
 use crate::api::{
-    LoadBalancer, LoadBalancerRouting, LoadBalancerType, NetworkInterface, NetworkInterfaceState, Object,
-    ObjectMeta, Protocol, RoutingDestination,
+    Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, NetworkInterface, NetworkInterfaceState,
+    Object, ObjectKey, ObjectMeta, ObjectRef, Protocol, RoutingDestination,
 };
 use ironlb_driver::LbSpec;
 use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
@@ -20,14 +20,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
-/// `(namespace, name)` of an object.
-pub type ObjectKey = (String, String);
-
 /// Something the controller could not turn into device state (the load balancer or one of its targets is skipped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerIssue {
-    /// `Kind namespace/name` of the object concerned.
-    pub object: String,
+    /// The object concerned.
+    pub object: ObjectRef,
     /// What is wrong.
     pub message: String,
 }
@@ -42,7 +39,7 @@ impl std::error::Error for ControllerIssue {}
 
 fn lb_issue(lb: &LoadBalancer, message: impl Into<String>) -> ControllerIssue {
     ControllerIssue {
-        object: format!("LoadBalancer {}", lb.metadata.key()),
+        object: lb.metadata.key().of(Kind::LoadBalancer),
         message: message.into(),
     }
 }
@@ -66,10 +63,6 @@ fn hw_protocol(p: &Protocol) -> Option<HwProtocol> {
         Protocol::Sctp => Some(HwProtocol::Sctp),
         Protocol::Unknown(_) => None,
     }
-}
-
-fn key_of(m: &ObjectMeta) -> ObjectKey {
-    (m.namespace().to_string(), m.name.clone())
 }
 
 /// What the controller derives from a set of objects: the specs, the routings it computed and what it skipped.
@@ -167,20 +160,14 @@ fn routing_from<'a>(
 }
 
 /// The desired [`LbSpec`] of every LoadBalancer in `objects` (expected to be validated, see
-/// [`crate::validate::validate`]), keyed `namespace/name`, in input order, and the issues found. See [`desired`].
+/// [`crate::validate::validate`]), by key, in input order, and the issues found. See [`desired`].
 pub fn desired_specs(
     objects: &[(PathBuf, Object)],
     lb_ids: &BTreeMap<ObjectKey, u32>,
     allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
-) -> (Vec<(String, LbSpec)>, Vec<ControllerIssue>) {
+) -> (Vec<(ObjectKey, LbSpec)>, Vec<ControllerIssue>) {
     let d = desired(objects, lb_ids, allocated);
-    (
-        d.specs
-            .into_iter()
-            .map(|((ns, n), s)| (format!("{ns}/{n}"), s))
-            .collect(),
-        d.issues.into_iter().map(|(_, i)| i).collect(),
-    )
+    (d.specs, d.issues.into_iter().map(|(_, i)| i).collect())
 }
 
 /// The desired state of every LoadBalancer in `objects` (expected to be validated, see
@@ -216,25 +203,25 @@ pub fn desired_refs(
         match o {
             Object::Network(n) => {
                 if let Some(vni) = n.spec.vni.and_then(|v| u32::try_from(v).ok()) {
-                    vnis.entry(key_of(&n.metadata)).or_insert(vni);
+                    vnis.entry(n.metadata.key()).or_insert(vni);
                 }
             }
             Object::NetworkInterface(n) => nics.push(n),
             Object::LoadBalancerRouting(r) => {
-                routings.entry(key_of(&r.metadata)).or_insert(r);
+                routings.entry(r.metadata.key()).or_insert(r);
             }
             _ => {}
         }
     }
     let nic_by_key: BTreeMap<ObjectKey, &NetworkInterface> =
-        nics.iter().rev().map(|&n| (key_of(&n.metadata), n)).collect();
+        nics.iter().rev().map(|&n| (n.metadata.key(), n)).collect();
 
     let index = NicIndex::new(&nics);
     let mut out = Desired::default();
     let mut issues = Vec::new();
     for (_, o) in objects {
         let Object::LoadBalancer(lb) = o else { continue };
-        let key = key_of(&lb.metadata);
+        let key = lb.metadata.key();
         let mut issue = |i: ControllerIssue| issues.push((key.clone(), i));
         let Some(&lb_id) = lb_ids.get(&key) else {
             issue(lb_issue(lb, "no lb_id allocated"));
@@ -245,7 +232,7 @@ pub fn desired_refs(
             Some(LoadBalancerType::Public) => DOMAIN_PUBLIC,
             Some(LoadBalancerType::Internal) => {
                 let net = network_name(&lb.spec.network_ref).unwrap_or_default();
-                match vnis.get(&(key.0.clone(), net.to_string())) {
+                match vnis.get(&key.sibling(net)) {
                     Some(&vni) => vni,
                     None => {
                         issue(lb_issue(lb, format!("Network {:?} with a VNI not found", net)));
@@ -306,10 +293,13 @@ pub fn desired_refs(
             let skip = |why: String| {
                 lb_issue(
                     lb,
-                    format!("destination NetworkInterface {}/{}: {why}", key.0, d.name),
+                    format!(
+                        "destination NetworkInterface {}: {why}",
+                        key.sibling(d.name.clone())
+                    ),
                 )
             };
-            let Some(nic) = nic_by_key.get(&(key.0.clone(), d.name.clone())) else {
+            let Some(nic) = nic_by_key.get(&key.sibling(d.name.clone())) else {
                 issue(skip("not found, skipped".into()));
                 continue;
             };

@@ -14,8 +14,8 @@
 //! next start adopts it.
 
 use crate::alloc::{Allocator, Pools};
+use crate::api::ObjectKey;
 use crate::backend::BackendSpec;
-use crate::controller::ObjectKey;
 use crate::manifest::LoadCache;
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
@@ -239,7 +239,7 @@ impl StatusFile {
     pub fn by_key(&self) -> BTreeMap<ObjectKey, LbStatus> {
         self.load_balancers
             .iter()
-            .map(|s| ((s.namespace.clone(), s.name.clone()), s.clone()))
+            .map(|s| (ObjectKey::new(s.namespace.clone(), s.name.clone()), s.clone()))
             .collect()
     }
 }
@@ -812,7 +812,7 @@ impl Daemon {
             )
         };
         for e in &report.errors {
-            tracing::warn!(lb = %format!("{}/{}", e.key.0, e.key.1), reason = e.reason, error = %e.message, "load balancer not programmed as desired");
+            tracing::warn!(lb = %e.key, reason = e.reason, error = %e.message, "load balancer not programmed as desired");
         }
         if let Some(m) = &self.metrics {
             m.set_device_up(device_down.is_none());
@@ -820,7 +820,7 @@ impl Daemon {
             m.set_load_errors(load_errors.len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
-                m.reconcile_error(&e.key.0, &e.key.1, e.reason);
+                m.reconcile_error(&e.key.namespace, &e.key.name, e.reason);
             }
             let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
             m.set_lb_states(statuses.len() as u64 - failed, failed);
@@ -1076,10 +1076,10 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
     let mut out = DeviceStats::default();
     for lb in &stats.lbs {
         // An LB no object claims (an orphan about to be removed) still gets distinct labels.
-        let (ns, name) = keys
+        let ObjectKey { namespace: ns, name } = keys
             .get(&lb.lb_id)
             .cloned()
-            .unwrap_or_else(|| (String::new(), format!("orphan-lb-{}", lb.lb_id)));
+            .unwrap_or_else(|| ObjectKey::new("", format!("orphan-lb-{}", lb.lb_id)));
         out.lbs.push(crate::metrics::LbStats {
             namespace: ns.clone(),
             name: name.clone(),

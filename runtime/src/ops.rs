@@ -4,8 +4,8 @@
 //! model, or a device opened directly) and in the daemon (answering its control socket), so every target gives
 //! the same output. JSON shapes are documented in docs/operations.md and stable.
 
+use crate::api::ObjectKey;
 use crate::cli::{build_packet, render_dump, render_trace, BadInput};
-use crate::controller::ObjectKey;
 use crate::printable::printable;
 use crate::reconcile::LbStatus;
 use ironlb_driver::inproc::SharedModel;

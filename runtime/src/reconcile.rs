@@ -22,8 +22,9 @@
 //! adopted (no flush), so a restart sends nothing for load balancers that did not change.
 
 use crate::alloc::{AllocError, Allocator};
+use crate::api::{DocumentId, ObjectKey, ObjectRef};
 use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object, RoutingDestination};
-use crate::controller::{desired_refs, ObjectKey};
+use crate::controller::desired_refs;
 use crate::manifest::{LoadError, Loaded};
 use crate::store::{FileChange, Store};
 use crate::validate::validate_refs;
@@ -223,7 +224,7 @@ pub struct Reconciler {
     /// Which programmed load balancer holds each VIP (the inverse of `programmed`).
     vip_owner: BTreeMap<LbKey, ObjectKey>,
     /// LoadBalancers kept from before because their documents stopped loading, by `Kind namespace/name`.
-    kept_objects: BTreeMap<String, (PathBuf, Object)>,
+    kept_objects: BTreeMap<ObjectRef, (PathBuf, Object)>,
     /// Files that loaded at least once.
     last_seen_files: BTreeSet<PathBuf>,
     /// Deleted load balancers whose allocations are still held, with when their deletion was first seen.
@@ -286,10 +287,6 @@ fn driver_reason(e: &DriverError) -> &'static str {
         DriverError::Invalid(_) => "DeviceRejected",
         _ => "DeviceError",
     }
-}
-
-fn key_str(k: &ObjectKey) -> String {
-    format!("{}/{}", k.0, k.1)
 }
 
 impl Reconciler {
@@ -468,7 +465,7 @@ impl Reconciler {
     pub fn names(&self) -> BTreeMap<u32, String> {
         self.programmed
             .iter()
-            .map(|(k, s)| (s.lb_id, crate::printable::printable(&key_str(k)).into_owned()))
+            .map(|(k, s)| (s.lb_id, crate::printable::printable(&k.to_string()).into_owned()))
             .collect()
     }
 
@@ -504,27 +501,35 @@ impl Reconciler {
         // YAML itself is broken) by every object its file held before that is missing now. A LoadBalancer kept
         // this way is present but invalid (its last good device state stays); other kinds are used as they were.
         let mut kept_lbs: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
-        let mut kept_objects: BTreeMap<String, (PathBuf, Object)> = BTreeMap::new();
+        let mut kept_objects: BTreeMap<ObjectRef, (PathBuf, Object)> = BTreeMap::new();
         if !load_errors.is_empty() {
-            let current: BTreeSet<String> = objects.iter().map(|(_, o)| o.display_name()).collect();
-            let last: BTreeMap<String, &(PathBuf, Object)> = self
+            let current: BTreeSet<ObjectRef> = objects.iter().map(|(_, o)| o.object_ref()).collect();
+            let last: BTreeMap<ObjectRef, &(PathBuf, Object)> = self
                 .store
                 .iter()
                 .chain(self.kept_objects.values())
-                .map(|fo| (fo.1.display_name(), fo))
+                .map(|fo| (fo.1.object_ref(), fo))
                 .collect();
             let mut restored = BTreeSet::new();
             let mut extra = Vec::new();
             for e in load_errors {
                 let lost: Vec<&(PathBuf, Object)> = match &e.object {
-                    Some(id) => last.get(id).copied().into_iter().collect(),
+                    Some(DocumentId::Object(id)) => last.get(id).copied().into_iter().collect(),
+                    // A partly known identity (no name, or a kind ironlb does not read) names no kept object.
+                    Some(DocumentId::Partial { .. }) => Vec::new(),
                     None => last.values().copied().filter(|(f, _)| *f == e.file).collect(),
                 };
-                if let Some(k) = e.object.as_deref().and_then(lb_key_of_display) {
+                if let Some(k) = e
+                    .object
+                    .as_ref()
+                    .and_then(DocumentId::object)
+                    .and_then(ObjectRef::load_balancer)
+                    .cloned()
+                {
                     kept_lbs.entry(k).or_default().push(e.to_string());
                 }
                 for fo in lost {
-                    let id = fo.1.display_name();
+                    let id = fo.1.object_ref();
                     if current.contains(&id) || !restored.insert(id.clone()) {
                         continue;
                     }
@@ -670,7 +675,7 @@ impl Reconciler {
         // in error (status, logs, metrics) until one definition goes, as `validate` and `run --once` report it.
         let mut duplicated: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for e in &verrs {
-            if let Some(k) = lb_key_of_display(&e.object) {
+            if let Some(k) = e.object.load_balancer().cloned() {
                 let msg = format!("{}: {}: {}", e.file.display(), e.field, e.message);
                 if let Some(v) = invalid.get_mut(&k) {
                     v.push(msg);
@@ -744,12 +749,12 @@ impl Reconciler {
                 let id = spec.lb_id;
                 match self.dev_op(|d| d.remove(id)) {
                     Ok(()) => {
-                        tracing::info!(lb = %key_str(&k), lb_id = id, "removed");
+                        tracing::info!(lb = %k, lb_id = id, "removed");
                         self.unset_programmed(&k);
                         report.removed += 1;
                     }
                     Err(e) => {
-                        tracing::warn!(lb = %key_str(&k), lb_id = id, error = %e, "removing a deleted load balancer failed; will retry");
+                        tracing::warn!(lb = %k, lb_id = id, error = %e, "removing a deleted load balancer failed; will retry");
                         report.errors.push(LbError {
                             key: k.clone(),
                             reason: e.reason(),
@@ -768,7 +773,7 @@ impl Reconciler {
                 self.removed_at.remove(&k);
                 released.push(k);
             } else if since == now {
-                tracing::info!(lb = %key_str(&k), grace = ?self.release_grace, "deleted; its lb_id and IPs are held for the grace period");
+                tracing::info!(lb = %k, grace = ?self.release_grace, "deleted; its lb_id and IPs are held for the grace period");
             }
         }
         // Held allocations due for release whose keys this (incremental) sync did not look at.
@@ -811,7 +816,7 @@ impl Reconciler {
             .iter()
             .filter_map(|(_, o)| match o {
                 Object::Prefix(p) => Some((
-                    (p.metadata.namespace().to_string(), p.metadata.name.clone()),
+                    p.metadata.key(),
                     crate::api::ipam::parse_cidr(p.spec.prefix.as_deref()?)?,
                 )),
                 _ => None,
@@ -941,7 +946,7 @@ impl Reconciler {
                     report.commands += r.commands;
                     self.set_programmed(k.clone(), shrunk);
                 }
-                Err(e) => tracing::warn!(lb = %key_str(k), error = %e, "dropping VIPs failed"),
+                Err(e) => tracing::warn!(lb = %k, error = %e, "dropping VIPs failed"),
             }
         }
         // Phase B: creations and updates; one whose VIPs are still held by another pending change waits for it.
@@ -981,7 +986,7 @@ impl Reconciler {
                         } else {
                             report.created += 1;
                         }
-                        tracing::debug!(lb = %key_str(&k), lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
+                        tracing::debug!(lb = %k, lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
                         self.failures.remove(&k);
                         self.set_programmed(k, spec);
                     }
@@ -993,13 +998,13 @@ impl Reconciler {
                                 .vips
                                 .iter()
                                 .filter_map(|v| self.vip_owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
-                                .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, key_str(o)))
+                                .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, o))
                                 .collect();
                             if !held.is_empty() {
                                 message = held.join("; ");
                             }
                         }
-                        tracing::warn!(lb = %key_str(&k), reason, error = %message, "programming failed; keeping the last good state");
+                        tracing::warn!(lb = %k, reason, error = %message, "programming failed; keeping the last good state");
                         self.fail(&k, Some(spec), reason, message.clone(), now);
                         errors.insert(k, (reason, message));
                     }
@@ -1025,7 +1030,7 @@ impl Reconciler {
                     .expect("blocked by another load balancer");
                 if let Some(old) = self.programmed.get(&blocker) {
                     let id = old.lb_id;
-                    tracing::warn!(lb = %key_str(&blocker), "VIP swap cycle: removing it before re-creating it");
+                    tracing::warn!(lb = %blocker, "VIP swap cycle: removing it before re-creating it");
                     match self.dev_op(|d| d.remove(id)) {
                         Ok(()) => {
                             self.unset_programmed(&blocker);
@@ -1093,8 +1098,8 @@ impl Reconciler {
                 }
             };
             let s = LbStatus {
-                namespace: k.0.clone(),
-                name: k.1.clone(),
+                namespace: k.namespace.clone(),
+                name: k.name.clone(),
                 ips,
                 lb_id: lb_ids.get(k).copied().or(programmed.map(|p| p.lb_id)),
                 destinations: d
@@ -1193,14 +1198,8 @@ fn mark_device_down(st: &mut LbStatus, message: &str) {
     }
 }
 
-/// `LoadBalancer ns/name` → its key.
-fn lb_key_of_display(s: &str) -> Option<ObjectKey> {
-    let (ns, name) = s.strip_prefix("LoadBalancer ")?.split_once('/')?;
-    Some((ns.to_string(), name.to_string()))
-}
-
 fn key_of(lb: &LoadBalancer) -> ObjectKey {
-    (lb.metadata.namespace().to_string(), lb.metadata.name.clone())
+    lb.metadata.key()
 }
 
 /// Allocates what `lb` needs: its lb_id, and public IPs (Public) or Prefix IPs (Internal); releases what it no
@@ -1225,7 +1224,7 @@ fn allocate(
             let mut live = BTreeSet::new();
             for src in &lb.spec.ips {
                 if let Some(p) = src.prefix_ref() {
-                    let pk = (key.0.clone(), p.to_string());
+                    let pk = key.sibling(p);
                     if let Some(&cidr) = prefixes.get(&pk) {
                         a.prefix_ip_preferring(key, &pk, cidr, &recorded)?;
                     }

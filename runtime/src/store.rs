@@ -15,9 +15,9 @@
 //!
 //! Networks and Prefixes are few and their changes rare: a change to one takes the full sync.
 
-use crate::api::{IpSource, LoadBalancer, NetworkInterface, Object};
-use crate::controller::ObjectKey;
-use crate::manifest::{LoadError, Loaded};
+use crate::api::ObjectKey;
+use crate::api::{IpSource, LoadBalancer, NetworkInterface, Object, ObjectRef};
+use ironlb_api::load::{LoadError, Loaded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ pub(crate) struct Store {
 #[derive(Debug, Default)]
 struct Indexes {
     /// Objects per `(kind, namespace, name)`, and how many keys have more than one.
-    counts: BTreeMap<(crate::api::Kind, String, String), u32>,
+    counts: BTreeMap<ObjectRef, u32>,
     duplicates: usize,
     lbs: BTreeMap<ObjectKey, Pos>,
     lb_by_ip: BTreeMap<IpAddr, BTreeSet<ObjectKey>>,
@@ -78,8 +78,7 @@ struct Indexes {
 }
 
 fn key_of(o: &Object) -> ObjectKey {
-    let m = o.metadata();
-    (m.namespace().to_string(), m.name.clone())
+    o.key()
 }
 
 fn net_key(ns: &str, r: &Option<crate::api::LocalObjectReference>) -> NetKey {
@@ -133,7 +132,7 @@ impl Indexes {
     /// Adds (`add`) or removes the object `o` at `pos`.
     fn update(&mut self, pos: &Pos, o: &Object, add: bool) {
         let key = key_of(o);
-        let ck = (o.kind(), key.0.clone(), key.1.clone());
+        let ck = key.clone().of(o.kind());
         let count = self.counts.entry(ck.clone()).or_default();
         if add {
             *count += 1;
@@ -197,12 +196,7 @@ impl Indexes {
             Object::LoadBalancerRouting(r) => {
                 at(&mut self.routings);
                 for d in &r.destinations {
-                    set(
-                        &mut self.routing_by_nic,
-                        (key.0.clone(), d.name.clone()),
-                        &key,
-                        add,
-                    );
+                    set(&mut self.routing_by_nic, key.sibling(d.name.clone()), &key, add);
                 }
             }
             Object::Network(_) | Object::Prefix(_) => {
@@ -402,7 +396,7 @@ impl Store {
                 pos.insert(p.clone());
                 if let Some((_, Object::LoadBalancerRouting(r))) = self.get(p) {
                     for d in &r.destinations {
-                        pos.extend(idx.nics.get(&(k.0.clone(), d.name.clone())).cloned());
+                        pos.extend(idx.nics.get(&k.sibling(d.name.clone())).cloned());
                     }
                 }
             }

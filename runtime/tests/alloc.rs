@@ -318,7 +318,7 @@ fn preferred_addresses_are_taken_when_free_and_in_range() {
     let dir = tempfile::tempdir().unwrap();
     let pools = Pools::parse(&["203.0.113.0/24".into(), "2001:db8:ff::/64".into()]).unwrap();
     let mut a = Allocator::open(&dir.path().join("a.json"), pools, 16).unwrap();
-    let k = |n: &str| ("default".to_string(), n.to_string());
+    let k = |n: &str| ironlb_runtime::api::ObjectKey::new("default", n);
     let both = [IpFamily::IPv4, IpFamily::IPv6];
     let rec: Vec<std::net::IpAddr> = vec![
         "203.0.113.10".parse().unwrap(),

@@ -2,7 +2,7 @@
 //! issues for what cannot be programmed.
 
 use ironlb_driver::LbSpec;
-use ironlb_runtime::api::{NetworkInterface, Object};
+use ironlb_runtime::api::{NetworkInterface, Object, ObjectKey};
 use ironlb_runtime::controller::{desired_specs, routing_for};
 use ironlb_runtime::example;
 use ironlb_runtime::manifest::{load_dir, load_str};
@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-type Key = (String, String);
+type Key = ObjectKey;
 
 fn k(name: &str) -> Key {
-    ("default".to_string(), name.to_string())
+    ObjectKey::new("default", name)
 }
 
 fn ids(pairs: &[(&str, u32)]) -> BTreeMap<Key, u32> {
@@ -47,8 +47,8 @@ fn lb_named<'a>(objs: &'a [(PathBuf, Object)], name: &str) -> &'a ironlb_runtime
         .expect("lb")
 }
 
-fn spec_of<'a>(specs: &'a [(String, LbSpec)], key: &str) -> &'a LbSpec {
-    &specs.iter().find(|(k, _)| k == key).expect("spec").1
+fn spec_of<'a>(specs: &'a [(ObjectKey, LbSpec)], key: &str) -> &'a LbSpec {
+    &specs.iter().find(|(k, _)| k.to_string() == key).expect("spec").1
 }
 
 #[test]
@@ -262,9 +262,9 @@ fn lb_without_id_is_an_issue() {
     let objs = load_valid(&text);
     let (specs, issues) = desired_specs(&objs, &ids(&[("a", 3)]), &BTreeMap::new());
     assert_eq!(specs.len(), 1);
-    assert_eq!(specs[0].0, "default/a");
+    assert_eq!(specs[0].0, k("a"));
     assert_eq!(issues.len(), 1);
-    assert_eq!(issues[0].object, "LoadBalancer default/b");
+    assert_eq!(issues[0].object.to_string(), "LoadBalancer default/b");
     assert!(issues[0].message.contains("no lb_id allocated"));
 }
 

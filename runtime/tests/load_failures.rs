@@ -151,7 +151,7 @@ fn the_daemon_reports_a_load_balancer_defined_in_two_files() {
     let err = rep
         .errors
         .iter()
-        .find(|e| e.key.1 == "twice")
+        .find(|e| e.key.name == "twice")
         .unwrap_or_else(|| panic!("the duplicate is not an error: {rep:?}"));
     assert_eq!(err.reason, "InvalidSpec");
     assert!(err.message.contains("dup-b.yaml"), "{}", err.message);

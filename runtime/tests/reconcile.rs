@@ -142,8 +142,8 @@ fn tcp_to(dst: &str, dport: u16) -> Vec<u8> {
     ironlb_runtime::cli::build_packet(&format!("tcp 10.0.0.99:40000 -> {dst}:{dport}")).unwrap()
 }
 
-fn key(name: &str) -> (String, String) {
-    ("default".to_string(), name.to_string())
+fn key(name: &str) -> ironlb_runtime::api::ObjectKey {
+    ironlb_runtime::api::ObjectKey::new("default", name)
 }
 
 #[test]

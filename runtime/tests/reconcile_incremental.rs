@@ -351,7 +351,7 @@ fn a_nic_edit_touches_only_the_load_balancers_that_select_it() {
         .unwrap();
     assert_eq!((rep.updated, rep.unchanged, rep.created), (2, 0, 0), "{rep:?}");
     let targets = |rec: &Reconciler, lb: &str| {
-        rec.status()[&("default".to_string(), lb.to_string())]
+        rec.status()[&ironlb_runtime::api::ObjectKey::new("default", lb)]
             .programmed_targets
             .clone()
     };

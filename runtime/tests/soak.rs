@@ -227,7 +227,7 @@ fn churn_with_replay_leaves_nothing_behind() {
         .state()
         .lbs
         .keys()
-        .map(|k| format!("{}/{}", k.0, k.1))
+        .map(ToString::to_string)
         .collect();
     assert_eq!(held, ["default/stable"], "allocations leaked");
     // Memory: flat within a generous bound (allocator slack, not growth with the number of syncs).

@@ -273,7 +273,10 @@ fn load_cache_from_parsed_documents_matches_load_dir() {
     assert!(o.is_empty());
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!((e[0].document, e[0].line), (Some(1), Some(6)), "{}", e[0]);
-    assert_eq!(e[0].object.as_deref(), Some("Network default/n"));
+    assert_eq!(
+        e[0].object.as_ref().map(ToString::to_string).as_deref(),
+        Some("Network default/n")
+    );
 }
 
 /// A file written twice inside one debounce window (valid, then broken) is read once the window closes: the

@@ -397,7 +397,7 @@ fn multi_document_files_and_separators() {
                 apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: b}\nspec: {vni: 2}\n";
     let (objects, errors) = load_str("multi.yaml", text);
     assert!(errors.is_empty(), "{errors:?}");
-    let names: Vec<_> = objects.iter().map(|(_, o)| o.display_name()).collect();
+    let names: Vec<_> = objects.iter().map(|(_, o)| o.object_ref().to_string()).collect();
     assert_eq!(names, ["Network default/a", "Network default/b"]);
 }
 
@@ -489,7 +489,7 @@ fn seed_iep3_loads_and_validates() {
     let Object::LoadBalancer(lb) = &valid[0].1 else {
         panic!()
     };
-    assert_eq!(lb.metadata.key(), "default/my-load-balancer");
+    assert_eq!(lb.metadata.key().to_string(), "default/my-load-balancer");
     assert_eq!(lb.spec.lb_type, Some(LoadBalancerType::Public));
     assert_eq!(lb.spec.ip_families, [IpFamily::IPv4, IpFamily::IPv6]);
     assert_eq!(lb.spec.ports[1].port_end, Some(2048));
@@ -521,7 +521,7 @@ fn seed_iep8_loads_and_validates() {
     let Object::LoadBalancer(lb) = &valid[0].1 else {
         panic!()
     };
-    assert_eq!(lb.metadata.key(), "default/my-loadbalancer");
+    assert_eq!(lb.metadata.key().to_string(), "default/my-loadbalancer");
     assert_eq!(lb.spec.lb_type, Some(LoadBalancerType::Internal));
     assert_eq!(lb.spec.ips[0].ip.as_deref(), Some("10.0.0.1"));
     assert_eq!(lb.spec.ips[1].prefix_ref(), Some("my-lb-prefix-v6"));

@@ -236,7 +236,10 @@ fn control_and_bidi_characters_never_reach_the_output() {
         }],
     };
     let mut all = std::collections::BTreeMap::new();
-    all.insert(("default".to_string(), status.name.clone()), status);
+    all.insert(
+        ironlb_runtime::api::ObjectKey::new("default", status.name.clone()),
+        status,
+    );
     let out = ironlb_runtime::ops::status(&all, ironlb_runtime::ops::Format::Table);
     assert_eq!(out.lines().count(), 4, "{out}");
     assert!(out.starts_with("default/lb\\u{a}fake/lb  lb_id 1  Ready\\u{202e}  lb_id -  NOT READY (InvalidSpec: bad\\u{d}\\u{a}fake  Ready)\n"), "{out}");

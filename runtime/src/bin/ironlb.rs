@@ -360,8 +360,8 @@ fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
         }
         for e in &p.report.errors {
             eprintln!(
-                "ironlb: warning: LoadBalancer {}/{}: {}: {}",
-                e.key.0, e.key.1, e.reason, e.message
+                "ironlb: warning: LoadBalancer {}: {}: {}",
+                e.key, e.reason, e.message
             );
         }
     }

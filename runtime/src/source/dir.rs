@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde::Deserialize;
 
-use super::read::{read_manifest, FileKind, ReadError};
 use super::{FileError, Snapshot, Source, SourceError, SourceFile};
+pub use ironlb_api::read::is_manifest_name;
+use ironlb_api::read::{read_manifest, FileKind, ReadError};
 
 /// Default quiet period before a burst of events is treated as settled.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -423,18 +424,6 @@ fn relevant(ev: &notify::Result<notify::Event>) -> bool {
         Ok(ev) => !matches!(ev.kind, EventKind::Access(_)),
         Err(_) => true,
     }
-}
-
-/// `*.yaml` / `*.yml` (any case), not a dotfile, not an editor temporary.
-pub fn is_manifest_name(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') {
-        return false;
-    }
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with(".yaml") || lower.ends_with(".yml")
 }
 
 /// Parse every `---` document; empty documents are dropped.

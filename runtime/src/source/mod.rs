@@ -41,7 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod dir;
-pub mod read;
+/// Reading one manifest file safely (`ironlb_api::read`).
+pub use ironlb_api::read;
 
 pub use dir::DirSource;
 

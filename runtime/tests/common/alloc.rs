@@ -6,10 +6,10 @@ use ironlb_runtime::api::IpFamily;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub type Key = (String, String);
+pub type Key = ironlb_runtime::api::ObjectKey;
 
 pub fn key(name: &str) -> Key {
-    ("default".to_string(), name.to_string())
+    Key::new("default", name)
 }
 
 pub fn pools(v: &[&str]) -> Pools {

@@ -5,13 +5,13 @@
 //! the others from the valid set; an object that references a bad or missing one is itself rejected (the reference
 //! cannot be resolved). Objects are checked in input order, so of two conflicting objects the later one is rejected.
 
-use crate::api::ipam::parse_cidr;
-use crate::api::{
-    IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
-    NetworkInterfaceState, Object, Prefix, Protocol,
-};
-use crate::manifest::Loaded;
+use crate::load::Loaded;
 use crate::printable::printable;
+use crate::types::ipam::parse_cidr;
+use crate::types::{
+    IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
+    NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -28,8 +28,8 @@ pub const MAX_VNI: i64 = 0xFF_FFFF;
 pub struct ValidationError {
     /// File the object came from.
     pub file: PathBuf,
-    /// `Kind namespace/name`.
-    pub object: String,
+    /// The object.
+    pub object: ObjectRef,
     /// Field path, e.g. `spec.ports[1].portEnd`.
     pub field: String,
     /// What is wrong.
@@ -42,7 +42,7 @@ impl fmt::Display for ValidationError {
             f,
             "{}: {}: {}: {}",
             printable(&self.file.to_string_lossy()),
-            printable(&self.object),
+            printable(&self.object.to_string()),
             printable(&self.field),
             printable(&self.message)
         )
@@ -69,9 +69,9 @@ impl fmt::Display for VipDomain {
     }
 }
 
-type Key = (String, String);
-/// The literal addresses of NetworkInterfaces, by VNI: `(VNI, address)` -> `NetworkInterface namespace/name`.
-type NicIps = BTreeMap<(u32, IpAddr), String>;
+type Key = ObjectKey;
+/// The literal addresses of NetworkInterfaces, by VNI: `(VNI, address)` -> the NetworkInterface.
+type NicIps = BTreeMap<(u32, IpAddr), ObjectRef>;
 /// A field path and the IP family found there.
 type FieldFamily = (String, IpFamily);
 
@@ -86,7 +86,7 @@ impl Ctx<'_> {
         self.bad[i] = true;
         self.errors.push(ValidationError {
             file: self.objects[i].0.clone(),
-            object: self.objects[i].1.display_name(),
+            object: self.objects[i].1.object_ref(),
             field: field.into(),
             message: message.into(),
         });
@@ -100,8 +100,8 @@ enum Ref<T> {
     Valid(T),
 }
 
-fn lookup<T: Clone>(map: &BTreeMap<Key, Option<T>>, ns: &str, name: &str) -> Ref<T> {
-    match map.get(&(ns.to_string(), name.to_string())) {
+fn lookup<T: Clone>(map: &BTreeMap<Key, Option<T>>, key: &ObjectKey) -> Ref<T> {
+    match map.get(key) {
         None => Ref::Missing,
         Some(None) => Ref::Invalid,
         Some(Some(v)) => Ref::Valid(v.clone()),
@@ -134,7 +134,7 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
         errors: Vec::new(),
     };
     // Names: Kubernetes' rules, unique per kind and namespace; labels: Kubernetes' rules.
-    let mut seen: BTreeMap<(Kind, String, String), usize> = BTreeMap::new();
+    let mut seen: BTreeMap<ObjectRef, usize> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         let m = o.metadata();
         check_labels(&mut cx, i, "metadata.labels", &m.labels);
@@ -145,11 +145,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
             cx.err(i, "metadata.name", why);
             continue;
         }
-        let k = (o.kind(), m.namespace().to_string(), m.name.clone());
+        let k = o.object_ref();
         if let Some(&first) = seen.get(&k) {
             let msg = format!(
                 "duplicate {} (first defined in {})",
-                o.display_name(),
+                o.object_ref(),
                 objects[first].0.display()
             );
             cx.err(i, "metadata.name", msg);
@@ -157,11 +157,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
             seen.insert(k, i);
         }
     }
-    let key = |o: &Object| (o.metadata().namespace().to_string(), o.metadata().name.clone());
+    let key = |o: &Object| o.key();
 
     // Networks: key -> VNI when valid.
     let mut networks: BTreeMap<Key, Option<u32>> = BTreeMap::new();
-    let mut vnis: BTreeMap<u32, String> = BTreeMap::new();
+    let mut vnis: BTreeMap<u32, ObjectRef> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Network(n) = o {
             let vni = check_network(&mut cx, i, n, &mut vnis);
@@ -196,7 +196,7 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     }
     // Load balancers: key -> network name (`None`: the LoadBalancer is invalid).
     let mut lbs: BTreeMap<Key, Option<Option<String>>> = BTreeMap::new();
-    let mut vips: BTreeMap<(VipDomain, IpAddr), String> = BTreeMap::new();
+    let mut vips: BTreeMap<(VipDomain, IpAddr), ObjectRef> = BTreeMap::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::LoadBalancer(lb) = o {
             check_lb(&mut cx, i, lb, &networks, &prefixes, &nic_ips, &mut vips);
@@ -223,7 +223,12 @@ fn check_labels(cx: &mut Ctx<'_>, i: usize, field: &str, labels: &BTreeMap<Strin
     }
 }
 
-fn check_network(cx: &mut Ctx<'_>, i: usize, n: &Network, vnis: &mut BTreeMap<u32, String>) -> Option<u32> {
+fn check_network(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    n: &Network,
+    vnis: &mut BTreeMap<u32, ObjectRef>,
+) -> Option<u32> {
     let Some(vni) = n.spec.vni else {
         cx.err(i, "spec.vni", "required (ironlb extension: the Network's VNI)");
         return None;
@@ -237,7 +242,7 @@ fn check_network(cx: &mut Ctx<'_>, i: usize, n: &Network, vnis: &mut BTreeMap<u3
         cx.err(i, "spec.vni", format!("VNI {vni} already used by {other}"));
         return None;
     }
-    vnis.insert(vni, format!("Network {}", n.metadata.key()));
+    vnis.insert(vni, n.metadata.key().of(Kind::Network));
     Some(vni)
 }
 
@@ -273,23 +278,23 @@ fn check_network_ref(
     cx: &mut Ctx<'_>,
     i: usize,
     field: &str,
-    r: Option<&crate::api::LocalObjectReference>,
+    r: Option<&crate::types::LocalObjectReference>,
     networks: &BTreeMap<Key, Option<u32>>,
 ) -> Option<u32> {
-    let ns = cx.objects[i].1.metadata().namespace().to_string();
+    let me = cx.objects[i].1.key();
     match r {
         None => cx.err(i, field, "required"),
         Some(r) if r.name.is_empty() => cx.err(i, format!("{field}.name"), "must not be empty"),
-        Some(r) => match lookup(networks, &ns, &r.name) {
+        Some(r) => match lookup(networks, &me.sibling(r.name.clone())) {
             Ref::Missing => cx.err(
                 i,
                 format!("{field}.name"),
-                format!("unknown Network {ns}/{}", r.name),
+                format!("unknown Network {}", me.sibling(r.name.clone())),
             ),
             Ref::Invalid => cx.err(
                 i,
                 format!("{field}.name"),
-                format!("Network {ns}/{} is invalid", r.name),
+                format!("Network {} is invalid", me.sibling(r.name.clone())),
             ),
             Ref::Valid(v) => return Some(v),
         },
@@ -315,7 +320,7 @@ fn check_ip_sources(
     ips: &[IpSource],
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
 ) -> (Vec<(String, IpAddr)>, Vec<FieldFamily>) {
-    let ns = cx.objects[i].1.metadata().namespace().to_string();
+    let me = cx.objects[i].1.key();
     let (mut literals, mut ephemeral) = (Vec::new(), Vec::new());
     for (j, src) in ips.iter().enumerate() {
         let f = format!("{field}[{j}]");
@@ -330,9 +335,9 @@ fn check_ip_sources(
                 let f = format!("{f}.ephemeral.prefixTemplate.spec.prefixRef.name");
                 match src.prefix_ref() {
                     None | Some("") => cx.err(i, f, "required"),
-                    Some(name) => match lookup(prefixes, &ns, name) {
-                        Ref::Missing => cx.err(i, f, format!("unknown Prefix {ns}/{name}")),
-                        Ref::Invalid => cx.err(i, f, format!("Prefix {ns}/{name} is invalid")),
+                    Some(name) => match lookup(prefixes, &me.sibling(name)) {
+                        Ref::Missing => cx.err(i, f, format!("unknown Prefix {}", me.sibling(name))),
+                        Ref::Invalid => cx.err(i, f, format!("Prefix {} is invalid", me.sibling(name))),
                         Ref::Valid((net, _)) => ephemeral.push((f, IpFamily::of(&net))),
                     },
                 }
@@ -363,7 +368,7 @@ fn check_nic(
         for (_, ip) in ips {
             nic_ips
                 .entry((vni, ip))
-                .or_insert_with(|| format!("NetworkInterface {}", n.metadata.key()));
+                .or_insert_with(|| n.metadata.key().of(Kind::NetworkInterface));
         }
     }
     if let Some(NetworkInterfaceState::Unknown(s)) = &n.status.state {
@@ -406,7 +411,7 @@ fn check_lb(
     networks: &BTreeMap<Key, Option<u32>>,
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
     nic_ips: &NicIps,
-    vips: &mut BTreeMap<(VipDomain, IpAddr), String>,
+    vips: &mut BTreeMap<(VipDomain, IpAddr), ObjectRef>,
 ) {
     let s = &lb.spec;
     match &s.lb_type {
@@ -584,7 +589,7 @@ fn check_lb(
         (Some(LoadBalancerType::Internal), Some(v)) => VipDomain::Vni(v),
         _ => return,
     };
-    let me = format!("LoadBalancer {}", lb.metadata.key());
+    let me = lb.metadata.key().of(Kind::LoadBalancer);
     let mut mine = BTreeSet::new();
     for (f, ip) in literals.iter().chain(&status) {
         if !mine.insert(*ip) {
@@ -622,21 +627,13 @@ fn check_routing(
     nics: &BTreeMap<Key, Option<(Option<String>, String)>>,
     lbs: &BTreeMap<Key, Option<Option<String>>>,
 ) {
-    let ns = r.metadata.namespace().to_string();
+    let me = r.metadata.key();
     check_network_ref(cx, i, "networkRef", r.network_ref.as_ref(), networks);
     let net = r.network_ref.as_ref().map(|n| n.name.clone());
-    match lbs.get(&(ns.clone(), r.metadata.name.clone())) {
-        None => cx.err(
-            i,
-            "metadata.name",
-            format!("no LoadBalancer {ns}/{}", r.metadata.name),
-        ),
+    match lbs.get(&me) {
+        None => cx.err(i, "metadata.name", format!("no LoadBalancer {me}")),
         // A routing of an invalid LoadBalancer is rejected with it, as every reference to a bad object is.
-        Some(None) => cx.err(
-            i,
-            "metadata.name",
-            format!("LoadBalancer {ns}/{} is invalid", r.metadata.name),
-        ),
+        Some(None) => cx.err(i, "metadata.name", format!("LoadBalancer {me} is invalid")),
         Some(Some(lb_net)) if net.is_some() && *lb_net != net => {
             let msg = format!(
                 "{} differs from the LoadBalancer's networkRef",
@@ -661,16 +658,13 @@ fn check_routing(
             );
             continue;
         }
-        match lookup(nics, &ns, &d.name) {
-            Ref::Missing => cx.err(
-                i,
-                format!("{f}.name"),
-                format!("unknown NetworkInterface {ns}/{}", d.name),
-            ),
+        let nic = me.sibling(d.name.clone());
+        match lookup(nics, &nic) {
+            Ref::Missing => cx.err(i, format!("{f}.name"), format!("unknown NetworkInterface {nic}")),
             Ref::Invalid => cx.err(
                 i,
                 format!("{f}.name"),
-                format!("NetworkInterface {ns}/{} is invalid", d.name),
+                format!("NetworkInterface {nic} is invalid"),
             ),
             Ref::Valid((uid, nic_net)) => {
                 if let (Some(want), Some(have)) = (&d.uid, &uid) {
@@ -686,7 +680,7 @@ fn check_routing(
                     cx.err(
                         i,
                         format!("{f}.name"),
-                        format!("NetworkInterface {ns}/{} is in Network {nic_net}", d.name),
+                        format!("NetworkInterface {nic} is in Network {nic_net}"),
                     );
                 }
             }

@@ -1,5 +1,6 @@
 //! Object metadata and references.
 
+use super::ObjectKey;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -31,8 +32,8 @@ impl ObjectMeta {
     }
 
     /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace(), self.name)
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(self.namespace(), self.name.clone())
     }
 }
 

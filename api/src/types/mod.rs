@@ -7,12 +7,14 @@
 //! bad value is reported with its field path instead of failing the whole document. ironlb's own schema extensions
 //! (`Network.spec.vni`, `NetworkInterface.status.underlayAddress`) are documented in `docs/api.md`.
 
+pub mod ident;
 pub mod ipam;
 pub mod loadbalancer;
 pub mod meta;
 pub mod network;
 pub mod selector;
 
+pub use ident::{DocumentId, Kind, ObjectKey, ObjectRef, IPAM_V1ALPHA1, NETWORKING_V1ALPHA1};
 pub use ipam::{Prefix, PrefixSpec};
 pub use loadbalancer::{
     EphemeralPrefixSource, IpFamily, IpSource, LoadBalancer, LoadBalancerPort, LoadBalancerRouting,
@@ -25,59 +27,6 @@ pub use network::{
     NetworkSpec,
 };
 pub use selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
-
-use std::fmt;
-
-/// API group/version of the networking types.
-pub const NETWORKING_V1ALPHA1: &str = "networking.ironcore.dev/v1alpha1";
-/// API group/version of the IPAM types.
-pub const IPAM_V1ALPHA1: &str = "ipam.ironcore.dev/v1alpha1";
-
-/// The kinds ironlb reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// `networking.ironcore.dev/v1alpha1` `LoadBalancer`.
-    LoadBalancer,
-    /// `networking.ironcore.dev/v1alpha1` `LoadBalancerRouting`.
-    LoadBalancerRouting,
-    /// `networking.ironcore.dev/v1alpha1` `Network`.
-    Network,
-    /// `networking.ironcore.dev/v1alpha1` `NetworkInterface`.
-    NetworkInterface,
-    /// `ipam.ironcore.dev/v1alpha1` `Prefix`.
-    Prefix,
-}
-
-impl Kind {
-    /// The kind for an apiVersion and kind, if ironlb reads it.
-    pub fn from_type_meta(api_version: &str, kind: &str) -> Option<Kind> {
-        match (api_version, kind) {
-            (NETWORKING_V1ALPHA1, "LoadBalancer") => Some(Kind::LoadBalancer),
-            (NETWORKING_V1ALPHA1, "LoadBalancerRouting") => Some(Kind::LoadBalancerRouting),
-            (NETWORKING_V1ALPHA1, "Network") => Some(Kind::Network),
-            (NETWORKING_V1ALPHA1, "NetworkInterface") => Some(Kind::NetworkInterface),
-            (IPAM_V1ALPHA1, "Prefix") => Some(Kind::Prefix),
-            _ => None,
-        }
-    }
-
-    /// The kind's name as written in `kind:`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::LoadBalancer => "LoadBalancer",
-            Kind::LoadBalancerRouting => "LoadBalancerRouting",
-            Kind::Network => "Network",
-            Kind::NetworkInterface => "NetworkInterface",
-            Kind::Prefix => "Prefix",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One API object of a kind ironlb reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,8 +66,16 @@ impl Object {
         }
     }
 
-    /// `Kind namespace/name`, as used in error messages.
-    pub fn display_name(&self) -> String {
-        format!("{} {}", self.kind(), self.metadata().key())
+    /// The object's `namespace/name`.
+    pub fn key(&self) -> ObjectKey {
+        self.metadata().key()
+    }
+
+    /// `Kind namespace/name`.
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            kind: self.kind(),
+            key: self.key(),
+        }
     }
 }

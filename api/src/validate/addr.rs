@@ -1,7 +1,7 @@
 //! Which addresses may be VIPs, underlay addresses and Prefixes (issue 12 item 4): validation fails closed on
 //! addresses a device must never answer for or send to.
 
-use crate::api::ipam::cidr_contains;
+use crate::types::ipam::cidr_contains;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Blocks no VIP may come from, with the reason given in errors.
