@@ -226,7 +226,10 @@ fn scrape(addr: SocketAddr) -> std::io::Result<String> {
     )?;
     let mut body = String::new();
     s.take(16 << 20).read_to_string(&mut body)?;
-    if !body.starts_with("HTTP/1.") || !body.split_whitespace().nth(1).is_some_and(|c| c == "200") {
+    let status = body
+        .strip_prefix("HTTP/1.")
+        .and_then(|r| r.split_whitespace().nth(1));
+    if status != Some("200") {
         return Err(std::io::Error::other(format!(
             "unexpected answer {:?}",
             body.lines().next().unwrap_or("")
