@@ -691,7 +691,7 @@ fn run(cli: Cli) -> Result<()> {
             let checks = doctor::run(&doctor::Inputs {
                 config: loaded,
                 settings: file.overlay(settings),
-                roots: ironlb_driver::vfio::VfioRoots::default(),
+                roots: ironlb_driver::VfioRoots::default(),
             });
             out!("{}", doctor::render(&checks).trim_end());
             let failed = checks
@@ -792,7 +792,7 @@ fn run(cli: Cli) -> Result<()> {
 /// `ironlb device bind`: the named device, or the config's vfio backend.
 fn device_bind(device: Option<String>, config: Option<PathBuf>, group: Option<String>) -> Result<()> {
     use ironlb_runtime::host::bind::{self, BindError, Selector};
-    let roots = ironlb_driver::vfio::VfioRoots::default();
+    let roots = ironlb_driver::VfioRoots::default();
     let sel: Selector = match (&device, &config) {
         (Some(d), _) => d.parse().map_err(bad)?,
         (None, Some(p)) => match RunSettings::load(p).map_err(bad)?.backend {

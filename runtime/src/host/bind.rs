@@ -1,9 +1,9 @@
 //! `ironlb device bind`: hands a NIC function to vfio-pci (docs/operations.md §3) through `driver_override`, then
-//! runs the driver's own pre-checks ([`ironlb_driver::vfio::precheck`]) so that what is still wrong (IOMMU off,
+//! runs the driver's own pre-checks ([`ironlb_driver::precheck`]) so that what is still wrong (IOMMU off,
 //! group not viable, device nodes missing) is reported as the daemon would report it. The sysfs and devfs roots are
 //! parameters ([`VfioRoots`]) so every step is tested against a fake tree.
 
-use ironlb_driver::vfio::{precheck, Checked, PciAddress, VfioError, VfioRoots};
+use ironlb_driver::{precheck, Checked, PciAddress, VfioError, VfioRoots};
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use crate::backend::BackendSpec;
 use crate::config::RunSettings;
 use crate::daemon::{self, Request};
 use crate::ops::Format;
-use ironlb_driver::vfio::{precheck, PciAddress, VfioRoots};
+use ironlb_driver::{precheck, PciAddress, VfioRoots};
 use ironlb_sim::DeviceConfig;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,6 @@
 //! A fake `/sys` + `/dev` tree for the host checks' tests.
 
-use ironlb_driver::vfio::VfioRoots;
+use ironlb_driver::VfioRoots;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
