@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod controller;
 pub mod daemon;
 pub mod example;
