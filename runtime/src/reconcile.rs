@@ -23,7 +23,7 @@
 
 use crate::alloc::{AllocError, Allocator};
 use crate::api::{DocumentId, ObjectKey, ObjectRef};
-use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object};
+use crate::api::{LoadBalancer, LoadBalancerRouting, Object};
 use crate::backoff::BACKOFF;
 use crate::clock::{rfc3339, SharedClock};
 use crate::control::plan::{plan, Observed, Op, RemoveReason};
@@ -31,7 +31,8 @@ use crate::controller::desired_refs;
 use crate::manifest::{LoadError, Loaded};
 use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
 use crate::store::{FileChange, Store};
-use crate::validate::validate_refs;
+use crate::validate::{validate_parsed, validate_refs, LbParsed, Validated, VipDomain};
+use ipnet::IpNet;
 use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::LbKey;
@@ -561,7 +562,11 @@ impl Reconciler {
         report: &mut SyncReport,
         load_errors: &[LoadError],
     ) -> Result<(), ReconcileError> {
-        let (mask, verrs) = validate_refs(objects);
+        let Validated {
+            valid: mask,
+            errors: verrs,
+            parsed,
+        } = validate_parsed(objects);
         let valid: Vec<&(PathBuf, Object)> = objects
             .iter()
             .zip(&mask)
@@ -731,16 +736,6 @@ impl Reconciler {
 
         // 3. Allocation, one durable batch, before anything is programmed.
         let valid_lbs: Vec<&LoadBalancer> = present.values().flatten().copied().collect();
-        let prefixes: BTreeMap<ObjectKey, (IpAddr, u8)> = valid
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Object::Prefix(p) => Some((
-                    p.metadata.key(),
-                    crate::api::ipam::parse_cidr(p.spec.prefix.as_deref()?)?,
-                )),
-                _ => None,
-            })
-            .collect();
         let alloc_failed = self.alloc.batch(|a| {
             for k in &released {
                 a.release(k)?;
@@ -748,7 +743,10 @@ impl Reconciler {
             let mut failed: BTreeMap<ObjectKey, AllocError> = BTreeMap::new();
             for lb in &valid_lbs {
                 let key = key_of(lb);
-                if let Err(e) = allocate(a, &key, lb, &prefixes) {
+                let Some(p) = parsed.load_balancers.get(&key) else {
+                    continue;
+                };
+                if let Err(e) = allocate(a, &key, p, &parsed.prefixes) {
                     if matches!(e, AllocError::Io { .. } | AllocError::Corrupt { .. }) {
                         return Err(e);
                     }
@@ -775,7 +773,7 @@ impl Reconciler {
                 _ => true,
             })
             .collect();
-        let d = desired_refs(&usable, &lb_ids, &allocated);
+        let d = desired_refs(&usable, &parsed, &lb_ids, &allocated);
         let mut lb_issues: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for (k, i) in &d.issues {
             lb_issues.entry(k.clone()).or_default().push(i.message.clone());
@@ -1093,29 +1091,25 @@ fn key_of(lb: &LoadBalancer) -> ObjectKey {
 fn allocate(
     a: &mut Allocator,
     key: &ObjectKey,
-    lb: &LoadBalancer,
-    prefixes: &BTreeMap<ObjectKey, (IpAddr, u8)>,
+    lb: &LbParsed,
+    prefixes: &BTreeMap<ObjectKey, IpNet>,
 ) -> Result<(), AllocError> {
     a.lb_id(key)?;
     // status.ips records an earlier allocation (another host, a lost state file): honour it when still free.
-    let recorded: Vec<IpAddr> = lb.status.ips.iter().filter_map(|s| s.ip.parse().ok()).collect();
-    match lb.spec.lb_type {
-        Some(LoadBalancerType::Public) => {
-            let families: Vec<IpFamily> = lb.spec.ip_families.clone();
-            a.public_ips_preferring(key, &families, &recorded)?;
+    let recorded = &lb.status_ips;
+    match lb.domain {
+        VipDomain::Public => {
+            a.public_ips_preferring(key, &lb.families, recorded)?;
             a.retain_prefix_ips(key, &BTreeSet::new())?;
         }
-        _ => {
+        VipDomain::Vni(_) => {
             a.public_ips(key, &[])?;
             let mut live = BTreeSet::new();
-            for src in &lb.spec.ips {
-                if let Some(p) = src.prefix_ref() {
-                    let pk = key.sibling(p);
-                    if let Some(&cidr) = prefixes.get(&pk) {
-                        a.prefix_ip_preferring(key, &pk, cidr, &recorded)?;
-                    }
-                    live.insert(pk);
+            for pk in &lb.prefixes {
+                if let Some(net) = prefixes.get(pk) {
+                    a.prefix_ip_preferring(key, pk, (net.addr(), net.prefix_len()), recorded)?;
                 }
+                live.insert(pk.clone());
             }
             a.retain_prefix_ips(key, &live)?;
         }
