@@ -1107,7 +1107,7 @@ fn allocate(
             let mut live = BTreeSet::new();
             for pk in &lb.prefixes {
                 if let Some(net) = prefixes.get(pk) {
-                    a.prefix_ip_preferring(key, pk, (net.addr(), net.prefix_len()), recorded)?;
+                    a.prefix_ip_preferring(key, pk, *net, recorded)?;
                 }
                 live.insert(pk.clone());
             }
