@@ -176,12 +176,12 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
         }
     }
     // Prefixes: key -> (net, len) when valid.
-    let mut prefixes: BTreeMap<Key, Option<(IpAddr, u8)>> = BTreeMap::new();
+    let mut prefixes: BTreeMap<Key, Option<IpNet>> = BTreeMap::new();
     let mut found_prefixes: Vec<(usize, IpNet)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Prefix(p) = o {
             let net = check_prefix(&mut cx, i, p);
-            found_prefixes.extend(net.and_then(|(a, l)| Some((i, IpNet::new(a, l).ok()?))));
+            found_prefixes.extend(net.map(|n| (i, n)));
             prefixes
                 .entry(key(o))
                 .or_insert(if cx.bad[i] { None } else { net });
@@ -278,16 +278,16 @@ fn check_network(
     Some(vni)
 }
 
-fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> {
+fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<IpNet> {
     let Some(s) = &p.spec.prefix else {
         cx.err(i, "spec.prefix", "required");
         return None;
     };
-    let Some((net, len)) = parse_cidr(s) else {
+    let Some(net) = parse_cidr(s) else {
         cx.err(i, "spec.prefix", format!("invalid CIDR {s:?}"));
         return None;
     };
-    if let Some(why) = addr::prefix_problem(net, len) {
+    if let Some(why) = addr::prefix_problem(net) {
         cx.err(i, "spec.prefix", why);
         return None;
     }
@@ -297,12 +297,12 @@ fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> 
             "spec.ipFamily",
             format!("unknown IP family {f:?} (expected IPv4 or IPv6)"),
         ),
-        Some(f) if *f != IpFamily::of(&net) => {
+        Some(f) if *f != IpFamily::of(&net.addr()) => {
             cx.err(i, "spec.ipFamily", format!("{f} does not match prefix {s}"))
         }
         _ => {}
     }
-    Some((net, len))
+    Some(net)
 }
 
 /// Resolves a networkRef at `field`; returns the VNI when the Network is valid.
@@ -350,7 +350,7 @@ fn check_ip_sources(
     i: usize,
     field: &str,
     ips: &[IpSource],
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
 ) -> (Vec<(String, IpAddr)>, Vec<FieldFamily>) {
     let me = cx.objects[i].1.key();
     let (mut literals, mut ephemeral) = (Vec::new(), Vec::new());
@@ -370,7 +370,7 @@ fn check_ip_sources(
                     Some(name) => match lookup(prefixes, &me.sibling(name)) {
                         Ref::Missing => cx.err(i, f, format!("unknown Prefix {}", me.sibling(name))),
                         Ref::Invalid => cx.err(i, f, format!("Prefix {} is invalid", me.sibling(name))),
-                        Ref::Valid((net, _)) => ephemeral.push((f, IpFamily::of(&net), me.sibling(name))),
+                        Ref::Valid(net) => ephemeral.push((f, IpFamily::of(&net.addr()), me.sibling(name))),
                     },
                 }
             }
@@ -385,7 +385,7 @@ fn check_nic(
     i: usize,
     n: &NetworkInterface,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
     nic_ips: &mut NicIps,
 ) -> Option<Ipv6Addr> {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
@@ -438,7 +438,7 @@ fn check_lb(
     i: usize,
     lb: &LoadBalancer,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
     nic_ips: &NicIps,
     vips: &mut BTreeMap<(VipDomain, IpAddr), ObjectRef>,
 ) -> Option<LbParsed> {
