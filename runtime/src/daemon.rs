@@ -262,6 +262,9 @@ pub enum Request {
         table: String,
         /// Output format.
         format: Format,
+        /// Filters of `--table flows`.
+        #[serde(default)]
+        flows: ops::FlowFilter,
     },
     /// Counters.
     Stats {
@@ -376,7 +379,7 @@ impl Shared {
                 }
                 Ok(out)
             }
-            Request::Dump { table, format } => ops::dump(view, table, *format),
+            Request::Dump { table, format, flows } => ops::dump(view, table, *format, flows),
             Request::Stats { format } => ops::stats(view, *format),
             Request::Trace {
                 ingress,
@@ -1104,6 +1107,10 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
         .iter()
         .map(|r| (r.name(), stats.drops.get(r.name()).copied().unwrap_or(0)))
         .collect();
+    out.flows = stats
+        .flows
+        .map(|f| f.named().map(|(c, n)| (c.name(), n)).to_vec())
+        .unwrap_or_default();
     out.tables = stats
         .tables
         .iter()
@@ -1112,6 +1119,7 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
                 "lb" => "lb",
                 "range" => "range",
                 "target" => "target",
+                "flow" => "flow",
                 _ => "bucket",
             },
             used: t.used,
