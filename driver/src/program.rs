@@ -276,7 +276,9 @@ impl Device {
             let log2 = array_log2(c.bucket_log2_min, c.bucket_log2_max);
             Some((self.alloc(txn, TableId::Bucket, 1 << log2, 1 << log2)?, log2))
         };
-        let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, &spec.targets, l));
+        let slots = array.map_or(Vec::new(), |(_, l)| {
+            Self::array_for(&target_index, &spec.targets, l)
+        });
         let mut cmds = Vec::new();
         cmds.extend(Self::ranges_cmd(range, &spec.ranges));
         for (t, &i) in &target_index {
@@ -363,8 +365,10 @@ impl Device {
             });
         st.array_checked = true;
         let mut removed_targets = Vec::new();
-        let (new_all, old_all): (BTreeSet<Ipv6Addr>, BTreeSet<Ipv6Addr>) =
-            (spec.entries().copied().collect(), old.spec.entries().copied().collect());
+        let (new_all, old_all): (BTreeSet<Ipv6Addr>, BTreeSet<Ipv6Addr>) = (
+            spec.entries().copied().collect(),
+            old.spec.entries().copied().collect(),
+        );
         if spec.targets != old.spec.targets || new_all != old_all || foreign_array {
             if foreign_array {
                 tracing::info!(
@@ -382,7 +386,9 @@ impl Device {
             }
             let new_log2 =
                 (!spec.targets.is_empty()).then(|| array_log2(c.bucket_log2_min, c.bucket_log2_max));
-            let new_slots = new_log2.map_or(Vec::new(), |l| Self::array_for(&st.target_index, &spec.targets, l));
+            let new_slots = new_log2.map_or(Vec::new(), |l| {
+                Self::array_for(&st.target_index, &spec.targets, l)
+            });
             let in_place = match (old.array, new_log2) {
                 (Some((b, l)), Some(nl)) if l == nl => {
                     let changed: Vec<usize> = (0..new_slots.len())

@@ -207,15 +207,27 @@ fn a_draining_target_keeps_its_flows_gets_no_new_ones_and_survives_adoption() {
     dev.set_flow_table(&FlowConfig::default()).unwrap();
     dev.apply(&lb([1, 2, 3])).unwrap();
     let before: BTreeMap<u32, Ipv6Addr> = (0..150).map(|i| (i, send(&model, i))).collect();
-    let on_3: Vec<u32> = before.iter().filter(|(_, t)| **t == ul(3)).map(|(i, _)| *i).collect();
+    let on_3: Vec<u32> = before
+        .iter()
+        .filter(|(_, t)| **t == ul(3))
+        .map(|(i, _)| *i)
+        .collect();
     assert!(!on_3.is_empty());
     let mut draining = lb([1, 2]);
     draining.draining = [ul(3)].into();
     dev.apply(&draining).unwrap();
     let index_3 = dev.lb_state(1).unwrap().target_index[&ul(3)];
-    assert!(!dev.lb_state(1).unwrap().slots.contains(&index_3), "a draining target has no slot");
+    assert!(
+        !dev.lb_state(1).unwrap().slots.contains(&index_3),
+        "a draining target has no slot"
+    );
     for (&i, &t) in &before {
-        assert_eq!(send(&model, i), t, "flow {i} kept its target while {} drains", ul(3));
+        assert_eq!(
+            send(&model, i),
+            t,
+            "flow {i} kept its target while {} drains",
+            ul(3)
+        );
     }
     for i in 1000..1300 {
         assert_ne!(send(&model, i), ul(3), "new flow {i} went to the draining target");
@@ -227,7 +239,11 @@ fn a_draining_target_keeps_its_flows_gets_no_new_ones_and_survives_adoption() {
     assert_eq!(again.lb_state(1).unwrap().target_index[&ul(3)], index_3);
     // Draining done: the target goes and its flows are flushed, then re-learned onto the serving targets.
     again.apply(&lb([1, 2])).unwrap();
-    assert!(again.read_flows().unwrap().iter().all(|(_, e)| e.target != index_3));
+    assert!(again
+        .read_flows()
+        .unwrap()
+        .iter()
+        .all(|(_, e)| e.target != index_3));
     for &i in &on_3 {
         assert_ne!(send(&model, i), ul(3));
     }

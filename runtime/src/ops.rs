@@ -95,7 +95,10 @@ fn dump_flows(v: View<'_>, filter: &FlowFilter, format: Format) -> Result<String
     let flows = v.dev.read_flows()?;
     let underlay = |lb_id: u32, target: u32, dev: &Device| {
         let st = dev.lb_state(lb_id)?;
-        st.target_index.iter().find(|(_, i)| **i == target).map(|(a, _)| *a)
+        st.target_index
+            .iter()
+            .find(|(_, i)| **i == target)
+            .map(|(a, _)| *a)
     };
     let rows: Vec<FlowRow> = flows
         .into_iter()
@@ -111,7 +114,9 @@ fn dump_flows(v: View<'_>, filter: &FlowFilter, format: Format) -> Result<String
             let t = &r.entry.key.tuple;
             filter.lb.is_none_or(|lb| r.entry.key.lb_id == lb)
                 && filter.target.is_none_or(|a| r.underlay == Some(a))
-                && filter.address.is_none_or(|a| t.src.to_ip() == a || t.dst.to_ip() == a)
+                && filter
+                    .address
+                    .is_none_or(|a| t.src.to_ip() == a || t.dst.to_ip() == a)
         })
         .collect();
     Ok(match format {

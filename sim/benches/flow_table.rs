@@ -8,7 +8,9 @@
 
 use ironlb_hw::entry::Protocol;
 use ironlb_hw::regs::{FlowCounter, FLOW_CTRL, FLOW_CTRL_ENABLE};
-use ironlb_sim::testing::{install, packet, setup_ports, write_reg, LbSpec, SimpleAlloc, PORT_PUBLIC, PUBLIC};
+use ironlb_sim::testing::{
+    install, packet, setup_ports, write_reg, LbSpec, SimpleAlloc, PORT_PUBLIC, PUBLIC,
+};
 use ironlb_sim::{Device, DeviceConfig};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -90,6 +92,14 @@ fn main() {
     println!("flow table at {PINNED} pinned flows ({learned} learned, {overflow} overflow, {hits} hits over {PASSES} passes)");
     println!("  off (v1.1 pipeline)      {:>7.2} Mpps", mpps(n, t_off));
     println!("  hit-heavy (all pinned)   {:>7.2} Mpps", mpps(n, t_hit));
-    println!("  learn-heavy (all new)    {:>7.2} Mpps = learn rate {:.2} M flows/s", mpps(n, t_learn), mpps(n, t_learn));
-    println!("  bytes per flow           {:>7} (entry size; table {} MiB)", 64, DeviceConfig::default().flow_entries as usize * 64 >> 20);
+    println!(
+        "  learn-heavy (all new)    {:>7.2} Mpps = learn rate {:.2} M flows/s",
+        mpps(n, t_learn),
+        mpps(n, t_learn)
+    );
+    println!(
+        "  bytes per flow           {:>7} (entry size; table {} MiB)",
+        64,
+        (DeviceConfig::default().caps.flow_entries as usize * 64) >> 20
+    );
 }
