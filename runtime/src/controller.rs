@@ -274,9 +274,10 @@ pub fn desired_refs(
             .ports
             .iter()
             .filter_map(|p| {
-                let protocol = hw_protocol(p.protocol.as_ref()?)?;
+                // Unset protocol: TCP, as upstream (and as loading defaults it).
+                let protocol = hw_protocol(p.protocol.as_ref().unwrap_or(&Protocol::Tcp))?;
                 let low = u16::try_from(p.port).ok()?;
-                let high = u16::try_from(p.port_end.unwrap_or(p.port)).ok()?;
+                let high = u16::try_from(p.end()).ok()?;
                 Some(RangeEntry { protocol, low, high })
             })
             .collect();
