@@ -1225,8 +1225,16 @@ fn allocate(
             for src in &lb.spec.ips {
                 if let Some(p) = src.prefix_ref() {
                     let pk = key.sibling(p);
+                    // An address IPAM already filled into the template (`prefixTemplate.spec.prefix`, a cluster's
+                    // decision) comes first, then the recorded ones.
+                    let filled = src
+                        .template()
+                        .and_then(|t| t.prefix.as_deref())
+                        .and_then(crate::api::ipam::parse_cidr)
+                        .map(|(ip, _)| ip);
+                    let preferred: Vec<IpAddr> = filled.into_iter().chain(recorded.iter().copied()).collect();
                     if let Some(&cidr) = prefixes.get(&pk) {
-                        a.prefix_ip_preferring(key, &pk, cidr, &recorded)?;
+                        a.prefix_ip_preferring(key, &pk, cidr, &preferred)?;
                     }
                     live.insert(pk);
                 }
