@@ -12,13 +12,17 @@ use crate::types::{
     IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
     NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
 };
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
 pub mod addr;
 pub mod names;
+pub mod parsed;
+
+pub use parsed::{L4Protocol, LbParsed, Parsed, PortRange, VipDomain};
 
 /// Largest VNI (24 bits).
 pub const MAX_VNI: i64 = 0xFF_FFFF;
@@ -51,29 +55,11 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// The lookup domain of a VIP: the public domain, or a Network's VNI (internal load balancers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum VipDomain {
-    /// Public addresses.
-    Public,
-    /// Addresses inside the Network with this VNI.
-    Vni(u32),
-}
-
-impl fmt::Display for VipDomain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VipDomain::Public => f.write_str("the public domain"),
-            VipDomain::Vni(v) => write!(f, "VNI {v}"),
-        }
-    }
-}
-
 type Key = ObjectKey;
 /// The literal addresses of NetworkInterfaces, by VNI: `(VNI, address)` -> the NetworkInterface.
 type NicIps = BTreeMap<(u32, IpAddr), ObjectRef>;
-/// A field path and the IP family found there.
-type FieldFamily = (String, IpFamily);
+/// A field path, the IP family found there and the Prefix it comes from.
+type FieldFamily = (String, IpFamily, ObjectKey);
 
 struct Ctx<'a> {
     objects: &'a [&'a (PathBuf, Object)],
@@ -128,6 +114,23 @@ pub fn validate_mask(objects: &[(PathBuf, Object)]) -> (Vec<bool>, Vec<Validatio
 
 /// [`validate_mask`] over borrowed objects (the reconciler validates a subset of its store this way).
 pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<ValidationError>) {
+    let v = validate_parsed(objects);
+    (v.valid, v.errors)
+}
+
+/// What [`validate_parsed`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Validated {
+    /// `true` at the index of every valid object.
+    pub valid: Vec<bool>,
+    /// One error per problem.
+    pub errors: Vec<ValidationError>,
+    /// The parsed values of the valid objects, for the controller (nothing is parsed twice).
+    pub parsed: Parsed,
+}
+
+/// Validates `objects` (borrowed, as [`validate_refs`]) and returns, with the verdicts, the values it parsed.
+pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
     let mut cx = Ctx {
         objects,
         bad: vec![false; objects.len()],
@@ -162,9 +165,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     // Networks: key -> VNI when valid.
     let mut networks: BTreeMap<Key, Option<u32>> = BTreeMap::new();
     let mut vnis: BTreeMap<u32, ObjectRef> = BTreeMap::new();
+    let mut found_networks: Vec<(usize, u32)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Network(n) = o {
             let vni = check_network(&mut cx, i, n, &mut vnis);
+            found_networks.extend(vni.map(|v| (i, v)));
             networks
                 .entry(key(o))
                 .or_insert(if cx.bad[i] { None } else { vni });
@@ -172,9 +177,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     }
     // Prefixes: key -> (net, len) when valid.
     let mut prefixes: BTreeMap<Key, Option<(IpAddr, u8)>> = BTreeMap::new();
+    let mut found_prefixes: Vec<(usize, IpNet)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Prefix(p) = o {
             let net = check_prefix(&mut cx, i, p);
+            found_prefixes.extend(net.and_then(|(a, l)| Some((i, IpNet::new(a, l).ok()?))));
             prefixes
                 .entry(key(o))
                 .or_insert(if cx.bad[i] { None } else { net });
@@ -183,9 +190,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     // Network interfaces: key -> (uid, network name) when valid; their addresses per VNI.
     let mut nics: BTreeMap<Key, Option<(Option<String>, String)>> = BTreeMap::new();
     let mut nic_ips: NicIps = BTreeMap::new();
+    let mut found_underlays: Vec<(usize, Ipv6Addr)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::NetworkInterface(n) = o {
-            check_nic(&mut cx, i, n, &networks, &prefixes, &mut nic_ips);
+            let underlay = check_nic(&mut cx, i, n, &networks, &prefixes, &mut nic_ips);
+            found_underlays.extend(underlay.map(|u| (i, u)));
             let v = (
                 n.metadata.uid.clone(),
                 n.spec.network_ref.clone().unwrap_or_default().name,
@@ -197,9 +206,11 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
     // Load balancers: key -> network name (`None`: the LoadBalancer is invalid).
     let mut lbs: BTreeMap<Key, Option<Option<String>>> = BTreeMap::new();
     let mut vips: BTreeMap<(VipDomain, IpAddr), ObjectRef> = BTreeMap::new();
+    let mut found_lbs: Vec<(usize, LbParsed)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::LoadBalancer(lb) = o {
-            check_lb(&mut cx, i, lb, &networks, &prefixes, &nic_ips, &mut vips);
+            let parsed = check_lb(&mut cx, i, lb, &networks, &prefixes, &nic_ips, &mut vips);
+            found_lbs.extend(parsed.map(|p| (i, p)));
             let net = lb.spec.network_ref.as_ref().map(|r| r.name.clone());
             lbs.entry(key(o)).or_insert((!cx.bad[i]).then_some(net));
         }
@@ -209,7 +220,28 @@ pub fn validate_refs(objects: &[&(PathBuf, Object)]) -> (Vec<bool>, Vec<Validati
             check_routing(&mut cx, i, r, &networks, &nics, &lbs);
         }
     }
-    (cx.bad.iter().map(|b| !b).collect(), cx.errors)
+    // What was parsed, for the objects that stayed valid (the first definition of a key: later ones are invalid).
+    let valid: Vec<bool> = cx.bad.iter().map(|b| !b).collect();
+    let mut parsed = Parsed::default();
+    fn keep<V>(
+        map: &mut BTreeMap<ObjectKey, V>,
+        objects: &[&(PathBuf, Object)],
+        valid: &[bool],
+        found: Vec<(usize, V)>,
+    ) {
+        for (i, v) in found.into_iter().filter(|(i, _)| valid[*i]) {
+            map.entry(objects[i].1.key()).or_insert(v);
+        }
+    }
+    keep(&mut parsed.networks, objects, &valid, found_networks);
+    keep(&mut parsed.prefixes, objects, &valid, found_prefixes);
+    keep(&mut parsed.underlays, objects, &valid, found_underlays);
+    keep(&mut parsed.load_balancers, objects, &valid, found_lbs);
+    Validated {
+        valid,
+        errors: cx.errors,
+        parsed,
+    }
 }
 
 /// Label keys and values at `field` (`metadata.labels`, a selector's `matchLabels`).
@@ -338,6 +370,8 @@ struct IpSources {
     literals: Vec<(String, IpAddr)>,
     /// The family of each source, by index, when known.
     families: Vec<Option<IpFamily>>,
+    /// The parent Prefix of each valid ephemeral source.
+    prefixes: Vec<ObjectKey>,
 }
 
 /// Checks IP sources at `field`.
@@ -360,7 +394,10 @@ fn check_ip_sources(
                     IpFamily::of(&ip)
                 })
             }
-            (None, Some(_)) => check_ephemeral(cx, i, &f, src, prefixes).map(|(_, fam)| fam),
+            (None, Some(_)) => check_ephemeral(cx, i, &f, src, prefixes).map(|(_, fam, pk)| {
+                out.prefixes.push(pk);
+                fam
+            }),
             _ => {
                 cx.err(i, f, "exactly one of ip and ephemeral must be set");
                 None
@@ -455,7 +492,8 @@ fn check_ephemeral(
             None => cx.err(i, format!("{tf}.prefix"), format!("invalid CIDR {p:?}")),
         }
     }
-    Some((rf, fam))
+    let parent = me.sibling(t.parent().unwrap_or_default());
+    Some((rf, fam, parent))
 }
 
 fn check_nic(
@@ -465,7 +503,7 @@ fn check_nic(
     networks: &BTreeMap<Key, Option<u32>>,
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
     nic_ips: &mut NicIps,
-) {
+) -> Option<Ipv6Addr> {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
     let mut ips = check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes).literals;
     for (j, ip) in n.status.ips.iter().enumerate() {
@@ -488,22 +526,19 @@ fn check_nic(
             format!("unknown state {s:?} (expected Pending, Available or Error)"),
         );
     }
-    if let Some(u) = &n.status.underlay_address {
-        if let Some(ip) = parse_ip(cx, i, "status.underlayAddress", u) {
-            match ip {
-                IpAddr::V4(_) => cx.err(
-                    i,
-                    "status.underlayAddress",
-                    format!("{ip} is not an IPv6 address"),
-                ),
-                IpAddr::V6(v6) => {
-                    if let Some(why) = addr::underlay_problem(v6) {
-                        cx.err(i, "status.underlayAddress", why);
-                    }
-                }
-            }
-        }
+    let u = n.status.underlay_address.as_ref()?;
+    match parse_ip(cx, i, "status.underlayAddress", u)? {
+        ip @ IpAddr::V4(_) => cx.err(
+            i,
+            "status.underlayAddress",
+            format!("{ip} is not an IPv6 address"),
+        ),
+        IpAddr::V6(v6) => match addr::underlay_problem(v6) {
+            Some(why) => cx.err(i, "status.underlayAddress", why),
+            None => return Some(v6),
+        },
     }
+    None
 }
 
 fn range_str(p: &Protocol, lo: i64, hi: i64) -> String {
@@ -522,7 +557,7 @@ fn check_lb(
     prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
     nic_ips: &NicIps,
     vips: &mut BTreeMap<(VipDomain, IpAddr), ObjectRef>,
-) {
+) -> Option<LbParsed> {
     let s = &lb.spec;
     match &s.lb_type {
         None => cx.err(i, "spec.type", "required (Public or Internal)"),
@@ -560,6 +595,7 @@ fn check_lb(
     let IpSources {
         literals,
         families: source_families,
+        prefixes: ephemeral_prefixes,
     } = check_ip_sources(cx, i, "spec.ips", &s.ips, prefixes);
     // Upstream pairs ips and ipFamilies by position: at most one IP per family, ips[j] of family ipFamilies[j].
     for (j, fam) in source_families.iter().enumerate() {
@@ -722,7 +758,7 @@ fn check_lb(
     let domain = match (&s.lb_type, vni) {
         (Some(LoadBalancerType::Public), _) => VipDomain::Public,
         (Some(LoadBalancerType::Internal), Some(v)) => VipDomain::Vni(v),
-        _ => return,
+        _ => return None,
     };
     let me = lb.metadata.key().of(Kind::LoadBalancer);
     let mut mine = BTreeSet::new();
@@ -751,6 +787,35 @@ fn check_lb(
                 vips.insert((domain, *ip), me.clone());
             }
         }
+    }
+    let mut ports: Vec<PortRange> = ranges
+        .iter()
+        .filter_map(|(_, p, lo, hi)| {
+            Some(PortRange {
+                protocol: l4_protocol(p)?,
+                first: u16::try_from(*lo).ok()?,
+                last: u16::try_from(*hi).ok()?,
+            })
+        })
+        .collect();
+    ports.sort();
+    Some(LbParsed {
+        domain,
+        families: s.ip_families.clone(),
+        literal_ips: literals.into_iter().map(|(_, ip)| ip).collect(),
+        prefixes: ephemeral_prefixes,
+        status_ips: status.into_iter().map(|(_, ip)| ip).collect(),
+        ports,
+    })
+}
+
+/// The protocol of a port range; `None` for an unknown one (a validation error).
+fn l4_protocol(p: &Protocol) -> Option<L4Protocol> {
+    match p {
+        Protocol::Tcp => Some(L4Protocol::Tcp),
+        Protocol::Udp => Some(L4Protocol::Udp),
+        Protocol::Sctp => Some(L4Protocol::Sctp),
+        Protocol::Unknown(_) => None,
     }
 }
 

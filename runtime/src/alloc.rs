@@ -42,9 +42,8 @@ use crate::api::ObjectKey;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
@@ -437,7 +436,7 @@ impl Allocator {
     /// `PATH.tmp` from an interrupted write is removed (the file at `path` is authoritative).
     pub fn open(path: &Path, pools: Pools, lb_id_cap: u32) -> Result<Allocator, AllocError> {
         let path = path.to_path_buf();
-        let tmp = tmp_path(&path);
+        let tmp = crate::fsmode::tmp_path(&path);
         match fs::remove_file(&tmp) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -888,30 +887,12 @@ impl Allocator {
             source: io::Error::other(e),
         })?;
         bytes.push(b'\n');
-        let tmp = tmp_path(&self.path);
-        let io_tmp = |source| AllocError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        {
-            let mut f = crate::fsmode::create_file(&tmp, crate::fsmode::STATE_FILE_MODE).map_err(io_tmp)?;
-            f.write_all(&bytes).map_err(io_tmp)?;
-            f.sync_all().map_err(io_tmp)?;
-        }
-        fs::rename(&tmp, &self.path).map_err(|source| {
-            let _ = fs::remove_file(&tmp);
+        crate::fsmode::write_atomic(&self.path, &bytes, crate::fsmode::STATE_FILE_MODE).map_err(|e| {
             AllocError::Io {
-                path: self.path.clone(),
-                source,
+                path: e.path,
+                source: e.source,
             }
         })?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| AllocError::Io { path: dir, source })?;
         self.persists += 1;
         Ok(())
     }
@@ -1105,12 +1086,6 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<AllocState, AllocError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = OsString::from(path.as_os_str());
-    s.push(".tmp");
-    PathBuf::from(s)
 }
 
 fn host_mask(ip: IpAddr, len: u8) -> u128 {

@@ -192,3 +192,43 @@ mod tests {
         }
     }
 }
+
+/// `ironlb run --color`: whether text logs carry ANSI colour codes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and `NO_COLOR` is not set (never in files, journald or CI logs).
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether stderr is a terminal and whether `NO_COLOR` is set (non-empty).
+    pub fn use_ansi(self, stderr_is_terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Auto => stderr_is_terminal && !no_color,
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod color_tests {
+    use super::ColorChoice;
+
+    #[test]
+    fn auto_colours_only_a_terminal_without_no_color() {
+        assert!(ColorChoice::Auto.use_ansi(true, false));
+        assert!(!ColorChoice::Auto.use_ansi(false, false));
+        assert!(!ColorChoice::Auto.use_ansi(true, true));
+        assert!(ColorChoice::Always.use_ansi(false, true));
+        assert!(!ColorChoice::Never.use_ansi(true, false));
+    }
+}

@@ -8,6 +8,7 @@
 
 use crate::alloc::Pools;
 use crate::backend::BackendSpec;
+use crate::cli::ColorChoice;
 use crate::daemon::{self, DaemonConfig};
 use crate::reconcile::{HostConfig, RELEASE_GRACE};
 use ironlb_sim::DeviceConfig;
@@ -88,6 +89,11 @@ pub struct RunSettings {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Colour in text logs: `auto` (only when stderr is a terminal and NO_COLOR is not set), `always` or `never`
+    /// [default: auto].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color: Option<ColorChoice>,
     /// Quiet time before a burst of manifest changes is applied, in milliseconds [default: 2].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +184,7 @@ impl RunSettings {
             socket_group: over.socket_group.or(self.socket_group),
             metrics: over.metrics.or(self.metrics),
             log_format: over.log_format.or(self.log_format),
+            color: over.color.or(self.color),
             debounce_ms: over.debounce_ms.or(self.debounce_ms),
             release_grace: over.release_grace.or(self.release_grace),
         }
@@ -207,6 +214,7 @@ impl RunSettings {
             socket_group: self.socket_group,
             metrics: self.metrics,
             log_format: Some(self.log_format.unwrap_or(LogFormat::Text)),
+            color: Some(self.color.unwrap_or_default()),
             debounce_ms: Some(self.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
             release_grace: Some(self.release_grace.unwrap_or(RELEASE_GRACE)),
         }

@@ -9,9 +9,10 @@
 //! No I/O: the lb_id allocation and the ephemeral IP allocation are inputs.
 
 use crate::api::{
-    Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, NetworkInterface, NetworkInterfaceState,
-    Object, ObjectKey, ObjectMeta, ObjectRef, Protocol, RoutingDestination,
+    Kind, LoadBalancer, LoadBalancerRouting, NetworkInterface, NetworkInterfaceState, Object, ObjectKey,
+    ObjectMeta, ObjectRef, RoutingDestination,
 };
+use crate::validate::{validate_parsed, L4Protocol, Parsed, VipDomain};
 use ironlb_driver::LbSpec;
 use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
@@ -56,12 +57,18 @@ pub fn routing_for(lb: &LoadBalancer, interfaces: &[NetworkInterface]) -> Option
     Some(routing_from(lb, interfaces.iter()))
 }
 
-fn hw_protocol(p: &Protocol) -> Option<HwProtocol> {
+fn hw_protocol(p: L4Protocol) -> HwProtocol {
     match p {
-        Protocol::Tcp => Some(HwProtocol::Tcp),
-        Protocol::Udp => Some(HwProtocol::Udp),
-        Protocol::Sctp => Some(HwProtocol::Sctp),
-        Protocol::Unknown(_) => None,
+        L4Protocol::Tcp => HwProtocol::Tcp,
+        L4Protocol::Udp => HwProtocol::Udp,
+        L4Protocol::Sctp => HwProtocol::Sctp,
+    }
+}
+
+fn hw_domain(d: VipDomain) -> u32 {
+    match d {
+        VipDomain::Public => DOMAIN_PUBLIC,
+        VipDomain::Vni(vni) => vni,
     }
 }
 
@@ -159,8 +166,8 @@ fn routing_from<'a>(
     }
 }
 
-/// The desired [`LbSpec`] of every LoadBalancer in `objects` (expected to be validated, see
-/// [`crate::validate::validate`]), by key, in input order, and the issues found. See [`desired`].
+/// The desired [`LbSpec`] of every valid LoadBalancer in `objects` (validated here, see
+/// [`crate::validate::validate_parsed`]), by key, in input order, and the issues found. See [`desired_refs`].
 pub fn desired_specs(
     objects: &[(PathBuf, Object)],
     lb_ids: &BTreeMap<ObjectKey, u32>,
@@ -170,42 +177,39 @@ pub fn desired_specs(
     (d.specs, d.issues.into_iter().map(|(_, i)| i).collect())
 }
 
-/// The desired state of every LoadBalancer in `objects` (expected to be validated, see
-/// [`crate::validate::validate`]):
-///
-/// - VIPs: the literal `spec.ips` plus the allocated addresses: `allocated[(namespace, name)]` when present, else
-///   `status.ips`. Domain: the Network's VNI for `Internal`, [`DOMAIN_PUBLIC`] for `Public`.
-/// - Ranges: `spec.ports` (`port..=portEnd`, or `port`), sorted.
-/// - Targets: the underlay addresses of the routing's destinations: the routing computed by [`routing_for`] when
-///   the load balancer has a selector, else the `LoadBalancerRouting` of the same namespace/name (none: no targets).
-///   Destinations whose NetworkInterface is missing, not `Available` or without an underlay address are skipped
-///   with an issue.
-/// - lb_id: `lb_ids[(namespace, name)]`; a load balancer without one, or without any VIP, is skipped with an issue.
+/// [`desired_refs`] of `objects`, validated here for their [`Parsed`] values.
 pub fn desired(
     objects: &[(PathBuf, Object)],
     lb_ids: &BTreeMap<ObjectKey, u32>,
     allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
 ) -> Desired {
     let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
-    desired_refs(&refs, lb_ids, allocated)
+    let parsed = validate_parsed(&refs).parsed;
+    desired_refs(&refs, &parsed, lb_ids, allocated)
 }
 
-/// [`desired`] over borrowed objects (the reconciler's valid subset, without copying it).
+/// The desired state of every LoadBalancer in `objects` that validation parsed (`parsed`, from
+/// [`crate::validate::validate_parsed`]; the values are used as parsed there, never parsed again):
+///
+/// - VIPs: the literal `spec.ips` plus the allocated addresses: `allocated[key]` when present, else `status.ips`,
+///   in the LoadBalancer's domain (its Network's VNI for `Internal`, [`DOMAIN_PUBLIC`] for `Public`).
+/// - Ranges: `spec.ports`, already sorted and without overlap.
+/// - Targets: the underlay addresses of the routing's destinations: the routing computed by [`routing_for`] when
+///   the load balancer has a selector, else the `LoadBalancerRouting` of the same namespace/name (none: no targets).
+///   Destinations whose NetworkInterface is missing, not `Available` or without an underlay address are skipped
+///   with an issue.
+/// - lb_id: `lb_ids[key]`; a load balancer without one, or without any VIP, is skipped with an issue. So is one
+///   `parsed` has no entry for (it is invalid).
 pub fn desired_refs(
     objects: &[&(PathBuf, Object)],
+    parsed: &Parsed,
     lb_ids: &BTreeMap<ObjectKey, u32>,
     allocated: &BTreeMap<ObjectKey, Vec<IpAddr>>,
 ) -> Desired {
-    let mut vnis: BTreeMap<ObjectKey, u32> = BTreeMap::new();
     let mut nics: Vec<&NetworkInterface> = Vec::new();
     let mut routings: BTreeMap<ObjectKey, &LoadBalancerRouting> = BTreeMap::new();
     for (_, o) in objects {
         match o {
-            Object::Network(n) => {
-                if let Some(vni) = n.spec.vni.and_then(|v| u32::try_from(v).ok()) {
-                    vnis.entry(n.metadata.key()).or_insert(vni);
-                }
-            }
             Object::NetworkInterface(n) => nics.push(n),
             Object::LoadBalancerRouting(r) => {
                 routings.entry(r.metadata.key()).or_insert(r);
@@ -223,39 +227,20 @@ pub fn desired_refs(
         let Object::LoadBalancer(lb) = o else { continue };
         let key = lb.metadata.key();
         let mut issue = |i: ControllerIssue| issues.push((key.clone(), i));
+        let Some(p) = parsed.load_balancers.get(&key) else {
+            issue(lb_issue(lb, "invalid, skipped"));
+            continue;
+        };
         let Some(&lb_id) = lb_ids.get(&key) else {
             issue(lb_issue(lb, "no lb_id allocated"));
             continue;
         };
-        // Domain.
-        let domain = match &lb.spec.lb_type {
-            Some(LoadBalancerType::Public) => DOMAIN_PUBLIC,
-            Some(LoadBalancerType::Internal) => {
-                let net = network_name(&lb.spec.network_ref).unwrap_or_default();
-                match vnis.get(&key.sibling(net)) {
-                    Some(&vni) => vni,
-                    None => {
-                        issue(lb_issue(lb, format!("Network {:?} with a VNI not found", net)));
-                        continue;
-                    }
-                }
-            }
-            other => {
-                issue(lb_issue(lb, format!("unsupported type {other:?}")));
-                continue;
-            }
-        };
+        let domain = hw_domain(p.domain);
         // VIPs.
-        let mut ips: BTreeSet<IpAddr> = lb
-            .spec
-            .ips
-            .iter()
-            .filter_map(|s| s.ip.as_deref())
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        let mut ips: BTreeSet<IpAddr> = p.literal_ips.iter().copied().collect();
         match allocated.get(&key) {
             Some(a) => ips.extend(a.iter().copied()),
-            None => ips.extend(lb.status.ips.iter().filter_map(|s| s.ip.parse::<IpAddr>().ok())),
+            None => ips.extend(p.status_ips.iter().copied()),
         }
         if ips.is_empty() {
             issue(lb_issue(lb, "no VIPs (nothing allocated yet)"));
@@ -268,21 +253,16 @@ pub fn desired_refs(
                 vip: Vip::from(ip),
             })
             .collect();
-        // Ranges.
-        let mut ranges: Vec<RangeEntry> = lb
-            .spec
+        // Ranges, in the order validation sorted them.
+        let ranges: Vec<RangeEntry> = p
             .ports
             .iter()
-            .filter_map(|p| {
-                // Unset protocol: TCP, as upstream (and as loading defaults it).
-                let protocol = hw_protocol(p.protocol.as_ref().unwrap_or(&Protocol::Tcp))?;
-                let low = u16::try_from(p.port).ok()?;
-                let high = u16::try_from(p.end()).ok()?;
-                Some(RangeEntry { protocol, low, high })
+            .map(|r| RangeEntry {
+                protocol: hw_protocol(r.protocol),
+                low: r.first,
+                high: r.last,
             })
             .collect();
-        ranges.sort();
-        ranges.dedup();
         // Targets.
         let computed = index.routing_for(lb);
         let routing = computed.as_ref().or_else(|| routings.get(&key).copied());
@@ -321,11 +301,10 @@ pub fn desired_refs(
                 issue(skip(format!("not Available (state {state}), skipped")));
                 continue;
             }
-            match nic.status.underlay_address.as_deref().map(str::parse::<Ipv6Addr>) {
-                Some(Ok(a)) => {
+            match parsed.underlays.get(&nic.metadata.key()) {
+                Some(&a) => {
                     targets.insert(a);
                 }
-                Some(Err(_)) => issue(skip("underlay address is not IPv6, skipped".into())),
                 None => issue(skip("no underlay address, skipped".into())),
             }
         }

@@ -16,11 +16,14 @@
 use crate::alloc::{Allocator, Pools};
 use crate::api::ObjectKey;
 use crate::backend::BackendSpec;
+use crate::backoff::BACKOFF;
+use crate::clock::{rfc3339, SharedClock};
 use crate::manifest::{LoadCache, LoadOptions};
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
-use crate::reconcile::{Condition, DeviceDown, HostConfig, LbStatus, ReconcileError, Reconciler, SyncReport};
+use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
+use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_sim::DeviceConfig;
 use serde::{Deserialize, Serialize};
@@ -251,15 +254,6 @@ impl StatusFile {
             .map(|s| (ObjectKey::new(s.namespace.clone(), s.name.clone()), s.clone()))
             .collect()
     }
-}
-
-/// Writes `bytes` to `path` atomically (tmp, fsync, rename), mode [`crate::fsmode::STATE_FILE_MODE`].
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = crate::fsmode::create_file(&tmp, crate::fsmode::STATE_FILE_MODE)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
 }
 
 /// A request on the control socket (one JSON line; the answer is one JSON line, [`Response`]).
@@ -587,8 +581,8 @@ pub struct Daemon {
     shared: Arc<Mutex<Shared>>,
     published: Arc<Mutex<Published>>,
     source: DirSource,
-    /// Delay before the next probe of a down device (doubles from BACKOFF_MIN to BACKOFF_MAX).
-    probe_backoff: Duration,
+    /// Failed probes of a down device (the next waits [`BACKOFF`]`.delay` of it).
+    probe_failures: u32,
     next_probe: Option<Instant>,
     _lock: File,
     socket_path: PathBuf,
@@ -601,6 +595,7 @@ pub struct Daemon {
     last_generation: Option<u64>,
     last_status: Option<StatusFile>,
     cache: LoadCache,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -615,6 +610,12 @@ impl Daemon {
     /// Locks the state directory, opens the device (adopting its tables), the allocator and the manifest source,
     /// and starts the control socket and the metrics server. Nothing is programmed until [`Daemon::sync`].
     pub fn start(cfg: DaemonConfig) -> Result<Daemon, DaemonError> {
+        Daemon::start_with_clock(cfg, crate::clock::system())
+    }
+
+    /// [`Daemon::start`] with `clock` as the time of the daemon and its reconciler (backoff, probes, the periodic
+    /// resync, release grace, transition times); tests pass a [`crate::clock::ManualClock`].
+    pub fn start_with_clock(cfg: DaemonConfig, clock: SharedClock) -> Result<Daemon, DaemonError> {
         crate::fsmode::ensure_dir(&cfg.state_dir, crate::fsmode::STATE_DIR_MODE)
             .map_err(io_err(&cfg.state_dir))?;
         let lock_path = cfg.state_dir.join("ironlb.lock");
@@ -638,6 +639,7 @@ impl Daemon {
         }
         let mut rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
         rec.set_release_grace(cfg.release_grace);
+        rec.set_clock(clock.clone());
         let source = DirSource::with_debounce(&cfg.manifests, cfg.debounce)?;
         let shared = Arc::new(Mutex::new(Shared {
             rec,
@@ -674,19 +676,12 @@ impl Daemon {
                 (Some(m), Some(server))
             }
         };
-        tracing::info!(
-            backend = %cfg.backend,
-            manifests = %cfg.manifests.display(),
-            state_dir = %cfg.state_dir.display(),
-            socket = %socket_path.display(),
-            "ironlb daemon started"
-        );
         Ok(Daemon {
             cfg,
             shared,
             published,
             source,
-            probe_backoff: Duration::ZERO,
+            probe_failures: 0,
             next_probe: None,
             _lock: lock,
             socket_path,
@@ -698,6 +693,7 @@ impl Daemon {
             last_generation: None,
             last_status: None,
             cache: LoadCache::default(),
+            clock,
         })
     }
 
@@ -746,12 +742,11 @@ impl Daemon {
                     sh.device_resets, report.load_balancers
                 );
                 sh.device_conditions = vec![Condition {
-                    kind: "DeviceRestored".into(),
-                    status: "True".into(),
-                    reason: "DeviceReset".into(),
+                    kind: ConditionType::DeviceRestored,
+                    status: ConditionStatus::True,
+                    reason: Reason::DeviceReset,
                     message,
-                    last_transition_time: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string(),
+                    last_transition_time: rfc3339(self.clock.wall()),
                 }];
                 if let Some(m) = &self.metrics {
                     m.device_reset();
@@ -812,7 +807,7 @@ impl Daemon {
             )
         };
         for e in &report.errors {
-            tracing::warn!(lb = %e.key, reason = e.reason, error = %e.message, "load balancer not programmed as desired");
+            tracing::warn!(lb = %e.key, reason = %e.reason, error = %e.message, "load balancer not programmed as desired");
         }
         if let Some(m) = &self.metrics {
             m.set_device_up(device_down.is_none());
@@ -820,7 +815,7 @@ impl Daemon {
             m.set_load_errors(load_errors.len() as u64);
             m.observe_reconcile(report.duration);
             for e in &report.errors {
-                m.reconcile_error(&e.key.namespace, &e.key.name, e.reason);
+                m.reconcile_error(&e.key.namespace, &e.key.name, e.reason.as_str());
             }
             let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
             m.set_lb_states(statuses.len() as u64 - failed, failed);
@@ -858,7 +853,8 @@ impl Daemon {
         if self.last_status.as_ref() != Some(&status) {
             let p = self.cfg.state_dir.join("status.json");
             let json = serde_json::to_vec_pretty(&status).expect("status serializes");
-            write_atomic(&p, &json).map_err(io_err(&p))?;
+            crate::fsmode::write_atomic(&p, &json, crate::fsmode::STATE_FILE_MODE)
+                .map_err(|e| io_err(&e.path)(e.source))?;
             self.last_status = Some(status);
         }
         Ok(report)
@@ -867,12 +863,12 @@ impl Daemon {
     /// While the device is down, when the probe is due: probe it (at most one command timeout); when it answers, run
     /// a full resync at once (the load balancers it could not program are due) and forget the backoff.
     fn probe_if_down(&mut self) {
-        if self.next_probe.is_none_or(|at| Instant::now() < at) {
+        if self.next_probe.is_none_or(|at| self.clock.now() < at) {
             return;
         }
         let mut sh = self.shared.lock().expect("daemon state lock");
         if sh.rec.probe_device() {
-            self.probe_backoff = Duration::ZERO;
+            self.probe_failures = 0;
             self.next_probe = None;
             if let Some(m) = &self.metrics {
                 m.set_device_up(true);
@@ -881,12 +877,11 @@ impl Daemon {
                 tracing::error!(error = %e, "resync after the device came back failed");
             }
         } else {
-            tracing::warn!(error = %sh.rec.device_down().map_or("", |d| d.error.as_str()), retry_in = ?self.probe_backoff, "the device still does not answer");
+            tracing::warn!(error = %sh.rec.device_down().map_or("", |d| d.error.as_str()), retry_in = ?BACKOFF.delay(self.probe_failures), "the device still does not answer");
         }
     }
 
-    /// The time of the next device probe while the device is down (backoff doubling from BACKOFF_MIN to
-    /// BACKOFF_MAX), `None` while it is up.
+    /// The time of the next device probe while the device is down ([`BACKOFF`]), `None` while it is up.
     fn schedule_probe(&mut self) -> Option<Instant> {
         let down = self
             .shared
@@ -896,14 +891,14 @@ impl Daemon {
             .device_down()
             .is_some();
         if !down {
-            self.probe_backoff = Duration::ZERO;
+            self.probe_failures = 0;
             self.next_probe = None;
             return None;
         }
-        if self.next_probe.is_none_or(|at| Instant::now() >= at) {
-            self.probe_backoff =
-                (self.probe_backoff * 2).clamp(crate::reconcile::BACKOFF_MIN, crate::reconcile::BACKOFF_MAX);
-            self.next_probe = Some(Instant::now() + self.probe_backoff);
+        let now = self.clock.now();
+        if self.next_probe.is_none_or(|at| now >= at) {
+            self.probe_failures += 1;
+            self.next_probe = Some(now + BACKOFF.delay(self.probe_failures));
         }
         self.next_probe
     }
@@ -912,39 +907,47 @@ impl Daemon {
     /// device is down, it is probed with backoff; syncs still run (without device commands), `status` is answered.
     /// A stop is seen within one command timeout (a probe or the one command that finds the device down).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
-        let mut failing = Duration::ZERO;
+        tracing::info!(
+            backend = %self.cfg.backend,
+            manifests = %self.cfg.manifests.display(),
+            state_dir = %self.cfg.state_dir.display(),
+            socket = %self.socket_path.display(),
+            "ironlb daemon started"
+        );
+        let mut failures = 0u32;
         while !stop.load(Ordering::Relaxed) {
             self.probe_if_down();
             let deadline = match self.sync() {
                 Ok(_) => {
-                    failing = Duration::ZERO;
+                    failures = 0;
                     let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
-                    let deadline = Instant::now() + RESYNC;
+                    let deadline = self.clock.now() + RESYNC;
                     let deadline = next_retry.map_or(deadline, |r| r.min(deadline));
                     self.schedule_probe().map_or(deadline, |p| p.min(deadline))
                 }
                 // A sync that failed as a whole (allocator state not writable, device gone): nothing was
                 // programmed by it; the device keeps its state. Retry with backoff instead of exiting.
                 Err(e) => {
-                    failing =
-                        (failing * 2).clamp(crate::reconcile::BACKOFF_MIN, crate::reconcile::BACKOFF_MAX);
-                    tracing::error!(error = %e, retry_in = ?failing, "sync failed");
-                    Instant::now() + failing
+                    failures += 1;
+                    let retry_in = BACKOFF.delay(failures);
+                    tracing::error!(error = %e, ?retry_in, "sync failed");
+                    self.clock.now() + retry_in
                 }
             };
-            let mut health_due = Instant::now() + HEALTH_INTERVAL;
+            let mut health_due = self.clock.now() + HEALTH_INTERVAL;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if Instant::now() >= health_due {
-                    health_due = Instant::now() + HEALTH_INTERVAL;
+                let now = self.clock.now();
+                if now >= health_due {
+                    health_due = now + HEALTH_INTERVAL;
                     if self.check_device() {
                         break;
                     }
                 }
                 // The source is looked at even when the deadline has passed: a change is never starved by retries.
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(self.clock.now());
                 if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
                     break;
                 }

@@ -12,8 +12,9 @@
 
 use std::fs::{self, File, Permissions};
 use std::io;
+use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Mode of the state directory.
 pub const STATE_DIR_MODE: u32 = 0o750;
@@ -81,9 +82,78 @@ pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+/// A failed [`write_atomic`]: the file (the temporary file, the target or its directory) and the error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct WriteError {
+    /// The path the failed operation was on.
+    pub path: PathBuf,
+    /// The error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The temporary file [`write_atomic`] writes before renaming it over `path`: `path` with `.tmp` appended.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Replaces `path` with `bytes` crash-safely, with exactly `mode`: writes [`tmp_path`], fsyncs it, renames it over
+/// `path` and fsyncs the directory, so after a crash `path` holds either the old or the new content, and after a
+/// return the new content survives a power loss. The only way ironlb writes a state file.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    let tmp = tmp_path(path);
+    let at = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError { path, source }
+    };
+    {
+        let mut f = create_file(&tmp, mode).map_err(at(&tmp))?;
+        f.write_all(bytes).map_err(at(&tmp))?;
+        f.sync_all().map_err(at(&tmp))?;
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(at(path)(e));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_replaces_the_file_with_the_mode_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.json");
+        std::fs::write(&p, b"old").unwrap();
+        write_atomic(&p, b"new", STATE_FILE_MODE).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            STATE_FILE_MODE
+        );
+        assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn a_failed_write_atomic_names_the_path_and_keeps_the_old_content() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("alloc.json");
+        std::fs::write(&p, b"old").unwrap();
+        // A directory at the temporary file's name: it cannot be created.
+        std::fs::create_dir(tmp_path(&p)).unwrap();
+        let e = write_atomic(&p, b"new", STATE_FILE_MODE).unwrap_err();
+        assert_eq!(e.path, tmp_path(&p));
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    }
 
     #[test]
     fn a_symlink_at_the_name_is_refused() {

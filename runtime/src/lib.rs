@@ -10,7 +10,9 @@ pub use ironlb_api::{printable, validate};
 
 pub mod alloc;
 pub mod backend;
+pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod daemon;
@@ -21,4 +23,5 @@ pub mod metrics;
 pub mod ops;
 pub mod reconcile;
 pub mod source;
+pub mod status;
 pub mod store;

@@ -7,7 +7,7 @@
 use crate::api::ObjectKey;
 use crate::cli::{build_packet, render_dump, render_trace, BadInput};
 use crate::printable::printable;
-use crate::reconcile::LbStatus;
+use crate::status::{ConditionType, LbStatus};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_driver::Device;
 use ironlb_hw::entry::PortKind;
@@ -23,15 +23,12 @@ pub enum OpError {
     /// The request is invalid.
     #[error(transparent)]
     BadInput(#[from] BadInput),
-    /// Reading the device failed.
+    /// A device command failed.
+    #[error(transparent)]
+    Device(#[from] ironlb_driver::DriverError),
+    /// Another failure (the control socket, the model copy of a trace).
     #[error("{0}")]
     Failed(String),
-}
-
-impl From<ironlb_driver::DriverError> for OpError {
-    fn from(e: ironlb_driver::DriverError) -> Self {
-        OpError::Failed(e.to_string())
-    }
 }
 
 /// What an operation needs: the device, the in-process model when there is one, and the names of the load
@@ -382,7 +379,7 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
     let mut out = String::new();
     // Names and messages come from manifests: escaped, so a manifest cannot forge lines of this output.
     for s in statuses.values() {
-        let ready = s.condition("Ready");
+        let ready = s.condition(ConditionType::Ready);
         let _ = writeln!(
             out,
             "{}/{}  lb_id {}  {}",
@@ -390,7 +387,7 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
             printable(&s.name),
             s.lb_id.map_or("-".to_string(), |i| i.to_string()),
             match ready {
-                Some(c) if c.status == "True" => "Ready".to_string(),
+                Some(c) if c.is_true() => "Ready".to_string(),
                 Some(c) => format!("NOT READY ({}: {})", c.reason, printable(&c.message)),
                 None => "unknown".to_string(),
             }
@@ -429,7 +426,10 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
         if s.serving_last_good {
             let _ = writeln!(out, "  serving its last good configuration");
         }
-        if let Some(c) = s.condition("TargetsResolved").filter(|c| c.status != "True") {
+        if let Some(c) = s
+            .condition(ConditionType::TargetsResolved)
+            .filter(|c| !c.is_true())
+        {
             let _ = writeln!(out, "  warning  {}: {}", c.reason, printable(&c.message));
         }
     }

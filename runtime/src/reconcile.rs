@@ -23,11 +23,15 @@
 
 use crate::alloc::{AllocError, Allocator};
 use crate::api::{DocumentId, ObjectKey, ObjectRef};
-use crate::api::{IpFamily, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Object, RoutingDestination};
+use crate::api::{LoadBalancer, LoadBalancerRouting, Object};
+use crate::backoff::BACKOFF;
+use crate::clock::{rfc3339, SharedClock};
 use crate::controller::desired_refs;
 use crate::manifest::{LoadError, Loaded};
+use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
 use crate::store::{FileChange, Store};
-use crate::validate::validate_refs;
+use crate::validate::{validate_parsed, validate_refs, LbParsed, Validated, VipDomain};
+use ipnet::IpNet;
 use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::LbKey;
@@ -35,19 +39,12 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-/// First retry delay after a failed load balancer.
-pub const BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a deleted load balancer's lb_id and IPs stay allocated after its entries left the device (default of
 /// [`Reconciler::set_release_grace`], `ironlb run --release-grace`). A load balancer that comes back within it (a
 /// file restored, an edit that briefly lost it) gets the same lb_id and VIPs.
 pub const RELEASE_GRACE: Duration = Duration::from_secs(600);
-
-/// The reconciler's clock (injected in tests; [`Instant::now`] otherwise).
-pub type Clock = Box<dyn Fn() -> Instant + Send>;
 
 /// Host-side device settings the runtime owns: port roles and the underlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,67 +87,13 @@ impl HostConfig {
     }
 }
 
-/// A Kubernetes-style condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// `Ready` or `TargetsResolved`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `True` or `False`.
-    pub status: String,
-    /// CamelCase reason: `Programmed`, `InvalidSpec`, `PoolExhausted`, `PrefixExhausted`, `TableFull`,
-    /// `DeviceRejected`, `DeviceError`, `VipInUse`, `NoVips`, `AllocatorError`; `Resolved` or
-    /// `DestinationsSkipped` for `TargetsResolved`.
-    pub reason: String,
-    /// Human-readable detail.
-    pub message: String,
-    /// RFC 3339 time the status last changed.
-    pub last_transition_time: String,
-}
-
-/// What the runtime reports for one LoadBalancer (its `status`, plus what ironlb knows about the device).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LbStatus {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// `status.ips`: every VIP (literal and allocated).
-    pub ips: Vec<IpAddr>,
-    /// The device's counter row for this load balancer, once allocated.
-    pub lb_id: Option<u32>,
-    /// The routing in use (`LoadBalancerRouting.destinations`).
-    pub destinations: Vec<RoutingDestination>,
-    /// Target underlay addresses currently programmed on the device.
-    pub programmed_targets: Vec<Ipv6Addr>,
-    /// True while the device holds an earlier configuration of this load balancer because the current one
-    /// could not be programmed (see the `Ready` condition).
-    pub serving_last_good: bool,
-    /// `Ready` and `TargetsResolved`.
-    pub conditions: Vec<Condition>,
-}
-
-impl LbStatus {
-    /// The condition of type `kind`.
-    pub fn condition(&self, kind: &str) -> Option<&Condition> {
-        self.conditions.iter().find(|c| c.kind == kind)
-    }
-
-    /// True when `Ready` is `True`.
-    pub fn ready(&self) -> bool {
-        self.condition("Ready").is_some_and(|c| c.status == "True")
-    }
-}
-
 /// A per-LB failure of one sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LbError {
     /// The load balancer.
     pub key: ObjectKey,
     /// Condition reason.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// Detail.
     pub message: String,
 }
@@ -200,7 +143,7 @@ struct Failure {
     next_at: Instant,
     /// The spec whose programming failed (`None`: failed before a spec existed, e.g. allocation).
     spec: Option<LbSpec>,
-    reason: &'static str,
+    reason: Reason,
     message: String,
 }
 
@@ -230,7 +173,7 @@ pub struct Reconciler {
     /// Deleted load balancers whose allocations are still held, with when their deletion was first seen.
     removed_at: BTreeMap<ObjectKey, Instant>,
     release_grace: Duration,
-    clock: Clock,
+    clock: SharedClock,
     /// Set when a device command timed out: no device operation is attempted until [`Reconciler::probe_device`]
     /// sees the device answer again (fail fast instead of one timeout per load balancer).
     device_down: Option<DeviceDown>,
@@ -246,22 +189,6 @@ impl std::fmt::Debug for Reconciler {
     }
 }
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// The device stopped answering: a command timed out (docs/operations.md "A device that stops answering").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceDown {
-    /// RFC 3339 time it was marked down.
-    pub since: String,
-    /// The error that marked it down (or of the last failed probe).
-    pub error: String,
-    /// Probes that failed since.
-    pub failed_probes: u32,
-}
-
 /// A device operation that failed, or was not attempted because the device is down.
 #[derive(Debug, thiserror::Error)]
 enum DevFail {
@@ -272,20 +199,11 @@ enum DevFail {
 }
 
 impl DevFail {
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            DevFail::Down(_) | DevFail::Driver(DriverError::Timeout { .. }) => "DeviceDown",
-            DevFail::Driver(e) => driver_reason(e),
+            DevFail::Down(_) => Reason::DeviceDown,
+            DevFail::Driver(e) => Reason::of_driver(e),
         }
-    }
-}
-
-fn driver_reason(e: &DriverError) -> &'static str {
-    match e {
-        DriverError::TableFull { .. } => "TableFull",
-        DriverError::VipInUse { .. } => "VipInUse",
-        DriverError::Invalid(_) => "DeviceRejected",
-        _ => "DeviceError",
     }
 }
 
@@ -324,7 +242,7 @@ impl Reconciler {
             last_seen_files: BTreeSet::new(),
             removed_at: BTreeMap::new(),
             release_grace: RELEASE_GRACE,
-            clock: Box::new(Instant::now),
+            clock: crate::clock::system(),
             device_down: None,
         };
         for spec in adopted {
@@ -354,7 +272,7 @@ impl Reconciler {
             if matches!(e, DriverError::Timeout { .. }) {
                 tracing::error!(error = %e, "device command timed out: the device is down; no further commands until it answers again");
                 self.device_down = Some(DeviceDown {
-                    since: now_rfc3339(),
+                    since: rfc3339(self.clock.wall()),
                     error: e.to_string(),
                     failed_probes: 0,
                 });
@@ -383,7 +301,7 @@ impl Reconciler {
             Ok(_) => {
                 tracing::info!(down_since = %down.since, "the device answers again");
                 self.device_down = None;
-                self.failures.retain(|_, f| f.reason != "DeviceDown");
+                self.failures.retain(|_, f| f.reason != Reason::DeviceDown);
                 true
             }
             Err(e) => {
@@ -422,8 +340,9 @@ impl Reconciler {
         self.release_grace = grace;
     }
 
-    /// Replaces the clock used for backoff and the release grace period (tests step it instead of sleeping).
-    pub fn set_clock(&mut self, clock: Clock) {
+    /// Replaces the clock used for backoff, the release grace period and condition transition times (tests step a
+    /// [`crate::clock::ManualClock`] instead of sleeping).
+    pub fn set_clock(&mut self, clock: SharedClock) {
         self.clock = clock;
     }
 
@@ -494,7 +413,7 @@ impl Reconciler {
         load_errors: &[LoadError],
     ) -> Result<SyncReport, ReconcileError> {
         let started = Instant::now();
-        let now = (self.clock)();
+        let now = self.clock.now();
         let mut report = SyncReport::default();
 
         // Documents that did not load keep their last good object: a named one by its name, an unnamed one (the
@@ -603,7 +522,7 @@ impl Reconciler {
             &subset,
             Some(&scope),
             BTreeMap::new(),
-            (self.clock)(),
+            self.clock.now(),
             &mut report,
             &[],
         );
@@ -642,7 +561,11 @@ impl Reconciler {
         report: &mut SyncReport,
         load_errors: &[LoadError],
     ) -> Result<(), ReconcileError> {
-        let (mask, verrs) = validate_refs(objects);
+        let Validated {
+            valid: mask,
+            errors: verrs,
+            parsed,
+        } = validate_parsed(objects);
         let valid: Vec<&(PathBuf, Object)> = objects
             .iter()
             .zip(&mask)
@@ -812,16 +735,6 @@ impl Reconciler {
 
         // 3. Allocation, one durable batch, before anything is programmed.
         let valid_lbs: Vec<&LoadBalancer> = present.values().flatten().copied().collect();
-        let prefixes: BTreeMap<ObjectKey, (IpAddr, u8)> = valid
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Object::Prefix(p) => Some((
-                    p.metadata.key(),
-                    crate::api::ipam::parse_cidr(p.spec.prefix.as_deref()?)?,
-                )),
-                _ => None,
-            })
-            .collect();
         let alloc_failed = self.alloc.batch(|a| {
             for k in &released {
                 a.release(k)?;
@@ -829,7 +742,10 @@ impl Reconciler {
             let mut failed: BTreeMap<ObjectKey, AllocError> = BTreeMap::new();
             for lb in &valid_lbs {
                 let key = key_of(lb);
-                if let Err(e) = allocate(a, &key, lb, &prefixes) {
+                let Some(p) = parsed.load_balancers.get(&key) else {
+                    continue;
+                };
+                if let Err(e) = allocate(a, &key, p, &parsed.prefixes) {
                     if matches!(e, AllocError::Io { .. } | AllocError::Corrupt { .. }) {
                         return Err(e);
                     }
@@ -856,29 +772,28 @@ impl Reconciler {
                 _ => true,
             })
             .collect();
-        let d = desired_refs(&usable, &lb_ids, &allocated);
+        let d = desired_refs(&usable, &parsed, &lb_ids, &allocated);
         let mut lb_issues: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for (k, i) in &d.issues {
             lb_issues.entry(k.clone()).or_default().push(i.message.clone());
         }
-        let mut errors: BTreeMap<ObjectKey, (&'static str, String)> = BTreeMap::new();
+        let mut errors: BTreeMap<ObjectKey, (Reason, String)> = BTreeMap::new();
         for (k, msgs) in &invalid {
             let msg = if msgs.is_empty() {
                 "the object is invalid".to_string()
             } else {
                 msgs.join("; ")
             };
-            errors.insert(k.clone(), ("InvalidSpec", msg));
+            errors.insert(k.clone(), (Reason::InvalidSpec, msg));
         }
         for (k, e) in &alloc_failed {
-            let reason = e.reason();
-            errors.insert(k.clone(), (reason, e.to_string()));
+            errors.insert(k.clone(), (Reason::of_alloc(e), e.to_string()));
         }
         for (k, msgs) in &duplicated {
             errors.insert(
                 k.clone(),
                 (
-                    "InvalidSpec",
+                    Reason::InvalidSpec,
                     format!(
                         "defined more than once; the first definition is programmed: {}",
                         msgs.join("; ")
@@ -891,7 +806,7 @@ impl Reconciler {
             let k = key_of(lb);
             if !desired_keys.contains(&k) && !errors.contains_key(&k) {
                 let msg = lb_issues.get(&k).map(|v| v.join("; ")).unwrap_or_default();
-                errors.insert(k, ("NoVips", msg));
+                errors.insert(k, (Reason::NoVips, msg));
             }
         }
 
@@ -956,10 +871,14 @@ impl Reconciler {
             if let Some(down) = self.device_down.as_ref().map(|d| d.error.clone()) {
                 for (k, spec) in pending.drain(..) {
                     let message = format!("not programmed: the device is down ({down})");
-                    if self.failures.get(&k).is_none_or(|f| f.reason != "DeviceDown") {
-                        self.fail(&k, Some(spec), "DeviceDown", message.clone(), now);
+                    if self
+                        .failures
+                        .get(&k)
+                        .is_none_or(|f| f.reason != Reason::DeviceDown)
+                    {
+                        self.fail(&k, Some(spec), Reason::DeviceDown, message.clone(), now);
                     }
-                    errors.insert(k, ("DeviceDown", message));
+                    errors.insert(k, (Reason::DeviceDown, message));
                 }
                 break;
             }
@@ -993,7 +912,7 @@ impl Reconciler {
                     Err(e) => {
                         let reason = e.reason();
                         let mut message = e.to_string();
-                        if reason == "VipInUse" {
+                        if reason == Reason::VipInUse {
                             let held: Vec<String> = spec
                                 .vips
                                 .iter()
@@ -1004,7 +923,7 @@ impl Reconciler {
                                 message = held.join("; ");
                             }
                         }
-                        tracing::warn!(lb = %k, reason, error = %message, "programming failed; keeping the last good state");
+                        tracing::warn!(lb = %k, %reason, error = %message, "programming failed; keeping the last good state");
                         self.fail(&k, Some(spec), reason, message.clone(), now);
                         errors.insert(k, (reason, message));
                     }
@@ -1048,13 +967,13 @@ impl Reconciler {
         // still there when due (a failure recorded by this sync's device attempt is not due yet).
         for (k, (reason, message)) in &errors {
             if self.failures.get(k).is_none_or(|f| now >= f.next_at) {
-                self.fail(k, None, reason, message.clone(), now);
+                self.fail(k, None, *reason, message.clone(), now);
             }
         }
         for (k, (reason, message)) in &errors {
             report.errors.push(LbError {
                 key: k.clone(),
-                reason,
+                reason: *reason,
                 message: message.clone(),
             });
         }
@@ -1070,28 +989,30 @@ impl Reconciler {
                 None => allocated.get(k).cloned().unwrap_or_default(),
             };
             let (ready, reason, message) = match errors.get(k) {
-                Some((r, m)) => ("False", r.to_string(), m.clone()),
+                Some((r, m)) => (ConditionStatus::False, *r, m.clone()),
                 None => (
-                    "True",
-                    "Programmed".to_string(),
+                    ConditionStatus::True,
+                    Reason::Programmed,
                     "programmed on the device".to_string(),
                 ),
             };
             let issues = lb_issues.get(k);
             let (tr, treason, tmsg) = match issues {
-                Some(v) if lb.is_some() => ("False", "DestinationsSkipped", v.join("; ")),
-                _ => ("True", "Resolved", String::new()),
+                Some(v) if lb.is_some() => {
+                    (ConditionStatus::False, Reason::DestinationsSkipped, v.join("; "))
+                }
+                _ => (ConditionStatus::True, Reason::Resolved, String::new()),
             };
             let prev = self.status.get(k);
-            let cond = |kind: &str, st: &str, reason: String, message: String| {
+            let cond = |kind: ConditionType, st: ConditionStatus, reason: Reason, message: String| {
                 let since = prev
                     .and_then(|p| p.condition(kind))
                     .filter(|c| c.status == st && c.reason == reason)
                     .map(|c| c.last_transition_time.clone())
-                    .unwrap_or_else(now_rfc3339);
+                    .unwrap_or_else(|| rfc3339(self.clock.wall()));
                 Condition {
-                    kind: kind.to_string(),
-                    status: st.to_string(),
+                    kind,
+                    status: st,
                     reason,
                     message,
                     last_transition_time: since,
@@ -1112,8 +1033,8 @@ impl Reconciler {
                     .unwrap_or_default(),
                 serving_last_good: errors.contains_key(k) && programmed.is_some(),
                 conditions: vec![
-                    cond("Ready", ready, reason, message),
-                    cond("TargetsResolved", tr, treason.to_string(), tmsg),
+                    cond(ConditionType::Ready, ready, reason, message),
+                    cond(ConditionType::TargetsResolved, tr, treason, tmsg),
                 ],
             };
             status.insert(k.clone(), s);
@@ -1125,8 +1046,9 @@ impl Reconciler {
         if let Some(d) = &self.device_down {
             // Nothing the device holds can be confirmed while it does not answer.
             let message = format!("the device is down since {}: {}", d.since, d.error);
+            let now = rfc3339(self.clock.wall());
             for st in self.status.values_mut() {
-                mark_device_down(st, &message);
+                st.mark_device_down(&message, &now);
             }
         }
         Ok(())
@@ -1149,18 +1071,9 @@ impl Reconciler {
             .collect()
     }
 
-    fn fail(
-        &mut self,
-        k: &ObjectKey,
-        spec: Option<LbSpec>,
-        reason: &'static str,
-        message: String,
-        now: Instant,
-    ) {
+    fn fail(&mut self, k: &ObjectKey, spec: Option<LbSpec>, reason: Reason, message: String, now: Instant) {
         let attempts = self.failures.get(k).map_or(0, |f| f.attempts) + 1;
-        let delay = BACKOFF_MIN
-            .saturating_mul(1 << (attempts - 1).min(16))
-            .min(BACKOFF_MAX);
+        let delay = BACKOFF.delay(attempts);
         self.failures.insert(
             k.clone(),
             Failure {
@@ -1174,30 +1087,6 @@ impl Reconciler {
     }
 }
 
-/// Sets `Ready=False, reason DeviceDown` on a status (keeping the transition time when it already says so).
-fn mark_device_down(st: &mut LbStatus, message: &str) {
-    st.serving_last_good = false;
-    match st.conditions.iter_mut().find(|c| c.kind == "Ready") {
-        Some(c) if c.reason == "DeviceDown" => c.message = message.to_string(),
-        Some(c) => {
-            *c = Condition {
-                kind: "Ready".into(),
-                status: "False".into(),
-                reason: "DeviceDown".into(),
-                message: message.to_string(),
-                last_transition_time: now_rfc3339(),
-            }
-        }
-        None => st.conditions.push(Condition {
-            kind: "Ready".into(),
-            status: "False".into(),
-            reason: "DeviceDown".into(),
-            message: message.to_string(),
-            last_transition_time: now_rfc3339(),
-        }),
-    }
-}
-
 fn key_of(lb: &LoadBalancer) -> ObjectKey {
     lb.metadata.key()
 }
@@ -1207,37 +1096,25 @@ fn key_of(lb: &LoadBalancer) -> ObjectKey {
 fn allocate(
     a: &mut Allocator,
     key: &ObjectKey,
-    lb: &LoadBalancer,
-    prefixes: &BTreeMap<ObjectKey, (IpAddr, u8)>,
+    lb: &LbParsed,
+    prefixes: &BTreeMap<ObjectKey, IpNet>,
 ) -> Result<(), AllocError> {
     a.lb_id(key)?;
     // status.ips records an earlier allocation (another host, a lost state file): honour it when still free.
-    let recorded: Vec<IpAddr> = lb.status.ips.iter().filter_map(|s| s.ip.parse().ok()).collect();
-    match lb.spec.lb_type {
-        Some(LoadBalancerType::Public) => {
-            let families: Vec<IpFamily> = lb.spec.ip_families.clone();
-            a.public_ips_preferring(key, &families, &recorded)?;
+    let recorded = &lb.status_ips;
+    match lb.domain {
+        VipDomain::Public => {
+            a.public_ips_preferring(key, &lb.families, recorded)?;
             a.retain_prefix_ips(key, &BTreeSet::new())?;
         }
-        _ => {
+        VipDomain::Vni(_) => {
             a.public_ips(key, &[])?;
             let mut live = BTreeSet::new();
-            for src in &lb.spec.ips {
-                if let Some(p) = src.prefix_ref() {
-                    let pk = key.sibling(p);
-                    // An address IPAM already filled into the template (`prefixTemplate.spec.prefix`, a cluster's
-                    // decision) comes first, then the recorded ones.
-                    let filled = src
-                        .template()
-                        .and_then(|t| t.prefix.as_deref())
-                        .and_then(crate::api::ipam::parse_cidr)
-                        .map(|(ip, _)| ip);
-                    let preferred: Vec<IpAddr> = filled.into_iter().chain(recorded.iter().copied()).collect();
-                    if let Some(&cidr) = prefixes.get(&pk) {
-                        a.prefix_ip_preferring(key, &pk, cidr, &preferred)?;
-                    }
-                    live.insert(pk);
+            for pk in &lb.prefixes {
+                if let Some(net) = prefixes.get(pk) {
+                    a.prefix_ip_preferring(key, pk, (net.addr(), net.prefix_len()), recorded)?;
                 }
+                live.insert(pk.clone());
             }
             a.retain_prefix_ips(key, &live)?;
         }

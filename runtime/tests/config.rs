@@ -30,6 +30,7 @@ socket = "/run/ironlb/test.sock"
 socket-group = "0"
 metrics = "127.0.0.1:9477"
 log-format = "json"
+color = "never"
 debounce-ms = 50
 release-grace = "1h"
 "#;

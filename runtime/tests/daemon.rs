@@ -15,6 +15,8 @@ use served::small_model_at;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ironlb"));
     c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    // The default log level and colour choice, whatever the environment the tests run in.
+    c.env("RUST_LOG", "info").env_remove("NO_COLOR");
     c
 }
 
@@ -126,6 +128,33 @@ fn run_once_programs_the_examples_and_shows_it() {
     // Allocations are durable: status.json and alloc.json are there.
     assert!(state.path().join("alloc.json").exists());
     assert!(state.path().join("status.json").exists());
+    // One sync is not a daemon; stderr is a pipe, so the logs carry no colour codes.
+    assert!(!err.contains("daemon started"), "{err}");
+    assert!(err.contains("adopted the device"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+/// `--color always` colours even a pipe; `--color never` never does; `NO_COLOR` turns `auto` off (tested in
+/// `ironlb_runtime::cli`, as a terminal cannot be had here).
+#[test]
+fn run_color_always_colours_a_pipe_and_never_does_not() {
+    for (choice, coloured) in [("always", true), ("never", false)] {
+        let state = tempfile::tempdir().unwrap();
+        let (code, out, err) = ironlb(&[
+            "run",
+            "--once",
+            "--color",
+            choice,
+            "--manifests",
+            "examples",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(err.contains('\x1b'), coloured, "--color {choice}: {err:?}");
+    }
+    let (code, _, err) = ironlb(&["run", "--once", "--color", "sometimes", "--manifests", "examples"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]

@@ -94,8 +94,11 @@ fn reset_is_restored(device_config: DeviceConfig) {
     let st = StatusFile::read(state.path()).unwrap();
     let c = &st.device_conditions[0];
     assert_eq!(
-        (c.kind.as_str(), c.reason.as_str()),
-        ("DeviceRestored", "DeviceReset")
+        (c.kind, c.reason),
+        (
+            ironlb_runtime::status::ConditionType::DeviceRestored,
+            ironlb_runtime::status::Reason::DeviceReset
+        )
     );
     assert!(
         c.message.contains("load balancers re-programmed"),

@@ -12,8 +12,10 @@ use ironlb_driver::{AccessError, Device};
 use ironlb_hw::entry::PortKind;
 use ironlb_hw::regs::{Status, MB_DOORBELL, MB_STATUS, RING_TAIL};
 use ironlb_runtime::alloc::{Allocator, Pools};
+use ironlb_runtime::clock::ManualClock;
 use ironlb_runtime::manifest::{load_str, Loaded};
 use ironlb_runtime::reconcile::{HostConfig, Reconciler};
+use ironlb_runtime::status::{ConditionStatus, ConditionType, Reason};
 use ironlb_sim::DeviceConfig;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,12 +136,12 @@ spec:
     o
 }
 
-fn reasons(rec: &Reconciler) -> Vec<(String, String)> {
+fn reasons(rec: &Reconciler) -> Vec<(ConditionStatus, Reason)> {
     rec.status()
         .values()
         .map(|s| {
-            let c = s.condition("Ready").unwrap();
-            (c.status.clone(), c.reason.clone())
+            let c = s.condition(ConditionType::Ready).unwrap();
+            (c.status, c.reason)
         })
         .collect()
 }
@@ -181,14 +183,14 @@ fn a_dead_device_fails_fast_is_reported_and_is_recovered() {
     assert!(rec.device_down().is_some());
     assert_eq!(r.errors.len(), 20, "{:?}", r.errors);
     assert!(
-        r.errors.iter().all(|e| e.reason == "DeviceDown"),
+        r.errors.iter().all(|e| e.reason == Reason::DeviceDown),
         "{:?}",
         r.errors
     );
     assert!(
         reasons(&rec)
             .iter()
-            .all(|(st, re)| st == "False" && re == "DeviceDown"),
+            .all(|(st, re)| *st == ConditionStatus::False && *re == Reason::DeviceDown),
         "{:?}",
         reasons(&rec)
     );
@@ -208,7 +210,7 @@ fn a_dead_device_fails_fast_is_reported_and_is_recovered() {
     assert!(
         reasons(&rec)
             .iter()
-            .all(|(st, re)| st == "True" && re == "Programmed"),
+            .all(|(st, re)| *st == ConditionStatus::True && *re == Reason::Programmed),
         "{:?}",
         reasons(&rec)
     );
@@ -229,7 +231,7 @@ fn rejected_commands_fail_per_load_balancer_without_marking_the_device_down() {
     assert!(rec.device_down().is_none());
     assert_eq!(r.errors.len(), 5, "{:?}", r.errors);
     assert!(
-        r.errors.iter().all(|e| e.reason == "DeviceError"),
+        r.errors.iter().all(|e| e.reason == Reason::DeviceError),
         "{:?}",
         r.errors
     );
@@ -242,8 +244,9 @@ fn rejected_commands_fail_per_load_balancer_without_marking_the_device_down() {
     assert_eq!(ports_on_device(&mut rec), vec![80]);
     assert!(rec.status().values().all(|s| s.serving_last_good));
     // Retried once due (the backoff is stepped through the clock, no sleep).
-    let base = std::time::Instant::now();
-    rec.set_clock(Box::new(move || base + std::time::Duration::from_secs(60)));
+    let clock = ManualClock::new();
+    rec.set_clock(clock.shared());
+    clock.advance(std::time::Duration::from_secs(60));
     let r = rec.sync(&edited, &[]).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(ports_on_device(&mut rec), vec![81]);

@@ -153,7 +153,7 @@ fn the_daemon_reports_a_load_balancer_defined_in_two_files() {
         .iter()
         .find(|e| e.key.name == "twice")
         .unwrap_or_else(|| panic!("the duplicate is not an error: {rep:?}"));
-    assert_eq!(err.reason, "InvalidSpec");
+    assert_eq!(err.reason, ironlb_runtime::status::Reason::InvalidSpec);
     assert!(err.message.contains("dup-b.yaml"), "{}", err.message);
     // Through the control socket, as `ironlb status` asks.
     let status = ironlb_runtime::daemon::request(

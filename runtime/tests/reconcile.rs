@@ -5,8 +5,11 @@ use ironlb_driver::inproc::{InprocBackend, SharedModel};
 use ironlb_driver::{Device, LbSpec};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
+use ironlb_runtime::backoff::BACKOFF;
+use ironlb_runtime::clock::{Clock as _, ManualClock};
 use ironlb_runtime::manifest::{load_dir, load_str, Loaded};
-use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport, BACKOFF_MIN, RELEASE_GRACE};
+use ironlb_runtime::reconcile::{HostConfig, Reconciler, SyncReport, RELEASE_GRACE};
+use ironlb_runtime::status::{ConditionType, Reason};
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -66,21 +69,13 @@ impl Rig {
 }
 
 /// A clock the test steps (no sleeps): the reconciler's backoff and release grace period read it.
-#[derive(Clone)]
-struct TestClock(std::sync::Arc<std::sync::Mutex<std::time::Instant>>);
+struct TestClock;
 
 impl TestClock {
-    fn install(rec: &mut Reconciler) -> TestClock {
-        let c = TestClock(std::sync::Arc::new(std::sync::Mutex::new(
-            std::time::Instant::now(),
-        )));
-        let inner = c.0.clone();
-        rec.set_clock(Box::new(move || *inner.lock().unwrap()));
+    fn install(rec: &mut Reconciler) -> ManualClock {
+        let c = ManualClock::new();
+        rec.set_clock(c.shared());
         c
-    }
-
-    fn advance(&self, d: Duration) {
-        *self.0.lock().unwrap() += d;
     }
 }
 
@@ -217,7 +212,7 @@ fn an_invalid_edit_keeps_the_last_good_state_and_leaves_others_alone() {
     );
     let rep = r.sync(&yaml(&edited));
     assert_eq!(rep.errors.len(), 1, "{rep:?}");
-    assert_eq!(rep.errors[0].reason, "InvalidSpec");
+    assert_eq!(rep.errors[0].reason, Reason::InvalidSpec);
     assert!(
         rep.errors[0].message.contains("spec.ports[0].portEnd"),
         "{}",
@@ -231,7 +226,10 @@ fn an_invalid_edit_keeps_the_last_good_state_and_leaves_others_alone() {
     assert_eq!(after[&b_id].targets.len(), 2);
     let st = &r.rec.status()[&key("lb-a")];
     assert!(!st.ready() && st.serving_last_good, "{st:?}");
-    assert_eq!(st.condition("Ready").unwrap().reason, "InvalidSpec");
+    assert_eq!(
+        st.condition(ConditionType::Ready).unwrap().reason,
+        Reason::InvalidSpec
+    );
     // Traffic to lb-a still flows.
     assert!(matches!(
         r.send(1, &tcp_to("10.0.0.1", 80)),
@@ -372,9 +370,12 @@ spec:
     assert_eq!(rep.created, 1, "{rep:?}");
     assert_eq!(rep.errors.len(), 1, "{rep:?}");
     assert_eq!(rep.errors[0].key, key("p2"));
-    assert_eq!(rep.errors[0].reason, "PoolExhausted");
+    assert_eq!(rep.errors[0].reason, Reason::PoolExhausted);
     let st = &rec.status()[&key("p2")];
-    assert_eq!(st.condition("Ready").unwrap().reason, "PoolExhausted");
+    assert_eq!(
+        st.condition(ConditionType::Ready).unwrap().reason,
+        Reason::PoolExhausted
+    );
     assert!(rec.status()[&key("p1")].ready());
 
     // Deleting p1 frees the address for p2 once the release grace period has passed, not before.
@@ -383,8 +384,11 @@ spec:
     let rep = rec.sync(&only_p2, &[]).unwrap();
     assert_eq!(rep.removed, 1, "{rep:?}");
     assert_eq!(
-        rec.status()[&key("p2")].condition("Ready").unwrap().reason,
-        "PoolExhausted"
+        rec.status()[&key("p2")]
+            .condition(ConditionType::Ready)
+            .unwrap()
+            .reason,
+        Reason::PoolExhausted
     );
     clock.advance(RELEASE_GRACE);
     let rep = rec.sync(&only_p2, &[]).unwrap();
@@ -415,15 +419,18 @@ fn table_full_backs_off_and_keeps_others() {
     let rep = r.sync(&yaml(&text));
     assert_eq!(rep.created, 1, "{rep:?}");
     assert_eq!(rep.errors.len(), 1);
-    assert_eq!(rep.errors[0].reason, "TableFull");
+    assert_eq!(rep.errors[0].reason, Reason::TableFull);
     assert!(r.rec.next_retry().is_some());
     // The same desired state again, before the backoff expired: not retried.
     let rep = r.sync(&yaml(&text));
     assert_eq!(rep.deferred, 1, "{rep:?}");
     assert_eq!(rep.commands, 0);
     assert_eq!(
-        r.rec.status()[&key("lb-b")].condition("Ready").unwrap().reason,
-        "TableFull"
+        r.rec.status()[&key("lb-b")]
+            .condition(ConditionType::Ready)
+            .unwrap()
+            .reason,
+        Reason::TableFull
     );
     // A changed spec is tried at once: with one target it fits.
     let smaller = config("x");
@@ -447,25 +454,18 @@ fn an_invalid_load_balancer_still_invalid_when_due_backs_off_again() {
             "[{protocol: TCP, port: 80, portEnd: 70}]"
         ),
     );
+    let clock = TestClock::install(&mut r.rec);
     let rep = r.sync(&yaml(&text));
-    assert_eq!(rep.errors[0].reason, "InvalidSpec", "{rep:?}");
+    assert_eq!(rep.errors[0].reason, Reason::InvalidSpec, "{rep:?}");
     let first = r.rec.next_retry().expect("a retry is scheduled");
-    // Past the first backoff (200 ms), the same invalid object: scheduled again, later than before.
-    std::thread::sleep(
-        first.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(10),
-    );
+    assert_eq!(first - clock.now(), BACKOFF.delay(1));
+    // Past the first backoff, the same invalid object: scheduled again, later than before (twice the delay).
+    clock.advance(first - clock.now() + Duration::from_millis(10));
     let rep = r.sync(&yaml(&text));
-    assert_eq!(rep.errors[0].reason, "InvalidSpec", "{rep:?}");
+    assert_eq!(rep.errors[0].reason, Reason::InvalidSpec, "{rep:?}");
     let second = r.rec.next_retry().expect("a retry is scheduled");
-    assert!(
-        second > std::time::Instant::now(),
-        "the next retry is already due"
-    );
-    assert!(
-        second - first >= BACKOFF_MIN * 2 - Duration::from_millis(20),
-        "{:?}",
-        second - first
-    );
+    assert!(second > clock.now(), "the next retry is already due");
+    assert_eq!(second - clock.now(), BACKOFF.delay(2));
 }
 
 /// Issue 12 item 1: a manifest that loses its load balancers for a moment (a truncated or emptied file taken as
@@ -568,8 +568,11 @@ fn an_interface_taking_an_internal_vip_invalidates_it_incrementally() {
         1,
     );
     let rep = r.rec.apply(vec![change("10-nics.yaml", taken)]).unwrap();
-    let ready = r.rec.status()[&key("lb-a")].condition("Ready").unwrap().clone();
-    assert_eq!(ready.reason, "InvalidSpec", "{rep:?}");
+    let ready = r.rec.status()[&key("lb-a")]
+        .condition(ConditionType::Ready)
+        .unwrap()
+        .clone();
+    assert_eq!(ready.reason, Reason::InvalidSpec, "{rep:?}");
     assert!(
         ready
             .message

@@ -242,8 +242,7 @@ fn reconciler(state: &Path) -> Reconciler {
     let mut rec = Reconciler::new(dev, alloc, &host).unwrap();
     // A frozen clock: a failure's backoff (e.g. VipInUse) must not expire on one side and not on the other because
     // the steps took longer in real time.
-    let frozen = std::time::Instant::now();
-    rec.set_clock(Box::new(move || frozen));
+    rec.set_clock(ironlb_runtime::clock::ManualClock::new().shared());
     rec
 }
 

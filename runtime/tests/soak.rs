@@ -16,7 +16,7 @@ use ironlb_runtime::reconcile::{HostConfig, Reconciler, RELEASE_GRACE};
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn host() -> HostConfig {
@@ -128,11 +128,8 @@ fn churn_with_replay_leaves_nothing_behind() {
     let pools = Pools::parse(&["203.0.113.0/24".into(), "2001:db8:ff::/64".into()]).unwrap();
     let alloc = Allocator::open(&state.path().join("alloc.json"), pools, dev.caps().lb_ids).unwrap();
     let mut rec = Reconciler::new(dev, alloc, &host()).unwrap();
-    let now = Arc::new(Mutex::new(Instant::now()));
-    {
-        let now = now.clone();
-        rec.set_clock(Box::new(move || *now.lock().unwrap()));
-    }
+    let now = ironlb_runtime::clock::ManualClock::new();
+    rec.set_clock(now.shared());
 
     let r = rec.sync(&objects(&[]), &[]).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -188,7 +185,7 @@ fn churn_with_replay_leaves_nothing_behind() {
         let r = rec.sync(&objects(&live), &[]).unwrap();
         assert!(r.errors.is_empty(), "sync {syncs}: {:?}", r.errors);
         // Deleted load balancers' allocations are held for the grace period: step a tenth of it per sync.
-        *now.lock().unwrap() += RELEASE_GRACE / 10;
+        now.advance(RELEASE_GRACE / 10);
         syncs += 1;
         if syncs == 200 {
             rss_warm = rss_kib();
@@ -199,7 +196,7 @@ fn churn_with_replay_leaves_nothing_behind() {
 
     // Everything churned goes; its allocations are released once the grace period has passed.
     rec.sync(&objects(&[]), &[]).unwrap();
-    *now.lock().unwrap() += RELEASE_GRACE * 2;
+    now.advance(RELEASE_GRACE * 2);
     rec.sync(&objects(&[]), &[]).unwrap();
     let rss_end = rss_kib();
     let (sent, forwarded) = (sent.load(Ordering::Relaxed), forwarded.load(Ordering::Relaxed));

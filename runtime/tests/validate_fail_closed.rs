@@ -219,7 +219,7 @@ fn control_and_bidi_characters_never_reach_the_output() {
         }
     }
     // The status rendering escapes what it prints.
-    let status = ironlb_runtime::reconcile::LbStatus {
+    let status = ironlb_runtime::status::LbStatus {
         namespace: "default".into(),
         name: "lb\nfake/lb  lb_id 1  Ready\u{202e}".into(),
         ips: vec![],
@@ -227,10 +227,10 @@ fn control_and_bidi_characters_never_reach_the_output() {
         destinations: vec![],
         programmed_targets: vec![],
         serving_last_good: false,
-        conditions: vec![ironlb_runtime::reconcile::Condition {
-            kind: "Ready".into(),
-            status: "False".into(),
-            reason: "InvalidSpec".into(),
+        conditions: vec![ironlb_runtime::status::Condition {
+            kind: ironlb_runtime::status::ConditionType::Ready,
+            status: ironlb_runtime::status::ConditionStatus::False,
+            reason: ironlb_runtime::status::Reason::InvalidSpec,
             message: "bad\r\nfake  Ready".into(),
             last_transition_time: String::new(),
         }],

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use ironlb_driver::inproc::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
-use ironlb_runtime::cli::BadInput;
+use ironlb_runtime::cli::{BadInput, ColorChoice};
 use ironlb_runtime::config::{LogFormat, RunSettings};
 use ironlb_runtime::daemon::{self, Daemon, Request, StatusFile};
 use ironlb_runtime::example;
@@ -231,6 +231,7 @@ fn bad(e: impl std::fmt::Display) -> anyhow::Error {
 fn op_err(e: OpError) -> anyhow::Error {
     match e {
         OpError::BadInput(b) => anyhow::Error::new(b),
+        OpError::Device(e) => anyhow::Error::new(e),
         OpError::Failed(m) => anyhow::anyhow!(m),
     }
 }
@@ -503,11 +504,14 @@ fn answer(v: View<'_>, req: &Request) -> Result<String> {
     .map_err(op_err)
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, color: ColorChoice) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color.use_ansi(std::io::stderr().is_terminal(), no_color))
         .with_writer(std::io::stderr);
     if format == LogFormat::Json {
         b.json().init();
@@ -564,7 +568,10 @@ fn run_daemon(args: RunArgs) -> Result<()> {
         return Ok(());
     }
     let cfg = settings.daemon_config(remove_unclaimed).map_err(bad)?;
-    init_logs(settings.log_format.unwrap_or(LogFormat::Text));
+    init_logs(
+        settings.log_format.unwrap_or(LogFormat::Text),
+        settings.color.unwrap_or_default(),
+    );
     if !cfg.manifests.is_dir() {
         bail!(bad(format!(
             "--manifests {}: not a directory",
@@ -614,7 +621,7 @@ fn run_daemon(args: RunArgs) -> Result<()> {
                 report.errors.len()
             )));
         }
-        if report.errors.iter().any(|e| e.reason == "InvalidSpec") {
+        if report.errors.iter().any(|e| e.reason.is_bad_input()) {
             bail!(bad(format!(
                 "{} load balancers not programmed",
                 report.errors.len()

@@ -15,6 +15,7 @@ fn every_key() -> RunSettings {
         socket_group: Some("0".into()),
         metrics: Some("127.0.0.1:9477".parse().unwrap()),
         log_format: Some(LogFormat::Json),
+        color: Some(crate::cli::ColorChoice::Never),
         debounce_ms: Some(50),
         release_grace: Some(Duration::from_secs(3600)),
     }
@@ -38,7 +39,7 @@ fn each_key_alone_is_read_from_a_file_and_overrides_its_default() {
     // One file per key: the key's line of the full file, alone.
     let text = every_key().to_toml();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 14, "one line per key: {text}");
+    assert_eq!(lines.len(), 15, "one line per key: {text}");
     for line in lines {
         let path = dir.path().join("one.toml");
         std::fs::write(&path, format!("{line}\n")).unwrap();
