@@ -670,16 +670,13 @@ fn check_lb(
         let mut ok = true;
         // Unset: TCP, as upstream (loading fills it in; an object built otherwise may not have it).
         let protocol = p.protocol.clone().unwrap_or(Protocol::Tcp);
-        match &protocol {
-            Protocol::Unknown(u) => {
-                cx.err(
-                    i,
-                    format!("{f}.protocol"),
-                    format!("unknown protocol {u:?} (expected TCP, UDP or SCTP)"),
-                );
-                ok = false;
-            }
-            _ => {}
+        if let Protocol::Unknown(u) = &protocol {
+            cx.err(
+                i,
+                format!("{f}.protocol"),
+                format!("unknown protocol {u:?} (expected TCP, UDP or SCTP)"),
+            );
+            ok = false;
         }
         if !(1..=65535).contains(&p.port) {
             cx.err(
