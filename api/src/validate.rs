@@ -7,7 +7,7 @@
 
 use crate::load::Loaded;
 use crate::printable::printable;
-use crate::types::ipam::{cidr_contains, parse_cidr};
+use crate::types::ipam::parse_cidr;
 use crate::types::{
     IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
     NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
@@ -176,12 +176,12 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
         }
     }
     // Prefixes: key -> (net, len) when valid.
-    let mut prefixes: BTreeMap<Key, Option<(IpAddr, u8)>> = BTreeMap::new();
+    let mut prefixes: BTreeMap<Key, Option<IpNet>> = BTreeMap::new();
     let mut found_prefixes: Vec<(usize, IpNet)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Prefix(p) = o {
             let net = check_prefix(&mut cx, i, p);
-            found_prefixes.extend(net.and_then(|(a, l)| Some((i, IpNet::new(a, l).ok()?))));
+            found_prefixes.extend(net.map(|n| (i, n)));
             prefixes
                 .entry(key(o))
                 .or_insert(if cx.bad[i] { None } else { net });
@@ -297,16 +297,16 @@ fn check_network(
     Some(vni)
 }
 
-fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> {
+fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<IpNet> {
     let Some(s) = &p.spec.prefix else {
         cx.err(i, "spec.prefix", "required");
         return None;
     };
-    let Some((net, len)) = parse_cidr(s) else {
+    let Some(net) = parse_cidr(s) else {
         cx.err(i, "spec.prefix", format!("invalid CIDR {s:?}"));
         return None;
     };
-    if let Some(why) = addr::prefix_problem(net, len) {
+    if let Some(why) = addr::prefix_problem(net) {
         cx.err(i, "spec.prefix", why);
         return None;
     }
@@ -316,12 +316,12 @@ fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<(IpAddr, u8)> 
             "spec.ipFamily",
             format!("unknown IP family {f:?} (expected IPv4 or IPv6)"),
         ),
-        Some(f) if *f != IpFamily::of(&net) => {
+        Some(f) if *f != IpFamily::of(&net.addr()) => {
             cx.err(i, "spec.ipFamily", format!("{f} does not match prefix {s}"))
         }
         _ => {}
     }
-    Some((net, len))
+    Some(net)
 }
 
 /// Resolves a networkRef at `field`; returns the VNI when the Network is valid.
@@ -372,6 +372,8 @@ struct IpSources {
     families: Vec<Option<IpFamily>>,
     /// The parent Prefix of each valid ephemeral source.
     prefixes: Vec<ObjectKey>,
+    /// The valid IPAM-filled `prefixTemplate.spec.prefix` addresses.
+    filled: Vec<IpAddr>,
 }
 
 /// Checks IP sources at `field`.
@@ -380,7 +382,7 @@ fn check_ip_sources(
     i: usize,
     field: &str,
     ips: &[IpSource],
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
 ) -> IpSources {
     let mut out = IpSources::default();
     for (j, src) in ips.iter().enumerate() {
@@ -394,10 +396,22 @@ fn check_ip_sources(
                     IpFamily::of(&ip)
                 })
             }
-            (None, Some(_)) => check_ephemeral(cx, i, &f, src, prefixes).map(|(_, fam, pk)| {
-                out.prefixes.push(pk);
-                fam
-            }),
+            (None, Some(_)) => {
+                let errors = cx.errors.len();
+                let checked = check_ephemeral(cx, i, &f, src, prefixes);
+                if let (Some(a), true) = (
+                    src.template()
+                        .and_then(|t| t.prefix.as_deref())
+                        .and_then(parse_cidr),
+                    cx.errors.len() == errors,
+                ) {
+                    out.filled.push(a.addr());
+                }
+                checked.map(|(_, fam, pk)| {
+                    out.prefixes.push(pk);
+                    fam
+                })
+            }
             _ => {
                 cx.err(i, f, "exactly one of ip and ephemeral must be set");
                 None
@@ -416,7 +430,7 @@ fn check_ephemeral(
     i: usize,
     f: &str,
     src: &IpSource,
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
 ) -> Option<FieldFamily> {
     let me = cx.objects[i].1.key();
     let t = src.template()?;
@@ -437,7 +451,7 @@ fn check_ephemeral(
             return None;
         }
     }
-    let (net, len) = match t.parent() {
+    let parent_net = match t.parent() {
         None | Some("") => {
             cx.err(i, rf, "required (prefixRef or parentRef)");
             return None;
@@ -454,6 +468,7 @@ fn check_ephemeral(
             Ref::Valid(p) => p,
         },
     };
+    let net = parent_net.addr();
     let fam = IpFamily::of(&net);
     let bits = if net.is_ipv4() { 32 } else { 128 };
     match &t.ip_family {
@@ -478,8 +493,8 @@ fn check_ephemeral(
     }
     if let Some(p) = &t.prefix {
         match parse_cidr(p) {
-            Some((a, l)) if i64::from(l) == bits && cidr_contains(net, len, a) => {}
-            Some((_, l)) if i64::from(l) != bits => cx.err(
+            Some(a) if i64::from(a.prefix_len()) == bits && parent_net.contains(&a.addr()) => {}
+            Some(a) if i64::from(a.prefix_len()) != bits => cx.err(
                 i,
                 format!("{tf}.prefix"),
                 format!("{p}: only single addresses (/{bits} for {fam}) are supported"),
@@ -501,7 +516,7 @@ fn check_nic(
     i: usize,
     n: &NetworkInterface,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
     nic_ips: &mut NicIps,
 ) -> Option<Ipv6Addr> {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
@@ -554,7 +569,7 @@ fn check_lb(
     i: usize,
     lb: &LoadBalancer,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<(IpAddr, u8)>>,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
     nic_ips: &NicIps,
     vips: &mut BTreeMap<(VipDomain, IpAddr), ObjectRef>,
 ) -> Option<LbParsed> {
@@ -596,6 +611,7 @@ fn check_lb(
         literals,
         families: source_families,
         prefixes: ephemeral_prefixes,
+        filled,
     } = check_ip_sources(cx, i, "spec.ips", &s.ips, prefixes);
     // Upstream pairs ips and ipFamilies by position: at most one IP per family, ips[j] of family ipFamilies[j].
     for (j, fam) in source_families.iter().enumerate() {
@@ -802,6 +818,7 @@ fn check_lb(
         literal_ips: literals.into_iter().map(|(_, ip)| ip).collect(),
         prefixes: ephemeral_prefixes,
         status_ips: status.into_iter().map(|(_, ip)| ip).collect(),
+        filled_ips: filled,
         ports,
     })
 }

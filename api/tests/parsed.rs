@@ -98,6 +98,7 @@ fn valid_objects_come_back_parsed() {
             literal_ips: vec![ip("10.0.0.1")],
             prefixes: vec![key("pool")],
             status_ips: vec![ip("10.0.0.1"), ip("fd10::7")],
+            filled_ips: vec![],
             // Sorted by protocol, then port.
             ports: vec![
                 range(L4Protocol::Tcp, 80, 80),

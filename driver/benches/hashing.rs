@@ -13,7 +13,7 @@
 //!
 //! `cargo bench -p ironlb-driver --bench hashing` (about a minute on one core). `-- --quick` sweeps fewer N.
 
-use ironlb_driver::tables::buckets::{
+use ironlb_driver::buckets::{
     mix64, BoundedRendezvous, BucketHasher, Maglev, StableMaglev, TargetKey, ARRAY_LOG2,
 };
 use std::collections::HashSet;

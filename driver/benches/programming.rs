@@ -10,10 +10,7 @@
 #[path = "../tests/common.rs"]
 mod common;
 
-use ironlb_driver::cmd::Cmd;
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::shm::ShmBackend;
-use ironlb_driver::{Device, DriverError, LbSpec};
+use ironlb_driver::{Cmd, Device, DriverError, InprocBackend, LbSpec, ShmBackend};
 use ironlb_hw::entry::{IcmpPolicy, Protocol, RangeEntry, TargetEntry};
 use ironlb_hw::regs::TableId;
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};

@@ -6,6 +6,7 @@
 
 use crate::dma::DmaRegion;
 use crate::error::AccessError;
+use crate::window::MappedWindow;
 
 /// Counts of register accesses, kept by every backend so benches can report MMIO reads/writes per operation.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,5 +55,41 @@ pub trait DeviceAccess: Send {
         for (i, w) in words.iter().enumerate() {
             self.write32(offset + 4 * i as u32, *w);
         }
+    }
+}
+
+/// A mapped register BAR that counts the driver's 32-bit accesses (for MMIO-per-operation figures). Every backend
+/// whose BAR is a mapping (vfio, sim-shm, inproc) reaches its registers through one of these.
+#[derive(Debug)]
+pub struct CountedBar {
+    window: MappedWindow,
+    counts: AccessCounts,
+}
+
+impl CountedBar {
+    /// Count accesses to `window`.
+    pub fn new(window: MappedWindow) -> Self {
+        CountedBar {
+            window,
+            counts: Default::default(),
+        }
+    }
+    /// BAR length.
+    pub fn len(&self) -> usize {
+        self.window.len()
+    }
+    /// Counted volatile read.
+    pub fn read32(&mut self, offset: u32) -> u32 {
+        self.counts.reads += 1;
+        self.window.read32(offset as usize)
+    }
+    /// Counted volatile write.
+    pub fn write32(&mut self, offset: u32, value: u32) {
+        self.counts.writes += 1;
+        self.window.write32(offset as usize, value);
+    }
+    /// Accesses so far.
+    pub fn counts(&self) -> AccessCounts {
+        self.counts
     }
 }

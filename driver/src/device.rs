@@ -2,11 +2,11 @@
 
 use crate::access::{AccessCounts, DeviceAccess};
 use crate::alloc::BlockAllocator;
-use crate::caps::Caps;
 use crate::cmd::{Cmd, Mailbox, Ring};
 use crate::error::DriverError;
-use crate::program::LbState;
+use crate::state::{Intent, LbState};
 use crate::tables::lb::LbTable;
+use ironlb_hw::caps::Caps;
 use ironlb_hw::entry::PortCfg;
 use ironlb_hw::regs::*;
 use ironlb_hw::DropReason;
@@ -60,7 +60,7 @@ pub struct Device {
     pub(crate) skip_fences: bool,
     /// What this driver configured outside the tables, and the device generation it did it in (reset detection
     /// and restore, docs/hw-spec.md §3.4).
-    pub(crate) intent: crate::health::Intent,
+    pub(crate) intent: Intent,
 }
 
 /// How commands reached the device.
@@ -98,7 +98,7 @@ impl Device {
             }
             .into());
         }
-        let caps = Caps::read(acc.as_mut())?;
+        let caps = crate::caps::read(acc.as_mut())?;
         let mb = Mailbox::new(acc.as_mut());
         let ring = if caps.ring_max_log2 == 0 {
             tracing::debug!(
@@ -121,7 +121,7 @@ impl Device {
             stats: CommandStats::default(),
             stale: false,
             skip_fences: false,
-            intent: crate::health::Intent::default(),
+            intent: Intent::default(),
         };
         d.adopt()?;
         d.intent.adopt_registers(d.acc.as_mut(), &d.caps);
@@ -411,7 +411,7 @@ impl Device {
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);
         self.targets = BlockAllocator::new(self.caps.targets);
         self.lbs.clear();
-        self.intent = crate::health::Intent::default();
+        self.intent = Intent::default();
         self.intent.adopt_registers(self.acc.as_mut(), &self.caps);
         Ok(())
     }

@@ -43,34 +43,10 @@ pub enum DriverError {
     /// The backend failed.
     #[error(transparent)]
     Access(#[from] AccessError),
-    /// BAR0 does not hold an ironlb device.
-    #[error("not an ironlb device: ID register reads {found:#010x}, expected {expected:#010x} (wrong PCI address or BAR index?)")]
-    BadMagic {
-        /// Value read.
-        found: u32,
-        /// ID_MAGIC.
-        expected: u32,
-    },
-    /// The device implements another major version of the contract.
-    #[error("device implements contract {major}.{minor}; this driver supports major {supported} only (upgrade the driver)")]
-    UnsupportedVersion {
-        /// Device major.
-        major: u16,
-        /// Device minor.
-        minor: u16,
-        /// Driver major.
-        supported: u16,
-    },
-    /// The device reports capabilities the driver cannot work with.
-    #[error("device capability {cap} = {value} is unusable: {why}")]
-    BadCapability {
-        /// Register name.
-        cap: &'static str,
-        /// Value read.
-        value: u32,
-        /// Why.
-        why: &'static str,
-    },
+    /// The identification or capability registers: not an ironlb device, another major version, or a value the
+    /// contract (or this driver) cannot work with.
+    #[error(transparent)]
+    Caps(#[from] ironlb_hw::caps::CapsError),
     /// A poll did not see the expected value in time.
     #[error("timeout after {waited:?} waiting for {register} (device not running, or hung?)")]
     Timeout {

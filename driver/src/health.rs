@@ -2,7 +2,7 @@
 //!
 //! A device can be reset under a running driver: a PCIe function level reset, another agent writing
 //! `CONTROL.RESET`, a restarted software model. Its tables are then empty while the driver's state (and the
-//! runtime's status) still says every LB is programmed. The driver remembers what it configured ([`Intent`]) and
+//! runtime's status) still says every LB is programmed. The driver remembers what it configured ([`Intent`](crate::state::Intent)) and
 //! the device generation it did it in; [`Device::check_reset`] compares, [`Device::restore`] re-programs
 //! everything from the driver's own state.
 //!
@@ -12,48 +12,9 @@
 //!   pipeline disabled although this driver enabled it, or `MB_DONE_SEQ` different from the last sequence number
 //!   this driver completed.
 
-use crate::access::DeviceAccess;
-use crate::caps::Caps;
 use crate::device::Device;
 use crate::error::DriverError;
-use ironlb_hw::entry::PortCfg;
 use ironlb_hw::regs::*;
-use std::collections::BTreeMap;
-use std::net::Ipv6Addr;
-
-/// What the driver configured outside the tables, and the generation it did it in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Intent {
-    pub(crate) ports: BTreeMap<u32, PortCfg>,
-    pub(crate) underlay: Option<(Ipv6Addr, u32, u8)>,
-    pub(crate) enabled: bool,
-    /// `GENERATION` when the driver last (re)configured the device; `None` on a v1.0 device.
-    pub(crate) generation: Option<u32>,
-}
-
-impl Intent {
-    /// At open (and after a reset the driver made): the device's present configuration is what this driver
-    /// continues, in the device's present generation.
-    pub(crate) fn adopt_registers(&mut self, acc: &mut dyn DeviceAccess, caps: &Caps) {
-        self.enabled = acc.read32(CONTROL) & CONTROL_ENABLE != 0;
-        self.ports = (0..caps.ports.min(MAX_PORTS))
-            .filter_map(|p| {
-                let c = PortCfg::from_raw(acc.read32(PORT_CFG + 4 * p)).ok()?;
-                c.enabled.then_some((p, c))
-            })
-            .collect();
-        let mut o = [0u8; 16];
-        for i in 0..4 {
-            o[4 * i..4 * i + 4].copy_from_slice(&acc.read32(UNDERLAY_SRC + 4 * i as u32).to_le_bytes());
-        }
-        self.underlay = Some((
-            Ipv6Addr::from(o),
-            acc.read32(UNDERLAY_MTU),
-            acc.read32(UNDERLAY_HOP_LIMIT) as u8,
-        ));
-        self.generation = caps.has(FEATURE_GENERATION).then(|| acc.read32(GENERATION));
-    }
-}
 
 /// A reset the driver did not cause.
 #[derive(Debug, Clone, PartialEq, Eq)]

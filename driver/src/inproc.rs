@@ -5,9 +5,10 @@
 //! lets the model react (`Device::poll`), which is what the model's own loop does in `ironlb-sim serve`.
 #![allow(unsafe_code)]
 
-use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{CountedBar, DmaRegion, MappedWindow};
+use crate::access::{AccessCounts, CountedBar, DeviceAccess};
+use crate::dma::DmaRegion;
 use crate::error::AccessError;
+use crate::window::MappedWindow;
 use ironlb_sim::{Device as Model, DeviceConfig};
 use std::sync::{Arc, Mutex};
 

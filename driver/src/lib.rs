@@ -1,29 +1,58 @@
 //! ironlb driver: programs the device of docs/hw-spec.md through a mapped BAR.
 //!
-//! One [`access::DeviceAccess`] trait, three backends (`vfio`, `sim-shm`, `inproc`); all table logic — command
-//! paths, cuckoo placement, range blocks, bucket arrays, read-back — sits above the trait in [`Device`].
+//! One [`DeviceAccess`] trait, three backends (`vfio`; `sim-shm` and `inproc` with the feature `model`); all table
+//! logic — command paths, cuckoo placement, range blocks, bucket arrays, read-back — sits above the trait in
+//! [`Device`].
+//!
+//! Every module is private; what the crate offers is re-exported here (docs/architecture.md "Crates and features").
 #![deny(unsafe_code)] // allowed only in the modules that touch mapped memory or ioctls (docs/architecture.md)
 
-pub mod access;
-pub mod alloc;
-pub mod caps;
-pub mod cmd;
-pub mod device;
-pub mod dma;
-pub mod error;
-pub mod health;
+mod access;
+mod alloc;
+mod caps;
+mod cmd;
+mod device;
+mod dma;
+mod error;
+mod health;
 #[cfg(feature = "model")]
-pub mod inproc;
-pub mod program;
-pub mod readback;
+mod inproc;
+mod program;
+mod readback;
 #[cfg(feature = "model")]
-pub mod shm;
-pub mod tables;
+mod shm;
+mod state;
+mod tables;
 #[cfg(feature = "testing")]
 mod testing;
-pub mod vfio;
+mod vfio;
+mod window;
 
-pub use device::Device;
+// The device API.
+pub use device::{CommandStats, Device};
 pub use error::{AccessError, DriverError};
-pub use program::{ApplyReport, LbSpec};
-pub use readback::Snapshot;
+pub use health::{ResetSeen, RestoreReport};
+pub use ironlb_hw::caps::{Caps, CapsError};
+pub use program::ApplyReport;
+pub use readback::{DecodedLb, LbAt, Snapshot};
+pub use state::{LbSpec, LbState};
+
+/// Bucket arrays: the consistent hashing that maps flows to targets (docs/architecture.md "Bucket arrays").
+pub use tables::buckets;
+
+// The backend seam: what a backend implements, and the backends.
+pub use access::{AccessCounts, DeviceAccess};
+pub use dma::DmaRegion;
+#[cfg(feature = "model")]
+pub use inproc::{InprocBackend, SharedModel};
+#[cfg(feature = "model")]
+pub use shm::{ShmBackend, ShmPaths};
+#[cfg(target_os = "linux")]
+pub use vfio::{
+    precheck, Checked, GroupMember, PciAddress, VfioBackend, VfioError, VfioRoots, PCI_COMMAND_MASTER,
+    PCI_COMMAND_MEMORY,
+};
+
+/// Raw device commands, for the `*_for_test` backdoors of feature `testing`.
+#[cfg(feature = "testing")]
+pub use cmd::Cmd;

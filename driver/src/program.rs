@@ -6,86 +6,15 @@ use crate::alloc::Block;
 use crate::cmd::Cmd;
 use crate::device::Device;
 use crate::error::DriverError;
+use crate::state::{LbSpec, LbState};
 use crate::tables::buckets::{array_log2, default_hasher, TargetKey};
 use crate::tables::lb::Placement;
 use ironlb_hw::entry::lb::CTRL_WORD;
-use ironlb_hw::entry::{IcmpPolicy, LbEntry, LbSet, RangeEntry, TargetEntry};
+use ironlb_hw::entry::{LbEntry, LbSet, RangeEntry, TargetEntry};
 use ironlb_hw::regs::TableId;
 use ironlb_hw::LbKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
-
-/// What one load balancer must look like on the device. All VIPs of an LB share its allow-list, targets and
-/// bucket array; each VIP is one LB-table entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct LbSpec {
-    /// Counter row and identity of the LB.
-    pub lb_id: u32,
-    /// (domain, VIP) keys, one LB-table entry each.
-    pub vips: BTreeSet<LbKey>,
-    /// ICMP policy.
-    pub icmp: IcmpPolicy,
-    /// Allow-list, sorted.
-    pub ranges: Vec<RangeEntry>,
-    /// Targets' underlay addresses.
-    pub targets: BTreeSet<Ipv6Addr>,
-}
-
-/// The driver's knowledge of one programmed LB (rebuilt from the device by adoption).
-#[derive(Debug, Clone)]
-pub struct LbState {
-    /// What is programmed.
-    pub spec: LbSpec,
-    /// Active set of every VIP entry.
-    pub active_set: u8,
-    /// Generation written last.
-    pub generation: u32,
-    /// The range block.
-    pub range: Block,
-    /// Bucket array and its log2(M); `None` without targets.
-    pub array: Option<(Block, u8)>,
-    /// Target-table index per target.
-    pub target_index: BTreeMap<Ipv6Addr, u32>,
-    /// Bucket array contents (target-table indices).
-    pub slots: Vec<u32>,
-    /// LB-table index per VIP.
-    pub vip_index: BTreeMap<LbKey, u32>,
-    /// Memory referenced by an inconsistent earlier state (found by adoption), freed by the next update.
-    pub stale: Vec<(TableId, Block)>,
-    /// The VIP entries disagree (an update was interrupted): the next apply republishes all of them.
-    pub dirty: bool,
-    /// The next apply moves the allow-list to exactly this block even if it did not change (defragmentation).
-    pub relocate_to: Option<Block>,
-    /// `slots` is known to be this driver's array for the targets (false after adoption until the next apply
-    /// compares it: a device programmed by another scheme or size is rewritten then, docs/architecture.md).
-    pub array_checked: bool,
-}
-
-impl LbState {
-    fn set(&self) -> LbSet {
-        let (bucket_base, bucket_log2) = self.array.map_or((0, 0), |(b, l)| (b.start, l));
-        LbSet {
-            range_base: self.range.start,
-            range_count: self.range.len as u16,
-            bucket_log2,
-            bucket_base,
-        }
-    }
-
-    fn entry(&self, key: &LbKey, other_set: LbSet) -> LbEntry {
-        let mut sets = [other_set; 2];
-        sets[self.active_set as usize] = self.set();
-        LbEntry {
-            active_set: self.active_set,
-            icmp: self.spec.icmp,
-            generation: self.generation,
-            domain: key.domain,
-            lb_id: self.spec.lb_id,
-            vip: key.vip,
-            sets,
-        }
-    }
-}
 
 /// What an apply did (for logs, metrics and benches).
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]

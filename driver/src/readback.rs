@@ -5,7 +5,7 @@ use crate::alloc::{Block, BlockAllocator};
 use crate::cmd::Cmd;
 use crate::device::Device;
 use crate::error::DriverError;
-use crate::program::{LbSpec, LbState};
+use crate::state::{LbSpec, LbState};
 use crate::tables::lb::LbTable;
 use ironlb_hw::entry::{CounterEntry, LbEntry, RangeEntry, TargetEntry, NO_TARGET};
 use ironlb_hw::regs::TableId;
@@ -274,7 +274,7 @@ impl Device {
     /// Returns the number of load balancers copied. Fails, copying nothing, for a load balancer caught in the
     /// middle of an update (its VIPs on different configuration sets).
     pub fn mirror_to(&mut self, dst: &mut Device) -> Result<usize, DriverError> {
-        let shape = |c: &crate::caps::Caps| {
+        let shape = |c: &ironlb_hw::caps::Caps| {
             (
                 c.lb_buckets,
                 c.lb_ways,

@@ -6,10 +6,11 @@
 //! ring (docs/hw-spec.md §4.2).
 #![allow(unsafe_code)]
 
-use crate::access::{AccessCounts, DeviceAccess};
-use crate::dma::{CountedBar, DmaRegion, MappedWindow};
+use crate::access::{AccessCounts, CountedBar, DeviceAccess};
+use crate::dma::DmaRegion;
 use crate::error::AccessError;
 use crate::inproc::alloc_from;
+use crate::window::MappedWindow;
 use ironlb_hw::regs::BAR0_SIZE;
 use ironlb_sim::mem::{open_private, Region};
 use std::fs::File;

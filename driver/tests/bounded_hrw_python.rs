@@ -2,7 +2,7 @@
 //! from the module docs of driver/src/tables/buckets.rs): every host, whatever its implementation, must compute the
 //! same arrays. Sizes and target counts are chosen so that capacities bind and slots are shed.
 
-use ironlb_driver::tables::buckets::{BoundedRendezvous, BucketHasher, TargetKey};
+use ironlb_driver::buckets::{BoundedRendezvous, BucketHasher, TargetKey};
 use std::net::Ipv6Addr;
 use std::process::Command;
 

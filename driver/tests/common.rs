@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-use ironlb_driver::access::DeviceAccess;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::shm::{ShmBackend, ShmPaths};
+use ironlb_driver::{DeviceAccess, InprocBackend, SharedModel, ShmBackend, ShmPaths};
 use ironlb_hw::entry::{IcmpPolicy, PortCfg, PortKind, Protocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip};
 use ironlb_sim::mem::{HostMemory, Region};

@@ -4,10 +4,7 @@
 //! naive low-then-high read returns values the counter never had; the driver's reads — the v1.1 snapshot, and the
 //! high-low-high fallback on a v1.0 device — always return a value between the counter before and after the read.
 
-use ironlb_driver::access::{AccessCounts, DeviceAccess};
-use ironlb_driver::dma::DmaRegion;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::{AccessError, Device};
+use ironlb_driver::{AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, InprocBackend, SharedModel};
 use ironlb_hw::regs::{DROP_COUNTERS, DROP_SNAPSHOT_DATA, FEATURE_DROP_SNAPSHOT};
 use ironlb_hw::DropReason;
 use ironlb_sim::DeviceConfig;

@@ -7,8 +7,7 @@ mod common;
 
 use common::*;
 use etherparse::PacketBuilder;
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::Device;
+use ironlb_driver::{Device, InprocBackend};
 use ironlb_hw::entry::Protocol::Tcp;
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
 use ironlb_sim::{DeviceConfig, Verdict};
@@ -31,7 +30,7 @@ fn syn(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 
 /// An in-process device whose model executes one ring descriptor per poll (or has no ring at all), with a public
 /// port and an underlay.
-fn device_under_traffic(ring: bool) -> (Device, ironlb_driver::inproc::SharedModel) {
+fn device_under_traffic(ring: bool) -> (Device, ironlb_driver::SharedModel) {
     let cfg = DeviceConfig {
         ring_budget: 1,
         ..DeviceConfig::small()
@@ -173,8 +172,7 @@ fn updates_under_traffic(ring: bool) {
     );
 
     // Only flows whose slot changed moved, and every flow of the removed target moved.
-    let slot_target =
-        |lb: &ironlb_driver::readback::DecodedLb, slot: usize| lb.targets[&lb.slots[slot]].underlay;
+    let slot_target = |lb: &ironlb_driver::DecodedLb, slot: usize| lb.targets[&lb.slots[slot]].underlay;
     let m = before.slots.len();
     assert_eq!(m, after.slots.len());
     let mut model = model.lock().unwrap();

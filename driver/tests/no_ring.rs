@@ -5,10 +5,7 @@
 mod common;
 
 use common::*;
-use ironlb_driver::cmd::Cmd;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::shm::{ShmBackend, ShmPaths};
-use ironlb_driver::{Device, DriverError, LbSpec};
+use ironlb_driver::{Cmd, Device, DriverError, InprocBackend, LbSpec, SharedModel, ShmBackend, ShmPaths};
 use ironlb_hw::entry::Protocol::{Tcp, Udp};
 use ironlb_hw::regs::{TableId, BAR0_SIZE};
 use ironlb_hw::DOMAIN_PUBLIC;
@@ -110,7 +107,7 @@ fn same_history_same_table_memory_with_and_without_ring() {
     );
     // Whole-table reads above 16 words went through chunked mailbox READs, still no doorbell.
     assert_eq!(without.command_stats().ring_batches, 0);
-    assert!(without.lb_counters().unwrap().len() == DeviceConfig::small().lb_ids as usize);
+    assert!(without.lb_counters().unwrap().len() == DeviceConfig::small().caps.lb_ids as usize);
 }
 
 #[test]

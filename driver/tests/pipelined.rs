@@ -9,8 +9,7 @@ mod common;
 
 use common::*;
 use etherparse::PacketBuilder;
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::{Device, LbSpec};
+use ironlb_driver::{Device, InprocBackend, LbSpec};
 use ironlb_hw::entry::Protocol::Tcp;
 use ironlb_hw::regs::{FEATURES_V1_1, FEATURE_FENCE};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};

@@ -4,8 +4,10 @@
 mod common;
 
 use common::*;
-use ironlb_driver::tables::buckets::{default_hasher, TargetKey};
-use ironlb_driver::{Device, DriverError, LbSpec, Snapshot};
+use ironlb_driver::{
+    buckets::{default_hasher, TargetKey},
+    Device, DriverError, LbSpec, Snapshot,
+};
 use ironlb_hw::entry::Protocol::{Sctp, Tcp, Udp};
 use ironlb_hw::DOMAIN_PUBLIC;
 use ironlb_sim::DeviceConfig;
@@ -61,9 +63,9 @@ fn open_reads_capabilities_on_every_backend() {
     let cfg = DeviceConfig::small();
     for b in all_backends(cfg.clone()) {
         let dev = Device::open(b.access).unwrap_or_else(|e| panic!("{}: {e}", b.name));
-        assert_eq!(dev.caps().lb_buckets, cfg.lb_buckets, "{}", b.name);
-        assert_eq!(dev.caps().targets, cfg.targets);
-        assert_eq!(dev.caps().bucket_log2_max, cfg.bucket_log2_max);
+        assert_eq!(dev.caps().lb_buckets, cfg.caps.lb_buckets, "{}", b.name);
+        assert_eq!(dev.caps().targets, cfg.caps.targets);
+        assert_eq!(dev.caps().bucket_log2_max, cfg.caps.bucket_log2_max);
         assert_eq!(dev.caps().major, 1);
     }
 }
@@ -145,7 +147,7 @@ fn restart_adopts_without_writing() {
         want.insert(i, s);
     }
     drop(dev);
-    let again = ironlb_driver::inproc::InprocBackend::attach(model);
+    let again = ironlb_driver::InprocBackend::attach(model);
     let mut dev = Device::open(Box::new(again)).unwrap();
     assert_device_holds(&mut dev, &want);
     let before = dev.access_counts().writes;
@@ -194,14 +196,14 @@ fn restart_rewrites_arrays_of_another_scheme() {
     let mut other = st.slots.clone();
     other.rotate_left(1);
     assert_ne!(other, st.slots);
-    dev.submit_for_test(&[ironlb_driver::cmd::Cmd::Write {
+    dev.submit_for_test(&[ironlb_driver::Cmd::Write {
         table: ironlb_hw::regs::TableId::Bucket,
         index: block.start,
         data: other.iter().flat_map(|s| s.to_le_bytes()).collect(),
     }])
     .unwrap();
     drop(dev);
-    let mut dev = Device::open(Box::new(ironlb_driver::inproc::InprocBackend::attach(model))).unwrap();
+    let mut dev = Device::open(Box::new(ironlb_driver::InprocBackend::attach(model))).unwrap();
     assert_eq!(dev.rewrite_foreign_arrays().unwrap(), vec![1]);
     assert_device_holds(&mut dev, &want);
     assert_eq!(dev.rewrite_foreign_arrays().unwrap(), Vec::<u32>::new());
@@ -216,10 +218,8 @@ fn restart_rewrites_arrays_of_another_scheme() {
 /// half of the slots) is still made, in place, instead of failing for want of room for a shadow array.
 #[test]
 fn large_target_change_on_a_full_device_is_written_in_place() {
-    let cfg = DeviceConfig {
-        bucket_slots: 2 * 4096,
-        ..DeviceConfig::small()
-    };
+    let mut cfg = DeviceConfig::small();
+    cfg.caps.bucket_slots = 2 * 4096;
     let mut dev = Device::open(inproc(cfg).access).unwrap();
     let mut want = BTreeMap::new();
     for i in 0..2u32 {
@@ -257,10 +257,8 @@ fn invalid_requests_are_refused_with_nothing_changed() {
 
 #[test]
 fn lb_table_fills_past_95_percent_then_fails_cleanly() {
-    let cfg = DeviceConfig {
-        lb_buckets: 64,
-        ..DeviceConfig::small()
-    };
+    let mut cfg = DeviceConfig::small();
+    cfg.caps.lb_buckets = 64;
     let mut dev = Device::open(inproc(cfg).access).unwrap();
     let cap = dev.caps().lb_buckets * 4;
     let mut placed = 0u32;
@@ -289,10 +287,8 @@ fn lb_table_fills_past_95_percent_then_fails_cleanly() {
 
 #[test]
 fn range_table_full_leaves_state_unchanged() {
-    let cfg = DeviceConfig {
-        ranges: 20,
-        ..DeviceConfig::small()
-    };
+    let mut cfg = DeviceConfig::small();
+    cfg.caps.ranges = 20;
     let mut dev = Device::open(inproc(cfg).access).unwrap();
     let a = spec(1, &[v4("10.0.0.1", 5)], &[(Tcp, 1, 1); 12], 0..2);
     dev.apply(&a).unwrap();
@@ -403,7 +399,7 @@ proptest! {
         prop_assert_eq!(a.len(), 4096);
         prop_assert_eq!(&a, &device_array(&mut h2, 1));
         drop(h2);
-        let mut h3 = Device::open(Box::new(ironlb_driver::inproc::InprocBackend::attach(model))).unwrap();
+        let mut h3 = Device::open(Box::new(ironlb_driver::InprocBackend::attach(model))).unwrap();
         let writes = h3.access_counts().writes;
         prop_assert_eq!(h3.apply(&spec(1, &vip, &[(Tcp, 80, 80)], final_set.iter().copied())).unwrap().commands, 0);
         prop_assert_eq!(h3.access_counts().writes, writes);

@@ -7,8 +7,7 @@ mod common;
 
 use common::*;
 use etherparse::PacketBuilder;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::{Device, DriverError};
+use ironlb_driver::{Device, DriverError, InprocBackend, SharedModel};
 use ironlb_hw::entry::Protocol::{Tcp, Udp};
 use ironlb_hw::regs::{CONTROL, CONTROL_RESET, GENERATION, ID};
 use ironlb_hw::DOMAIN_PUBLIC;

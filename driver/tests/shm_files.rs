@@ -2,10 +2,9 @@
 //! by another user or open to other users are refused with an error naming the file; a BAR file shorter than the
 //! register file is refused on every backend instead of panicking the driver.
 
-use ironlb_driver::access::{AccessCounts, DeviceAccess};
-use ironlb_driver::dma::DmaRegion;
-use ironlb_driver::shm::{ShmBackend, ShmPaths};
-use ironlb_driver::{AccessError, Device, DriverError};
+use ironlb_driver::{
+    AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, DriverError, ShmBackend, ShmPaths,
+};
 use ironlb_hw::regs::{BAR0_SIZE, ID_MAGIC};
 use ironlb_sim::serve::ServeArgs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

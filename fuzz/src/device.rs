@@ -20,6 +20,7 @@
 //! * a packet is forwarded behind a 40-byte header or dropped for a reason that is counted.
 
 use crate::Bytes;
+use ironlb_hw::caps::Caps;
 use ironlb_hw::entry::ring::{Completion, CPL_SIZE, DESC_SIZE};
 use ironlb_hw::regs::*;
 use ironlb_hw::DropReason;
@@ -31,21 +32,23 @@ use std::cell::RefCell;
 /// memory for the reference execution is cheap.
 pub fn config() -> DeviceConfig {
     DeviceConfig {
-        lb_buckets: 4,
-        ranges: 32,
-        max_ranges_per_lb: 16,
-        targets: 16,
-        max_targets_per_lb: 16,
-        bucket_slots: 64,
-        bucket_log2_min: 1,
-        bucket_log2_max: 6,
-        lb_ids: 8,
-        ports: 4,
-        ring_max_log2: 4,
+        caps: Caps {
+            lb_buckets: 4,
+            ranges: 32,
+            max_ranges_per_lb: 16,
+            targets: 16,
+            max_targets_per_lb: 16,
+            bucket_slots: 64,
+            bucket_log2_min: 1,
+            bucket_log2_max: 6,
+            lb_ids: 8,
+            ports: 4,
+            ring_max_log2: 4,
+            ..DeviceConfig::small().caps
+        },
         host_mem_len: HOST_LEN,
         host_iova_base: HOST_BASE,
         ring_budget: 3,
-        v1_0: false,
     }
 }
 

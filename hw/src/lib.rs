@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod caps;
 pub mod drop;
 pub mod entry;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod regs;
 
 pub use addr::{Family, Vip, DOMAIN_PUBLIC};
+pub use caps::{Caps, CapsError};
 pub use drop::DropReason;
 pub use error::DecodeError;
 pub use hash::{FlowTuple, LbKey};

@@ -11,8 +11,7 @@
 //! `cargo bench -p ironlb-runtime --bench sync` runs all three at N = 4096, T = 64 (the scale).
 //! `-- --lbs N --targets T --events E` changes the scale.
 
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::Device;
+use ironlb_driver::{Device, InprocBackend};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_dir, LoadCache};

@@ -1,10 +1,8 @@
 //! Choosing and opening the device: `--backend inproc | sim-shm:PREFIX | vfio:PCI_ADDR[@BAR]`.
 
-use ironlb_driver::access::DeviceAccess;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::shm::{ShmBackend, ShmPaths};
-use ironlb_driver::vfio::VfioBackend;
-use ironlb_driver::{Device, DriverError};
+use ironlb_driver::{
+    Device, DeviceAccess, DriverError, InprocBackend, SharedModel, ShmBackend, ShmPaths, VfioBackend,
+};
 use ironlb_sim::DeviceConfig;
 use std::fmt;
 use std::path::PathBuf;
@@ -93,7 +91,7 @@ pub enum OpenError {
     Driver(#[from] DriverError),
     /// The VFIO setup failed (binding, IOMMU group, permissions).
     #[error(transparent)]
-    Vfio(#[from] ironlb_driver::vfio::VfioError),
+    Vfio(#[from] ironlb_driver::VfioError),
 }
 
 impl From<ironlb_driver::AccessError> for OpenError {

@@ -2,7 +2,7 @@
 //! `--backend` parsing, and the text renderings of `trace` and `dump`.
 
 use etherparse::{IpNumber, PacketBuilder};
-use ironlb_driver::readback::Snapshot;
+use ironlb_driver::Snapshot;
 use ironlb_hw::entry::CounterEntry;
 use ironlb_hw::DOMAIN_PUBLIC;
 use ironlb_sim::{Trace, Verdict};

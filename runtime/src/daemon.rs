@@ -24,7 +24,7 @@ use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
 use crate::source::{DirSource, Source};
 use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
-use ironlb_driver::inproc::SharedModel;
+use ironlb_driver::SharedModel;
 use ironlb_sim::DeviceConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

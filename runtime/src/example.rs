@@ -3,8 +3,7 @@
 //! documents it; the scapy oracle (tests/oracle) checks the model against it independently.
 
 use etherparse::PacketBuilder;
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::{Device, DriverError, LbSpec};
+use ironlb_driver::{Device, DriverError, InprocBackend, LbSpec};
 use ironlb_hw::entry::{IcmpPolicy, PortCfg, PortKind, Protocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
 use ironlb_sim::DeviceConfig;
@@ -78,7 +77,7 @@ pub fn specs() -> Vec<(&'static str, LbSpec)> {
 }
 
 /// A device (in-process model) with the example's ports, underlay and load balancers programmed by the driver.
-pub fn device() -> Result<(Device, ironlb_driver::inproc::SharedModel), DriverError> {
+pub fn device() -> Result<(Device, ironlb_driver::SharedModel), DriverError> {
     let backend = InprocBackend::new(DeviceConfig::default())?;
     let model = backend.model();
     let mut dev = Device::open(Box::new(backend))?;

@@ -1,20 +1,21 @@
 //! ironlb host runtime: turns IronCore LoadBalancer objects into device tables.
 //!
-//! Manifests ([`manifest`], [`api`]; both from the `ironlb-api` crate, as is [`validate`]) are validated, turned into desired device state
-//! ([`controller`]) with durable allocations ([`alloc`]), and kept on the device by the [`reconcile`]r; the
-//! [`daemon`] runs that against a watched [`source`] and serves diagnostics ([`ops`]) and [`metrics`].
+//! Manifests ([`manifest`], [`api`]) are validated ([`validate`]; these three come from the `ironlb-api` crate),
+//! turned into desired device state by the [`control`] modules ([`controller`], with durable allocations from
+//! [`alloc`]), and kept on the device by the [`reconcile`]r; the [`daemon`] runs that against a watched [`source`]
+//! and serves diagnostics ([`ops`]) and [`metrics`].
 #![forbid(unsafe_code)]
 
+pub use control::{alloc, controller};
 pub use ironlb_api::types as api;
 pub use ironlb_api::{printable, validate};
 
-pub mod alloc;
 pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod controller;
+pub mod control;
 pub mod daemon;
 pub mod example;
 pub mod fsmode;

@@ -8,8 +8,7 @@ use crate::api::ObjectKey;
 use crate::cli::{build_packet, render_dump, render_trace, BadInput};
 use crate::printable::printable;
 use crate::status::{ConditionType, LbStatus};
-use ironlb_driver::inproc::SharedModel;
-use ironlb_driver::Device;
+use ironlb_driver::{Device, SharedModel};
 use ironlb_hw::entry::PortKind;
 use ironlb_sim::Verdict;
 use serde::Serialize;
@@ -290,21 +289,11 @@ pub fn ingress_port(dev: &mut Device, ingress: &str) -> Result<u32, OpError> {
 /// driver that loaded it: traces and replays of a device that is not an in-process model run through this copy.
 /// The model has the device's table sizes; it counts only what is sent through it.
 pub fn mirror(dev: &mut Device) -> Result<(Device, SharedModel), OpError> {
-    let c = dev.caps().clone();
     let cfg = ironlb_sim::DeviceConfig {
-        lb_buckets: c.lb_buckets,
-        ranges: c.ranges,
-        max_ranges_per_lb: c.max_ranges_per_lb,
-        targets: c.targets,
-        max_targets_per_lb: c.max_targets_per_lb,
-        bucket_slots: c.bucket_slots,
-        bucket_log2_min: c.bucket_log2_min,
-        bucket_log2_max: c.bucket_log2_max,
-        lb_ids: c.lb_ids,
-        ports: c.ports,
+        caps: dev.caps().clone(),
         ..ironlb_sim::DeviceConfig::default()
     };
-    let backend = ironlb_driver::inproc::InprocBackend::new(cfg)
+    let backend = ironlb_driver::InprocBackend::new(cfg)
         .map_err(|e| OpError::Failed(format!("creating the software model for the copy: {e}")))?;
     let model = backend.model();
     let mut local = Device::open(Box::new(backend))?;

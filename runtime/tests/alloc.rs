@@ -341,7 +341,7 @@ fn preferred_addresses_are_taken_when_free_and_in_range() {
     assert_eq!(keep, vec!["203.0.113.10".parse::<std::net::IpAddr>().unwrap()]);
     // Prefix: the preferred address inside the CIDR, if free.
     let p = k("prefix");
-    let cidr = ("2607:f0d0:1002:51::".parse().unwrap(), 64);
+    let cidr: ipnet::IpNet = "2607:f0d0:1002:51::/64".parse().unwrap();
     let want: std::net::IpAddr = "2607:f0d0:1002:51::4".parse().unwrap();
     assert_eq!(a.prefix_ip_preferring(&k("i"), &p, cidr, &[want]).unwrap(), want);
     assert_ne!(a.prefix_ip_preferring(&k("j"), &p, cidr, &[want]).unwrap(), want);

@@ -570,14 +570,17 @@ mod reference {
                     IpFamily::Unknown(_) => return Err("UnsupportedFamily"),
                 };
                 let keep = current.iter().copied().find(|ip| {
-                    IpFamily::of(ip) == *family && pools.iter().any(|&(n, l)| inside(pool_bounds(n, l), ip))
+                    IpFamily::of(ip) == *family
+                        && pools
+                            .iter()
+                            .any(|&n| inside(pool_bounds(n.addr(), n.prefix_len()), ip))
                 });
                 let ip = match keep {
                     Some(ip) => ip,
                     None => pools
                         .iter()
-                        .find_map(|&(n, l)| {
-                            let (v4, first, last) = pool_bounds(n, l);
+                        .find_map(|&n| {
+                            let (v4, first, last) = pool_bounds(n.addr(), n.prefix_len());
                             (first..=last)
                                 .map(|v| from_u128(v, v4))
                                 .find(|ip| !used.contains(ip))
@@ -594,10 +597,10 @@ mod reference {
             Ok(out)
         }
 
-        pub fn prefix_ip(&mut self, key: &Key, prefix: &Key, cidr: (IpAddr, u8)) -> R<IpAddr> {
-            let range = bounds(cidr.0, cidr.1);
+        pub fn prefix_ip(&mut self, key: &Key, prefix: &Key, cidr: ipnet::IpNet) -> R<IpAddr> {
+            let range = bounds(cidr.addr(), cidr.prefix_len());
             let (v4, first, last) = range;
-            let cidr = (from_u128(first, v4), cidr.1);
+            let cidr = ipnet::IpNet::new(from_u128(first, v4), cidr.prefix_len()).unwrap();
             if let Some(&ip) = self.state.lbs.get(key).and_then(|a| a.prefix_ips.get(prefix)) {
                 if inside(range, &ip) {
                     return Ok(ip);

@@ -5,10 +5,7 @@
 //! Assertions are on what was attempted (doorbells rung), statuses and device contents, never on wall-clock time.
 //! The dead-device tests wait for the driver's real command timeout once per sync that meets it.
 
-use ironlb_driver::access::{AccessCounts, DeviceAccess};
-use ironlb_driver::dma::DmaRegion;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::{AccessError, Device};
+use ironlb_driver::{AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, InprocBackend, SharedModel};
 use ironlb_hw::entry::PortKind;
 use ironlb_hw::regs::{Status, MB_DOORBELL, MB_STATUS, RING_TAIL};
 use ironlb_runtime::alloc::{Allocator, Pools};
@@ -92,10 +89,7 @@ fn pools() -> Pools {
 
 /// A mailbox-only model (no DMA ring), so that every command passes the fault switches.
 fn rig(state: &Path) -> (Reconciler, Faults, SharedModel) {
-    let cfg = DeviceConfig {
-        ring_max_log2: 0,
-        ..DeviceConfig::small()
-    };
+    let cfg = DeviceConfig::small().without_ring();
     let inner = InprocBackend::new(cfg).unwrap();
     let model = inner.model();
     let f = Faults::default();

@@ -1,8 +1,7 @@
 //! The reconciler against the in-process model: examples → device, per-LB error isolation with last-good state,
 //! deletion, VIP moves, orphans, restart adoption (nothing resent, no packet lost), backoff.
 
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::{Device, LbSpec};
+use ironlb_driver::{Device, InprocBackend, LbSpec, SharedModel};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::backoff::BACKOFF;
@@ -399,10 +398,8 @@ spec:
 #[test]
 fn table_full_backs_off_and_keeps_others() {
     // A device with room for very few targets.
-    let cfg = DeviceConfig {
-        targets: 3,
-        ..DeviceConfig::small()
-    };
+    let mut cfg = DeviceConfig::small();
+    cfg.caps.targets = 3;
     let mut r = Rig::new(cfg);
     let config = |b2_app: &str| {
         format!(

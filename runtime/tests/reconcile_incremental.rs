@@ -5,8 +5,7 @@
 //! between networks; a Network's VNI changing; a broken document — both end every step with the same device
 //! state and the same status for every load balancer.
 
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::Device;
+use ironlb_driver::{Device, InprocBackend};
 use ironlb_hw::entry::{PortKind, RangeEntry};
 use ironlb_hw::LbKey;
 use ironlb_runtime::alloc::{Allocator, Pools};

@@ -3,10 +3,7 @@
 //! what an independent oracle computes; and a daemon killed between any two device register writes restarts into
 //! the same final state, with no duplicate allocation.
 
-use ironlb_driver::access::{AccessCounts, DeviceAccess};
-use ironlb_driver::dma::DmaRegion;
-use ironlb_driver::inproc::{InprocBackend, SharedModel};
-use ironlb_driver::{AccessError, Device};
+use ironlb_driver::{AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, InprocBackend, SharedModel};
 use ironlb_hw::entry::{PortKind, Protocol, RangeEntry};
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_str, Loaded};

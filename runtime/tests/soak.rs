@@ -7,8 +7,7 @@
 //! stable load balancers (no lb_id or IP leaked), and the resident set did not grow past a generous bound. RSS and
 //! the number of syncs are printed (`cargo nextest run -p ironlb-runtime --test soak --no-capture`).
 
-use ironlb_driver::inproc::InprocBackend;
-use ironlb_driver::Device;
+use ironlb_driver::{Device, InprocBackend};
 use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_str, Loaded};

@@ -211,3 +211,33 @@ fn upstream_interface_fields_are_accepted() {
     assert_eq!(errors, Vec::<String>::new());
     assert_eq!(objects.len(), 2);
 }
+
+/// An ephemeral IP whose template IPAM already filled (`prefixTemplate.spec.prefix`) gets that address, not the
+/// first free one of the parent: ironlb follows the cluster's decision.
+#[test]
+fn an_ipam_filled_template_prefix_is_the_vip() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}{V6}",
+        lb("  type: Internal\n  ips:\n  - ephemeral: {prefixTemplate: {spec: {ipFamily: IPv6, parentRef: {name: p6}, prefix: 'fd10::99/128'}}}\n  ports: [{port: 80}]\n")
+    )
+    .replace("4711", "100");
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    let p = program_dir(dir.path(), pools(), &host(), LoadOptions::default()).unwrap();
+    assert!(
+        p.load_errors.is_empty() && p.report.errors.is_empty(),
+        "{:?}",
+        p.report
+    );
+    let st = &p.rec.status()[&api::ObjectKey::new("default", "lb")];
+    assert_eq!(st.ips, vec!["fd10::99".parse::<std::net::IpAddr>().unwrap()]);
+    // Outside the parent: rejected, not allocated elsewhere.
+    let (errors, _) = loaded(&format!(
+        "{}{V6}",
+        lb("  type: Internal\n  ips:\n  - ephemeral: {prefixTemplate: {spec: {ipFamily: IPv6, parentRef: {name: p6}, prefix: 'fd11::1/128'}}}\n")
+    ));
+    assert_eq!(
+        errors,
+        vec!["t.yaml: LoadBalancer default/lb: spec.ips[0].ephemeral.prefixTemplate.spec.prefix: fd11::1/128 is not inside the parent Prefix"]
+    );
+}

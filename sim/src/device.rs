@@ -119,40 +119,22 @@ impl Device {
         if let Some(f) = self.inflight.as_mut() {
             f.flush_on_reset();
         }
-        let c = &self.cfg;
-        let (minor, features, gen_reg) = if c.v1_0 {
-            (0, 0, 0)
-        } else {
-            (VERSION_MINOR as u32, FEATURES_V1_1, generation)
-        };
         for off in (0..0x1000u32).step_by(4) {
             self.bar.write32(off as usize, 0);
         }
-        let caps = [
-            (ID, ID_MAGIC),
-            (VERSION, (VERSION_MAJOR as u32) << 16 | minor),
-            (CAP_FEATURES, features),
+        // GENERATION exists from contract v1.1 (FEATURE_GENERATION); a v1.0 part reads 0 there.
+        let gen_reg = if self.cfg.caps.has(FEATURE_GENERATION) {
+            generation
+        } else {
+            0
+        };
+        let other = [
             (GENERATION, gen_reg),
-            (CAP_LB_BUCKETS, c.lb_buckets),
-            (CAP_LB_WAYS, 4),
-            (CAP_RANGES, c.ranges),
-            (CAP_MAX_RANGES_PER_LB, c.max_ranges_per_lb),
-            (CAP_TARGETS, c.targets),
-            (CAP_MAX_TARGETS_PER_LB, c.max_targets_per_lb),
-            (CAP_BUCKET_SLOTS, c.bucket_slots),
-            (
-                CAP_BUCKET_LOG2,
-                (c.bucket_log2_max as u32) << 8 | c.bucket_log2_min as u32,
-            ),
-            (CAP_LB_IDS, c.lb_ids),
-            (CAP_DROP_REASONS, DropReason::COUNT as u32),
-            (CAP_PORTS, c.ports),
-            (CAP_RING_MAX_LOG2, c.ring_max_log2 as u32),
             (UNDERLAY_MTU, DEFAULT_UNDERLAY_MTU),
             (UNDERLAY_HOP_LIMIT, DEFAULT_HOP_LIMIT as u32),
             (STATUS, STATUS_READY),
         ];
-        for (off, v) in caps {
+        for (off, v) in self.cfg.caps.registers().into_iter().chain(other) {
             self.bar.write32(off as usize, v);
         }
         self.tables = TableMemory::new(&self.cfg);
@@ -202,7 +184,7 @@ impl Device {
     /// Configuration of `port`, `None` outside CAP_PORTS or when the register holds an undefined value.
     #[inline]
     pub fn port_cfg(&self, port: u32) -> Option<PortCfg> {
-        if port >= self.cfg.ports {
+        if port >= self.cfg.caps.ports {
             return None;
         }
         PortCfg::from_raw(self.reg(PORT_CFG + 4 * port)).ok()
@@ -254,7 +236,7 @@ impl Device {
     /// DROP_SNAPSHOT (v1.1): on a new sequence number, copy every drop counter as of this instant into
     /// DROP_SNAPSHOT_DATA, then publish the number in DROP_SNAPSHOT_DONE.
     fn poll_drop_snapshot(&mut self) -> bool {
-        if self.cfg.v1_0 {
+        if self.cfg.is_v1_0() {
             return false;
         }
         let want = self.reg(DROP_SNAPSHOT);

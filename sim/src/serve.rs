@@ -129,7 +129,7 @@ impl ServeArgs {
             if self.host_mem_len.is_some() {
                 return Err("--no-dma serves no host memory: drop --host-mem-len".into());
             }
-            cfg.ring_max_log2 = 0;
+            cfg.caps.ring_max_log2 = 0;
             cfg.host_mem_len = NO_DMA_HOST_LEN;
         }
         if let Some(len) = self.host_mem_len {
@@ -261,10 +261,10 @@ mod tests {
         assert!(a.config().unwrap_err().contains("--no-dma"));
         a.host_mem_len = None;
         let c = a.config().unwrap();
-        assert_eq!(c.ring_max_log2, 0);
+        assert_eq!(c.caps.ring_max_log2, 0);
         assert_eq!(
             DeviceConfig {
-                ring_max_log2: DeviceConfig::default().ring_max_log2,
+                caps: DeviceConfig::default().caps,
                 host_mem_len: DeviceConfig::default().host_mem_len,
                 ..c
             },

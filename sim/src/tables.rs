@@ -21,11 +21,11 @@ impl TableMemory {
         let z = |t: TableId, n: u32| vec![0u8; n as usize * t.entry_bytes()];
         TableMemory {
             lb: z(TableId::Lb, cfg.lb_entries()),
-            range: z(TableId::Range, cfg.ranges),
-            target: z(TableId::Target, cfg.targets),
-            bucket: z(TableId::Bucket, cfg.bucket_slots),
-            lb_counter: z(TableId::LbCounter, cfg.lb_ids),
-            target_counter: z(TableId::TargetCounter, cfg.targets),
+            range: z(TableId::Range, cfg.caps.ranges),
+            target: z(TableId::Target, cfg.caps.targets),
+            bucket: z(TableId::Bucket, cfg.caps.bucket_slots),
+            lb_counter: z(TableId::LbCounter, cfg.caps.lb_ids),
+            target_counter: z(TableId::TargetCounter, cfg.caps.targets),
         }
     }
 
@@ -104,10 +104,10 @@ mod tests {
     fn sizes_and_bounds() {
         let cfg = DeviceConfig::small();
         let mut t = TableMemory::new(&cfg);
-        assert_eq!(t.entries(TableId::Lb), cfg.lb_buckets * 4);
-        assert_eq!(t.entries(TableId::Bucket), cfg.bucket_slots);
-        assert!(t.get(TableId::Range, cfg.ranges - 1, 1).is_some());
-        assert!(t.get(TableId::Range, cfg.ranges - 1, 2).is_none());
+        assert_eq!(t.entries(TableId::Lb), cfg.caps.lb_buckets * 4);
+        assert_eq!(t.entries(TableId::Bucket), cfg.caps.bucket_slots);
+        assert!(t.get(TableId::Range, cfg.caps.ranges - 1, 1).is_some());
+        assert!(t.get(TableId::Range, cfg.caps.ranges - 1, 2).is_none());
         t.count(TableId::LbCounter, 3, 100);
         t.count(TableId::LbCounter, 3, 50);
         let e: &[u8; 16] = t.entry(TableId::LbCounter, 3).try_into().unwrap();

@@ -350,7 +350,7 @@ mod tests {
             .targets(["fd00::a".parse().unwrap(), "fd00::b".parse().unwrap()])
             .m_log2(3);
         let lb = install(&mut d, &spec, &mut a);
-        let [b1, _] = lb.entry.key().buckets(d.config().lb_buckets);
+        let [b1, _] = lb.entry.key().buckets(d.config().caps.lb_buckets);
         assert_eq!(lb.index, b1 * 4);
         assert_eq!(
             (lb.range_base, lb.bucket_base, lb.target_indices.clone()),

@@ -221,21 +221,21 @@ fn capability_registers_after_reset() {
         assert_eq!(d.reg(CAP_FEATURES), FEATURES_V1_1);
         let g = d.reg(GENERATION);
         assert!(g != 0 && g != u32::MAX, "GENERATION {g:#x} is a valid generation");
-        assert_eq!(d.reg(CAP_LB_BUCKETS), cfg.lb_buckets);
+        assert_eq!(d.reg(CAP_LB_BUCKETS), cfg.caps.lb_buckets);
         assert_eq!(d.reg(CAP_LB_WAYS), 4);
-        assert_eq!(d.reg(CAP_RANGES), cfg.ranges);
-        assert_eq!(d.reg(CAP_MAX_RANGES_PER_LB), cfg.max_ranges_per_lb);
-        assert_eq!(d.reg(CAP_TARGETS), cfg.targets);
-        assert_eq!(d.reg(CAP_MAX_TARGETS_PER_LB), cfg.max_targets_per_lb);
-        assert_eq!(d.reg(CAP_BUCKET_SLOTS), cfg.bucket_slots);
+        assert_eq!(d.reg(CAP_RANGES), cfg.caps.ranges);
+        assert_eq!(d.reg(CAP_MAX_RANGES_PER_LB), cfg.caps.max_ranges_per_lb);
+        assert_eq!(d.reg(CAP_TARGETS), cfg.caps.targets);
+        assert_eq!(d.reg(CAP_MAX_TARGETS_PER_LB), cfg.caps.max_targets_per_lb);
+        assert_eq!(d.reg(CAP_BUCKET_SLOTS), cfg.caps.bucket_slots);
         assert_eq!(
             d.reg(CAP_BUCKET_LOG2),
-            u32::from(cfg.bucket_log2_max) << 8 | u32::from(cfg.bucket_log2_min)
+            u32::from(cfg.caps.bucket_log2_max) << 8 | u32::from(cfg.caps.bucket_log2_min)
         );
-        assert_eq!(d.reg(CAP_LB_IDS), cfg.lb_ids);
+        assert_eq!(d.reg(CAP_LB_IDS), cfg.caps.lb_ids);
         assert_eq!(d.reg(CAP_DROP_REASONS), DropReason::COUNT as u32);
-        assert_eq!(d.reg(CAP_PORTS), cfg.ports);
-        assert_eq!(d.reg(CAP_RING_MAX_LOG2), u32::from(cfg.ring_max_log2));
+        assert_eq!(d.reg(CAP_PORTS), cfg.caps.ports);
+        assert_eq!(d.reg(CAP_RING_MAX_LOG2), u32::from(cfg.caps.ring_max_log2));
         assert_eq!(d.reg(STATUS), STATUS_READY);
         assert_eq!(d.reg(CONTROL), 0);
         assert_eq!(d.reg(UNDERLAY_MTU), DEFAULT_UNDERLAY_MTU);
@@ -251,12 +251,12 @@ fn capability_registers_after_reset() {
             assert_eq!(d.reg(r), 0, "register {r:#x}");
         }
         // Table sizes match the capabilities.
-        assert_eq!(d.tables().entries(TableId::Lb), cfg.lb_buckets * 4);
-        assert_eq!(d.tables().entries(TableId::Range), cfg.ranges);
-        assert_eq!(d.tables().entries(TableId::Target), cfg.targets);
-        assert_eq!(d.tables().entries(TableId::Bucket), cfg.bucket_slots);
-        assert_eq!(d.tables().entries(TableId::LbCounter), cfg.lb_ids);
-        assert_eq!(d.tables().entries(TableId::TargetCounter), cfg.targets);
+        assert_eq!(d.tables().entries(TableId::Lb), cfg.caps.lb_buckets * 4);
+        assert_eq!(d.tables().entries(TableId::Range), cfg.caps.ranges);
+        assert_eq!(d.tables().entries(TableId::Target), cfg.caps.targets);
+        assert_eq!(d.tables().entries(TableId::Bucket), cfg.caps.bucket_slots);
+        assert_eq!(d.tables().entries(TableId::LbCounter), cfg.caps.lb_ids);
+        assert_eq!(d.tables().entries(TableId::TargetCounter), cfg.caps.targets);
     };
     expect(&d);
     assert!(!d.poll(), "nothing to do after reset");
@@ -667,7 +667,7 @@ fn ring_wraps_around_across_batches() {
 #[test]
 fn ring_bounded_work_per_poll() {
     let mut cfg = DeviceConfig::small();
-    cfg.ring_max_log2 = 14;
+    cfg.caps.ring_max_log2 = 14;
     let mut d = Device::new(cfg).unwrap();
     let mut r = ring(&mut d, 13);
     for i in 0..5000u32 {
@@ -990,7 +990,7 @@ fn ring_completion_record_fault_stops_the_ring() {
 fn ring_config_validation() {
     let cfg = DeviceConfig::small();
     let hb = cfg.host_iova_base;
-    let max = u32::from(cfg.ring_max_log2);
+    let max = u32::from(cfg.caps.ring_max_log2);
     // (what, base, log2, completion IOVA, valid, record written on failure)
     let cases = [
         ("size 0", hb + 0x1000, 0, hb + 0x100, false, true),

@@ -106,7 +106,7 @@ fn serve_loop_over_shared_files() {
 
     let mut c = Client::open(&bar_path, &host_path, len, base);
     c.wait_ready();
-    assert_eq!(c.r(CAP_LB_BUCKETS), DeviceConfig::small().lb_buckets);
+    assert_eq!(c.r(CAP_LB_BUCKETS), DeviceConfig::small().caps.lb_buckets);
 
     // Mailbox: WRITE one LB entry, READ it back.
     let entry = lb_entry_words();
@@ -293,7 +293,7 @@ fn binary_serves_until_sigterm() {
     ));
     let mut c = attach(&bar, &host, 1 << 20, base);
     c.wait_ready();
-    assert_eq!(c.r(CAP_LB_BUCKETS), DeviceConfig::small().lb_buckets);
+    assert_eq!(c.r(CAP_LB_BUCKETS), DeviceConfig::small().caps.lb_buckets);
 
     let entry = lb_entry_words();
     assert_eq!(

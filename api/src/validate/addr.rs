@@ -1,7 +1,7 @@
 //! Which addresses may be VIPs, underlay addresses and Prefixes (issue 12 item 4): validation fails closed on
 //! addresses a device must never answer for or send to.
 
-use crate::types::ipam::cidr_contains;
+use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Blocks no VIP may come from, with the reason given in errors.
@@ -28,18 +28,23 @@ const RESERVED_V6: &[(Ipv6Addr, u8, &str)] = &[
     (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast"),
 ];
 
-fn reserved() -> impl Iterator<Item = (IpAddr, u8, &'static str)> {
+fn reserved() -> impl Iterator<Item = (IpNet, &'static str)> {
+    let net = |a: IpAddr, l: u8| IpNet::new(a, l).expect("the reserved blocks are well-formed");
     RESERVED_V4
         .iter()
-        .map(|&(a, l, w)| (IpAddr::V4(a), l, w))
-        .chain(RESERVED_V6.iter().map(|&(a, l, w)| (IpAddr::V6(a), l, w)))
+        .map(move |&(a, l, w)| (net(IpAddr::V4(a), l), w))
+        .chain(
+            RESERVED_V6
+                .iter()
+                .map(move |&(a, l, w)| (net(IpAddr::V6(a), l), w)),
+        )
 }
 
 /// Why `ip` cannot be a VIP (unspecified, broadcast, loopback, multicast, link-local, IPv4-mapped), if it cannot.
 pub fn vip_problem(ip: IpAddr) -> Option<String> {
     reserved()
-        .find(|&(net, len, _)| cidr_contains(net, len, ip))
-        .map(|(_, _, what)| format!("{ip} is {what}: not usable as a VIP"))
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, what)| format!("{ip} is {what}: not usable as a VIP"))
 }
 
 /// Why `ip` cannot be an underlay (outer IPv6) address (unspecified, loopback, multicast, IPv4-mapped), if it
@@ -59,36 +64,18 @@ pub fn underlay_problem(ip: Ipv6Addr) -> Option<String> {
     Some(format!("{ip} is {what}: not usable as an underlay address"))
 }
 
-/// Why `net/len` cannot be a Prefix VIPs are drawn from (the whole address space, host bits set, overlapping a
-/// block no VIP may come from), if it cannot.
-pub fn prefix_problem(net: IpAddr, len: u8) -> Option<String> {
-    if len == 0 {
-        return Some(format!("{net}/0 is the whole address space"));
+/// Why `net` cannot be a Prefix VIPs are drawn from (the whole address space, host bits set, overlapping a block
+/// no VIP may come from), if it cannot.
+pub fn prefix_problem(net: IpNet) -> Option<String> {
+    if net.prefix_len() == 0 {
+        return Some(format!("{net} is the whole address space"));
     }
-    let host_mask: u128 = match net {
-        IpAddr::V4(_) => (1u128 << (32 - u32::from(len))) - 1,
-        IpAddr::V6(_) if len >= 128 => 0,
-        IpAddr::V6(_) => (1u128 << (128 - u32::from(len))) - 1,
-    };
-    let bits = match net {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    };
-    if bits & host_mask != 0 {
-        let clean = bits & !host_mask;
-        let clean: IpAddr = match net {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(clean as u32)),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(clean)),
-        };
-        return Some(format!(
-            "host bits set in {net}/{len}; did you mean {clean}/{len}?"
-        ));
+    if net.trunc() != net {
+        return Some(format!("host bits set in {net}; did you mean {}?", net.trunc()));
     }
     reserved()
-        .find(|&(r, rlen, _)| cidr_contains(r, rlen, net) || cidr_contains(net, len, r))
-        .map(|(r, rlen, what)| {
-            format!("{net}/{len} overlaps {r}/{rlen} ({what}), which VIPs may not come from")
-        })
+        .find(|(r, _)| r.contains(&net) || net.contains(r))
+        .map(|(r, what)| format!("{net} overlaps {r} ({what}), which VIPs may not come from"))
 }
 
 #[cfg(test)]
@@ -97,6 +84,10 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    fn cidr(s: &str, len: u8) -> IpNet {
+        IpNet::new(ip(s), len).unwrap()
     }
 
     #[test]
@@ -152,7 +143,7 @@ mod tests {
             ("fe80::", 64),
             ("8000::", 1),
         ] {
-            assert!(prefix_problem(ip(net), len).is_some(), "{net}/{len}");
+            assert!(prefix_problem(cidr(net, len)).is_some(), "{net}/{len}");
         }
         for (net, len) in [
             ("10.1.0.0", 24),
@@ -160,7 +151,7 @@ mod tests {
             ("10.0.0.5", 32),
             ("2001:db8::1", 128),
         ] {
-            assert_eq!(prefix_problem(ip(net), len), None, "{net}/{len}");
+            assert_eq!(prefix_problem(cidr(net, len)), None, "{net}/{len}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The kernel side of the `vfio` backend: the only module of it with `unsafe`, and the only one that calls
-//! vfio-ioctls or maps memory.
+//! vfio-ioctls or maps memory. Under `cfg(test)`, `sys_twin.rs` stands in for it with the same signatures.
 //!
 //! Layering follows rust-vmm's vfio-ioctls (built without its `kvm`/`mshv` features, so no hypervisor is
 //! involved): a [`Container`] (`/dev/vfio/vfio`, one IOMMU domain) holds the IOMMU group, which vfio-ioctls opens
@@ -8,32 +8,25 @@
 //! pre-checks.
 #![allow(unsafe_code)]
 
-use super::sysfs::{open_error, Checked, PciAddress};
-use super::VfioError;
-use crate::dma::{DmaRegion, MappedWindow};
+use super::errors;
+use super::sysfs::{Checked, PciAddress};
+use super::{RegionInfo, VfioError};
+use crate::dma::DmaRegion;
 use crate::error::AccessError;
+use crate::window::MappedWindow;
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
 use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use vfio_bindings::bindings::vfio::{
     VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
 };
-use vfio_ioctls::{VfioContainer, VfioDevice, VfioError as IoctlError, VfioOps, VfioRegionInfoCap};
-
-/// The container node vfio-ioctls opens.
-pub const CONTAINER_PATH: &str = "/dev/vfio/vfio";
-/// PCI config space: the 16-bit command register.
-pub const PCI_COMMAND: u64 = 0x04;
-/// Command register: Memory Space Enable.
-pub const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-/// Command register: Bus Master Enable (the device may issue DMA).
-pub const PCI_COMMAND_MASTER: u16 = 1 << 2;
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps, VfioRegionInfoCap};
 
 /// The host page size, the granule of DMA mappings.
 pub fn page_size() -> usize {
@@ -43,41 +36,6 @@ pub fn page_size() -> usize {
         v as usize
     } else {
         4096
-    }
-}
-
-/// The vfio-ioctls operation behind an error (the ioctl name where there is one), for messages.
-pub fn op_name(e: &IoctlError) -> &'static str {
-    match e {
-        IoctlError::OpenContainer(_) => "open container",
-        IoctlError::OpenGroup(..) => "open group",
-        IoctlError::VfioApiVersion => "VFIO_GET_API_VERSION",
-        IoctlError::VfioExtension | IoctlError::VfioType1V2 | IoctlError::VfioInvalidType => {
-            "VFIO_CHECK_EXTENSION(VFIO_TYPE1v2_IOMMU)"
-        }
-        IoctlError::GetGroupStatus | IoctlError::GroupViable => "VFIO_GROUP_GET_STATUS",
-        IoctlError::GroupSetContainer => "VFIO_GROUP_SET_CONTAINER",
-        IoctlError::UnsetContainer => "VFIO_GROUP_UNSET_CONTAINER",
-        IoctlError::ContainerSetIOMMU(_) => "VFIO_SET_IOMMU(VFIO_TYPE1v2_IOMMU)",
-        IoctlError::GroupGetDeviceFD(_) => "VFIO_GROUP_GET_DEVICE_FD",
-        IoctlError::VfioDeviceGetInfo(_)
-        | IoctlError::VfioDeviceGetInfoPCI
-        | IoctlError::VfioDeviceGetInfoOther => "VFIO_DEVICE_GET_INFO",
-        IoctlError::VfioDeviceGetRegionInfo(_) => "VFIO_DEVICE_GET_REGION_INFO",
-        IoctlError::VfioDeviceGetIrqInfo => "VFIO_DEVICE_GET_IRQ_INFO",
-        IoctlError::InvalidPath => "read iommu_group link",
-        IoctlError::IommuDmaMap(_) => "VFIO_IOMMU_MAP_DMA",
-        IoctlError::IommuDmaUnmap(_) | IoctlError::InvalidDmaUnmapSize => "VFIO_IOMMU_UNMAP_DMA",
-        _ => "VFIO operation",
-    }
-}
-
-fn ioctl(addr: &PciAddress, path: &Path, source: IoctlError) -> VfioError {
-    VfioError::Ioctl {
-        addr: *addr,
-        op: op_name(&source),
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -91,18 +49,9 @@ pub struct Container(Arc<VfioContainer>);
 impl Container {
     /// Open `/dev/vfio/vfio` and check the API version and type1v2 IOMMU support.
     pub fn open(addr: &PciAddress) -> Result<Container, VfioError> {
-        let path = Path::new(CONTAINER_PATH);
-        match VfioContainer::new(None) {
-            Ok(c) => Ok(Container(Arc::new(c))),
-            Err(IoctlError::OpenContainer(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(VfioError::ContainerMissing {
-                    addr: *addr,
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(IoctlError::OpenContainer(e)) => Err(open_error(addr, path, e)),
-            Err(e) => Err(ioctl(addr, path, e)),
-        }
+        VfioContainer::new(None)
+            .map(|c| Container(Arc::new(c)))
+            .map_err(|e| errors::container_error(addr, e))
     }
 
     /// Allocate `len` bytes of zeroed, page-rounded anonymous memory and map it for the device at `iova`
@@ -131,13 +80,8 @@ impl Container {
         // SAFETY: `ptr..ptr+size` is the anonymous mapping owned by `mem`, which lives in the owner box until after
         // the IOMMU mapping is removed (DmaMapping::drop). No Rust reference to it exists or is ever created: the
         // MmapRaw gives out raw pointers only, and MappedWindow accesses it through volatile raw-pointer copies.
-        unsafe { self.0.vfio_dma_map(iova, size, ptr.as_ptr()) }.map_err(|e| AccessError::Io {
-            what: format!(
-                "VFIO_IOMMU_MAP_DMA of {size:#x} bytes at IOVA {iova:#x} for {addr} (on {CONTAINER_PATH}; as non-root, \
-                 raise the locked-memory limit: ulimit -l)"
-            ),
-            source: dma_errno(e),
-        })?;
+        unsafe { self.0.vfio_dma_map(iova, size, ptr.as_ptr()) }
+            .map_err(|e| errors::dma_map_error(addr, iova, size, e))?;
         let owner = DmaMapping {
             container: self.clone(),
             iova,
@@ -148,15 +92,6 @@ impl Container {
         // volatile accessors touch it.
         let window = unsafe { MappedWindow::new(ptr, len, Box::new(owner)) };
         Ok(DmaRegion::new(window, iova))
-    }
-}
-
-fn dma_errno(e: IoctlError) -> std::io::Error {
-    match e {
-        IoctlError::IommuDmaMap(s) | IoctlError::IommuDmaUnmap(s) => {
-            std::io::Error::from_raw_os_error(s.errno())
-        }
-        other => std::io::Error::other(other),
     }
 }
 
@@ -178,25 +113,6 @@ impl Drop for DmaMapping {
     }
 }
 
-/// What VFIO_DEVICE_GET_REGION_INFO says about a BAR.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegionInfo {
-    /// Size in bytes (0: BAR not implemented).
-    pub size: u64,
-    /// Offset of the region in the device fd (for pread/pwrite/mmap).
-    pub offset: u64,
-    /// Readable.
-    pub read: bool,
-    /// Writable.
-    pub write: bool,
-    /// mmap-capable.
-    pub mmap: bool,
-    /// Raw VFIO_REGION_INFO_FLAG_* bits.
-    pub flags: u32,
-    /// Only these `(offset, size)` areas may be mmapped (sparse-mmap capability), when present.
-    pub sparse: Option<Vec<(u64, u64)>>,
-}
-
 /// An opened VFIO device (with its group attached to the container).
 pub struct Device {
     addr: PciAddress,
@@ -209,32 +125,11 @@ impl Device {
     /// `/dev/vfio/GROUP`, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU, VFIO_GROUP_GET_DEVICE_FD,
     /// VFIO_DEVICE_GET_INFO / _GET_REGION_INFO / _GET_IRQ_INFO).
     pub fn open(container: &Container, checked: &Checked) -> Result<Device, VfioError> {
-        let addr = &checked.addr;
-        // vfio-ioctls opens the group node under the real /dev, whatever devfs root the pre-checks used.
-        let group_path = Path::new(CONTAINER_PATH).with_file_name(checked.group.to_string());
         let ops: Arc<dyn VfioOps> = container.0.clone();
-        let dev = VfioDevice::new(&checked.device_path, ops, false).map_err(|e| match e {
-            IoctlError::OpenGroup(io, _) if io.kind() == std::io::ErrorKind::NotFound => {
-                VfioError::GroupNodeMissing {
-                    addr: *addr,
-                    group: checked.group,
-                    path: group_path.clone(),
-                }
-            }
-            IoctlError::OpenGroup(io, _) => open_error(addr, &group_path, io),
-            IoctlError::GroupViable => VfioError::GroupNotViable {
-                addr: *addr,
-                group: checked.group,
-                path: group_path.clone(),
-                blockers: Vec::new(),
-            },
-            e @ (IoctlError::GetGroupStatus
-            | IoctlError::GroupSetContainer
-            | IoctlError::ContainerSetIOMMU(_)) => ioctl(addr, &group_path, e),
-            e => ioctl(addr, &checked.device_path, e),
-        })?;
+        let dev = VfioDevice::new(&checked.device_path, ops, false)
+            .map_err(|e| errors::device_open_error(checked, e))?;
         Ok(Device {
-            addr: *addr,
+            addr: checked.addr,
             path: checked.device_path.clone(),
             dev,
         })
@@ -301,16 +196,6 @@ impl Device {
         }
         self.with_fd(|f| f.write_all_at(&value.to_le_bytes(), cfg.offset + off))
             .map_err(|e| self.config_io("write", e))
-    }
-
-    /// Set Bus Master Enable in the command register (read-modify-write), so the device may DMA. Returns the
-    /// command register as read back afterwards.
-    pub fn enable_bus_master(&self) -> Result<u16, VfioError> {
-        let cmd = self.config_read16(PCI_COMMAND)?;
-        if cmd & PCI_COMMAND_MASTER == 0 {
-            self.config_write16(PCI_COMMAND, cmd | PCI_COMMAND_MASTER)?;
-        }
-        self.config_read16(PCI_COMMAND)
     }
 
     /// mmap `len` bytes of region `index` starting `start` bytes into it (shared, read-write).

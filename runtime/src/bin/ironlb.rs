@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use ironlb_driver::inproc::SharedModel;
+use ironlb_driver::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
 use ironlb_runtime::cli::{BadInput, ColorChoice};

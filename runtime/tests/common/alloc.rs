@@ -20,7 +20,7 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-pub fn cidr(s: &str) -> (IpAddr, u8) {
+pub fn cidr(s: &str) -> ipnet::IpNet {
     ironlb_runtime::api::ipam::parse_cidr(s).unwrap()
 }
 

@@ -201,7 +201,7 @@ pub(crate) fn poll_mailbox(d: &mut Device) -> bool {
 
 fn mailbox_command(d: &mut Device) -> Result<(), Status> {
     let op = Opcode::from_raw(d.reg(MB_OPCODE))
-        .filter(|op| *op != Opcode::Fence || !d.cfg.v1_0)
+        .filter(|op| *op != Opcode::Fence || !d.cfg.is_v1_0())
         .ok_or(Status::BadOpcode)?;
     let table = TableId::from_raw(d.reg(MB_TABLE));
     let cmd = check(
@@ -255,7 +255,7 @@ fn ring_config(d: &Device) -> Result<RingCfg, Status> {
     let log2 = d.reg(RING_SIZE_LOG2);
     let base = reg64(d, RING_BASE_LO);
     let cpl = reg64(d, RING_CPL_LO);
-    let max = u32::from(d.cfg.ring_max_log2).min(31);
+    let max = u32::from(d.cfg.caps.ring_max_log2).min(31);
     if !(1..=max).contains(&log2) || base & 63 != 0 || cpl & 15 != 0 {
         return Err(Status::RingConfig);
     }
@@ -409,7 +409,7 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
     let mut raw = [0u8; DESC_SIZE];
     d.host.read(at, &mut raw).map_err(|_| Status::DmaFault)?;
     let desc = Descriptor::parse(&raw).map_err(decode_status)?;
-    if desc.opcode == Opcode::Fence && d.cfg.v1_0 {
+    if desc.opcode == Opcode::Fence && d.cfg.is_v1_0() {
         return Err(Status::BadOpcode);
     }
     let cmd = check(

@@ -185,7 +185,7 @@ impl Device {
         let ip = parse::parse_l3(pkt).ok()?;
         Some(lookup::lookup(
             &self.tables,
-            self.config().lb_buckets,
+            self.config().caps.lb_buckets,
             domain,
             ip.v6,
             &ip.dst,

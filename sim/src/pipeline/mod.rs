@@ -303,7 +303,7 @@ fn front_pinned<'a, S: TraceSink>(
     });
 
     // §7.4 LB lookup.
-    let lk = pinned.unwrap_or_else(|| lookup::lookup(&d.tables, cfg.lb_buckets, domain, ip.v6, &ip.dst));
+    let lk = pinned.unwrap_or_else(|| lookup::lookup(&d.tables, cfg.caps.lb_buckets, domain, ip.v6, &ip.dst));
     let Some(lb) = lk.hit else {
         return fail(t, "lookup", DropReason::NoVip, || match lk.buckets {
             Some([b1, b2]) => format!(
@@ -339,7 +339,7 @@ fn front_pinned<'a, S: TraceSink>(
                 classify::Ask::Protocol(p) => format!("{} non-first fragment", parse::proto::name(p)),
                 classify::Ask::AnyEntry => "non-first fragment of unknown upper-layer protocol".to_string(),
             };
-            let cap = cfg.max_ranges_per_lb;
+            let cap = cfg.caps.max_ranges_per_lb;
             match filter::admit(&d.tables, cap, set.range_base, set.range_count, ask) {
                 Some(i) => {
                     t.set(|t| t.range_match = Some(i));
@@ -380,16 +380,16 @@ fn front_pinned<'a, S: TraceSink>(
             _ => format!("crc32={h:#010x} slot {o:#06x} of M={m}"),
         }
     });
-    if log2 == 0 || log2 < cfg.bucket_log2_min || log2 > cfg.bucket_log2_max {
+    if log2 == 0 || log2 < cfg.caps.bucket_log2_min || log2 > cfg.caps.bucket_log2_max {
         return fail(t, "bucket", DropReason::NoTarget, || {
             format!(
                 "BUCKET_LOG2 = {log2}: no bucket array (0) or outside CAP_BUCKET_LOG2 [{}, {}]",
-                cfg.bucket_log2_min, cfg.bucket_log2_max
+                cfg.caps.bucket_log2_min, cfg.caps.bucket_log2_max
             )
         });
     }
     let slot = u64::from(set.bucket_base) + (u64::from(h) & (m - 1));
-    let slots = cfg.bucket_slots; // = entries of bucket memory
+    let slots = cfg.caps.bucket_slots; // = entries of bucket memory
     if slot >= u64::from(slots) {
         return fail(t, "bucket", DropReason::NoTarget, || {
             format!("slot {slot} outside bucket memory ({slots} slots)")
@@ -416,7 +416,7 @@ fn bucket<S: TraceSink>(d: &Device, slot: u32, t: &mut S) -> Result<u32, DropRea
         });
     }
     t.set(|t| t.target = Some(target));
-    let n_targets = d.config().targets; // CAP_TARGETS = entries of the target table
+    let n_targets = d.config().caps.targets; // CAP_TARGETS = entries of the target table
     if target >= n_targets {
         return fail(t, "bucket", DropReason::NoTarget, || {
             format!("slot {slot} holds target {target} >= CAP_TARGETS ({n_targets})")
@@ -468,7 +468,8 @@ fn egress<S: TraceSink>(
     t.step("mtu", || {
         format!("outer packet {} bytes <= UNDERLAY_MTU {mtu}", OUTER_LEN + len)
     });
-    let Some(egress_port) = (0..cfg.ports).find(|&p| is_enabled_underlay(d.reg(PORT_CFG + 4 * p))) else {
+    let Some(egress_port) = (0..cfg.caps.ports).find(|&p| is_enabled_underlay(d.reg(PORT_CFG + 4 * p)))
+    else {
         return fail(t, "egress", DropReason::PortDisabled, || {
             "no enabled underlay port".into()
         });

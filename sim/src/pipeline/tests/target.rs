@@ -33,7 +33,7 @@ fn no_target_cases() {
     // NO_TARGET, an index >= CAP_TARGETS.
     d.write_entry(TableId::Bucket, slot, &NO_TARGET.to_le_bytes());
     assert_eq!(drop_reason(&mut d, PORT_NET_A, &p), NoTarget);
-    d.write_entry(TableId::Bucket, slot, &d.config().targets.to_le_bytes());
+    d.write_entry(TableId::Bucket, slot, &d.config().caps.targets.to_le_bytes());
     assert_eq!(drop_reason(&mut d, PORT_NET_A, &p), NoTarget);
     d.write_entry(TableId::Bucket, slot, &target.to_le_bytes());
     assert!(matches!(d.process(PORT_NET_A, &p), Verdict::Forward { .. }));
@@ -143,7 +143,7 @@ fn lb_id_beyond_counter_rows_is_not_counted() {
         next_target: 500,
         next_slot: 50_000,
     };
-    let big = d.config().lb_ids;
+    let big = d.config().caps.lb_ids;
     let spec = LbSpec::new(VNI_A, a("10.0.0.60"), big)
         .range(Protocol::Tcp, 80, 80)
         .targets(targets(1));

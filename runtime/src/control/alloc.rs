@@ -39,6 +39,7 @@
 use crate::api::ipam::parse_cidr;
 use crate::api::IpFamily;
 use crate::api::ObjectKey;
+use ipnet::IpNet;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,9 +123,9 @@ impl AllocError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pools {
     /// IPv4 pools.
-    pub public_v4: Vec<(IpAddr, u8)>,
+    pub public_v4: Vec<IpNet>,
     /// IPv6 pools.
-    pub public_v6: Vec<(IpAddr, u8)>,
+    pub public_v6: Vec<IpNet>,
 }
 
 impl Pools {
@@ -145,27 +146,26 @@ impl Pools {
                         reason: "empty pool".to_string(),
                     });
                 }
-                let (addr, len) = parse_cidr(part).ok_or_else(|| {
+                let net = parse_cidr(part).ok_or_else(|| {
                     bad("expected ADDR/LEN CIDR notation, e.g. 203.0.113.0/24 or 2001:db8::/64".to_string())
                 })?;
-                let net = network(addr, len);
-                if net != addr {
-                    return Err(bad(format!("host bits set; did you mean {net}/{len}?")));
+                if net.trunc() != net {
+                    return Err(bad(format!("host bits set; did you mean {}?", net.trunc())));
                 }
                 // A pool may not hand out addresses no VIP may have (0.0.0.0, ::, loopback, multicast, …).
-                if let Some(why) = crate::validate::addr::prefix_problem(net, len) {
+                if let Some(why) = crate::validate::addr::prefix_problem(net) {
                     return Err(bad(why));
                 }
-                match addr {
-                    IpAddr::V4(_) => pools.public_v4.push((net, len)),
-                    IpAddr::V6(_) => pools.public_v6.push((net, len)),
+                match net {
+                    IpNet::V4(_) => pools.public_v4.push(net),
+                    IpNet::V6(_) => pools.public_v6.push(net),
                 }
             }
         }
         Ok(pools)
     }
 
-    fn of(&self, family: &IpFamily) -> Option<&[(IpAddr, u8)]> {
+    fn of(&self, family: &IpFamily) -> Option<&[IpNet]> {
         match family {
             IpFamily::IPv4 => Some(&self.public_v4),
             IpFamily::IPv6 => Some(&self.public_v6),
@@ -195,7 +195,7 @@ impl LbAlloc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixCursor {
     /// The Prefix's CIDR (normalized) the cursor belongs to; a changed CIDR restarts at its beginning.
-    pub cidr: (IpAddr, u8),
+    pub cidr: IpNet,
     /// The next candidate address.
     pub next: IpAddr,
 }
@@ -278,7 +278,7 @@ impl Serialize for AllocState {
                 self.cursors.iter().map(|(k, c)| CursorRef {
                     namespace: &k.namespace,
                     name: &k.name,
-                    cidr: format!("{}/{}", c.cidr.0, c.cidr.1),
+                    cidr: c.cidr.to_string(),
                     next: c.next,
                 })
             }),
@@ -397,12 +397,12 @@ impl TryFrom<Persisted> for AllocState {
         }
         for c in p.cursors {
             let cidr = parse_cidr(&c.cidr).ok_or_else(|| format!("bad cursor CIDR {:?}", c.cidr))?;
-            if c.next.is_ipv4() != cidr.0.is_ipv4() {
+            if c.next.is_ipv4() != cidr.addr().is_ipv4() {
                 return Err(format!("cursor {} does not match CIDR {}", c.next, c.cidr));
             }
             let key = ObjectKey::new(c.namespace, c.name);
             let cursor = PrefixCursor {
-                cidr: (network(cidr.0, cidr.1), cidr.1),
+                cidr: cidr.trunc(),
                 next: c.next,
             };
             if s.cursors.insert(key.clone(), cursor).is_some() {
@@ -549,7 +549,7 @@ impl Allocator {
         &mut self,
         key: &ObjectKey,
         prefix_name: &ObjectKey,
-        cidr: (IpAddr, u8),
+        cidr: IpNet,
     ) -> Result<IpAddr, AllocError> {
         self.batch(|a| a.prefix_ip_in_memory(key, prefix_name, cidr, &[]))?
     }
@@ -560,7 +560,7 @@ impl Allocator {
         &mut self,
         key: &ObjectKey,
         prefix_name: &ObjectKey,
-        cidr: (IpAddr, u8),
+        cidr: IpNet,
         preferred: &[IpAddr],
     ) -> Result<IpAddr, AllocError> {
         self.batch(|a| a.prefix_ip_in_memory(key, prefix_name, cidr, preferred))?
@@ -684,16 +684,15 @@ impl Allocator {
                     family: family.clone(),
                 })?;
             let keep = current.iter().copied().find(|ip| {
-                IpFamily::of(ip) == *family
-                    && pools.iter().any(|&(net, len)| pool_range(net, len).contains(ip))
+                IpFamily::of(ip) == *family && pools.iter().any(|&net| pool_range(net).contains(ip))
             });
             // The index holds the key's own IPs too; that is fine: one of this family in a pool is kept above,
             // and one outside every pool is never a candidate.
             let prefer = || {
                 preferred.iter().copied().find(|ip| {
                     IpFamily::of(ip) == *family
-                        && pools.iter().any(|&(net, len)| {
-                            let r = pool_range(net, len);
+                        && pools.iter().any(|&net| {
+                            let r = pool_range(net);
                             r.contains(ip) && {
                                 let v = to_u128(*ip);
                                 self.index.public.first_free(r.v4, v, v).is_some()
@@ -705,8 +704,8 @@ impl Allocator {
                 Some(ip) => ip,
                 None => pools
                     .iter()
-                    .find_map(|&(net, len)| {
-                        let r = pool_range(net, len);
+                    .find_map(|&net| {
+                        let r = pool_range(net);
                         self.index
                             .public
                             .first_free(r.v4, r.first, r.last)
@@ -737,11 +736,11 @@ impl Allocator {
         &mut self,
         key: &ObjectKey,
         prefix_name: &ObjectKey,
-        cidr: (IpAddr, u8),
+        cidr: IpNet,
         preferred: &[IpAddr],
     ) -> Result<IpAddr, AllocError> {
-        let range = Range::of(cidr.0, cidr.1);
-        let cidr = (network(cidr.0, cidr.1), cidr.1);
+        let range = Range::of(cidr);
+        let cidr = cidr.trunc();
         let old = self
             .state
             .lbs
@@ -1088,20 +1087,6 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<AllocState, AllocError> {
     })
 }
 
-fn host_mask(ip: IpAddr, len: u8) -> u128 {
-    let bits: u32 = if ip.is_ipv4() { 32 } else { 128 };
-    let host = bits.saturating_sub(u32::from(len));
-    if host >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host) - 1
-    }
-}
-
-fn network(ip: IpAddr, len: u8) -> IpAddr {
-    from_u128(to_u128(ip) & !host_mask(ip, len), ip.is_ipv4())
-}
-
 fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(a) => u128::from(u32::from(a)),
@@ -1126,12 +1111,11 @@ struct Range {
 }
 
 impl Range {
-    fn of(net: IpAddr, len: u8) -> Range {
-        let first = to_u128(net) & !host_mask(net, len);
+    fn of(net: IpNet) -> Range {
         Range {
-            v4: net.is_ipv4(),
-            first,
-            last: first | host_mask(net, len),
+            v4: net.addr().is_ipv4(),
+            first: to_u128(net.network()),
+            last: to_u128(net.broadcast()),
         }
     }
 
@@ -1153,9 +1137,9 @@ impl Range {
 }
 
 /// The usable addresses of a public pool: IPv4 pools shorter than /31 lose their network and broadcast address.
-fn pool_range(net: IpAddr, len: u8) -> Range {
-    let mut r = Range::of(net, len);
-    if r.v4 && len < 31 {
+fn pool_range(net: IpNet) -> Range {
+    let mut r = Range::of(net);
+    if r.v4 && net.prefix_len() < 31 {
         r.first += 1;
         r.last -= 1;
     }
