@@ -26,6 +26,7 @@ use crate::api::{DocumentId, ObjectKey, ObjectRef};
 use crate::api::{LoadBalancer, LoadBalancerRouting, Object};
 use crate::backoff::BACKOFF;
 use crate::clock::{rfc3339, SharedClock};
+use crate::control::plan::{plan, Observed, Op, RemoveReason};
 use crate::controller::desired_refs;
 use crate::manifest::{LoadError, Loaded};
 use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
@@ -36,7 +37,7 @@ use ironlb_driver::{Device, DriverError, LbSpec};
 use ironlb_hw::entry::{PortCfg, PortKind};
 use ironlb_hw::LbKey;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -832,135 +833,65 @@ impl Reconciler {
         let total = changes.len() as u64;
         let mut done = 0u64;
 
-        // A load balancer's lb_id changed (allocator state was replaced): remove the old incarnation first.
-        for (k, spec) in &changes {
-            if let Some(old) = self.programmed.get(k) {
-                if old.lb_id != spec.lb_id {
-                    let id = old.lb_id;
-                    if self.dev_op(|d| d.remove(id)).is_ok() {
-                        self.unset_programmed(k);
+        // Program the changes as planned (crate::control::plan: lb_id migrations, VIPs released before they are
+        // claimed, swap cycles broken); a failed VIP drop plans the rest again from what the device then holds.
+        let mut no_drop: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut attempted: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut ops: VecDeque<Op> = plan(&changes, self.observed(), &no_drop).into();
+        while let Some(op) = ops.pop_front() {
+            match op {
+                Op::Remove {
+                    key,
+                    lb_id,
+                    reason: RemoveReason::LbIdChanged,
+                } => {
+                    if self.dev_op(|d| d.remove(lb_id)).is_ok() {
+                        self.unset_programmed(&key);
                     }
                 }
-            }
-        }
-        // Phase A: changed load balancers drop the VIPs they no longer want (frees them for others).
-        for (k, spec) in &changes {
-            let Some(old) = self.programmed.get(k) else {
-                continue;
-            };
-            let keep: BTreeSet<LbKey> = old.vips.intersection(&spec.vips).copied().collect();
-            if keep.len() == old.vips.len() || keep.is_empty() {
-                continue;
-            }
-            let shrunk = LbSpec {
-                vips: keep,
-                ..old.clone()
-            };
-            match self.dev_op(|d| d.apply(&shrunk)) {
-                Ok(r) => {
-                    report.commands += r.commands;
-                    self.set_programmed(k.clone(), shrunk);
-                }
-                Err(e) => tracing::warn!(lb = %k, error = %e, "dropping VIPs failed"),
-            }
-        }
-        // Phase B: creations and updates; one whose VIPs are still held by another pending change waits for it.
-        let mut pending: Vec<(ObjectKey, LbSpec)> = changes;
-        loop {
-            // The device went down (or was down): the rest are not attempted (fail fast, no timeout each).
-            if let Some(down) = self.device_down.as_ref().map(|d| d.error.clone()) {
-                for (k, spec) in pending.drain(..) {
-                    let message = format!("not programmed: the device is down ({down})");
-                    if self
-                        .failures
-                        .get(&k)
-                        .is_none_or(|f| f.reason != Reason::DeviceDown)
-                    {
-                        self.fail(&k, Some(spec), Reason::DeviceDown, message.clone(), now);
-                    }
-                    errors.insert(k, (Reason::DeviceDown, message));
-                }
-                break;
-            }
-            let pending_keys: BTreeSet<ObjectKey> = pending.iter().map(|(k, _)| k.clone()).collect();
-            let mut waiting = Vec::new();
-            let mut progressed = false;
-            for (k, spec) in std::mem::take(&mut pending) {
-                let blocked = spec
-                    .vips
-                    .iter()
-                    .filter_map(|v| self.vip_owner.get(v))
-                    .any(|o| *o != k && pending_keys.contains(o));
-                if blocked {
-                    waiting.push((k, spec));
-                    continue;
-                }
-                progressed = true;
-                let existed = self.programmed.contains_key(&k);
-                match self.dev_op(|d| d.apply(&spec)) {
-                    Ok(r) => {
-                        report.commands += r.commands;
-                        if existed {
-                            report.updated += 1;
-                        } else {
-                            report.created += 1;
-                        }
-                        tracing::debug!(lb = %k, lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
-                        self.failures.remove(&k);
-                        self.set_programmed(k, spec);
-                    }
-                    Err(e) => {
-                        let reason = e.reason();
-                        let mut message = e.to_string();
-                        if reason == Reason::VipInUse {
-                            let held: Vec<String> = spec
-                                .vips
-                                .iter()
-                                .filter_map(|v| self.vip_owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
-                                .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, o))
-                                .collect();
-                            if !held.is_empty() {
-                                message = held.join("; ");
-                            }
-                        }
-                        tracing::warn!(lb = %k, %reason, error = %message, "programming failed; keeping the last good state");
-                        self.fail(&k, Some(spec), reason, message.clone(), now);
-                        errors.insert(k, (reason, message));
-                    }
-                }
-                done += 1;
-                if let Some(p) = self.progress.as_mut() {
-                    p(done, total);
-                }
-            }
-            if waiting.is_empty() {
-                break;
-            }
-            if !progressed {
-                // A cycle (two load balancers swapping all their VIPs): take one down so the other can proceed.
-                let (k, _) = &waiting[0];
-                let blocker = waiting[0]
-                    .1
-                    .vips
-                    .iter()
-                    .filter_map(|v| self.vip_owner.get(v))
-                    .find(|o| *o != k)
-                    .cloned()
-                    .expect("blocked by another load balancer");
-                if let Some(old) = self.programmed.get(&blocker) {
-                    let id = old.lb_id;
-                    tracing::warn!(lb = %blocker, "VIP swap cycle: removing it before re-creating it");
-                    match self.dev_op(|d| d.remove(id)) {
+                Op::Remove {
+                    key,
+                    lb_id,
+                    reason: RemoveReason::SwapCycle,
+                } => {
+                    tracing::warn!(lb = %key, "VIP swap cycle: removing it before re-creating it");
+                    match self.dev_op(|d| d.remove(lb_id)) {
                         Ok(()) => {
-                            self.unset_programmed(&blocker);
+                            self.unset_programmed(&key);
                         }
                         Err(DevFail::Driver(e)) if self.device_down.is_none() => return Err(e.into()),
-                        // Down: the remaining ones fail fast with DeviceDown below.
+                        // Down: the remaining ones fail fast with DeviceDown.
                         Err(_) => {}
                     }
                 }
+                Op::DropVips { key, spec } => match self.dev_op(|d| d.apply(&spec)) {
+                    Ok(r) => {
+                        report.commands += r.commands;
+                        self.set_programmed(key, spec);
+                    }
+                    Err(e) => {
+                        tracing::warn!(lb = %key, error = %e, "dropping VIPs failed");
+                        no_drop.insert(key);
+                        let rest: Vec<(ObjectKey, LbSpec)> = changes
+                            .iter()
+                            .filter(|(k, _)| !attempted.contains(k))
+                            .cloned()
+                            .collect();
+                        ops = plan(&rest, self.observed(), &no_drop).into();
+                    }
+                },
+                Op::Apply { key, spec } => {
+                    attempted.insert(key.clone());
+                    let down = self.device_down.is_some();
+                    self.execute_apply(key, spec, now, &mut errors, report);
+                    if !down {
+                        done += 1;
+                        if let Some(p) = self.progress.as_mut() {
+                            p(done, total);
+                        }
+                    }
+                }
             }
-            pending = waiting;
         }
 
         // Errors that came with no device attempt (invalid, allocation) also back off, longer each time they are
@@ -1069,6 +1000,70 @@ impl Reconciler {
                 destinations: s.destinations.clone(),
             })
             .collect()
+    }
+
+    /// What the device holds, for the planner.
+    fn observed(&self) -> Observed<'_> {
+        Observed {
+            specs: &self.programmed,
+            vip_owner: &self.vip_owner,
+        }
+    }
+
+    /// Creates or updates one load balancer and records the result (a failure keeps its last good state and backs
+    /// off). While the device is down it is not attempted (fail fast, no timeout each).
+    fn execute_apply(
+        &mut self,
+        k: ObjectKey,
+        spec: LbSpec,
+        now: Instant,
+        errors: &mut BTreeMap<ObjectKey, (Reason, String)>,
+        report: &mut SyncReport,
+    ) {
+        if let Some(down) = self.device_down.as_ref().map(|d| d.error.clone()) {
+            let message = format!("not programmed: the device is down ({down})");
+            if self
+                .failures
+                .get(&k)
+                .is_none_or(|f| f.reason != Reason::DeviceDown)
+            {
+                self.fail(&k, Some(spec), Reason::DeviceDown, message.clone(), now);
+            }
+            errors.insert(k, (Reason::DeviceDown, message));
+            return;
+        }
+        let existed = self.programmed.contains_key(&k);
+        match self.dev_op(|d| d.apply(&spec)) {
+            Ok(r) => {
+                report.commands += r.commands;
+                if existed {
+                    report.updated += 1;
+                } else {
+                    report.created += 1;
+                }
+                tracing::debug!(lb = %k, lb_id = spec.lb_id, created = !existed, commands = r.commands, "programmed");
+                self.failures.remove(&k);
+                self.set_programmed(k, spec);
+            }
+            Err(e) => {
+                let reason = e.reason();
+                let mut message = e.to_string();
+                if reason == Reason::VipInUse {
+                    let held: Vec<String> = spec
+                        .vips
+                        .iter()
+                        .filter_map(|v| self.vip_owner.get(v).filter(|o| **o != k).map(|o| (v, o)))
+                        .map(|(v, o)| format!("VIP {} is held by LoadBalancer {}", v.vip, o))
+                        .collect();
+                    if !held.is_empty() {
+                        message = held.join("; ");
+                    }
+                }
+                tracing::warn!(lb = %k, %reason, error = %message, "programming failed; keeping the last good state");
+                self.fail(&k, Some(spec), reason, message.clone(), now);
+                errors.insert(k, (reason, message));
+            }
+        }
     }
 
     fn fail(&mut self, k: &ObjectKey, spec: Option<LbSpec>, reason: Reason, message: String, now: Instant) {
