@@ -587,6 +587,8 @@ pub struct Daemon {
     last_status: Option<StatusFile>,
     cache: LoadCache,
     clock: SharedClock,
+    /// Set by SIGHUP (`systemctl reload`): re-read the manifest directory now ([`Daemon::set_reload_flag`]).
+    reload: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -685,7 +687,14 @@ impl Daemon {
             last_status: None,
             cache: LoadCache::default(),
             clock,
+            reload: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// A flag that, once set (by a SIGHUP handler: `systemctl reload ironlb`), makes [`Daemon::run`] re-read the
+    /// manifest directory and sync at once, without a restart; it is cleared when taken.
+    pub fn set_reload_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.reload = flag;
     }
 
     /// The shared state (reconciler, model).
@@ -897,6 +906,10 @@ impl Daemon {
     /// Runs until `stop` is set: sync, then wait for a manifest change, a due retry or the periodic resync. While the
     /// device is down, it is probed with backoff; syncs still run (without device commands), `status` is answered.
     /// A stop is seen within one command timeout (a probe or the one command that finds the device down).
+    ///
+    /// Under systemd (`Type=notify`, `NOTIFY_SOCKET` set) it reports `READY=1` once the first sync is done (and again
+    /// after each reload), `RELOADING=1` when a reload is taken and `STOPPING=1` on the way out; elsewhere these are
+    /// no-ops.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), DaemonError> {
         tracing::info!(
             backend = %self.cfg.backend,
@@ -906,9 +919,26 @@ impl Daemon {
             "ironlb daemon started"
         );
         let mut failures = 0u32;
+        let mut announce_ready = true;
         while !stop.load(Ordering::Relaxed) {
             self.probe_if_down();
-            let deadline = match self.sync() {
+            let synced = self.sync();
+            if announce_ready {
+                announce_ready = false;
+                let status = match &synced {
+                    Ok(r) => format!(
+                        "synced: {} load balancers programmed, {} errors",
+                        r.created + r.updated + r.unchanged,
+                        r.errors.len()
+                    ),
+                    Err(e) => format!("first sync failed, retrying: {e}"),
+                };
+                notify_systemd(&[
+                    sd_notify::NotifyState::Ready,
+                    sd_notify::NotifyState::Status(&status),
+                ]);
+            }
+            let deadline = match synced {
                 Ok(_) => {
                     failures = 0;
                     let next_retry = self.shared.lock().expect("daemon state lock").rec.next_retry();
@@ -930,6 +960,13 @@ impl Daemon {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
+                if self.reload.swap(false, Ordering::Relaxed) {
+                    tracing::info!(manifests = %self.cfg.manifests.display(), "reload: re-reading the manifest directory");
+                    notify_systemd(&[sd_notify::NotifyState::Reloading]);
+                    self.source.rescan_all()?;
+                    announce_ready = true;
+                    break;
+                }
                 let now = self.clock.now();
                 if now >= health_due {
                     health_due = now + HEALTH_INTERVAL;
@@ -945,7 +982,16 @@ impl Daemon {
             }
         }
         tracing::info!("ironlb daemon stopping; the device keeps its tables");
+        notify_systemd(&[sd_notify::NotifyState::Stopping]);
         Ok(())
+    }
+}
+
+/// Tells systemd (when it started us with `NOTIFY_SOCKET`) about a state change. A failure is logged, never fatal:
+/// the daemon serves whether or not its supervisor hears it.
+fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "could not notify systemd (NOTIFY_SOCKET)");
     }
 }
 

@@ -19,6 +19,7 @@ pub mod control;
 pub mod daemon;
 pub mod example;
 pub mod fsmode;
+pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;

@@ -176,10 +176,45 @@ enum Cmd {
         #[arg(long, requires = "input")]
         verdicts: Option<PathBuf>,
     },
+    /// The NIC: hand it to vfio-pci (docs/operations.md §3).
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// What is wrong on this host: configuration, IOMMU, the NIC's binding and device node permissions, the device,
+    /// the daemon's socket, its metrics. Exit 1 when a check fails.
+    Doctor {
+        /// Configuration file, as for `ironlb run`.
+        #[arg(long, env = "IRONLB_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: RunSettings,
+    },
+    /// Write the manual pages (ironlb.1, ironlb-run.1, ...) into a directory: what the package installs.
+    #[command(hide = true)]
+    Manpages {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Bind a NIC function to vfio-pci (driver_override, unbind, probe), then run the driver's pre-checks (IOMMU,
+    /// group viability, device nodes). Idempotent; the systemd unit runs it before the daemon starts.
+    Bind {
+        /// `DDDD:BB:DD.F` or `VVVV:DDDD` (vendor:device, every matching function). Default: the vfio backend of
+        /// --config; nothing to do for another backend.
+        device: Option<String>,
+        /// Configuration file whose `backend` names the device.
+        #[arg(long, env = "IRONLB_CONFIG")]
+        config: Option<PathBuf>,
+        /// Give the VFIO group node (/dev/vfio/N) to this group, mode 0660, so the daemon needs no privileges.
+        #[arg(long)]
+        group: Option<String>,
     },
 }
 
@@ -568,6 +603,10 @@ fn run_daemon(args: RunArgs) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing signal handlers")?;
+    d.set_reload_flag(reload);
     d.run(&stop)?;
     Ok(())
 }
@@ -632,6 +671,43 @@ fn run(cli: Cli) -> Result<()> {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "ironlb", &mut buf);
             std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(())
+        }
+        Cmd::Device(DeviceCmd::Bind {
+            device,
+            config,
+            group,
+        }) => device_bind(device, config, group),
+        Cmd::Doctor { config, settings } => {
+            use ironlb_runtime::host::doctor;
+            settings.check("--").map_err(bad)?;
+            let (file, loaded) = match &config {
+                Some(p) => match RunSettings::load(p) {
+                    Ok(f) => (f, Some((p.clone(), Ok(())))),
+                    Err(e) => (RunSettings::default(), Some((p.clone(), Err(e.to_string())))),
+                },
+                None => (RunSettings::default(), None),
+            };
+            let checks = doctor::run(&doctor::Inputs {
+                config: loaded,
+                settings: file.overlay(settings),
+                roots: ironlb_driver::VfioRoots::default(),
+            });
+            out!("{}", doctor::render(&checks).trim_end());
+            let failed = checks
+                .iter()
+                .filter(|c| c.outcome == doctor::Outcome::Fail)
+                .count();
+            if failed > 0 {
+                bail!("{failed} checks failed");
+            }
+            Ok(())
+        }
+        Cmd::Manpages { dir } => {
+            use clap::CommandFactory as _;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
             Ok(())
         }
         Cmd::Validate { path } => {
@@ -711,6 +787,52 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ironlb device bind`: the named device, or the config's vfio backend.
+fn device_bind(device: Option<String>, config: Option<PathBuf>, group: Option<String>) -> Result<()> {
+    use ironlb_runtime::host::bind::{self, BindError, Selector};
+    let roots = ironlb_driver::VfioRoots::default();
+    let sel: Selector = match (&device, &config) {
+        (Some(d), _) => d.parse().map_err(bad)?,
+        (None, Some(p)) => match RunSettings::load(p).map_err(bad)?.backend {
+            Some(BackendSpec::Vfio(pci, _)) => pci.parse().map_err(bad)?,
+            other => {
+                let b = other.unwrap_or(BackendSpec::Inproc);
+                out!("{}: backend {b}: no device to bind", p.display());
+                return Ok(());
+            }
+        },
+        (None, None) => bail!(bad(
+            "name a device (PCI address or vendor:device) or give --config"
+        )),
+    };
+    let gid = group
+        .as_deref()
+        .map(ironlb_runtime::config::group_id)
+        .transpose()
+        .map_err(|e| bad(format!("--group {e}")))?;
+    let addrs = bind::resolve(&roots, &sel).map_err(|e| match e {
+        BindError::BadSelector { .. } => bad(e),
+        e => anyhow::Error::new(e),
+    })?;
+    for addr in addrs {
+        let b = bind::bind(&roots, &addr, gid)?;
+        let before = match &b.previous {
+            Some(d) if *d == b.checked.driver => "already".to_string(),
+            Some(d) => format!("was {d}"),
+            None => "was unbound".to_string(),
+        };
+        out!(
+            "{addr}: bound to {} ({before}), IOMMU group {} viable, {}{}",
+            b.checked.driver,
+            b.checked.group,
+            b.checked.group_path.display(),
+            gid.map(|g| format!(" given to gid {g}, mode 0660"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn builtin(l: &mut Local) -> Result<()> {

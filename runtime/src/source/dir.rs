@@ -116,6 +116,12 @@ impl DirSource {
         Ok(src)
     }
 
+    /// Re-read the whole directory now, whatever the watcher reported (a reload: `systemctl reload ironlb`, or a
+    /// file system whose changes inotify does not see, such as NFS). Returns whether the snapshot changed.
+    pub fn rescan_all(&mut self) -> Result<bool, SourceError> {
+        self.rescan(&Touched::All)
+    }
+
     /// The watched directory.
     pub fn dir(&self) -> &Path {
         &self.dir
