@@ -25,6 +25,9 @@ pub mod envelope {
     pub const RING_ENABLE: Duration = Duration::from_micros(10);
     /// A reset (CONTROL.RESET, FLR) completes within this: registers readable, tables cleared.
     pub const RESET: Duration = Duration::from_millis(100);
+    /// FLOW_FLUSH (v1.2): 10 µs + 1 ns per flow-table entry; this is the bound for the largest table the driver
+    /// accepts (`CAP_FLOW_ENTRIES` ≤ 2^26, docs/hw-spec.md §10).
+    pub const FLOW_FLUSH: Duration = Duration::from_nanos(10_000 + (1 << 26));
 }
 
 /// A wait is declared failed after this many times the device's bound ...
@@ -95,6 +98,8 @@ pub enum Cmd {
     /// Wait until every packet that entered the pipeline before this command has left it (docs/hw-spec.md §4,
     /// §8.5): memory the commands before it unpublished may be reused once it has completed.
     Fence,
+    /// Invalidate flow-table entries (v1.2, docs/hw-spec.md §11.5); includes a FENCE.
+    FlowFlush(FlushSelector),
 }
 
 impl Cmd {
@@ -102,12 +107,14 @@ impl Cmd {
         match self {
             Cmd::Write { table, .. } | Cmd::WriteWord { table, .. } | Cmd::Fill { table, .. } => *table,
             Cmd::Fence => TableId::Lb,
+            Cmd::FlowFlush(_) => TableId::Flow,
         }
     }
     fn index(&self) -> u32 {
         match self {
             Cmd::Write { index, .. } | Cmd::WriteWord { index, .. } | Cmd::Fill { index, .. } => *index,
             Cmd::Fence => 0,
+            Cmd::FlowFlush(s) => s.to_raw().1,
         }
     }
     fn opcode(&self) -> Opcode {
@@ -116,6 +123,7 @@ impl Cmd {
             Cmd::WriteWord { .. } => Opcode::WriteWord,
             Cmd::Fill { .. } => Opcode::Fill,
             Cmd::Fence => Opcode::Fence,
+            Cmd::FlowFlush(_) => Opcode::FlowFlush,
         }
     }
 }
@@ -195,10 +203,10 @@ impl Mailbox {
         let seq = self.seq;
         fence(Ordering::SeqCst);
         acc.write32(MB_DOORBELL, seq);
-        let limit = if op == Opcode::Fence {
-            timeout(envelope::PIPELINE_LATENCY)
-        } else {
-            COMMAND_TIMEOUT
+        let limit = match op {
+            Opcode::Fence => timeout(envelope::PIPELINE_LATENCY),
+            Opcode::FlowFlush => timeout(envelope::FLOW_FLUSH),
+            _ => COMMAND_TIMEOUT,
         };
         wait_until(acc, "MB_DONE_SEQ", limit, |a| a.read32(MB_DONE_SEQ) == seq)?;
         let status = acc.read32(MB_STATUS);
@@ -242,6 +250,10 @@ impl Mailbox {
             } => self.exec(acc, Opcode::Fill, *table, *index, *count, *value, &[]),
             // TABLE is ignored by FENCE; any id encodes it.
             Cmd::Fence => self.exec(acc, Opcode::Fence, TableId::Lb, 0, 0, 0, &[]),
+            Cmd::FlowFlush(sel) => {
+                let (arg, index) = sel.to_raw();
+                self.exec(acc, Opcode::FlowFlush, TableId::Flow, index, 1, arg, &[])
+            }
         }
     }
 
@@ -274,6 +286,7 @@ pub struct Ring {
     /// Table entries the pending descriptors move, and FENCEs among them (for the batch's timeout).
     pending_entries: u64,
     pending_fences: u32,
+    pending_flushes: u32,
     /// Bytes of the payload arena used by the pending descriptors.
     arena_used: usize,
     cpl_offset: usize,
@@ -298,6 +311,7 @@ impl Ring {
             pending: 0,
             pending_entries: 0,
             pending_fences: 0,
+            pending_flushes: 0,
             arena_used: 0,
             cpl_offset,
             doorbells: 0,
@@ -322,6 +336,7 @@ impl Ring {
         self.pending = 0;
         self.pending_entries = 0;
         self.pending_fences = 0;
+        self.pending_flushes = 0;
         self.arena_used = 0;
         acc.write64(RING_BASE_LO, self.ring.iova());
         acc.write32(RING_SIZE_LOG2, self.size_log2 as u32);
@@ -385,6 +400,7 @@ impl Ring {
         self.pending += 1;
         match d.opcode {
             Opcode::Fence => self.pending_fences += 1,
+            Opcode::FlowFlush => self.pending_flushes += 1,
             Opcode::Write | Opcode::Read | Opcode::Fill => self.pending_entries += u64::from(d.count),
             Opcode::WriteWord | Opcode::Nop => self.pending_entries += 1,
         }
@@ -407,9 +423,11 @@ impl Ring {
         acc.write32(RING_TAIL, new_tail);
         self.doorbells += 1;
         let mut last = Completion::default();
-        let limit = batch_timeout(self.pending, self.pending_entries, self.pending_fences);
+        let limit = batch_timeout(self.pending, self.pending_entries, self.pending_fences)
+            + (envelope::FLOW_FLUSH * BOUND_FACTOR as u32) * self.pending_flushes;
         self.pending_entries = 0;
         self.pending_fences = 0;
+        self.pending_flushes = 0;
         let res = wait_until(acc, "ring completion record", limit, |_| {
             last = self.completion();
             last.status != 0 || last.head == new_tail
@@ -500,6 +518,19 @@ impl Ring {
                         index: 0,
                         count: 0,
                         arg: 0,
+                        iova: 0,
+                        value: 0,
+                    };
+                    self.push(acc, d, None, &mut origins, origin)?;
+                }
+                Cmd::FlowFlush(sel) => {
+                    let (arg, index) = sel.to_raw();
+                    let d = Descriptor {
+                        opcode: Opcode::FlowFlush,
+                        table: Some(TableId::Flow),
+                        index,
+                        count: 1,
+                        arg,
                         iova: 0,
                         value: 0,
                     };

@@ -20,7 +20,7 @@ pub const RING_LOG2: u8 = 12;
 /// A live 64-bit counter register pair read high, low, high, retried while the two high reads differ (docs/hw-spec.md
 /// §3.2): the counter only grows and cannot advance 2^32 between two reads, so equal high words bracket a low word
 /// of the same epoch.
-fn read_live_counter(acc: &mut dyn DeviceAccess, off: u32) -> u64 {
+pub(crate) fn read_live_counter(acc: &mut dyn DeviceAccess, off: u32) -> u64 {
     let mut hi = acc.read32(off + 4);
     for _ in 0..3 {
         let lo = acc.read32(off);
@@ -56,6 +56,9 @@ pub struct Device {
     /// A change failed because the device did not answer: driver state may not match the device until
     /// [`Device::recover_commands`] re-adopts it.
     pub(crate) stale: bool,
+    /// The flow epoch the next created LB gets (v1.2, docs/hw-spec.md §11.2): advanced on every create, so an LB
+    /// re-created on a reused slot or LB id never shares its predecessor's epoch.
+    pub(crate) next_flow_epoch: u8,
     /// Test-only: drop FENCE commands (shows what the drain rule of docs/hw-spec.md §8.5 prevents).
     pub(crate) skip_fences: bool,
     /// What this driver configured outside the tables, and the device generation it did it in (reset detection
@@ -120,6 +123,7 @@ impl Device {
             ring,
             stats: CommandStats::default(),
             stale: false,
+            next_flow_epoch: 1,
             skip_fences: false,
             intent: Intent::default(),
         };
@@ -376,7 +380,7 @@ impl Device {
     }
 
     /// Request a drop-counter snapshot and wait for it (v1.1).
-    fn drop_snapshot(&mut self) -> Result<(), DriverError> {
+    pub(crate) fn drop_snapshot(&mut self) -> Result<(), DriverError> {
         let seq = self.acc.read32(DROP_SNAPSHOT_DONE).wrapping_add(1);
         self.acc.write32(DROP_SNAPSHOT, seq);
         crate::cmd::wait_until(

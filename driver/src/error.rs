@@ -104,6 +104,16 @@ pub enum DriverError {
         /// The register that read all-ones.
         register: &'static str,
     },
+    /// The request needs a feature the device does not have (e.g. the flow table on a contract v1.1 part).
+    #[error(
+        "the device (contract 1.{minor}) has no {feature} (CAP_FEATURES bit missing, docs/hw-spec.md §9)"
+    )]
+    NoFeature {
+        /// Feature name.
+        feature: &'static str,
+        /// The device's minor version.
+        minor: u16,
+    },
     /// The request itself is invalid (caller bug or unchecked input).
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -105,6 +105,9 @@ impl Device {
         if let Some((src, mtu, hop)) = intent.underlay {
             self.set_underlay(src, mtu, hop);
         }
+        if let Some(flow) = intent.flow.filter(|_| self.has_flow_table()) {
+            self.set_flow_table(&flow)?;
+        }
         let mut report = RestoreReport::default();
         for spec in &specs {
             report.commands += self.apply(spec)?.commands;

@@ -14,6 +14,7 @@ mod cmd;
 mod device;
 mod dma;
 mod error;
+mod flows;
 mod health;
 #[cfg(feature = "model")]
 mod inproc;
@@ -31,6 +32,7 @@ mod window;
 // The device API.
 pub use device::{CommandStats, Device};
 pub use error::{AccessError, DriverError};
+pub use flows::{FlowConfig, FlowCounters};
 pub use health::{ResetSeen, RestoreReport};
 pub use ironlb_hw::caps::{Caps, CapsError};
 pub use program::ApplyReport;

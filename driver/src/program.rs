@@ -11,7 +11,7 @@ use crate::tables::buckets::{array_log2, default_hasher, TargetKey};
 use crate::tables::lb::Placement;
 use ironlb_hw::entry::lb::CTRL_WORD;
 use ironlb_hw::entry::{LbEntry, LbSet, RangeEntry, TargetEntry};
-use ironlb_hw::regs::TableId;
+use ironlb_hw::regs::{FlushSelector, TableId, FEATURE_FLOW_TABLE};
 use ironlb_hw::LbKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
@@ -59,6 +59,20 @@ impl Device {
         })?;
         txn.allocated.push((table, b));
         Ok(b)
+    }
+
+    /// The flow epoch for a new LB: 0 on a device without a flow table, else the next value of the driver's
+    /// counter (never 0, so an LB written by a v1.1 driver never shares an epoch with one of ours).
+    fn take_flow_epoch(&mut self) -> u8 {
+        if !self.caps().has(FEATURE_FLOW_TABLE) {
+            return 0;
+        }
+        let e = self.next_flow_epoch;
+        self.next_flow_epoch = match e.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        e
     }
 
     pub(crate) fn free_block(&mut self, table: TableId, b: Block) {
@@ -273,6 +287,7 @@ impl Device {
             },
             active_set: 0,
             generation: 1,
+            flow_epoch: self.take_flow_epoch(),
             range,
             array,
             target_index,
@@ -445,7 +460,8 @@ impl Device {
         if !to_free.is_empty() || !removed_targets.is_empty() {
             cmds.push(Cmd::Fence);
         }
-        // Removed targets are invalidated only after no slot references them.
+        // Removed targets are invalidated only after no slot references them; then their pinned flows are flushed
+        // (v1.2, docs/hw-spec.md §11.5), before the index can be reused.
         for &i in &removed_targets {
             cmds.push(Cmd::Fill {
                 table: TableId::Target,
@@ -454,6 +470,13 @@ impl Device {
                 value: 0,
             });
             to_free.push((TableId::Target, Block { start: i, len: 1 }));
+        }
+        if self.caps().has(FEATURE_FLOW_TABLE) {
+            cmds.extend(
+                removed_targets
+                    .iter()
+                    .map(|&i| Cmd::FlowFlush(FlushSelector::Target(i))),
+            );
         }
         Ok((
             cmds,
@@ -576,6 +599,10 @@ impl Device {
                 count: 1,
                 value: 0,
             });
+        }
+        // Its pinned flows go too (v1.2, docs/hw-spec.md §11.5); a new epoch covers any the flush missed.
+        if self.caps().has(FEATURE_FLOW_TABLE) {
+            cmds.push(Cmd::FlowFlush(FlushSelector::Lb(lb_id)));
         }
         if let Err(e) = self.submit(&cmds) {
             self.after_failed_submit(&e)?;

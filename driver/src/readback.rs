@@ -238,6 +238,7 @@ impl Device {
                 vip_index: d.vips.iter().map(|v| (v.entry.key(), v.index)).collect(),
                 active_set: first.active_set,
                 generation: first.generation,
+                flow_epoch: first.flow_epoch,
                 range: Block {
                     start: set.range_base,
                     len: set.range_count as u32,
@@ -260,6 +261,10 @@ impl Device {
                 array_checked: false,
             };
             self.lbs.insert(lb_id, st);
+        }
+        // New LBs get epochs after every adopted one's (docs/hw-spec.md §11.2).
+        if let Some(max) = self.lbs.values().map(|s| s.flow_epoch).max() {
+            self.next_flow_epoch = max.wrapping_add(1).max(1);
         }
         Ok(())
     }

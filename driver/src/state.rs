@@ -37,6 +37,9 @@ pub struct LbState {
     pub active_set: u8,
     /// Generation written last.
     pub generation: u32,
+    /// Flow epoch (v1.2, docs/hw-spec.md §11.2): chosen at create, kept by every update; 0 on a device without a
+    /// flow table.
+    pub flow_epoch: u8,
     /// The range block.
     pub range: Block,
     /// Bucket array and its log2(M); `None` without targets.
@@ -76,6 +79,7 @@ impl LbState {
             active_set: self.active_set,
             icmp: self.spec.icmp,
             generation: self.generation,
+            flow_epoch: self.flow_epoch,
             domain: key.domain,
             lb_id: self.spec.lb_id,
             vip: key.vip,
@@ -92,6 +96,16 @@ pub struct Intent {
     pub(crate) enabled: bool,
     /// `GENERATION` when the driver last (re)configured the device; `None` on a v1.0 device.
     pub(crate) generation: Option<u32>,
+    /// The flow table's configuration (v1.2); `None` without a flow table.
+    pub(crate) flow: Option<crate::flows::FlowConfig>,
+}
+
+/// FLOW_CTRL and the timeout registers (v1.2).
+pub(crate) fn read_flow_config(acc: &mut dyn DeviceAccess) -> crate::flows::FlowConfig {
+    crate::flows::FlowConfig {
+        enabled: acc.read32(FLOW_CTRL) & FLOW_CTRL_ENABLE != 0,
+        timeouts_ms: FlowClass::ALL.map(|c| acc.read32(c.register()) & FLOW_TIMEOUT_MASK),
+    }
 }
 
 impl Intent {
@@ -115,5 +129,6 @@ impl Intent {
             acc.read32(UNDERLAY_HOP_LIMIT) as u8,
         ));
         self.generation = caps.has(FEATURE_GENERATION).then(|| acc.read32(GENERATION));
+        self.flow = caps.has(FEATURE_FLOW_TABLE).then(|| read_flow_config(acc));
     }
 }

@@ -11,7 +11,7 @@ use common::*;
 use etherparse::PacketBuilder;
 use ironlb_driver::{Device, InprocBackend, LbSpec};
 use ironlb_hw::entry::Protocol::Tcp;
-use ironlb_hw::regs::{FEATURES_V1_1, FEATURE_FENCE};
+use ironlb_hw::regs::{FEATURES_V1_1, FEATURES_V1_2, FEATURE_FENCE};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
 use ironlb_sim::pipeline::inflight::Traffic;
 use ironlb_sim::{DeviceConfig, Verdict};
@@ -196,6 +196,9 @@ fn a_v1_0_device_gets_no_fence_opcode_and_still_programs() {
         }
     }
     let backend = InprocBackend::new(DeviceConfig::small()).unwrap();
+    let dev = Device::open(Box::new(backend)).unwrap();
+    assert_eq!((dev.caps().minor, dev.caps().features), (2, FEATURES_V1_2));
+    let backend = InprocBackend::new(DeviceConfig::small().as_v1_1()).unwrap();
     let dev = Device::open(Box::new(backend)).unwrap();
     assert_eq!((dev.caps().minor, dev.caps().features), (1, FEATURES_V1_1));
 }

@@ -44,6 +44,8 @@ pub fn config() -> DeviceConfig {
             lb_ids: 8,
             ports: 4,
             ring_max_log2: 4,
+            flow_entries: 16,
+            flow_ways: 4,
             ..DeviceConfig::small().caps
         },
         host_mem_len: HOST_LEN,
@@ -159,6 +161,17 @@ fn expected_status(
     let Some(table) = table else {
         return Status::BadTable;
     };
+    // The flow table (v1.2): FLOW_FLUSH with a known selector, and READ; nothing else.
+    if op == Opcode::FlowFlush {
+        return match (table, FlushSelector::from_raw(arg, index)) {
+            (TableId::Flow, Some(_)) => Status::Ok,
+            (TableId::Flow, None) => Status::BadWord,
+            _ => Status::BadTable,
+        };
+    }
+    if table == TableId::Flow && op != Opcode::Read {
+        return Status::BadTable;
+    }
     let counter = matches!(table, TableId::LbCounter | TableId::TargetCounter);
     if counter && matches!(op, Opcode::Write | Opcode::WriteWord) {
         return Status::BadTable;
@@ -168,7 +181,7 @@ fn expected_status(
     match op {
         Opcode::WriteWord if u64::from(index) >= entries => Status::OutOfRange,
         Opcode::WriteWord if u64::from(arg) >= words => Status::BadWord,
-        Opcode::WriteWord | Opcode::Nop | Opcode::Fence => Status::Ok,
+        Opcode::WriteWord | Opcode::Nop | Opcode::Fence | Opcode::FlowFlush => Status::Ok,
         Opcode::Write | Opcode::Read | Opcode::Fill => {
             let fits = count > 0 && u64::from(index) + u64::from(count) <= entries;
             let staged = u64::from(count) * words;
@@ -287,7 +300,7 @@ impl Harness<'_> {
             Some(op) => {
                 let s = expected_status(&before, Source::Mailbox, op, table, index, count, arg);
                 let mut t = before.clone();
-                if s == Status::Ok && !matches!(op, Opcode::Nop | Opcode::Fence) {
+                if s == Status::Ok && !matches!(op, Opcode::Nop | Opcode::Fence | Opcode::FlowFlush) {
                     let table = table.expect("checked table");
                     if op == Opcode::Write {
                         let mem = t.get_mut(table, index, count).expect("checked range");
@@ -645,7 +658,7 @@ fn reference_descriptor(t: &mut TableMemory, host: &mut [u8], i: u32, size: u32)
         Status::Ok => {}
         s => return Err(s),
     }
-    let Some(table) = table.filter(|_| !matches!(op, Opcode::Nop | Opcode::Fence)) else {
+    let Some(table) = table.filter(|_| !matches!(op, Opcode::Nop | Opcode::Fence | Opcode::FlowFlush)) else {
         return Ok(());
     };
     let len = count as usize * table.entry_bytes();

@@ -42,6 +42,11 @@ pub struct Caps {
     pub ring_max_log2: u8,
     /// Optional features (`CAP_FEATURES`, contract v1.1: `FEATURE_*`); 0 on a v1.0 part.
     pub features: u32,
+    /// Flow-table entries (`CAP_FLOW_ENTRIES`, v1.2, a power of two >= `flow_ways`); 0 without the
+    /// `FLOW_TABLE` feature.
+    pub flow_entries: u32,
+    /// Entries per flow-table set (`CAP_FLOW_WAYS`, v1.2); 0 without the `FLOW_TABLE` feature.
+    pub flow_ways: u32,
 }
 
 /// A device whose identification or capability registers break the contract.
@@ -98,13 +103,31 @@ impl Caps {
         Caps {
             minor: 0,
             features: 0,
+            flow_entries: 0,
+            flow_ways: 0,
             ..self
         }
     }
 
+    /// These capabilities as a contract v1.1 part: minor version 1, the v1.1 features, no flow table.
+    pub fn as_v1_1(self) -> Caps {
+        Caps {
+            minor: 1,
+            features: FEATURES_V1_1,
+            flow_entries: 0,
+            flow_ways: 0,
+            ..self
+        }
+    }
+
+    /// The part has a flow table (`FLOW_TABLE` and a non-zero size).
+    pub fn has_flow_table(&self) -> bool {
+        self.has(FEATURE_FLOW_TABLE) && self.flow_entries > 0 && self.flow_ways > 0
+    }
+
     /// The `(offset, value)` of every identification and capability register that reports these capabilities:
     /// what a device loads at reset.
-    pub fn registers(&self) -> [(u32, u32); 15] {
+    pub fn registers(&self) -> [(u32, u32); 17] {
         [
             (ID, ID_MAGIC),
             (VERSION, u32::from(self.major) << 16 | u32::from(self.minor)),
@@ -122,6 +145,19 @@ impl Caps {
             (CAP_RING_MAX_LOG2, u32::from(self.ring_max_log2)),
             // Unlisted on a v1.0 part: reads 0 there (docs/hw-spec.md §9).
             (CAP_FEATURES, if self.minor >= 1 { self.features } else { 0 }),
+            // v1.2: read 0 on a part without the flow table.
+            (
+                CAP_FLOW_ENTRIES,
+                if self.has_flow_table() {
+                    self.flow_entries
+                } else {
+                    0
+                },
+            ),
+            (
+                CAP_FLOW_WAYS,
+                if self.has_flow_table() { self.flow_ways } else { 0 },
+            ),
         ]
     }
 
@@ -162,6 +198,17 @@ impl Caps {
             ports: reg(CAP_PORTS),
             ring_max_log2: reg(CAP_RING_MAX_LOG2) as u8,
             features: if minor >= 1 { reg(CAP_FEATURES) } else { 0 },
+            flow_entries: 0,
+            flow_ways: 0,
+        };
+        let caps = if caps.has(FEATURE_FLOW_TABLE) {
+            Caps {
+                flow_entries: reg(CAP_FLOW_ENTRIES),
+                flow_ways: reg(CAP_FLOW_WAYS),
+                ..caps
+            }
+        } else {
+            caps
         };
         caps.check()?;
         Ok(caps)
@@ -176,6 +223,18 @@ impl Caps {
                 "CAP_LB_BUCKETS",
                 self.lb_buckets,
                 "must be a power of two in 2..=65536",
+            );
+        }
+        if self.has(FEATURE_FLOW_TABLE)
+            && (self.flow_ways == 0
+                || !self.flow_ways.is_power_of_two()
+                || !self.flow_entries.is_power_of_two()
+                || self.flow_entries < self.flow_ways)
+        {
+            return bad(
+                "CAP_FLOW_ENTRIES",
+                self.flow_entries,
+                "needs CAP_FLOW_WAYS and CAP_FLOW_ENTRIES powers of two with entries >= ways",
             );
         }
         if self.lb_ways != 4 {
@@ -220,7 +279,9 @@ mod tests {
             drop_reasons: DROP_REASONS,
             ports: 16,
             ring_max_log2: 12,
-            features: FEATURES_V1_1,
+            features: FEATURES_V1_2,
+            flow_entries: 1 << 14,
+            flow_ways: 8,
         }
     }
 
@@ -240,15 +301,30 @@ mod tests {
         assert_eq!(decode(&file(&v10)), Ok(v10.clone()));
         assert!(!v10.has(FEATURE_FENCE));
         assert!(part().has(FEATURE_FENCE | FEATURE_GENERATION));
+        let v11 = part().as_v1_1();
+        assert_eq!(decode(&file(&v11)), Ok(v11.clone()));
+        assert!(part().has_flow_table() && !v11.has_flow_table() && !v10.has_flow_table());
+        // A v1.2 part with a broken flow-table size is refused by name.
+        let mut r = file(&part());
+        r.insert(CAP_FLOW_WAYS, 3);
+        assert!(matches!(
+            decode(&r),
+            Err(CapsError::BadCapability {
+                cap: "CAP_FLOW_ENTRIES",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn fixed_register_words() {
         let r = file(&part());
         assert_eq!(r[&ID], u32::from_le_bytes(*b"ILB1"));
-        assert_eq!(r[&VERSION], 0x0001_0001);
+        assert_eq!(r[&VERSION], 0x0001_0002);
         assert_eq!(r[&CAP_BUCKET_LOG2], 0x0e01);
-        assert_eq!(r[&CAP_FEATURES], FEATURES_V1_1);
+        assert_eq!(r[&CAP_FEATURES], FEATURES_V1_2);
+        assert_eq!((r[&CAP_FLOW_ENTRIES], r[&CAP_FLOW_WAYS]), (1 << 14, 8));
+        assert_eq!(file(&part().as_v1_1())[&CAP_FLOW_ENTRIES], 0);
         assert_eq!(file(&part().as_v1_0())[&VERSION], 0x0001_0000);
         assert_eq!(part().lb_entries(), 1024);
     }

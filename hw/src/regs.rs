@@ -15,7 +15,7 @@ pub const ID_MAGIC: u32 = u32::from_le_bytes(*b"ILB1");
 /// Contract major version implemented by this crate. A driver refuses any other major.
 pub const VERSION_MAJOR: u16 = 1;
 /// Contract minor version implemented by this crate. Minors only add; a driver accepts any minor.
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 
 // --- identification and capabilities (read-only) -------------------------------------------------------------
 
@@ -57,8 +57,12 @@ pub const FEATURE_FENCE: u32 = 1 << 0;
 pub const FEATURE_GENERATION: u32 = 1 << 1;
 /// The drop-counter snapshot ([`DROP_SNAPSHOT`], docs/hw-spec.md §3.2).
 pub const FEATURE_DROP_SNAPSHOT: u32 = 1 << 2;
-/// Every feature this crate's contract version defines.
+/// The flow table (contract v1.2, docs/hw-spec.md §11): registers 0x600..0x700, table 7, opcode 7.
+pub const FEATURE_FLOW_TABLE: u32 = 1 << 3;
+/// Every feature contract v1.1 defines.
 pub const FEATURES_V1_1: u32 = FEATURE_FENCE | FEATURE_GENERATION | FEATURE_DROP_SNAPSHOT;
+/// Every feature this crate's contract version (v1.2) defines.
+pub const FEATURES_V1_2: u32 = FEATURES_V1_1 | FEATURE_FLOW_TABLE;
 /// Reset generation (read-only, v1.1): a value that changes on every reset of the device (power-on, function
 /// level reset, CONTROL.RESET) and is never 0 or 0xFFFF_FFFF, so a driver detects a reset it did not cause and an
 /// all-ones read (a removed device) is never a valid generation.
@@ -165,6 +169,174 @@ pub const DROP_SNAPSHOT_DONE: u32 = 0x0408;
 /// Drop-counter snapshot: 32 x u64 (low word first) at 0x500..0x600, written only by a snapshot (v1.1).
 pub const DROP_SNAPSHOT_DATA: u32 = 0x0500;
 
+// --- flow table (v1.2, docs/hw-spec.md §11.1) -------------------------------------------------------------------
+
+/// Entries of the flow table (a power of two >= [`CAP_FLOW_WAYS`]); 0 without a flow table.
+pub const CAP_FLOW_ENTRIES: u32 = 0x0600;
+/// Entries per flow-table set (compared in parallel).
+pub const CAP_FLOW_WAYS: u32 = 0x0604;
+/// Flow-table control: [`FLOW_CTRL_ENABLE`].
+pub const FLOW_CTRL: u32 = 0x0608;
+/// Look flows up and learn them (clear: the v1.1 pipeline).
+pub const FLOW_CTRL_ENABLE: u32 = 1 << 0;
+/// The flow clock (read-only): milliseconds, free-running modulo 2^32.
+pub const FLOW_CLOCK: u32 = 0x060C;
+/// Idle timeouts in milliseconds, one register per [`FlowClass`] at `FLOW_TIMEOUT + 4 * class` (bits 30:0).
+pub const FLOW_TIMEOUT: u32 = 0x0610;
+/// Bits of a timeout register the device uses (bit 31 is reserved).
+pub const FLOW_TIMEOUT_MASK: u32 = 0x7FFF_FFFF;
+/// The aging sweep visits every entry at least once per this many milliseconds of flow clock.
+pub const FLOW_SWEEP_MS: u32 = 1000;
+/// Live flow counters: 8 x u64 (low word first) at 0x640..0x680, indexed by [`FlowCounter`].
+pub const FLOW_COUNTERS: u32 = 0x0640;
+/// The flow counters as of the last drop-counter snapshot: 8 x u64 at 0x680..0x6C0.
+pub const FLOW_SNAPSHOT_DATA: u32 = 0x0680;
+/// Counter slots of [`FLOW_COUNTERS`] (6 defined, 2 reserved).
+pub const FLOW_COUNTER_SLOTS: usize = 8;
+
+/// Flow classes, each with its own idle timeout register (docs/hw-spec.md §11.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[repr(u8)]
+pub enum FlowClass {
+    /// TCP without FIN/RST seen.
+    Tcp = 0,
+    /// TCP after a FIN or RST.
+    TcpClosing = 1,
+    /// UDP.
+    Udp = 2,
+    /// SCTP.
+    Sctp = 3,
+    /// Anything else (ICMP echo, fragments of other protocols).
+    Other = 4,
+}
+
+impl FlowClass {
+    /// All classes in register order.
+    pub const ALL: [FlowClass; 5] = [
+        FlowClass::Tcp,
+        FlowClass::TcpClosing,
+        FlowClass::Udp,
+        FlowClass::Sctp,
+        FlowClass::Other,
+    ];
+
+    /// The class of a flow with this hashed protocol and CLOSING flag.
+    pub const fn of(protocol: u8, closing: bool) -> FlowClass {
+        match protocol {
+            6 if closing => FlowClass::TcpClosing,
+            6 => FlowClass::Tcp,
+            17 => FlowClass::Udp,
+            132 => FlowClass::Sctp,
+            _ => FlowClass::Other,
+        }
+    }
+
+    /// Offset of this class's timeout register.
+    pub const fn register(self) -> u32 {
+        FLOW_TIMEOUT + 4 * self as u32
+    }
+
+    /// Timeout after reset, in milliseconds.
+    pub const fn default_timeout_ms(self) -> u32 {
+        match self {
+            FlowClass::Tcp | FlowClass::Sctp => 300_000,
+            FlowClass::TcpClosing => 10_000,
+            FlowClass::Udp => 60_000,
+            FlowClass::Other => 30_000,
+        }
+    }
+
+    /// Lower-case name (metrics, dumps, CLI).
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowClass::Tcp => "tcp",
+            FlowClass::TcpClosing => "tcp_closing",
+            FlowClass::Udp => "udp",
+            FlowClass::Sctp => "sctp",
+            FlowClass::Other => "other",
+        }
+    }
+}
+
+/// Flow-table counters, indexed as in [`FLOW_COUNTERS`] (docs/hw-spec.md §11.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[repr(u8)]
+pub enum FlowCounter {
+    /// Entries written by a learn.
+    Learned = 0,
+    /// Packets that took a pinned target.
+    Hits = 1,
+    /// Entries invalidated (or replaced) because they expired.
+    Aged = 2,
+    /// Flows not pinned because their set was full.
+    Overflow = 3,
+    /// Entries invalidated by FLOW_FLUSH.
+    Flushed = 4,
+    /// Entries re-learned because their pinned target was removed.
+    Relearned = 5,
+}
+
+impl FlowCounter {
+    /// All counters in register order.
+    pub const ALL: [FlowCounter; 6] = [
+        FlowCounter::Learned,
+        FlowCounter::Hits,
+        FlowCounter::Aged,
+        FlowCounter::Overflow,
+        FlowCounter::Flushed,
+        FlowCounter::Relearned,
+    ];
+
+    /// Index into the counter block.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Lower-case name (metrics label, `ironlb stats`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowCounter::Learned => "learned",
+            FlowCounter::Hits => "hits",
+            FlowCounter::Aged => "aged",
+            FlowCounter::Overflow => "overflow",
+            FlowCounter::Flushed => "flushed",
+            FlowCounter::Relearned => "relearned",
+        }
+    }
+}
+
+/// FLOW_FLUSH selector, the command's `ARG` (docs/hw-spec.md §4, §11.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushSelector {
+    /// Every entry (`ARG` 0; `INDEX` ignored).
+    All,
+    /// Entries with this LB_ID (`ARG` 1, `INDEX` = LB id).
+    Lb(u32),
+    /// Entries pinned to this target index (`ARG` 2, `INDEX` = target index).
+    Target(u32),
+}
+
+impl FlushSelector {
+    /// Decode (`ARG`, `INDEX`); `None` for an unknown selector (`bad_word`).
+    pub const fn from_raw(arg: u32, index: u32) -> Option<Self> {
+        match arg {
+            0 => Some(FlushSelector::All),
+            1 => Some(FlushSelector::Lb(index)),
+            2 => Some(FlushSelector::Target(index)),
+            _ => None,
+        }
+    }
+
+    /// (`ARG`, `INDEX`) of the command.
+    pub const fn to_raw(self) -> (u32, u32) {
+        match self {
+            FlushSelector::All => (0, 0),
+            FlushSelector::Lb(i) => (1, i),
+            FlushSelector::Target(i) => (2, i),
+        }
+    }
+}
+
 /// Reserved for a BAR-resident command ring (a push ring written by the driver), not in v1.0: the future
 /// alternative to the mailbox-only path of a device without a DMA ring (docs/hw-spec.md §4.2).
 pub const RESERVED_BAR_RING: u32 = 0x8000;
@@ -179,7 +351,10 @@ const _: () = {
     assert!(DROP_COUNTERS + 8 * 32 <= DROP_CLEAR);
     assert!(GENERATION < CONTROL);
     assert!(DROP_SNAPSHOT_DONE < DROP_SNAPSHOT_DATA);
-    assert!(DROP_SNAPSHOT_DATA + 8 * 32 <= 0x1000);
+    assert!(DROP_SNAPSHOT_DATA + 8 * 32 <= CAP_FLOW_ENTRIES);
+    assert!(FLOW_TIMEOUT + 4 * 5 <= FLOW_COUNTERS);
+    assert!(FLOW_COUNTERS + 8 * FLOW_COUNTER_SLOTS as u32 <= FLOW_SNAPSHOT_DATA);
+    assert!(FLOW_SNAPSHOT_DATA + 8 * FLOW_COUNTER_SLOTS as u32 <= 0x0700);
     assert!((RESERVED_BAR_RING as usize) < BAR0_SIZE);
     assert!(ID_MAGIC == 0x3142_4c49);
 };
@@ -201,6 +376,9 @@ pub enum Opcode {
     /// Complete only when every packet that entered the pipeline before this command has left it (v1.1,
     /// [`FEATURE_FENCE`]). Table, index and count are ignored.
     Fence = 6,
+    /// Invalidate flow-table entries by LB, by target or all; includes a FENCE (v1.2, [`FEATURE_FLOW_TABLE`]).
+    /// `ARG` is the [`FlushSelector`], `INDEX` its LB id or target index; `TABLE` must be [`TableId::Flow`].
+    FlowFlush = 7,
 }
 
 impl Opcode {
@@ -213,6 +391,7 @@ impl Opcode {
             4 => Opcode::Fill,
             5 => Opcode::Nop,
             6 => Opcode::Fence,
+            7 => Opcode::FlowFlush,
             _ => return None,
         })
     }
@@ -234,10 +413,13 @@ pub enum TableId {
     LbCounter = 5,
     /// Per-target counters (read; Fill clears); 4 words per entry.
     TargetCounter = 6,
+    /// Flow table (v1.2); index = set * ways + way; 16 words per entry. Read and FLOW_FLUSH only.
+    Flow = 7,
 }
 
 impl TableId {
-    /// All tables, in id order.
+    /// The tables of contract v1.0 and v1.1, in id order: every one software may write (counters: clear). The
+    /// flow table ([`TableId::Flow`], v1.2) is not among them: software only reads and flushes it.
     pub const ALL: [TableId; 6] = [
         TableId::Lb,
         TableId::Range,
@@ -249,13 +431,16 @@ impl TableId {
 
     /// Decode a raw table id.
     pub fn from_raw(v: u32) -> Option<Self> {
+        if v == TableId::Flow as u32 {
+            return Some(TableId::Flow);
+        }
         Self::ALL.into_iter().find(|t| *t as u32 == v)
     }
 
     /// Entry size in 32-bit words.
     pub const fn entry_words(self) -> usize {
         match self {
-            TableId::Lb => 16,
+            TableId::Lb | TableId::Flow => 16,
             TableId::Range => 2,
             TableId::Target => 8,
             TableId::Bucket => 1,
@@ -282,6 +467,7 @@ impl TableId {
             TableId::Bucket => "bucket",
             TableId::LbCounter => "lb_counter",
             TableId::TargetCounter => "target_counter",
+            TableId::Flow => "flow",
         }
     }
 }
@@ -353,6 +539,23 @@ mod tests {
             }
         }
         assert_eq!(TableId::from_raw(0), None);
+        assert_eq!(TableId::from_raw(7), Some(TableId::Flow));
+        assert_eq!(TableId::from_raw(8), None);
+        for c in FlowClass::ALL {
+            assert!(c.register() < FLOW_COUNTERS);
+            assert_eq!(c.default_timeout_ms() & !FLOW_TIMEOUT_MASK, 0);
+        }
+        for (i, c) in FlowCounter::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+        }
+        for s in [FlushSelector::All, FlushSelector::Lb(3), FlushSelector::Target(9)] {
+            let (a, i) = s.to_raw();
+            assert_eq!(FlushSelector::from_raw(a, i), Some(s));
+        }
+        assert_eq!(FlushSelector::from_raw(3, 0), None);
+        assert_eq!(FlowClass::of(6, true), FlowClass::TcpClosing);
+        assert_eq!(FlowClass::of(6, false), FlowClass::Tcp);
+        assert_eq!(FlowClass::of(1, true), FlowClass::Other);
         assert_eq!(Opcode::from_raw(0), None);
     }
 }

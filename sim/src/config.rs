@@ -2,7 +2,7 @@
 //! model's own settings, which software cannot see.
 
 use ironlb_hw::caps::{Caps, DROP_REASONS};
-use ironlb_hw::regs::{FEATURES_V1_1, VERSION_MAJOR, VERSION_MINOR};
+use ironlb_hw::regs::{FEATURES_V1_2, VERSION_MAJOR, VERSION_MINOR};
 
 /// What the model implements. [`DeviceConfig::default`] is the reference part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct DeviceConfig {
     pub ring_budget: u32,
 }
 
-/// A current (v1.1) part with these sizes.
+/// A current (v1.2) part with these sizes and a flow table of `flow_entries` in sets of 8.
 #[allow(clippy::too_many_arguments)]
 fn part(
     lb_buckets: u32,
@@ -33,6 +33,7 @@ fn part(
     bucket_log2_max: u8,
     lb_ids: u32,
     ring_max_log2: u8,
+    flow_entries: u32,
 ) -> Caps {
     Caps {
         major: VERSION_MAJOR,
@@ -50,7 +51,9 @@ fn part(
         drop_reasons: DROP_REASONS,
         ports: 16,
         ring_max_log2,
-        features: FEATURES_V1_1,
+        features: FEATURES_V1_2,
+        flow_entries,
+        flow_ways: 8,
     }
 }
 
@@ -58,7 +61,7 @@ impl Default for DeviceConfig {
     /// The reference part: 32 Ki LB entries (2 MiB), 64 Ki ranges, 256 Ki targets, 16 Mi bucket slots (64 MiB).
     fn default() -> Self {
         DeviceConfig {
-            caps: part(8192, 65536, 262_144, 4096, 1 << 24, 16, 65536, 16),
+            caps: part(8192, 65536, 262_144, 4096, 1 << 24, 16, 65536, 16, 1 << 21),
             host_mem_len: 64 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
@@ -70,7 +73,7 @@ impl DeviceConfig {
     /// A small part for tests (fast to create, easy to fill).
     pub fn small() -> Self {
         DeviceConfig {
-            caps: part(256, 4096, 4096, 256, 1 << 18, 14, 1024, 12),
+            caps: part(256, 4096, 4096, 256, 1 << 18, 14, 1024, 12, 1 << 14),
             host_mem_len: 8 << 20,
             host_iova_base: 0x1_0000_0000,
             ring_budget: 4096,
@@ -83,6 +86,31 @@ impl DeviceConfig {
             caps: self.caps.as_v1_0(),
             ..self
         }
+    }
+
+    /// This part as a contract v1.1 device: no flow table ([`Caps::as_v1_1`]).
+    pub fn as_v1_1(self) -> Self {
+        DeviceConfig {
+            caps: self.caps.as_v1_1(),
+            ..self
+        }
+    }
+
+    /// This part with a flow table of `entries` entries in sets of `ways` (both powers of two).
+    pub fn with_flow_table(self, entries: u32, ways: u32) -> Self {
+        DeviceConfig {
+            caps: Caps {
+                flow_entries: entries,
+                flow_ways: ways,
+                ..self.caps
+            },
+            ..self
+        }
+    }
+
+    /// True when the part has a flow table (v1.2).
+    pub fn has_flow_table(&self) -> bool {
+        self.caps.has_flow_table()
     }
 
     /// This part without a DMA command ring (`CAP_RING_MAX_LOG2 = 0`): what `ironlb-sim serve --no-dma` models.

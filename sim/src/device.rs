@@ -15,6 +15,7 @@ use ironlb_hw::DropReason;
 pub(crate) mod commands;
 #[cfg(any(test, feature = "testing"))]
 mod direct;
+pub(crate) mod flow;
 
 pub use commands::CommandCounts;
 
@@ -47,6 +48,8 @@ pub struct Device {
     generation: u32,
     /// The pipelined mode (packets in flight between stages), `None` for the atomic model.
     pub(crate) inflight: Option<Box<crate::pipeline::inflight::InFlight>>,
+    /// Flow-table clock, counters and sweep position (v1.2).
+    pub(crate) flow: flow::FlowState,
 }
 
 /// A first GENERATION value that differs between model processes (a restarted `ironlb-sim serve` must not come back
@@ -97,6 +100,7 @@ impl Device {
             counts: CommandCounts::default(),
             generation: first_generation(),
             inflight: None,
+            flow: flow::FlowState::default(),
         };
         d.reset_to(d.generation);
         d
@@ -141,6 +145,7 @@ impl Device {
         self.drops = [0; DropReason::COUNT];
         self.mb_done = 0;
         self.ring = RingState::default();
+        self.reset_flow_registers();
     }
 
     /// The configuration the device was built with.
@@ -248,6 +253,7 @@ impl Device {
             self.set_reg(off, *v as u32);
             self.set_reg(off + 4, (*v >> 32) as u32);
         }
+        self.snapshot_flow_counters();
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
         self.set_reg(DROP_SNAPSHOT_DONE, want);
         true

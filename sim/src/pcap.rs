@@ -6,7 +6,7 @@ use crate::pipeline::{Trace, Verdict};
 use crate::Device;
 use ironlb_hw::DropReason;
 use pcap_file::pcap::{PcapHeader, PcapReader, PcapWriter, RawPcapPacket};
-use pcap_file::{DataLink, Endianness, PcapError};
+use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -149,7 +149,17 @@ fn strip_ethernet(frame: &[u8]) -> Result<&[u8], &'static str> {
     }
 }
 
-/// Replay the pcap `input` through `dev`, every packet arriving on `ingress_port`.
+/// A record's timestamp in milliseconds, modulo 2^32 (the flow clock's unit and range).
+fn timestamp_ms(sec: u32, frac: u32, res: TsResolution) -> u32 {
+    let sub_ms = match res {
+        TsResolution::MicroSecond => frac / 1_000,
+        TsResolution::NanoSecond => frac / 1_000_000,
+    };
+    sec.wrapping_mul(1000).wrapping_add(sub_ms)
+}
+
+/// Replay the pcap `input` through `dev`, every packet arriving on `ingress_port`. The flow clock (v1.2) follows
+/// the records' timestamps.
 ///
 /// Input link types: RAW (101), IPV4 (228), IPV6 (229) carry IP packets as they are; ETHERNET (1) frames are
 /// stripped of their 14-byte header and 802.1Q/802.1ad tags, and non-IP frames are skipped (reported in the JSON,
@@ -193,6 +203,8 @@ pub fn replay(
                 VerdictLine::skipped(index, why, data.len())
             }
             Ok(pkt) => {
+                // The flow table's clock is the capture's (docs/hw-spec.md §11): a replay is deterministic.
+                dev.set_flow_clock(timestamp_ms(rec.ts_sec, rec.ts_frac, in_header.ts_resolution));
                 let (v, t) = dev.process_traced(ingress_port, pkt);
                 let line = VerdictLine::from_trace(index, &v, &t, pkt.len());
                 match v {

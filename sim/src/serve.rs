@@ -40,7 +40,11 @@ pub fn serve_loop(dev: &mut Device, stop: &AtomicBool) {
 /// a bounded burst per port), and packet work counts as work for the backoff exactly like register work.
 pub fn serve_loop_with_ports(dev: &mut Device, ports: &mut PortSet, stop: &AtomicBool) {
     let mut idle: u32 = 0;
+    let start = std::time::Instant::now();
+    let clock0 = dev.flow_clock();
     while !stop.load(Ordering::Relaxed) {
+        // The flow clock (docs/hw-spec.md §11) follows the monotonic clock while the model serves.
+        dev.set_flow_clock(clock0.wrapping_add(start.elapsed().as_millis() as u32));
         let bar_work = dev.poll();
         if bar_work | ports.service(dev) {
             idle = 0;

@@ -13,6 +13,7 @@ pub struct TableMemory {
     bucket: Vec<u8>,
     lb_counter: Vec<u8>,
     target_counter: Vec<u8>,
+    flow: Vec<u8>,
 }
 
 impl TableMemory {
@@ -26,6 +27,14 @@ impl TableMemory {
             bucket: z(TableId::Bucket, cfg.caps.bucket_slots),
             lb_counter: z(TableId::LbCounter, cfg.caps.lb_ids),
             target_counter: z(TableId::TargetCounter, cfg.caps.targets),
+            flow: z(
+                TableId::Flow,
+                if cfg.has_flow_table() {
+                    cfg.caps.flow_entries
+                } else {
+                    0
+                },
+            ),
         }
     }
 
@@ -37,6 +46,7 @@ impl TableMemory {
             TableId::Bucket => &self.bucket,
             TableId::LbCounter => &self.lb_counter,
             TableId::TargetCounter => &self.target_counter,
+            TableId::Flow => &self.flow,
         }
     }
 
@@ -48,6 +58,7 @@ impl TableMemory {
             TableId::Bucket => &mut self.bucket,
             TableId::LbCounter => &mut self.lb_counter,
             TableId::TargetCounter => &mut self.target_counter,
+            TableId::Flow => &mut self.flow,
         }
     }
 
@@ -73,6 +84,13 @@ impl TableMemory {
         let eb = t.entry_bytes();
         let ok = self.in_range(t, index, count);
         ok.then(|| &mut self.mem_mut(t)[index as usize * eb..(index + count) as usize * eb])
+    }
+
+    /// Mutable bytes of one entry (panics outside the table: callers index with values they bounds-checked).
+    #[inline]
+    pub(crate) fn entry_mut(&mut self, t: TableId, index: u32) -> &mut [u8] {
+        let eb = t.entry_bytes();
+        &mut self.mem_mut(t)[index as usize * eb..(index as usize + 1) * eb]
     }
 
     /// One entry's bytes (panics outside the table: callers index with values they bounds-checked).

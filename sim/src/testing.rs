@@ -108,6 +108,8 @@ pub struct LbSpec {
     pub m_log2: u8,
     /// ICMP policy (default: echo dropped, errors delivered).
     pub icmp: IcmpPolicy,
+    /// FLOW_EPOCH of the LB entry (v1.2; default 0).
+    pub flow_epoch: u8,
 }
 
 impl LbSpec {
@@ -121,7 +123,13 @@ impl LbSpec {
             targets: Vec::new(),
             m_log2: 8,
             icmp: IcmpPolicy::default(),
+            flow_epoch: 0,
         }
+    }
+    /// Set the flow epoch.
+    pub fn flow_epoch(mut self, epoch: u8) -> LbSpec {
+        self.flow_epoch = epoch;
+        self
     }
     /// Allow `protocol` ports `low..=high`.
     pub fn range(mut self, protocol: Protocol, low: u16, high: u16) -> LbSpec {
@@ -251,6 +259,7 @@ pub fn install(dev: &mut Device, spec: &LbSpec, alloc: &mut SimpleAlloc) -> Inst
         active_set: 0,
         icmp: spec.icmp,
         generation: 1,
+        flow_epoch: spec.flow_epoch,
         domain: spec.domain,
         lb_id: spec.lb_id,
         vip: Vip::from(spec.vip),

@@ -217,8 +217,11 @@ fn capability_registers_after_reset() {
     let expect = |d: &Device| {
         assert_eq!(d.reg(ID), ID_MAGIC);
         assert_eq!(d.reg(ID), u32::from_le_bytes(*b"ILB1"));
-        assert_eq!(d.reg(VERSION), 0x0001_0001);
-        assert_eq!(d.reg(CAP_FEATURES), FEATURES_V1_1);
+        assert_eq!(d.reg(VERSION), 0x0001_0002);
+        assert_eq!(d.reg(CAP_FEATURES), FEATURES_V1_2);
+        assert_eq!(d.reg(CAP_FLOW_ENTRIES), cfg.caps.flow_entries);
+        assert_eq!(d.reg(CAP_FLOW_WAYS), cfg.caps.flow_ways);
+        assert_eq!(d.reg(FLOW_CTRL), 0, "the flow table is off after reset");
         let g = d.reg(GENERATION);
         assert!(g != 0 && g != u32::MAX, "GENERATION {g:#x} is a valid generation");
         assert_eq!(d.reg(CAP_LB_BUCKETS), cfg.caps.lb_buckets);
@@ -435,11 +438,16 @@ fn mailbox_errors_change_nothing() {
     use Status::*;
     let cases: &[(&str, u32, u32, u32, u32, u32, Status)] = &[
         ("opcode 0", 0, 1, 0, 1, 0, BadOpcode),
-        ("opcode 7", 7, 1, 0, 1, 0, BadOpcode),
+        ("opcode 8", 8, 1, 0, 1, 0, BadOpcode),
         ("opcode 0x101", 0x101, 1, 0, 1, 0, BadOpcode),
         ("bad opcode wins over bad table", 9, 0, 0, 1, 0, BadOpcode),
         ("table 0", WRITE, 0, 0, 1, 0, BadTable),
-        ("table 7", READ, 7, 0, 1, 0, BadTable),
+        ("table 8", READ, 8, 0, 1, 0, BadTable),
+        ("write flow table", WRITE, 7, 0, 1, 0, BadTable),
+        ("fill flow table", FILL, 7, 0, 1, 0, BadTable),
+        ("write_word flow table", WRITE_WORD, 7, 0, 1, 0, BadTable),
+        ("flow_flush on the lb table", 7, 1, 0, 1, 0, BadTable),
+        ("flow_flush unknown selector", 7, 7, 0, 1, 3, BadWord),
         ("table 0x104", FILL, 0x104, 0, 1, 0, BadTable),
         ("write lb counter", WRITE, 5, 0, 1, 0, BadTable),
         ("write target counter", WRITE, 6, 0, 1, 0, BadTable),
@@ -767,10 +775,10 @@ fn ring_errors_every_status() {
     let t = |op, table, index, count, arg| raw(desc(op, table, index, count, arg, 0, 0));
     ring_failure("opcode 0", |_, _| [0; 32], BadOpcode);
     ring_failure(
-        "opcode 7",
+        "opcode 8",
         |_, _| {
             let mut b = t(Opcode::Fill, TableId::Bucket, 0, 1, 0);
-            b[0] = 7;
+            b[0] = 8;
             b
         },
         BadOpcode,

@@ -183,6 +183,7 @@ mod tests {
             active_set: 0,
             icmp: IcmpPolicy::default(),
             generation: 0,
+            flow_epoch: 0,
             domain,
             lb_id: n,
             vip: Vip::from_ipv4(n.to_be_bytes()),

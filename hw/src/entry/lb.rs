@@ -56,8 +56,15 @@ const CTRL_FAMILY_MASK: u32 = 0b11 << CTRL_FAMILY_SHIFT;
 pub const CTRL_ICMP_ALLOW_ECHO: u32 = 1 << 8;
 /// CTRL bit: ICMP errors (frag-needed, Packet Too Big, ...) are delivered to the flow's target.
 pub const CTRL_ICMP_DELIVER_ERRORS: u32 = 1 << 9;
-const CTRL_DEFINED: u32 =
-    CTRL_VALID | CTRL_ACTIVE_SET | CTRL_FAMILY_MASK | CTRL_ICMP_ALLOW_ECHO | CTRL_ICMP_DELIVER_ERRORS;
+/// CTRL bits 23:16: the LB's flow epoch (v1.2, docs/hw-spec.md §11.2), copied into the flow entries it learns.
+pub const CTRL_FLOW_EPOCH_SHIFT: u32 = 16;
+const CTRL_FLOW_EPOCH_MASK: u32 = 0xFF << CTRL_FLOW_EPOCH_SHIFT;
+const CTRL_DEFINED: u32 = CTRL_VALID
+    | CTRL_ACTIVE_SET
+    | CTRL_FAMILY_MASK
+    | CTRL_FLOW_EPOCH_MASK
+    | CTRL_ICMP_ALLOW_ECHO
+    | CTRL_ICMP_DELIVER_ERRORS;
 
 /// Per-LB ICMP policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -139,6 +146,10 @@ pub struct LbEntry {
     pub icmp: IcmpPolicy,
     /// Software's generation number (ignored by the device).
     pub generation: u32,
+    /// Flow epoch (v1.2): kept across hitless updates, different for an LB re-created on a reused slot or id, so
+    /// its flow-table entries never match a predecessor's (docs/hw-spec.md §11.2). 0 on a device without a flow
+    /// table.
+    pub flow_epoch: u8,
     /// Domain (VNI or public).
     pub domain: u32,
     /// LB id: row of the per-LB counter table.
@@ -165,7 +176,9 @@ impl LbEntry {
 
     /// The CTRL (commit) word of this entry.
     pub fn ctrl(&self) -> u32 {
-        let mut c = CTRL_VALID | (self.vip.family().code() << CTRL_FAMILY_SHIFT);
+        let mut c = CTRL_VALID
+            | (self.vip.family().code() << CTRL_FAMILY_SHIFT)
+            | (u32::from(self.flow_epoch) << CTRL_FLOW_EPOCH_SHIFT);
         if self.active_set & 1 == 1 {
             c |= CTRL_ACTIVE_SET;
         }
@@ -210,6 +223,7 @@ impl LbEntry {
                 deliver_errors: ctrl & CTRL_ICMP_DELIVER_ERRORS != 0,
             },
             generation: get_u32(b, field::GENERATION),
+            flow_epoch: ((ctrl & CTRL_FLOW_EPOCH_MASK) >> CTRL_FLOW_EPOCH_SHIFT) as u8,
             domain: get_u32(b, field::DOMAIN),
             lb_id: get_u32(b, field::LB_ID),
             vip,
@@ -242,6 +256,11 @@ pub mod view {
     pub fn ctrl(b: &[u8]) -> u32 {
         get_u32(b, field::CTRL)
     }
+    /// FLOW_EPOCH of a CTRL word (v1.2).
+    #[inline]
+    pub fn flow_epoch(ctrl: u32) -> u8 {
+        ((ctrl & CTRL_FLOW_EPOCH_MASK) >> CTRL_FLOW_EPOCH_SHIFT) as u8
+    }
     /// True when the entry is valid and holds exactly this key.
     #[inline]
     pub fn matches(b: &[u8], key: &LbKey) -> bool {
@@ -262,6 +281,7 @@ mod tests {
             active_set: 1,
             icmp: IcmpPolicy::default(),
             generation: 7,
+            flow_epoch: 0x5a,
             domain: 100,
             lb_id: 3,
             vip: Vip::from_ipv4([10, 0, 0, 1]),
@@ -285,8 +305,8 @@ mod tests {
     #[test]
     fn fixed_bytes() {
         let b = sample().emit();
-        // CTRL: VALID | ACTIVE_SET | FAMILY=1<<24 | DELIVER_ERRORS = 0xC100_0200, little-endian.
-        assert_eq!(&b[0..4], &[0x00, 0x02, 0x00, 0xC1]);
+        // CTRL: VALID | ACTIVE_SET | FAMILY=1<<24 | FLOW_EPOCH=0x5a<<16 | DELIVER_ERRORS = 0xC15A_0200, LE.
+        assert_eq!(&b[0..4], &[0x00, 0x02, 0x5A, 0xC1]);
         assert_eq!(&b[4..8], &[7, 0, 0, 0]);
         assert_eq!(&b[8..12], &[100, 0, 0, 0]);
         assert_eq!(&b[12..16], &[3, 0, 0, 0]);
@@ -347,25 +367,27 @@ mod tests {
             any::<u32>(),
             any::<[u8; 16]>(),
             any::<bool>(),
-            set.clone(),
-            set,
+            (set.clone(), set, any::<u8>()),
         )
-            .prop_map(|(a, icmp, generation, domain, lb_id, vip, v4, s0, s1)| LbEntry {
-                active_set: u8::from(a),
-                icmp: IcmpPolicy {
-                    allow_echo: icmp[0],
-                    deliver_errors: icmp[1],
+            .prop_map(
+                |(a, icmp, generation, domain, lb_id, vip, v4, (s0, s1, flow_epoch))| LbEntry {
+                    active_set: u8::from(a),
+                    icmp: IcmpPolicy {
+                        allow_echo: icmp[0],
+                        deliver_errors: icmp[1],
+                    },
+                    generation,
+                    flow_epoch,
+                    domain,
+                    lb_id,
+                    vip: if v4 {
+                        Vip::from_ipv4([vip[0], vip[1], vip[2], vip[3]])
+                    } else {
+                        Vip(vip)
+                    },
+                    sets: [s0, s1],
                 },
-                generation,
-                domain,
-                lb_id,
-                vip: if v4 {
-                    Vip::from_ipv4([vip[0], vip[1], vip[2], vip[3]])
-                } else {
-                    Vip(vip)
-                },
-                sets: [s0, s1],
-            })
+            )
     }
 
     proptest! {

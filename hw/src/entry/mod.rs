@@ -7,6 +7,7 @@
 //! reported as [`crate::DecodeError`].
 
 pub mod counter;
+pub mod flow;
 pub mod lb;
 pub mod port;
 pub mod range;
@@ -14,6 +15,7 @@ pub mod ring;
 pub mod target;
 
 pub use counter::CounterEntry;
+pub use flow::{FlowEntry, FlowKey};
 pub use lb::{IcmpPolicy, LbEntry, LbSet};
 pub use port::{PortCfg, PortKind};
 pub use range::{Protocol, RangeEntry};

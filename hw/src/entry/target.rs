@@ -68,6 +68,12 @@ pub fn raw_underlay(b: &[u8]) -> Option<[u8; 16]> {
     (get_u32(b, field::CTRL) & CTRL_VALID != 0).then(|| get_16(b, field::UNDERLAY))
 }
 
+/// Hot-path accessor: the LB_ID field of a raw entry (compared on a flow-table hit, docs/hw-spec.md §11.3).
+#[inline]
+pub fn raw_lb_id(b: &[u8]) -> u32 {
+    get_u32(b, field::LB_ID)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +89,7 @@ mod tests {
         assert_eq!(&b[16..], &[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2]);
         assert_eq!(TargetEntry::parse(&b).unwrap(), Some(t));
         assert_eq!(raw_underlay(&b), Some(t.underlay.octets()));
+        assert_eq!(raw_lb_id(&b), 9);
         assert_eq!(TargetEntry::parse(&[0u8; SIZE]).unwrap(), None);
         assert_eq!(raw_underlay(&[0u8; SIZE]), None);
         let mut bad = b;

@@ -12,7 +12,8 @@
 //! a multi-entry WRITE partially applied, in index order), and software must not rely on more.
 //!
 //! **Error precedence** (which status a command with several problems gets): opcode (`bad_opcode`), then table
-//! (`bad_table`: unknown id, or WRITE/WRITE_WORD to a counter table), then index/count (`out_of_range`), then
+//! (`bad_table`: unknown id — table 7 on a part without a flow table —, WRITE/WRITE_WORD to a counter table, or
+//! anything but READ and FLOW_FLUSH on the flow table), then index/count (`out_of_range`), then
 //! word offset (`bad_word`), then DMA (`dma_fault`). `COUNT` is ignored by WRITE_WORD and NOP, `TABLE` by NOP.
 //!
 //! **Mailbox** ([`poll_mailbox`]): a command is pending while `MB_DOORBELL != mb_done`. The device executes it,
@@ -42,6 +43,15 @@ pub struct CommandCounts {
 }
 
 impl Device {
+    /// True when this part implements `op`: FENCE from v1.1, FLOW_FLUSH with the flow table (v1.2).
+    fn implements(&self, op: Opcode) -> bool {
+        match op {
+            Opcode::Fence => !self.cfg.is_v1_0(),
+            Opcode::FlowFlush => self.cfg.has_flow_table(),
+            _ => true,
+        }
+    }
+
     /// Commands executed so far, see [`CommandCounts`].
     pub fn command_counts(&self) -> CommandCounts {
         self.counts
@@ -61,6 +71,8 @@ enum Checked {
     Nop,
     /// Wait until every packet that entered the pipeline before the command has left it.
     Fence,
+    /// FLOW_FLUSH (v1.2): a FENCE, then invalidate the selected flow-table entries.
+    FlowFlush(FlushSelector),
     Write {
         table: TableId,
         index: u32,
@@ -102,13 +114,27 @@ fn check(
         Opcode::Fence => return Ok(Checked::Fence),
         _ => {}
     }
-    let table = table.ok_or(Status::BadTable)?;
-    if table.is_counter() && matches!(op, Opcode::Write | Opcode::WriteWord) {
+    // Table 7 exists only on a part with a flow table (v1.2); elsewhere it is an unknown id.
+    let has_flow = tables.entries(TableId::Flow) > 0;
+    let table = table
+        .filter(|t| *t != TableId::Flow || has_flow)
+        .ok_or(Status::BadTable)?;
+    if op == Opcode::FlowFlush {
+        if table != TableId::Flow {
+            return Err(Status::BadTable);
+        }
+        return FlushSelector::from_raw(arg, index)
+            .map(Checked::FlowFlush)
+            .ok_or(Status::BadWord);
+    }
+    // Counter tables are read and cleared (FILL), the flow table only read (and flushed) by software.
+    let read_only = table == TableId::Flow && op != Opcode::Read;
+    if read_only || (table.is_counter() && matches!(op, Opcode::Write | Opcode::WriteWord)) {
         return Err(Status::BadTable);
     }
     let words = table.entry_words();
     match op {
-        Opcode::Nop | Opcode::Fence => unreachable!("handled above"),
+        Opcode::Nop | Opcode::Fence | Opcode::FlowFlush => unreachable!("handled above"),
         Opcode::WriteWord => {
             if !tables.in_range(table, index, 1) {
                 return Err(Status::OutOfRange);
@@ -171,7 +197,11 @@ fn apply_local(tables: &mut TableMemory, cmd: Checked) -> u64 {
             }
             u64::from(count)
         }
-        Checked::Nop | Checked::Fence | Checked::Write { .. } | Checked::Read { .. } => 0,
+        Checked::Nop
+        | Checked::Fence
+        | Checked::FlowFlush(_)
+        | Checked::Write { .. }
+        | Checked::Read { .. } => 0,
     }
 }
 
@@ -201,7 +231,7 @@ pub(crate) fn poll_mailbox(d: &mut Device) -> bool {
 
 fn mailbox_command(d: &mut Device) -> Result<(), Status> {
     let op = Opcode::from_raw(d.reg(MB_OPCODE))
-        .filter(|op| *op != Opcode::Fence || !d.cfg.is_v1_0())
+        .filter(|op| d.implements(*op))
         .ok_or(Status::BadOpcode)?;
     let table = TableId::from_raw(d.reg(MB_TABLE));
     let cmd = check(
@@ -231,6 +261,9 @@ fn mailbox_command(d: &mut Device) -> Result<(), Status> {
             }
         }
         Checked::Fence => d.drain(),
+        Checked::FlowFlush(sel) => {
+            d.flow_flush(sel);
+        }
         local => d.counts.entries_written += apply_local(&mut d.tables, local),
     }
     Ok(())
@@ -409,7 +442,7 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
     let mut raw = [0u8; DESC_SIZE];
     d.host.read(at, &mut raw).map_err(|_| Status::DmaFault)?;
     let desc = Descriptor::parse(&raw).map_err(decode_status)?;
-    if desc.opcode == Opcode::Fence && d.cfg.is_v1_0() {
+    if !d.implements(desc.opcode) {
         return Err(Status::BadOpcode);
     }
     let cmd = check(
@@ -436,6 +469,10 @@ fn run_descriptor(d: &mut Device, cfg: &RingCfg, i: u32) -> Result<u64, Status> 
         }
         Checked::Fence => {
             d.drain();
+            Ok(0)
+        }
+        Checked::FlowFlush(sel) => {
+            d.flow_flush(sel);
             Ok(0)
         }
         local => Ok(apply_local(&mut d.tables, local)),

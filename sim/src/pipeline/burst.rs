@@ -7,7 +7,7 @@
 //! pipeline), and the counters are updated in packet order at the end.
 
 use super::trace::NoTrace;
-use super::{bucket, egress, front, target_entry, Front, Fwd};
+use super::{bucket, egress, front, pipeline, target_entry, Front, Fwd};
 use crate::device::Device;
 use ironlb_hw::DropReason;
 use std::ops::Range;
@@ -44,6 +44,18 @@ impl Device {
     ) {
         out.clear();
         results.clear();
+        if self.flow_enabled() {
+            // With the flow table on, a packet may hit an entry the packet before it learned: the stages of a chunk
+            // are not independent any more, so the burst runs packet by packet (same results, no overlap).
+            for pkt in pkts {
+                let start = out.len();
+                let r = pipeline(self, port, pkt, out, &mut NoTrace);
+                out.truncate(if r.is_ok() { out.len() } else { start });
+                let r = self.account(r);
+                results.push(r.map(|egress| (egress, start..out.len())));
+            }
+            return;
+        }
         for chunk in pkts.chunks(CHUNK) {
             self.chunk(port, chunk, out, results);
         }

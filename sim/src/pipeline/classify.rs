@@ -1,6 +1,7 @@
 //! L4 classification and ICMP policy (docs/hw-spec.md §7.5, §7.7): decide what is hashed (§6.2) and what the port
 //! filter (§7.6) is asked.
 
+use super::flow::FlowUse;
 use super::lookup::LbHit;
 use super::parse::{self, proto, Fragment, IcmpKind, Ip};
 use super::trace::{fail, fail_bad, ip_of, TraceSink};
@@ -21,6 +22,8 @@ pub struct Class {
     pub dst_port: u16,
     /// Port-filter question; `None` when the filter does not apply (echo requests).
     pub filter: Option<Ask>,
+    /// How the packet may use the flow table (docs/hw-spec.md §11.4).
+    pub flow_use: FlowUse,
 }
 
 /// What the port filter (§7.6) is asked.
@@ -47,6 +50,7 @@ pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Clas
         src_port: 0,
         dst_port: 0,
         filter: Some(filter),
+        flow_use: FlowUse::Learn,
     };
     if proto::has_ports(p) {
         if ip.fragment == Fragment::NonFirst {
@@ -73,8 +77,12 @@ pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Clas
             };
             format!("{} {sp} -> {dp}{f}", proto::name(p))
         });
+        let flow_use = tcp_flow_use(p, ip.datagram, ip.l4);
         if frag {
-            return Ok(unported(Ask::Port(p, dp)));
+            return Ok(Class {
+                flow_use,
+                ..unported(Ask::Port(p, dp))
+            });
         }
         return Ok(Class {
             src: ip.src,
@@ -83,6 +91,7 @@ pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Clas
             src_port: sp,
             dst_port: dp,
             filter: Some(Ask::Port(p, dp)),
+            flow_use,
         });
     }
     let icmp = if ip.v6 { proto::ICMPV6 } else { proto::ICMP };
@@ -101,6 +110,18 @@ pub fn classify<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Clas
     fail(t, "l4", DropReason::ProtocolNotAllowed, || {
         format!("protocol {p} ({}) is not load-balanced", proto::name(p))
     })
+}
+
+/// §11.4: a TCP segment with FIN or RST (flags in L4 byte 13, when it is inside the datagram) never learns and marks
+/// its flow CLOSING; every other packet with ports may learn.
+#[inline(always)]
+fn tcp_flow_use(protocol: u8, datagram: &[u8], l4: usize) -> FlowUse {
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    match datagram.get(l4 + 13) {
+        Some(flags) if protocol == proto::TCP && flags & (FIN | RST) != 0 => FlowUse::Closing,
+        _ => FlowUse::Learn,
+    }
 }
 
 /// §7.7: ICMP / ICMPv6.
@@ -138,6 +159,7 @@ fn classify_icmp<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Cla
                 src_port: id,
                 dst_port: 0,
                 filter: None,
+                flow_use: FlowUse::Learn,
             })
         }
         IcmpKind::Error => {
@@ -171,6 +193,7 @@ fn classify_icmp<S: TraceSink>(ip: &Ip<'_>, lb: &LbHit, t: &mut S) -> Result<Cla
                 src_port: e.dst_port,
                 dst_port: e.src_port,
                 filter: Some(Ask::Port(e.protocol, e.src_port)),
+                flow_use: FlowUse::LookupOnly,
             })
         }
         IcmpKind::Other => fail(t, "icmp", DropReason::IcmpUnsupported, || {

@@ -63,6 +63,8 @@ pub struct LbHit {
     pub allow_echo: bool,
     /// CTRL.ICMP_DELIVER_ERRORS.
     pub deliver_errors: bool,
+    /// CTRL.FLOW_EPOCH (v1.2).
+    pub flow_epoch: u8,
     /// The active set.
     pub set: ActiveSet,
 }
@@ -97,6 +99,7 @@ fn hit(e: &[u8], index: u32) -> LbHit {
         active_set,
         allow_echo: ctrl & CTRL_ICMP_ALLOW_ECHO != 0,
         deliver_errors: ctrl & CTRL_ICMP_DELIVER_ERRORS != 0,
+        flow_epoch: lb::view::flow_epoch(ctrl),
         set: ActiveSet {
             range_base: le32(e, s + off::RANGE_BASE),
             range_count: u16::from_le_bytes([e[s + off::RANGE_COUNT], e[s + off::RANGE_COUNT + 1]]),
@@ -169,6 +172,7 @@ mod tests {
                 deliver_errors: false,
             },
             generation: 1,
+            flow_epoch: 3,
             domain,
             lb_id,
             vip,

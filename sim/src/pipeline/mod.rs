@@ -17,6 +17,7 @@ mod classify;
 mod crc;
 mod encap;
 mod filter;
+pub mod flow;
 pub mod inflight;
 mod lookup;
 pub mod parse;
@@ -28,10 +29,13 @@ pub use trace::{FlowTrace, Trace, TraceStage};
 
 use crate::device::Device;
 use encap::Outer;
+use flow::{FlowEffect, FlowUse};
 use ironlb_hw::entry::target::raw_underlay;
+use ironlb_hw::entry::FlowKey;
 use ironlb_hw::entry::NO_TARGET;
 use ironlb_hw::regs::{TableId, PORT_CFG, UNDERLAY_SRC};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
+use ironlb_hw::{FlowTuple, Vip};
 use std::net::Ipv6Addr;
 use trace::{fail, fail_bad, ip_of, NoTrace, TraceSink};
 
@@ -65,6 +69,10 @@ struct Front<'a> {
     traffic_class: u8,
     /// The inner datagram (forwarded unchanged).
     datagram: &'a [u8],
+    /// The flow-table key (v1.2): the hashed tuple and the LB.
+    key: FlowKey,
+    /// How the packet may use the flow table.
+    flow_use: FlowUse,
 }
 
 /// A forwarding decision before counters are updated.
@@ -74,6 +82,8 @@ struct Fwd {
     lb_id: u32,
     target: u32,
     len: u64,
+    /// The flow-table write the packet causes (applied with the counters).
+    flow: FlowEffect,
 }
 
 impl Device {
@@ -153,6 +163,7 @@ impl Device {
     fn account(&mut self, r: Result<Fwd, DropReason>) -> Result<u32, DropReason> {
         match r {
             Ok(f) => {
+                self.apply_flow(&f.flow);
                 self.tables.count(TableId::LbCounter, f.lb_id, f.len);
                 self.tables.count(TableId::TargetCounter, f.target, f.len);
                 Ok(f.egress_port)
@@ -220,9 +231,23 @@ fn pipeline_pinned<S: TraceSink>(
     pinned: Option<lookup::Lookup>,
 ) -> Result<Fwd, DropReason> {
     let f = front_pinned(d, port, pkt, t, pinned)?;
+    let (target, underlay, fx) = select(d, &f, t)?;
+    egress(d, &f, target, underlay, out, t).map(|fwd| Fwd { flow: fx, ..fwd })
+}
+
+/// §7.8 and §7.8a: the target of a packet: through the flow table when it is on (v1.2), else bucket slot → target.
+#[inline(always)]
+fn select<S: TraceSink>(
+    d: &Device,
+    f: &Front<'_>,
+    t: &mut S,
+) -> Result<(u32, [u8; 16], FlowEffect), DropReason> {
+    if d.flow_enabled() {
+        return flow::stage(d, f, t);
+    }
     let target = bucket(d, f.slot, t)?;
     let underlay = target_entry(d, target, t)?;
-    egress(d, &f, target, underlay, out, t)
+    Ok((target, underlay, FlowEffect::None))
 }
 
 /// §7.1–§7.8 up to the bucket-slot index: ingress, L3, extension headers, LB lookup, L4 / ICMP policy, port filter,
@@ -402,6 +427,19 @@ fn front_pinned<'a, S: TraceSink>(
         v6: ip.v6,
         traffic_class: ip.traffic_class,
         datagram: ip.datagram,
+        key: FlowKey {
+            tuple: FlowTuple {
+                domain,
+                src: Vip(c.src),
+                dst: Vip(c.dst),
+                protocol: c.protocol,
+                src_port: c.src_port,
+                dst_port: c.dst_port,
+            },
+            lb_id: lb.lb_id,
+            lb_epoch: lb.flow_epoch,
+        },
+        flow_use: c.flow_use,
     })
 }
 
@@ -500,6 +538,7 @@ fn egress<S: TraceSink>(
         lb_id: f.lb_id,
         target,
         len: len as u64,
+        flow: FlowEffect::None,
     })
 }
 

@@ -351,6 +351,7 @@ fn active_set_switch() {
 }
 
 mod burst;
+mod flow;
 mod icmp_frag;
 mod target;
 

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv6Addr};
 /// One stage of the pipeline and its outcome in a few words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TraceStage {
-    /// Stage name: `ingress`, `l3`, `ext_headers`, `lookup`, `l4`, `icmp`, `port_filter`, `hash`, `bucket`,
-    /// `target`, `mtu`, `egress`.
+    /// Stage name: `ingress`, `l3`, `ext_headers`, `lookup`, `l4`, `icmp`, `port_filter`, `hash`, `flow`,
+    /// `bucket`, `target`, `mtu`, `egress`.
     pub stage: &'static str,
     /// Human-readable outcome; a failing stage's outcome starts with `drop <reason>:`.
     pub outcome: String,
@@ -74,6 +74,12 @@ pub struct Trace {
     pub bucket_slot: Option<u32>,
     /// Target-table index from the slot.
     pub target: Option<u32>,
+    /// Flow table (v1.2): `hit` (took the pinned target), `learned`, `relearned` (pinned target removed),
+    /// `stale` (an ICMP error hit a removed target), `overflow` (set full), `not_learned` (FIN/RST, ICMP error).
+    /// `None` when the flow table is off or the packet did not reach it.
+    pub pinned: Option<&'static str>,
+    /// Flow-table index of the entry hit or learned.
+    pub flow_entry: Option<u32>,
     /// The target's underlay address (outer destination).
     pub underlay: Option<Ipv6Addr>,
     /// Egress port of a forwarded packet.
