@@ -1,7 +1,6 @@
 //! Issue 16: objects in upstream IronCore's shape (as a cluster exports them) load, and mean the same as their
 //! seed-shaped equivalents; no unknown field is ignored silently.
 
-use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::cli::build_packet;
 use ironlb_runtime::daemon::{program_dir, DEFAULT_PUBLIC_POOLS};
@@ -21,18 +20,11 @@ fn pools() -> Pools {
     .unwrap()
 }
 
+#[path = "common/host.rs"]
+mod common_host;
+
 fn host() -> HostConfig {
-    HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (2, PortKind::Network { vni: 200 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    }
+    common_host::host_with_networks(&[(1, 100), (2, 200)])
 }
 
 /// The same packets through the seed-shaped examples and their upstream-shaped export give the same verdicts,
