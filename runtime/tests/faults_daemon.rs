@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// Bound of every wait.
 const BOUND: Duration = Duration::from_secs(30);
 
+#[path = "common/served.rs"]
+mod served;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
@@ -240,16 +243,7 @@ impl PausableModel {
     fn start(prefix: &Path) -> PausableModel {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
-        let args = ironlb_sim::serve::ServeArgs {
-            bar: prefix.with_extension("bar"),
-            host_mem: prefix.with_extension("host"),
-            host_mem_len: None,
-            host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
-            small: true,
-            bar_offset: 0,
-            no_dma: false,
-            tun: Vec::new(),
-        };
+        let args = served::small_model_at(prefix);
         let mut dev = args.open_device().unwrap();
         let (stop, paused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let thread = {
