@@ -261,8 +261,27 @@ fn check_network(
     n: &Network,
     vnis: &mut BTreeMap<u32, ObjectRef>,
 ) -> Option<u32> {
+    match (n.spec.provider_vni(), n.spec.vni) {
+        (Some(Err(why)), _) => {
+            cx.err(i, "spec.providerID", why);
+            return None;
+        }
+        (Some(Ok(p)), Some(v)) if p != v => {
+            cx.err(
+                i,
+                "spec.vni",
+                format!("{v} differs from the VNI {p} in spec.providerID"),
+            );
+            return None;
+        }
+        _ => {}
+    }
     let Some(vni) = n.spec.vni else {
-        cx.err(i, "spec.vni", "required (ironlb extension: the Network's VNI)");
+        cx.err(
+            i,
+            "spec.vni",
+            "required (ironlb extension: the Network's VNI), or spec.providerID ironcore-net://<namespace>/<name>/<vni>/<uid>",
+        );
         return None;
     };
     if !(0..=MAX_VNI).contains(&vni) {
@@ -344,40 +363,152 @@ fn parse_ip(cx: &mut Ctx<'_>, i: usize, field: &str, s: &str) -> Option<IpAddr> 
     }
 }
 
-/// Checks IP sources at `field`; returns (field, literal address) and (field, prefix family) pairs.
+/// What [`check_ip_sources`] found.
+#[derive(Default)]
+struct IpSources {
+    /// (field, literal address).
+    literals: Vec<(String, IpAddr)>,
+    /// The family of each source, by index, when known.
+    families: Vec<Option<IpFamily>>,
+    /// The parent Prefix of each valid ephemeral source.
+    prefixes: Vec<ObjectKey>,
+    /// The valid IPAM-filled `prefixTemplate.spec.prefix` addresses.
+    filled: Vec<IpAddr>,
+}
+
+/// Checks IP sources at `field`.
 fn check_ip_sources(
     cx: &mut Ctx<'_>,
     i: usize,
     field: &str,
     ips: &[IpSource],
     prefixes: &BTreeMap<Key, Option<IpNet>>,
-) -> (Vec<(String, IpAddr)>, Vec<FieldFamily>) {
-    let me = cx.objects[i].1.key();
-    let (mut literals, mut ephemeral) = (Vec::new(), Vec::new());
+) -> IpSources {
+    let mut out = IpSources::default();
     for (j, src) in ips.iter().enumerate() {
         let f = format!("{field}[{j}]");
-        match (&src.ip, &src.ephemeral) {
+        let family = match (&src.ip, &src.ephemeral) {
             (Some(ip), None) => {
                 let f = format!("{f}.ip");
-                if let Some(ip) = parse_ip(cx, i, &f, ip) {
-                    literals.push((f, ip));
-                }
+                let ip = parse_ip(cx, i, &f, ip);
+                ip.map(|ip| {
+                    out.literals.push((f, ip));
+                    IpFamily::of(&ip)
+                })
             }
             (None, Some(_)) => {
-                let f = format!("{f}.ephemeral.prefixTemplate.spec.prefixRef.name");
-                match src.prefix_ref() {
-                    None | Some("") => cx.err(i, f, "required"),
-                    Some(name) => match lookup(prefixes, &me.sibling(name)) {
-                        Ref::Missing => cx.err(i, f, format!("unknown Prefix {}", me.sibling(name))),
-                        Ref::Invalid => cx.err(i, f, format!("Prefix {} is invalid", me.sibling(name))),
-                        Ref::Valid(net) => ephemeral.push((f, IpFamily::of(&net.addr()), me.sibling(name))),
-                    },
+                let errors = cx.errors.len();
+                let checked = check_ephemeral(cx, i, &f, src, prefixes);
+                if let (Some(a), true) = (
+                    src.template()
+                        .and_then(|t| t.prefix.as_deref())
+                        .and_then(parse_cidr),
+                    cx.errors.len() == errors,
+                ) {
+                    out.filled.push(a.addr());
                 }
+                checked.map(|(_, fam, pk)| {
+                    out.prefixes.push(pk);
+                    fam
+                })
             }
-            _ => cx.err(i, f, "exactly one of ip and ephemeral must be set"),
+            _ => {
+                cx.err(i, f, "exactly one of ip and ephemeral must be set");
+                None
+            }
+        };
+        out.families.push(family);
+    }
+    out
+}
+
+/// Checks an ephemeral source at `f` (`spec.ips[j]`): its parent prefix (`prefixRef` or `parentRef`), and the
+/// upstream template fields (`ipFamily`, `prefixLength`, an IPAM-filled `prefix`). Returns the parent reference's
+/// field and the family.
+fn check_ephemeral(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    f: &str,
+    src: &IpSource,
+    prefixes: &BTreeMap<Key, Option<IpNet>>,
+) -> Option<FieldFamily> {
+    let me = cx.objects[i].1.key();
+    let t = src.template()?;
+    let tf = format!("{f}.ephemeral.prefixTemplate.spec");
+    let which = if t.prefix_ref.is_some() {
+        "prefixRef"
+    } else {
+        "parentRef"
+    };
+    let rf = format!("{tf}.{which}.name");
+    if let (Some(a), Some(b)) = (&t.prefix_ref, &t.parent_ref) {
+        if a.name != b.name {
+            cx.err(
+                i,
+                format!("{tf}.parentRef.name"),
+                format!("{} differs from prefixRef {}", b.name, a.name),
+            );
+            return None;
         }
     }
-    (literals, ephemeral)
+    let parent_net = match t.parent() {
+        None | Some("") => {
+            cx.err(i, rf, "required (prefixRef or parentRef)");
+            return None;
+        }
+        Some(name) => match lookup(prefixes, &me.sibling(name)) {
+            Ref::Missing => {
+                cx.err(i, rf, format!("unknown Prefix {}", me.sibling(name)));
+                return None;
+            }
+            Ref::Invalid => {
+                cx.err(i, rf, format!("Prefix {} is invalid", me.sibling(name)));
+                return None;
+            }
+            Ref::Valid(p) => p,
+        },
+    };
+    let net = parent_net.addr();
+    let fam = IpFamily::of(&net);
+    let bits = if net.is_ipv4() { 32 } else { 128 };
+    match &t.ip_family {
+        Some(IpFamily::Unknown(u)) => cx.err(
+            i,
+            format!("{tf}.ipFamily"),
+            format!("unknown IP family {u:?} (expected IPv4 or IPv6)"),
+        ),
+        Some(tfam) if *tfam != fam => cx.err(
+            i,
+            format!("{tf}.ipFamily"),
+            format!("{tfam} does not match the parent Prefix ({fam})"),
+        ),
+        _ => {}
+    }
+    if let Some(l) = t.prefix_length.filter(|l| *l != bits) {
+        cx.err(
+            i,
+            format!("{tf}.prefixLength"),
+            format!("{l}: only single addresses (/{bits} for {fam}) are supported"),
+        );
+    }
+    if let Some(p) = &t.prefix {
+        match parse_cidr(p) {
+            Some(a) if i64::from(a.prefix_len()) == bits && parent_net.contains(&a.addr()) => {}
+            Some(a) if i64::from(a.prefix_len()) != bits => cx.err(
+                i,
+                format!("{tf}.prefix"),
+                format!("{p}: only single addresses (/{bits} for {fam}) are supported"),
+            ),
+            Some(_) => cx.err(
+                i,
+                format!("{tf}.prefix"),
+                format!("{p} is not inside the parent Prefix"),
+            ),
+            None => cx.err(i, format!("{tf}.prefix"), format!("invalid CIDR {p:?}")),
+        }
+    }
+    let parent = me.sibling(t.parent().unwrap_or_default());
+    Some((rf, fam, parent))
 }
 
 fn check_nic(
@@ -389,7 +520,7 @@ fn check_nic(
     nic_ips: &mut NicIps,
 ) -> Option<Ipv6Addr> {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
-    let (mut ips, _) = check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes);
+    let mut ips = check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes).literals;
     for (j, ip) in n.status.ips.iter().enumerate() {
         let f = format!("status.ips[{j}]");
         if let Some(ip) = parse_ip(cx, i, &f, &ip.ip) {
@@ -476,7 +607,32 @@ fn check_lb(
         .collect::<Vec<_>>()
         .join(", ");
     // IPs.
-    let (literals, ephemeral) = check_ip_sources(cx, i, "spec.ips", &s.ips, prefixes);
+    let IpSources {
+        literals,
+        families: source_families,
+        prefixes: ephemeral_prefixes,
+        filled,
+    } = check_ip_sources(cx, i, "spec.ips", &s.ips, prefixes);
+    // Upstream pairs ips and ipFamilies by position: at most one IP per family, ips[j] of family ipFamilies[j].
+    for (j, fam) in source_families.iter().enumerate() {
+        match (s.ip_families.get(j), fam) {
+            (None, Some(_)) if !s.ip_families.is_empty() => cx.err(
+                i,
+                format!("spec.ips[{j}]"),
+                format!(
+                    "{} IPs for {} ipFamilies: one IP per family, ips[i] of family ipFamilies[i]",
+                    s.ips.len(),
+                    s.ip_families.len()
+                ),
+            ),
+            (Some(want), Some(have)) if want != have && !matches!(want, IpFamily::Unknown(_)) => cx.err(
+                i,
+                format!("spec.ips[{j}]"),
+                format!("is {have}, but ipFamilies[{j}] is {want} (ips[i] must be of family ipFamilies[i])"),
+            ),
+            _ => {}
+        }
+    }
     match s.lb_type {
         Some(LoadBalancerType::Internal) if s.ips.is_empty() => {
             cx.err(i, "spec.ips", "required for type Internal")
@@ -516,19 +672,11 @@ fn check_lb(
         };
         (usable(literals), usable(status))
     };
-    for (f, ip) in literals.iter().chain(&status) {
+    // Literal and ephemeral IPs are paired with ipFamilies above; allocated (status) IPs must be of a family.
+    for (f, ip) in &status {
         let fam = IpFamily::of(ip);
         if !family_ok(&fam) {
             cx.err(i, f.clone(), format!("{ip} is {fam}, not in ipFamilies [{fams}]"));
-        }
-    }
-    for (f, fam, _) in &ephemeral {
-        if !family_ok(fam) {
-            cx.err(
-                i,
-                f.clone(),
-                format!("Prefix is {fam}, not in ipFamilies [{fams}]"),
-            );
         }
     }
     // Ports.
@@ -536,20 +684,15 @@ fn check_lb(
     for (j, p) in s.ports.iter().enumerate() {
         let f = format!("spec.ports[{j}]");
         let mut ok = true;
-        match &p.protocol {
-            None => {
-                cx.err(i, format!("{f}.protocol"), "required");
-                ok = false;
-            }
-            Some(Protocol::Unknown(u)) => {
-                cx.err(
-                    i,
-                    format!("{f}.protocol"),
-                    format!("unknown protocol {u:?} (expected TCP, UDP or SCTP)"),
-                );
-                ok = false;
-            }
-            Some(_) => {}
+        // Unset: TCP, as upstream (loading fills it in; an object built otherwise may not have it).
+        let protocol = p.protocol.clone().unwrap_or(Protocol::Tcp);
+        if let Protocol::Unknown(u) = &protocol {
+            cx.err(
+                i,
+                format!("{f}.protocol"),
+                format!("unknown protocol {u:?} (expected TCP, UDP or SCTP)"),
+            );
+            ok = false;
         }
         if !(1..=65535).contains(&p.port) {
             cx.err(
@@ -559,21 +702,33 @@ fn check_lb(
             );
             ok = false;
         }
-        let end = p.port_end.unwrap_or(p.port);
-        if let Some(e) = p.port_end {
+        let end = p.end();
+        let end_field = p.end_field();
+        if let (Some(a), Some(b)) = (p.port_end, p.end_port) {
+            if a != b {
+                cx.err(i, format!("{f}.endPort"), format!("{b} differs from portEnd {a}"));
+                ok = false;
+            }
+        }
+        if let Some(e) = p.port_end.or(p.end_port) {
             if !(1..=65535).contains(&e) {
-                cx.err(i, format!("{f}.portEnd"), format!("{e} out of range 1..=65535"));
+                cx.err(
+                    i,
+                    format!("{f}.{end_field}"),
+                    format!("{e} out of range 1..=65535"),
+                );
                 ok = false;
             } else if ok && e < p.port {
                 cx.err(
                     i,
-                    format!("{f}.portEnd"),
+                    format!("{f}.{end_field}"),
                     format!("{e} is less than port {}", p.port),
                 );
                 ok = false;
             }
         }
-        if let (true, Some(proto)) = (ok, &p.protocol) {
+        if ok {
+            let proto = &protocol;
             if let Some((k, _, lo, hi)) = ranges
                 .iter()
                 .find(|(_, q, lo, hi)| q == proto && p.port <= *hi && *lo <= end)
@@ -661,8 +816,9 @@ fn check_lb(
         domain,
         families: s.ip_families.clone(),
         literal_ips: literals.into_iter().map(|(_, ip)| ip).collect(),
-        prefixes: ephemeral.into_iter().map(|(_, _, p)| p).collect(),
+        prefixes: ephemeral_prefixes,
         status_ips: status.into_iter().map(|(_, ip)| ip).collect(),
+        filled_ips: filled,
         ports,
     })
 }

@@ -15,7 +15,7 @@ spec: {vni: 100}
 apiVersion: ipam.ironcore.dev/v1alpha1
 kind: Prefix
 metadata: {name: pool}
-spec: {prefix: 10.1.0.0/24}
+spec: {prefix: \"fd10::/64\"}
 ---
 apiVersion: networking.ironcore.dev/v1alpha1
 kind: NetworkInterface
@@ -35,11 +35,11 @@ metadata: {name: lb}
 spec:
   type: Internal
   networkRef: {name: net-a}
-  ipFamilies: [IPv4]
+  ipFamilies: [IPv4, IPv6]
   ips: [{ip: 10.0.0.1}, {ephemeral: {prefixTemplate: {spec: {prefixRef: {name: pool}}}}}]
   ports: [{protocol: udp, port: 53, portEnd: 54}, {protocol: TCP, port: 443}, {protocol: TCP, port: 80}]
 status:
-  ips: [10.1.0.7]
+  ips: [10.0.0.1, \"fd10::7\"]
 ---
 apiVersion: networking.ironcore.dev/v1alpha1
 kind: LoadBalancer
@@ -75,7 +75,7 @@ fn valid_objects_come_back_parsed() {
     let p = &v.parsed;
 
     assert_eq!(p.networks, [(key("net-a"), 100)].into());
-    assert_eq!(p.prefixes, [(key("pool"), "10.1.0.0/24".parse().unwrap())].into());
+    assert_eq!(p.prefixes, [(key("pool"), "fd10::/64".parse().unwrap())].into());
     let underlay: Ipv6Addr = "fd00::1".parse().unwrap();
     assert_eq!(
         p.underlays,
@@ -93,10 +93,12 @@ fn valid_objects_come_back_parsed() {
         p.load_balancers[&key("lb")],
         LbParsed {
             domain: VipDomain::Vni(100),
-            families: vec![IpFamily::IPv4],
+            // ips[i] of family ipFamilies[i], as upstream pairs them.
+            families: vec![IpFamily::IPv4, IpFamily::IPv6],
             literal_ips: vec![ip("10.0.0.1")],
             prefixes: vec![key("pool")],
-            status_ips: vec![ip("10.1.0.7")],
+            status_ips: vec![ip("10.0.0.1"), ip("fd10::7")],
+            filled_ips: vec![],
             // Sorted by protocol, then port.
             ports: vec![
                 range(L4Protocol::Tcp, 80, 80),

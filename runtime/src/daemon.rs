@@ -18,7 +18,7 @@ use crate::api::ObjectKey;
 use crate::backend::BackendSpec;
 use crate::backoff::BACKOFF;
 use crate::clock::{rfc3339, SharedClock};
-use crate::manifest::LoadCache;
+use crate::manifest::{LoadCache, LoadOptions};
 use crate::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
@@ -72,12 +72,19 @@ pub struct Programmed {
     pub report: SyncReport,
     /// Documents that did not load.
     pub load_errors: Vec<crate::manifest::LoadError>,
+    /// Unknown fields accepted under [`LoadOptions::LENIENT`].
+    pub load_warnings: Vec<crate::manifest::LoadError>,
     _state: tempfile::TempDir,
 }
 
 /// Programs the manifests in `dir` into a new in-process model through the reconciler (as the daemon would),
 /// with allocations in a temporary state directory. Used by `replay`, `trace`, `dump` and `stats --manifests`.
-pub fn program_dir(dir: &Path, pools: Pools, host: &HostConfig) -> Result<Programmed, DaemonError> {
+pub fn program_dir(
+    dir: &Path,
+    pools: Pools,
+    host: &HostConfig,
+    load: LoadOptions,
+) -> Result<Programmed, DaemonError> {
     let state = tempfile::tempdir().map_err(io_err(Path::new("temporary state directory")))?;
     let opened = BackendSpec::Inproc
         .open(&DeviceConfig::default())
@@ -89,13 +96,15 @@ pub fn program_dir(dir: &Path, pools: Pools, host: &HostConfig) -> Result<Progra
     let cap = opened.device.caps().lb_ids;
     let alloc = Allocator::open(&state.path().join("alloc.json"), pools, cap)?;
     let mut rec = Reconciler::new(opened.device, alloc, host)?;
-    let (objects, load_errors) = crate::manifest::load_dir(dir);
+    let loaded = crate::manifest::load_dir_with(dir, load);
+    let (objects, load_errors) = (loaded.objects, loaded.errors);
     let report = rec.sync(&objects, &load_errors)?;
     Ok(Programmed {
         rec,
         model,
         report,
         load_errors,
+        load_warnings: loaded.warnings,
         _state: state,
     })
 }

@@ -3,7 +3,8 @@
 //! `ironlb_api::load`, re-exported here.
 
 pub use ironlb_api::load::{
-    load_bytes, load_dir, load_file, load_str, parse_document, DocumentError, LoadError, Loaded,
+    load_bytes, load_bytes_with, load_dir, load_dir_with, load_file, load_file_with, load_str, load_str_with,
+    parse_document, DocumentError, LoadError, LoadOptions, Loaded, Report, UnknownFields,
 };
 
 use crate::source::{FileError, Snapshot, SourceFile};

@@ -1117,7 +1117,9 @@ fn allocate(
             let mut live = BTreeSet::new();
             for pk in &lb.prefixes {
                 if let Some(net) = prefixes.get(pk) {
-                    a.prefix_ip_preferring(key, pk, *net, recorded)?;
+                    // A cluster's IPAM decision first, then the recorded allocation.
+                    let preferred: Vec<IpAddr> = lb.filled_ips.iter().chain(recorded).copied().collect();
+                    a.prefix_ip_preferring(key, pk, *net, &preferred)?;
                 }
                 live.insert(pk.clone());
             }

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// Bound of every wait.
 const BOUND: Duration = Duration::from_secs(30);
 
+#[path = "common/served.rs"]
+mod served;
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
@@ -240,16 +243,7 @@ impl PausableModel {
     fn start(prefix: &Path) -> PausableModel {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
-        let args = ironlb_sim::serve::ServeArgs {
-            bar: prefix.with_extension("bar"),
-            host_mem: prefix.with_extension("host"),
-            host_mem_len: None,
-            host_iova_base: ironlb_sim::DeviceConfig::small().host_iova_base,
-            small: true,
-            bar_offset: 0,
-            no_dma: false,
-            tun: Vec::new(),
-        };
+        let args = served::small_model_at(prefix);
         let mut dev = args.open_device().unwrap();
         let (stop, paused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let thread = {
@@ -312,6 +306,10 @@ fn a_dead_device_keeps_status_answering_recovers_and_sigterm_completes() {
     std::fs::create_dir(&manifests).unwrap();
     for e in std::fs::read_dir(examples()).unwrap() {
         let p = e.unwrap().path();
+        // Files only: examples/upstream/ is the same set in upstream's shape.
+        if !p.is_file() {
+            continue;
+        }
         std::fs::copy(&p, manifests.join(p.file_name().unwrap())).unwrap();
     }
     let backend = format!("sim-shm:{}", prefix.display());

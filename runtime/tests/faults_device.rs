@@ -6,7 +6,6 @@
 //! The dead-device tests wait for the driver's real command timeout once per sync that meets it.
 
 use ironlb_driver::{AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, InprocBackend, SharedModel};
-use ironlb_hw::entry::PortKind;
 use ironlb_hw::regs::{Status, MB_DOORBELL, MB_STATUS, RING_TAIL};
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::clock::ManualClock;
@@ -70,17 +69,11 @@ impl DeviceAccess for Faulty {
     }
 }
 
+#[path = "common/host.rs"]
+mod common_host;
+
 fn host() -> HostConfig {
-    HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    }
+    common_host::host_with_networks(&[(1, 100)])
 }
 
 fn pools() -> Pools {

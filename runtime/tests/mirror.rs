@@ -31,7 +31,7 @@ fn a_copy_of_the_tables_forwards_every_flow_like_the_device() {
         mtu: 1600,
         hop_limit: 9,
     };
-    let mut p = program_dir(&examples, pools, &host).unwrap();
+    let mut p = program_dir(&examples, pools, &host, Default::default()).unwrap();
     assert!(p.report.errors.is_empty(), "{:?}", p.report);
     let (mut copy, copy_model) = ops::mirror(p.rec.device()).unwrap();
     assert_eq!(copy.underlay(), ("fd00:ffff::7".parse().unwrap(), 1600, 9));

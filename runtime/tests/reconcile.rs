@@ -2,7 +2,6 @@
 //! deletion, VIP moves, orphans, restart adoption (nothing resent, no packet lost), backoff.
 
 use ironlb_driver::{Device, InprocBackend, LbSpec, SharedModel};
-use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::backoff::BACKOFF;
 use ironlb_runtime::clock::{Clock as _, ManualClock};
@@ -15,18 +14,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "common/host.rs"]
+mod common_host;
+
 fn host() -> HostConfig {
-    HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (2, PortKind::Network { vni: 200 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    }
+    common_host::host_with_networks(&[(1, 100), (2, 200)])
 }
 
 fn pools() -> Pools {

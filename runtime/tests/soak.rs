@@ -8,7 +8,6 @@
 //! the number of syncs are printed (`cargo nextest run -p ironlb-runtime --test soak --no-capture`).
 
 use ironlb_driver::{Device, InprocBackend};
-use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_str, Loaded};
 use ironlb_runtime::reconcile::{HostConfig, Reconciler, RELEASE_GRACE};
@@ -18,17 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/host.rs"]
+mod common_host;
+
 fn host() -> HostConfig {
-    HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    }
+    common_host::host_with_networks(&[(1, 100)])
 }
 
 /// The stable load balancer (`stable`, VIP 10.0.0.1:80) plus churned ones: `lbs` is (index, port, targets).

@@ -120,38 +120,85 @@ pub struct PrefixTemplate {
     pub spec: PrefixTemplateSpec,
 }
 
-/// `prefixTemplate.spec:`.
+/// `prefixTemplate.spec:`: the seeds' `prefixRef`, or upstream's `ipam.PrefixSpec` (`parentRef`, `ipFamily`,
+/// `prefix`, `prefixLength`; `parentSelector` is accepted and not read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PrefixTemplateSpec {
-    /// The parent `ipam.Prefix` to allocate from (prefix length = the family's bits).
+    /// The seeds' name of the parent `ipam.Prefix` to allocate from (prefix length = the family's bits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_ref: Option<LocalObjectReference>,
+    /// Upstream's name of the parent `ipam.Prefix`; the same as `prefixRef` (both set: they must agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<LocalObjectReference>,
+    /// The family of the address (upstream; defaulted from `ipFamilies[i]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family: Option<IpFamily>,
+    /// The allocated prefix, when IPAM has filled it in (a single address: `/32` or `/128`); ironlb uses it
+    /// instead of allocating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The length to allocate; only the family's bits (32 or 128) are supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_length: Option<i64>,
 }
 
-impl IpSource {
-    /// The referenced prefix's name, for an ephemeral source.
-    pub fn prefix_ref(&self) -> Option<&str> {
-        self.ephemeral
+impl PrefixTemplateSpec {
+    /// The parent prefix's name: `prefixRef` (the seeds'), else `parentRef` (upstream's).
+    pub fn parent(&self) -> Option<&str> {
+        self.prefix_ref
             .as_ref()
-            .and_then(|e| e.prefix_template.spec.prefix_ref.as_ref())
+            .or(self.parent_ref.as_ref())
             .map(|r| r.name.as_str())
     }
 }
 
-/// One allow-list entry: `port` alone, or the inclusive range `port..=portEnd`.
+impl IpSource {
+    /// The referenced (parent) prefix's name, for an ephemeral source.
+    pub fn prefix_ref(&self) -> Option<&str> {
+        self.template().and_then(PrefixTemplateSpec::parent)
+    }
+
+    /// The ephemeral source's template spec.
+    pub fn template(&self) -> Option<&PrefixTemplateSpec> {
+        self.ephemeral.as_ref().map(|e| &e.prefix_template.spec)
+    }
+}
+
+/// One allow-list entry: `port` alone, or the inclusive range `port..=portEnd` (the seeds' name) or
+/// `port..=endPort` (upstream's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerPort {
-    /// Protocol (case-insensitive).
+    /// Protocol (case-insensitive). Upstream makes it optional; loading defaults it to `TCP`
+    /// ([`crate::defaults`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
     /// First port (1..=65535; wide integer so out-of-range values reach validation).
     #[serde(default)]
     pub port: i64,
-    /// Last port of a range.
+    /// Last port of a range (the seeds' name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_end: Option<i64>,
+    /// Last port of a range (upstream's name). Both set: they must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_port: Option<i64>,
+}
+
+impl LoadBalancerPort {
+    /// The last port of the range: `portEnd`, else `endPort`, else `port`.
+    pub fn end(&self) -> i64 {
+        self.port_end.or(self.end_port).unwrap_or(self.port)
+    }
+
+    /// The field the range's end was written in, for messages.
+    pub fn end_field(&self) -> &'static str {
+        if self.port_end.is_none() && self.end_port.is_some() {
+            "endPort"
+        } else {
+            "portEnd"
+        }
+    }
 }
 
 /// Load balancer type. Unknown values are kept and rejected by validation.

@@ -24,6 +24,33 @@ pub struct NetworkSpec {
     /// ironlb. Wide integer so out-of-range values reach validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<i64>,
+    /// Upstream's provider id, `ironcore-net://<namespace>/<name>/<id>/<uid>`: `<id>` (decimal) is the VNI when
+    /// `vni` is not set ([`crate::defaults`]); both set: they must agree.
+    #[serde(rename = "providerID", default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+}
+
+impl NetworkSpec {
+    /// The VNI written in `providerID` (`ironcore-net://<namespace>/<name>/<id>/<uid>`), or why there is none.
+    pub fn provider_vni(&self) -> Option<Result<i64, String>> {
+        let p = self.provider_id.as_deref()?;
+        let parse = || -> Option<i64> {
+            let rest = p.strip_prefix("ironcore-net://")?;
+            let parts: Vec<&str> = rest.split('/').collect();
+            match parts.as_slice() {
+                [ns, name, id, _uid] if !ns.is_empty() && !name.is_empty() => {
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                        return None;
+                    }
+                    id.parse().ok()
+                }
+                _ => None,
+            }
+        };
+        Some(parse().ok_or_else(|| {
+            format!("{p:?} is not ironcore-net://<namespace>/<name>/<id>/<uid> with a decimal <id>")
+        }))
+    }
 }
 
 /// A network interface of a machine; a load balancer target.

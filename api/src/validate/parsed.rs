@@ -61,6 +61,9 @@ pub struct LbParsed {
     pub prefixes: Vec<ObjectKey>,
     /// `status.ips`, in order (an earlier allocation).
     pub status_ips: Vec<IpAddr>,
+    /// The addresses IPAM already filled into ephemeral templates (`prefixTemplate.spec.prefix`, a cluster's
+    /// decision), in order: preferred over `status_ips` when allocating.
+    pub filled_ips: Vec<IpAddr>,
     /// `spec.ports`, sorted; validation rejects overlaps, so no two share a port of one protocol.
     pub ports: Vec<PortRange>,
 }

@@ -9,6 +9,7 @@ use ironlb_runtime::cli::{BadInput, ColorChoice};
 use ironlb_runtime::config::{LogFormat, RunSettings};
 use ironlb_runtime::daemon::{self, Daemon, Request, StatusFile};
 use ironlb_runtime::example;
+use ironlb_runtime::manifest::LoadOptions;
 use ironlb_runtime::ops::{self, Format, OpError, View};
 use ironlb_runtime::reconcile::{HostConfig, Reconciler};
 use ironlb_sim::{DeviceConfig, Verdict};
@@ -151,6 +152,9 @@ enum Cmd {
     Validate {
         /// File or directory.
         path: PathBuf,
+        /// Unknown fields are warnings instead of errors (the objects load without them).
+        #[arg(long)]
+        lenient: bool,
     },
     /// Program the software model and replay packets through it.
     ///
@@ -184,6 +188,11 @@ enum Cmd {
         /// One JSON line per input packet.
         #[arg(long, requires = "input")]
         verdicts: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+        /// Unknown fields in the manifests are warnings instead of errors.
+        #[arg(long, requires = "manifests")]
+        lenient: bool,
     },
     /// The NIC: hand it to vfio-pci (docs/operations.md §3).
     #[command(subcommand)]
@@ -277,11 +286,41 @@ fn pools(p: &PoolArgs) -> Result<Pools> {
 
 /// Ports and underlay of an in-process model programmed from `--manifests` (the `ironlb run` defaults).
 fn default_host() -> Result<HostConfig> {
-    let probe = RunSettings {
-        manifests: Some(PathBuf::new()),
-        ..RunSettings::default()
-    };
-    Ok(probe.daemon_config(false).map_err(bad)?.host)
+    HostArgs::default().host()
+}
+
+/// The host options `replay` shares with `run` (same names, meanings and defaults: `run`'s [`RunSettings`] turns
+/// them into the [`HostConfig`]; a test keeps their help the same).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct HostArgs {
+    /// Port roles `N=public`, `N=vni:V` or `N=underlay`, comma-separated or repeated
+    /// [default: 0=public,1=vni:100,2=vni:200,3=underlay].
+    #[arg(long = "port", value_delimiter = ',')]
+    port: Option<Vec<String>>,
+    /// Outer IPv6 source address of encapsulated packets [default: fd00:ffff::1].
+    #[arg(long)]
+    underlay_src: Option<std::net::Ipv6Addr>,
+    /// Underlay MTU [default: 9000].
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Outer hop limit [default: 64].
+    #[arg(long)]
+    hop_limit: Option<u8>,
+}
+
+impl HostArgs {
+    /// The host configuration, through `run`'s own settings (so defaults and checks are `run`'s).
+    fn host(&self) -> Result<HostConfig> {
+        let probe = RunSettings {
+            manifests: Some(PathBuf::new()),
+            port: self.port.clone(),
+            underlay_src: self.underlay_src,
+            mtu: self.mtu,
+            hop_limit: self.hop_limit,
+            ..RunSettings::default()
+        };
+        Ok(probe.daemon_config(false).map_err(bad)?.host)
+    }
 }
 
 /// A device programmed in this process: the example, or a manifest directory through the reconciler.
@@ -358,15 +397,41 @@ fn local_example() -> Result<Local> {
     })
 }
 
+/// What [`local_manifests`] found wrong in the manifests: documents that did not load, and objects that did not
+/// program for bad input (`replay` exits 2 on either, as `validate` does).
+struct ManifestProblems {
+    bad_input: usize,
+}
+
 fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
+    local_manifests_with(dir, pools, &default_host()?, LoadOptions::default(), quiet).map(|(l, _)| l)
+}
+
+fn local_manifests_with(
+    dir: &Path,
+    pools: Pools,
+    host: &HostConfig,
+    load: LoadOptions,
+    quiet: bool,
+) -> Result<(Local, ManifestProblems)> {
     if !dir.is_dir() {
         bail!(bad(format!("--manifests {}: not a directory", dir.display())));
     }
-    let p = daemon::program_dir(dir, pools, &default_host()?)
+    let p = daemon::program_dir(dir, pools, host, load)
         .with_context(|| format!("programming {}", dir.display()))?;
+    let invalid = p.rec.validation_errors();
+    let problems = ManifestProblems {
+        bad_input: p.load_errors.len() + invalid.len(),
+    };
     if !quiet {
-        for e in &p.load_errors {
+        for e in &p.load_warnings {
             eprintln!("ironlb: warning: {e}");
+        }
+        for e in &p.load_errors {
+            eprintln!("ironlb: error: {e}");
+        }
+        for e in &invalid {
+            eprintln!("ironlb: error: {e}");
         }
         for e in &p.report.errors {
             eprintln!(
@@ -375,11 +440,14 @@ fn local_manifests(dir: &Path, pools: Pools, quiet: bool) -> Result<Local> {
             );
         }
     }
-    Ok(Local {
-        names: p.rec.names(),
-        holder: Holder::Rec(Box::new(p.rec)),
-        model: p.model,
-    })
+    Ok((
+        Local {
+            names: p.rec.names(),
+            holder: Holder::Rec(Box::new(p.rec)),
+            model: p.model,
+        },
+        problems,
+    ))
 }
 
 fn socket_of(t: &Target) -> PathBuf {
@@ -727,12 +795,21 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("writing manual pages into {}", dir.display()))?;
             Ok(())
         }
-        Cmd::Validate { path } => {
+        Cmd::Validate { path, lenient } => {
             if !path.exists() {
                 bail!(BadInput(format!("{}: no such file or directory", path.display())));
             }
-            let (loaded, load_errors) = ironlb_runtime::manifest::load_dir(&path);
+            let opts = if lenient {
+                LoadOptions::LENIENT
+            } else {
+                LoadOptions::default()
+            };
+            let report = ironlb_runtime::manifest::load_dir_with(&path, opts);
+            let (loaded, load_errors) = (report.objects, report.errors);
             let (valid, errors) = ironlb_runtime::validate::validate(&loaded);
+            for w in &report.warnings {
+                out!("warning: {w}");
+            }
             for e in &load_errors {
                 out!("error: {e}");
             }
@@ -760,17 +837,29 @@ fn run(cli: Cli) -> Result<()> {
             input,
             out,
             verdicts,
+            host,
+            lenient,
         } => {
+            let opts = if lenient {
+                LoadOptions::LENIENT
+            } else {
+                LoadOptions::default()
+            };
+            let mut bad_input = 0;
             let mut l = if example {
                 local_example()?
             } else if let Some(b) = &backend {
                 local_copy(b)?
             } else {
-                local_manifests(
+                let (l, problems) = local_manifests_with(
                     manifests.as_deref().expect("clap: manifests"),
                     pools(&pool_args)?,
+                    &host.host()?,
+                    opts,
                     false,
-                )?
+                )?;
+                bad_input = problems.bad_input;
+                l
             };
             match (ingress, input, out) {
                 (Some(ingress), Some(input), Some(out)) => {
@@ -800,6 +889,12 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 _ => builtin(&mut l)?,
+            }
+            // Like `validate`: the packets were replayed through what did load, but the input was not all good.
+            if bad_input > 0 {
+                bail!(BadInput(format!(
+                    "{bad_input} manifest errors (see above): replayed without them"
+                )));
             }
             Ok(())
         }

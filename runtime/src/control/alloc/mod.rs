@@ -36,17 +36,20 @@
 //! - a public IP is held by at most one load balancer (and at most one per family per load balancer);
 //! - an IP from a Prefix is held by at most one (load balancer, prefix) pair.
 
+mod index;
+mod persist;
+
 use crate::api::ipam::parse_cidr;
 use crate::api::IpFamily;
 use crate::api::ObjectKey;
+use index::{pool_range, to_u128, Index, Range};
 use ipnet::IpNet;
-use serde::ser::SerializeStruct;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -205,212 +208,12 @@ pub struct PrefixCursor {
 /// Serialized as the state file's JSON (written from borrows, without copying the state); deserializing checks
 /// the invariants of the module documentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Persisted")]
+#[serde(try_from = "persist::Persisted")]
 pub struct AllocState {
     /// Per load balancer.
     pub lbs: BTreeMap<ObjectKey, LbAlloc>,
     /// Per Prefix.
     pub cursors: BTreeMap<ObjectKey, PrefixCursor>,
-}
-
-const FORMAT_VERSION: u32 = 1;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Persisted {
-    version: u32,
-    #[serde(default)]
-    lbs: Vec<PersistedLb>,
-    #[serde(default)]
-    cursors: Vec<PersistedCursor>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersistedLb {
-    namespace: String,
-    name: String,
-    #[serde(default)]
-    lb_id: Option<u32>,
-    #[serde(default)]
-    public_ips: Vec<IpAddr>,
-    #[serde(default)]
-    prefix_ips: Vec<PersistedPrefixIp>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersistedPrefixIp {
-    prefix_namespace: String,
-    prefix_name: String,
-    ip: IpAddr,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersistedCursor {
-    namespace: String,
-    name: String,
-    cidr: String,
-    next: IpAddr,
-}
-
-impl Serialize for AllocState {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // The shape `Persisted` reads.
-        let mut s = serializer.serialize_struct("Persisted", 3)?;
-        s.serialize_field("version", &FORMAT_VERSION)?;
-        s.serialize_field(
-            "lbs",
-            &SeqOf(|| {
-                self.lbs.iter().map(|(k, a)| LbRef {
-                    namespace: &k.namespace,
-                    name: &k.name,
-                    lb_id: a.lb_id,
-                    public_ips: &a.public_ips,
-                    prefix_ips: PrefixIpsRef(&a.prefix_ips),
-                })
-            }),
-        )?;
-        s.serialize_field(
-            "cursors",
-            &SeqOf(|| {
-                self.cursors.iter().map(|(k, c)| CursorRef {
-                    namespace: &k.namespace,
-                    name: &k.name,
-                    cidr: c.cidr.to_string(),
-                    next: c.next,
-                })
-            }),
-        )?;
-        s.end()
-    }
-}
-
-/// Serializes the items of the iterator the closure makes as a sequence.
-struct SeqOf<F>(F);
-
-impl<F, I> Serialize for SeqOf<F>
-where
-    F: Fn() -> I,
-    I: Iterator,
-    I::Item: Serialize,
-{
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq((self.0)())
-    }
-}
-
-#[derive(Serialize)]
-struct LbRef<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lb_id: Option<u32>,
-    #[serde(skip_serializing_if = "<[IpAddr]>::is_empty")]
-    public_ips: &'a [IpAddr],
-    #[serde(skip_serializing_if = "PrefixIpsRef::is_empty")]
-    prefix_ips: PrefixIpsRef<'a>,
-}
-
-struct PrefixIpsRef<'a>(&'a BTreeMap<ObjectKey, IpAddr>);
-
-impl PrefixIpsRef<'_> {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl Serialize for PrefixIpsRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|(p, &ip)| PrefixIpRef {
-            prefix_namespace: &p.namespace,
-            prefix_name: &p.name,
-            ip,
-        }))
-    }
-}
-
-#[derive(Serialize)]
-struct PrefixIpRef<'a> {
-    prefix_namespace: &'a str,
-    prefix_name: &'a str,
-    ip: IpAddr,
-}
-
-#[derive(Serialize)]
-struct CursorRef<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    cidr: String,
-    next: IpAddr,
-}
-
-impl TryFrom<Persisted> for AllocState {
-    type Error = String;
-
-    fn try_from(p: Persisted) -> Result<Self, String> {
-        if p.version != FORMAT_VERSION {
-            return Err(format!(
-                "unsupported version {} (expected {FORMAT_VERSION})",
-                p.version
-            ));
-        }
-        let mut s = AllocState::default();
-        let mut ids = BTreeSet::new();
-        let mut public = BTreeSet::new();
-        let mut prefixed = BTreeSet::new();
-        for lb in p.lbs {
-            let key = ObjectKey::new(lb.namespace, lb.name);
-            if let Some(id) = lb.lb_id {
-                if !ids.insert(id) {
-                    return Err(format!("lb_id {id} held twice (again by {key})"));
-                }
-            }
-            let mut families = BTreeSet::new();
-            for ip in &lb.public_ips {
-                if !public.insert(*ip) {
-                    return Err(format!("public IP {ip} held twice (again by {key})"));
-                }
-                if !families.insert(ip.is_ipv4()) {
-                    return Err(format!("{key} holds two public IPs of one family"));
-                }
-            }
-            let mut prefix_ips = BTreeMap::new();
-            for pi in lb.prefix_ips {
-                let prefix = ObjectKey::new(pi.prefix_namespace, pi.prefix_name);
-                if !prefixed.insert((prefix.clone(), pi.ip)) {
-                    return Err(format!("IP {} of prefix {prefix} held twice", pi.ip));
-                }
-                if prefix_ips.insert(prefix.clone(), pi.ip).is_some() {
-                    return Err(format!("{key} holds two IPs of prefix {prefix}"));
-                }
-            }
-            let a = LbAlloc {
-                lb_id: lb.lb_id,
-                public_ips: lb.public_ips,
-                prefix_ips,
-            };
-            if s.lbs.insert(key.clone(), a).is_some() {
-                return Err(format!("load balancer {key} listed twice"));
-            }
-        }
-        for c in p.cursors {
-            let cidr = parse_cidr(&c.cidr).ok_or_else(|| format!("bad cursor CIDR {:?}", c.cidr))?;
-            if c.next.is_ipv4() != cidr.addr().is_ipv4() {
-                return Err(format!("cursor {} does not match CIDR {}", c.next, c.cidr));
-            }
-            let key = ObjectKey::new(c.namespace, c.name);
-            let cursor = PrefixCursor {
-                cidr: cidr.trunc(),
-                next: c.next,
-            };
-            if s.cursors.insert(key.clone(), cursor).is_some() {
-                return Err(format!("cursor of prefix {key} listed twice"));
-            }
-        }
-        Ok(s)
-    }
 }
 
 /// The durable allocator. See the module documentation.
@@ -443,7 +246,7 @@ impl Allocator {
             Err(source) => return Err(AllocError::Io { path: tmp, source }),
         }
         let (state, exists) = match fs::read(&path) {
-            Ok(bytes) => (parse_state(&path, &bytes)?, true),
+            Ok(bytes) => (persist::parse_state(&path, &bytes)?, true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => (AllocState::default(), false),
             Err(source) => return Err(AllocError::Io { path, source }),
         };
@@ -470,7 +273,7 @@ impl Allocator {
             path: path.to_path_buf(),
             source,
         })?;
-        parse_state(path, &bytes)
+        persist::parse_state(path, &bytes)
     }
 
     /// The state file.
@@ -916,232 +719,4 @@ impl Undo {
                 .iter()
                 .any(|(k, before)| state.cursors.get(k) != before.as_ref())
     }
-}
-
-/// The used values of an [`AllocState`], for allocation without scanning it.
-#[derive(Debug, Default)]
-struct Index {
-    /// Held lb_ids (also those at or above the cap).
-    ids: Runs,
-    /// Held public IPs.
-    public: IpRuns,
-    /// Held IPs per Prefix (also those outside its current CIDR).
-    prefix: BTreeMap<ObjectKey, IpRuns>,
-}
-
-impl Index {
-    fn build(state: &AllocState) -> Index {
-        let mut index = Index::default();
-        for a in state.lbs.values() {
-            index.add(a);
-        }
-        index
-    }
-
-    fn add(&mut self, a: &LbAlloc) {
-        if let Some(id) = a.lb_id {
-            let fresh = self.ids.insert(u128::from(id));
-            debug_assert!(fresh, "lb_id {id} held twice");
-        }
-        for &ip in &a.public_ips {
-            let fresh = self.public.insert(ip);
-            debug_assert!(fresh, "public IP {ip} held twice");
-        }
-        for (p, &ip) in &a.prefix_ips {
-            let fresh = self.prefix.entry(p.clone()).or_default().insert(ip);
-            debug_assert!(fresh, "prefix IP {ip} held twice");
-        }
-    }
-
-    fn remove(&mut self, a: &LbAlloc) {
-        if let Some(id) = a.lb_id {
-            self.ids.remove(u128::from(id));
-        }
-        for &ip in &a.public_ips {
-            self.public.remove(ip);
-        }
-        for (p, &ip) in &a.prefix_ips {
-            self.remove_prefix_ip(p, ip);
-        }
-    }
-
-    fn remove_prefix_ip(&mut self, prefix: &ObjectKey, ip: IpAddr) {
-        if let Some(used) = self.prefix.get_mut(prefix) {
-            used.remove(ip);
-            if used.is_empty() {
-                self.prefix.remove(prefix);
-            }
-        }
-    }
-}
-
-/// A set of addresses of both families.
-#[derive(Debug, Default)]
-struct IpRuns {
-    v4: Runs,
-    v6: Runs,
-}
-
-impl IpRuns {
-    fn family(&self, v4: bool) -> &Runs {
-        if v4 {
-            &self.v4
-        } else {
-            &self.v6
-        }
-    }
-
-    fn family_mut(&mut self, ip: IpAddr) -> &mut Runs {
-        if ip.is_ipv4() {
-            &mut self.v4
-        } else {
-            &mut self.v6
-        }
-    }
-
-    fn insert(&mut self, ip: IpAddr) -> bool {
-        self.family_mut(ip).insert(to_u128(ip))
-    }
-
-    fn remove(&mut self, ip: IpAddr) -> bool {
-        self.family_mut(ip).remove(to_u128(ip))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.v4.runs.is_empty() && self.v6.runs.is_empty()
-    }
-
-    /// The lowest address (as an integer) of the family in `from..=to` not in the set.
-    fn first_free(&self, v4: bool, from: u128, to: u128) -> Option<u128> {
-        self.family(v4).first_free(from, to)
-    }
-}
-
-/// A set of integers, stored as its maximal runs of consecutive values (no two runs overlap or touch), so the
-/// first value not in the set at or after any point is one lookup. Every operation is O(log runs).
-#[derive(Debug, Default)]
-struct Runs {
-    /// First value of a run -> its last value.
-    runs: BTreeMap<u128, u128>,
-}
-
-impl Runs {
-    /// The run `(first, last)` holding `v`.
-    fn run_of(&self, v: u128) -> Option<(u128, u128)> {
-        self.runs
-            .range(..=v)
-            .next_back()
-            .map(|(&first, &last)| (first, last))
-            .filter(|&(_, last)| last >= v)
-    }
-
-    /// Adds `v`; false when it was there already.
-    fn insert(&mut self, v: u128) -> bool {
-        if self.run_of(v).is_some() {
-            return false;
-        }
-        // Join the run ending just before `v` and the one starting just after it.
-        let first = v
-            .checked_sub(1)
-            .and_then(|before| self.run_of(before))
-            .map_or(v, |(first, _)| first);
-        let last = v
-            .checked_add(1)
-            .and_then(|after| self.runs.remove(&after))
-            .unwrap_or(v);
-        self.runs.insert(first, last);
-        true
-    }
-
-    /// Removes `v`; false when it was not there.
-    fn remove(&mut self, v: u128) -> bool {
-        let Some((first, last)) = self.run_of(v) else {
-            return false;
-        };
-        if first < v {
-            self.runs.insert(first, v - 1);
-        } else {
-            self.runs.remove(&first);
-        }
-        if v < last {
-            self.runs.insert(v + 1, last);
-        }
-        true
-    }
-
-    /// The lowest value in `from..=to` not in the set.
-    fn first_free(&self, from: u128, to: u128) -> Option<u128> {
-        // A run's last value + 1 is free: runs do not touch.
-        let cand = match self.run_of(from) {
-            Some((_, last)) => last.checked_add(1)?,
-            None => from,
-        };
-        (cand <= to).then_some(cand)
-    }
-}
-
-fn parse_state(path: &Path, bytes: &[u8]) -> Result<AllocState, AllocError> {
-    serde_json::from_slice(bytes).map_err(|e| AllocError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-fn from_u128(v: u128, v4: bool) -> IpAddr {
-    if v4 {
-        IpAddr::V4(Ipv4Addr::from(v as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(v))
-    }
-}
-
-/// An inclusive address range of one family, as integers. May be empty (`first > last`).
-#[derive(Debug, Clone, Copy)]
-struct Range {
-    v4: bool,
-    first: u128,
-    last: u128,
-}
-
-impl Range {
-    fn of(net: IpNet) -> Range {
-        Range {
-            v4: net.addr().is_ipv4(),
-            first: to_u128(net.network()),
-            last: to_u128(net.broadcast()),
-        }
-    }
-
-    fn contains(&self, ip: &IpAddr) -> bool {
-        ip.is_ipv4() == self.v4 && (self.first..=self.last).contains(&to_u128(*ip))
-    }
-
-    fn addr(&self, v: u128) -> IpAddr {
-        from_u128(v, self.v4)
-    }
-
-    fn wrapping_next(&self, v: u128) -> u128 {
-        if v >= self.last {
-            self.first
-        } else {
-            v + 1
-        }
-    }
-}
-
-/// The usable addresses of a public pool: IPv4 pools shorter than /31 lose their network and broadcast address.
-fn pool_range(net: IpNet) -> Range {
-    let mut r = Range::of(net);
-    if r.v4 && net.prefix_len() < 31 {
-        r.first += 1;
-        r.last -= 1;
-    }
-    r
 }
