@@ -228,7 +228,7 @@ pub struct TargetCounters {
 /// Occupancy of one device table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TableUse {
-    /// `lb`, `range`, `target` or `bucket`.
+    /// `lb`, `range`, `target`, `bucket` or `flow` (contract v1.2).
     pub table: String,
     /// Entries in use.
     pub used: u64,
