@@ -229,7 +229,10 @@ fn churn_with_replay_leaves_nothing_behind() {
         .map(|(_, e)| e.key.lb_id)
         .filter(|id| *id != stable_id[0])
         .collect();
-    assert!(foreign.is_empty(), "flows of deleted load balancers left behind: {foreign:?}");
+    assert!(
+        foreign.is_empty(),
+        "flows of deleted load balancers left behind: {foreign:?}"
+    );
     let held: Vec<String> = rec
         .allocator()
         .state()
