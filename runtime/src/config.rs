@@ -9,6 +9,7 @@
 use crate::alloc::Pools;
 use crate::backend::BackendSpec;
 use crate::cli::ColorChoice;
+use crate::control::drain::DRAIN_TIMEOUT;
 use crate::daemon::{self, DaemonConfig};
 use crate::reconcile::{HostConfig, RELEASE_GRACE};
 use ironlb_sim::DeviceConfig;
@@ -103,6 +104,12 @@ pub struct RunSettings {
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(default, with = "as_duration", skip_serializing_if = "Option::is_none")]
     pub release_grace: Option<Duration>,
+    /// How long a target whose NetworkInterface leaves `Available` or stops matching the selector drains (keeps its
+    /// pinned flows, gets no new ones) before it is removed, e.g. 5m, 30s; 0s cuts at once. A deleted
+    /// NetworkInterface is always cut at once [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(default, with = "as_duration", skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<Duration>,
 }
 
 /// A configuration that cannot be used: bad input (exit code 2).
@@ -187,6 +194,7 @@ impl RunSettings {
             color: over.color.or(self.color),
             debounce_ms: over.debounce_ms.or(self.debounce_ms),
             release_grace: over.release_grace.or(self.release_grace),
+            drain_timeout: over.drain_timeout.or(self.drain_timeout),
         }
     }
 
@@ -217,6 +225,7 @@ impl RunSettings {
             color: Some(self.color.unwrap_or_default()),
             debounce_ms: Some(self.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
             release_grace: Some(self.release_grace.unwrap_or(RELEASE_GRACE)),
+            drain_timeout: Some(self.drain_timeout.unwrap_or(DRAIN_TIMEOUT)),
         }
     }
 
@@ -286,6 +295,7 @@ impl RunSettings {
             metrics: s.metrics,
             debounce: Duration::from_millis(s.debounce_ms.expect("defaulted")),
             release_grace: s.release_grace.expect("defaulted"),
+            drain_timeout: s.drain_timeout.expect("defaulted"),
             remove_unclaimed,
         })
     }

@@ -137,6 +137,8 @@ pub struct DaemonConfig {
     pub debounce: Duration,
     /// How long a deleted LoadBalancer's lb_id and IPs are held ([`Reconciler::set_release_grace`]).
     pub release_grace: Duration,
+    /// How long a target that leaves drains ([`Reconciler::set_drain_timeout`]).
+    pub drain_timeout: Duration,
     /// Start even though the allocation state does not claim load balancers the device holds (`alloc.json` lost):
     /// they are removed and re-created with new lb_ids and VIPs. Without it such a start is refused
     /// ([`DaemonError::AllocationsLost`]).
@@ -373,6 +375,7 @@ impl Shared {
             dev: self.rec.device(),
             model: model.as_ref(),
             names: &names,
+            copy: false,
         };
         match req {
             Request::Status { format } => {
@@ -644,6 +647,7 @@ impl Daemon {
         }
         let mut rec = Reconciler::new(opened.device, alloc, &cfg.host)?;
         rec.set_release_grace(cfg.release_grace);
+        rec.set_drain_timeout(cfg.drain_timeout);
         rec.set_clock(clock.clone());
         let source = DirSource::with_debounce(&cfg.manifests, cfg.debounce)?;
         let shared = Arc::new(Mutex::new(Shared {

@@ -39,6 +39,9 @@ pub struct View<'a> {
     pub model: Option<&'a SharedModel>,
     /// `namespace/name` per lb_id.
     pub names: &'a BTreeMap<u32, String>,
+    /// `model` holds a copy of a device's tables ([`mirror`]): not its flow table, so a trace cannot say whether a
+    /// packet hits a pinned flow there and says so.
+    pub copy: bool,
 }
 
 /// Output format.
@@ -436,6 +439,14 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
         ));
     };
     let (verdict, t) = model.lock().expect("model lock").dry_run(port, &pkt);
+    // The flow table is device state a copy does not have (pinned flows are learned by the device itself).
+    let flow_table = if v.copy {
+        "not_copied"
+    } else if v.dev.has_flow_table() {
+        "device"
+    } else {
+        "none"
+    };
     Ok(match format {
         Format::Json => {
             let result = match &verdict {
@@ -445,7 +456,8 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
                 Verdict::Drop(r) => serde_json::json!({"verdict": "drop", "reason": r.name()}),
             };
             let name = t.lb_id.and_then(|id| v.names.get(&id));
-            serde_json::json!({"trace": t, "result": result, "lb": name}).to_string()
+            serde_json::json!({"trace": t, "result": result, "lb": name, "flow_table": flow_table})
+                .to_string()
         }
         Format::Table => {
             let mut out = format!("{packet} on {ingress}:\n");
@@ -453,6 +465,15 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
                 let _ = writeln!(out, "load balancer {n}");
             }
             out.push_str(&render_trace(&verdict, &t));
+            match flow_table {
+                "not_copied" => out.push_str(
+                    "note: traced on a copy of the device's tables without its flow table: this is what a new flow \
+                     does; an established flow pinned on the device may go to another target (ironlb dump --table \
+                     flows shows the pinned ones)\n",
+                ),
+                "none" => out.push_str("note: the device has no flow table (contract < 1.2): no flow is pinned\n"),
+                _ => {}
+            }
             out
         }
     })
@@ -533,6 +554,17 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
                 targets.join(", ")
             }
         );
+        for d in &s.draining_targets {
+            let _ = writeln!(
+                out,
+                "  draining {}{}  until {} (pinned flows only; then removed)",
+                d.address,
+                d.network_interface
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" ({})", printable(n))),
+                d.deadline
+            );
+        }
         if s.serving_last_good {
             let _ = writeln!(out, "  serving its last good configuration");
         }

@@ -26,10 +26,13 @@ use crate::api::{DocumentId, ObjectKey, ObjectRef};
 use crate::api::{LoadBalancer, LoadBalancerRouting, Object};
 use crate::backoff::BACKOFF;
 use crate::clock::{rfc3339, SharedClock};
+use crate::control::drain::{self, Drain, DRAIN_TIMEOUT};
 use crate::control::plan::{plan, Observed, Op, RemoveReason};
 use crate::controller::desired_refs;
 use crate::manifest::{LoadError, Loaded};
-use crate::status::{Condition, ConditionStatus, ConditionType, DeviceDown, LbStatus, Reason};
+use crate::status::{
+    Condition, ConditionStatus, ConditionType, DeviceDown, DrainingTarget, LbStatus, Reason,
+};
 use crate::store::{FileChange, Store};
 use crate::validate::{validate_parsed, validate_refs, LbParsed, Validated, VipDomain};
 use ipnet::IpNet;
@@ -174,6 +177,12 @@ pub struct Reconciler {
     /// Deleted load balancers whose allocations are still held, with when their deletion was first seen.
     removed_at: BTreeMap<ObjectKey, Instant>,
     release_grace: Duration,
+    /// How long a target that leaves drains ([`crate::control::drain`]).
+    drain_timeout: Duration,
+    /// The draining targets of each load balancer.
+    drains: BTreeMap<ObjectKey, BTreeMap<Ipv6Addr, Drain>>,
+    /// The NetworkInterface each serving target came from, as of the last sync of its load balancer.
+    target_interfaces: BTreeMap<ObjectKey, BTreeMap<Ipv6Addr, ObjectKey>>,
     clock: SharedClock,
     /// Set when a device command timed out: no device operation is attempted until [`Reconciler::probe_device`]
     /// sees the device answer again (fail fast instead of one timeout per load balancer).
@@ -253,6 +262,9 @@ impl Reconciler {
             last_seen_files: BTreeSet::new(),
             removed_at: BTreeMap::new(),
             release_grace: RELEASE_GRACE,
+            drain_timeout: DRAIN_TIMEOUT,
+            drains: BTreeMap::new(),
+            target_interfaces: BTreeMap::new(),
             clock: crate::clock::system(),
             device_down: None,
         };
@@ -351,6 +363,16 @@ impl Reconciler {
         self.release_grace = grace;
     }
 
+    /// Sets how long a target that leaves its load balancer drains (default [`DRAIN_TIMEOUT`]; zero cuts at once).
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = timeout;
+    }
+
+    /// The draining targets of each load balancer.
+    pub fn drains(&self) -> &BTreeMap<ObjectKey, BTreeMap<Ipv6Addr, Drain>> {
+        &self.drains
+    }
+
     /// Replaces the clock used for backoff, the release grace period and condition transition times (tests step a
     /// [`crate::clock::ManualClock`] instead of sleeping).
     pub fn set_clock(&mut self, clock: SharedClock) {
@@ -399,10 +421,17 @@ impl Reconciler {
             .collect()
     }
 
-    /// When the earliest backed-off load balancer is due for a retry, or held allocations are due for release.
+    /// When the earliest backed-off load balancer is due for a retry, held allocations are due for release, or a
+    /// drain ends.
     pub fn next_retry(&self) -> Option<Instant> {
         let releases = self.removed_at.values().map(|at| *at + self.release_grace);
-        self.failures.values().map(|f| f.next_at).chain(releases).min()
+        let drains = drain::next_deadline(self.drains.values().flat_map(BTreeMap::values));
+        self.failures
+            .values()
+            .map(|f| f.next_at)
+            .chain(releases)
+            .chain(drains)
+            .min()
     }
 
     /// Brings the device to the state `objects` ask for. `load_errors` are documents that did not load; a
@@ -477,7 +506,16 @@ impl Reconciler {
         self.last_seen_files
             .extend(objects.iter().map(|(f, _)| f.clone()));
         let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
-        let result = self.sync_inner(&refs, None, kept_lbs, now, &mut report, load_errors);
+        let interfaces: BTreeSet<ObjectKey> = refs
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Object::NetworkInterface(n) => Some(n.metadata.key()),
+                _ => None,
+            })
+            .collect();
+        let result = self.sync_inner(&refs, None, kept_lbs, now, &mut report, load_errors, &|k| {
+            interfaces.contains(k)
+        });
         // Remember this sync's objects, and the LoadBalancers kept from before (so they stay kept while broken).
         self.store = Store::from_loaded(objects, load_errors.to_vec());
         self.kept_objects = kept_objects;
@@ -536,6 +574,7 @@ impl Reconciler {
             self.clock.now(),
             &mut report,
             &[],
+            &|k| store.has_interface(k),
         );
         self.store = store;
         result.map(|()| {
@@ -563,6 +602,9 @@ impl Reconciler {
         self.store.errors().cloned().collect()
     }
 
+    /// One sync of `objects` (the load balancers of `scope`, or all). `interface_exists` says whether a
+    /// NetworkInterface exists at all (in the whole set, not only in `objects`).
+    #[allow(clippy::too_many_arguments)]
     fn sync_inner(
         &mut self,
         objects: &[&(PathBuf, Object)],
@@ -571,6 +613,7 @@ impl Reconciler {
         now: Instant,
         report: &mut SyncReport,
         load_errors: &[LoadError],
+        interface_exists: &dyn Fn(&ObjectKey) -> bool,
     ) -> Result<(), ReconcileError> {
         let Validated {
             valid: mask,
@@ -700,6 +743,8 @@ impl Reconciler {
             }
             self.failures.remove(&k);
             self.status.remove(&k);
+            self.drains.remove(&k);
+            self.target_interfaces.remove(&k);
             // Its allocations are held for the grace period (never released in the sync that removes it, unless
             // the grace is zero): a manifest emptied or lost for a moment must not re-number its VIPs.
             let since = *self.removed_at.entry(k.clone()).or_insert(now);
@@ -783,7 +828,8 @@ impl Reconciler {
                 _ => true,
             })
             .collect();
-        let d = desired_refs(&usable, &parsed, &lb_ids, &allocated);
+        let mut d = desired_refs(&usable, &parsed, &lb_ids, &allocated);
+        self.plan_drains(&mut d, &parsed.underlays, now, interface_exists);
         let mut lb_issues: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
         for (k, i) in &d.issues {
             lb_issues.entry(k.clone()).or_default().push(i.message.clone());
@@ -973,6 +1019,7 @@ impl Reconciler {
                     .map(|p| p.targets.iter().copied().collect())
                     .unwrap_or_default(),
                 serving_last_good: errors.contains_key(k) && programmed.is_some(),
+                draining_targets: self.draining_status(k),
                 conditions: vec![
                     cond(ConditionType::Ready, ready, reason, message),
                     cond(ConditionType::TargetsResolved, tr, treason, tmsg),
@@ -1013,6 +1060,78 @@ impl Reconciler {
     }
 
     /// What the device holds, for the planner.
+    /// The drain policy ([`crate::control::drain`]) over the desired specs: fills each spec's `draining` from what
+    /// the device holds, starts and ends drains, and records where each serving target came from.
+    fn plan_drains(
+        &mut self,
+        d: &mut crate::controller::Desired,
+        underlays: &BTreeMap<ObjectKey, Ipv6Addr>,
+        now: Instant,
+        interface_exists: &dyn Fn(&ObjectKey) -> bool,
+    ) {
+        let policy = drain::Policy {
+            now,
+            wall: self.clock.wall(),
+            timeout: self.drain_timeout,
+            max_targets: self.dev.caps().max_targets_per_lb as usize,
+        };
+        for (k, spec) in &mut d.specs {
+            let known = self.target_interfaces.get(k);
+            // Where a leaving target came from: the last sync's record, else (adopted after a restart) the
+            // interface of the namespace with that underlay address.
+            let interface_of = |a: &Ipv6Addr| {
+                known.and_then(|m| m.get(a)).cloned().or_else(|| {
+                    underlays
+                        .iter()
+                        .find(|(n, u)| *u == a && n.namespace == k.namespace)
+                        .map(|(n, _)| n.clone())
+                })
+            };
+            let drains = self.drains.entry(k.clone()).or_default();
+            let events = drain::decide(
+                spec,
+                self.programmed.get(k),
+                drains,
+                interface_of,
+                interface_exists,
+                policy,
+            );
+            if drains.is_empty() {
+                self.drains.remove(k);
+            }
+            for e in events {
+                match e {
+                    drain::Event::Started(a, dr) => tracing::info!(
+                        lb = %k, target = %a, deadline = %rfc3339(dr.deadline_wall),
+                        "target left: draining (pinned flows stay, no new flows)"
+                    ),
+                    drain::Event::Cut(a, why) => {
+                        tracing::info!(lb = %k, target = %a, why = why.as_str(), "target cut: removed, its flows flushed")
+                    }
+                    drain::Event::Resumed(a) => {
+                        tracing::info!(lb = %k, target = %a, "draining target wanted again: serving")
+                    }
+                }
+            }
+            let interfaces = d.target_interfaces.remove(k).unwrap_or_default();
+            self.target_interfaces.insert(k.clone(), interfaces);
+        }
+    }
+
+    /// The status rows of `k`'s draining targets.
+    fn draining_status(&self, k: &ObjectKey) -> Vec<DrainingTarget> {
+        self.drains
+            .get(k)
+            .into_iter()
+            .flatten()
+            .map(|(a, d)| DrainingTarget {
+                address: *a,
+                network_interface: d.interface.as_ref().map(|i| i.name.clone()),
+                deadline: rfc3339(d.deadline_wall),
+            })
+            .collect()
+    }
+
     fn observed(&self) -> Observed<'_> {
         Observed {
             specs: &self.programmed,

@@ -206,6 +206,22 @@ pub struct LbStatus {
     pub serving_last_good: bool,
     /// `Ready` and `TargetsResolved`.
     pub conditions: Vec<Condition>,
+    /// Targets that are draining (docs/operations.md "Draining targets"): still on the device for the flows
+    /// pinned to them, given no new flow, cut at their deadline. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining_targets: Vec<DrainingTarget>,
+}
+
+/// A target that is draining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainingTarget {
+    /// Its underlay address.
+    pub address: Ipv6Addr,
+    /// The NetworkInterface it came from (name, in the load balancer's namespace).
+    pub network_interface: Option<String>,
+    /// RFC 3339 time it is cut (removed, its flows flushed) unless it is wanted again before.
+    pub deadline: String,
 }
 
 impl LbStatus {

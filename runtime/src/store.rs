@@ -264,6 +264,11 @@ impl Store {
         self.files.values().flat_map(|f| f.objects.iter())
     }
 
+    /// Whether a NetworkInterface of this key exists (valid or not).
+    pub(crate) fn has_interface(&self, k: &ObjectKey) -> bool {
+        self.idx.nics.contains_key(k)
+    }
+
     /// Every load error, in file order.
     pub(crate) fn errors(&self) -> impl Iterator<Item = &LoadError> {
         self.files.values().flat_map(|f| f.errors.iter())

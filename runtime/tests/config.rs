@@ -33,6 +33,7 @@ log-format = "json"
 color = "never"
 debounce-ms = 50
 release-grace = "1h"
+drain-timeout = "30s"
 "#;
 
 #[test]

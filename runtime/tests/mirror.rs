@@ -61,3 +61,89 @@ fn a_copy_of_the_tables_forwards_every_flow_like_the_device() {
     }
     assert!(forwarded > 200, "only {forwarded} of {} forwarded", packets.len());
 }
+
+#[test]
+fn a_trace_shows_a_pinned_flow_on_the_device_and_says_a_copy_has_no_flow_table() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let pools = Pools::parse(
+        &DEFAULT_PUBLIC_POOLS
+            .split(',')
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let host = HostConfig {
+        ports: vec![
+            (0, PortKind::Public),
+            (1, PortKind::Network { vni: 100 }),
+            (3, PortKind::Underlay),
+        ],
+        underlay_src: "fd00:ffff::7".parse().unwrap(),
+        mtu: 1600,
+        hop_limit: 9,
+    };
+    let mut p = program_dir(&examples, pools, &host, Default::default()).unwrap();
+    assert!(p.report.errors.is_empty(), "{:?}", p.report);
+    assert!(p.rec.device().has_flow_table());
+    let flow = "tcp 198.51.100.7:40000 -> 203.0.113.10:80";
+    let names = p.rec.names();
+    let trace = |dev: &mut ironlb_driver::Device, model, copy| {
+        let out = ops::trace(
+            ops::View {
+                dev,
+                model: Some(model),
+                names: &names,
+                copy,
+            },
+            "public",
+            flow,
+            ops::Format::Json,
+        )
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // Not seen yet: the trace would learn it (and does not, a trace changes nothing).
+    let before = trace(p.rec.device(), &p.model, false);
+    assert_eq!(before["flow_table"], "device");
+    assert_eq!(before["trace"]["pinned"], "learned", "{before}");
+    let again = trace(p.rec.device(), &p.model, false);
+    assert_eq!(
+        again["trace"]["pinned"], "learned",
+        "a trace learned the flow: {again}"
+    );
+    // Once the device has seen it, the trace shows the hit.
+    let v = p.model.lock().unwrap().process(0, &build_packet(flow).unwrap());
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    let hit = trace(p.rec.device(), &p.model, false);
+    assert_eq!(hit["trace"]["pinned"], "hit", "{hit}");
+    let text = ops::trace(
+        ops::View {
+            dev: p.rec.device(),
+            model: Some(&p.model),
+            names: &names,
+            copy: false,
+        },
+        "public",
+        flow,
+        ops::Format::Table,
+    )
+    .unwrap();
+    assert!(text.contains("pinned to target"), "{text}");
+    // A copy of the tables has no flow table: the trace says so instead of showing a silent miss.
+    let (mut copy, copy_model) = ops::mirror(p.rec.device()).unwrap();
+    let on_copy = trace(&mut copy, &copy_model, true);
+    assert_eq!(on_copy["flow_table"], "not_copied", "{on_copy}");
+    let text = ops::trace(
+        ops::View {
+            dev: &mut copy,
+            model: Some(&copy_model),
+            names: &names,
+            copy: true,
+        },
+        "public",
+        flow,
+        ops::Format::Table,
+    )
+    .unwrap();
+    assert!(text.contains("without its flow table"), "{text}");
+}

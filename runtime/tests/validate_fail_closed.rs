@@ -234,6 +234,7 @@ fn control_and_bidi_characters_never_reach_the_output() {
             message: "bad\r\nfake  Ready".into(),
             last_transition_time: String::new(),
         }],
+        draining_targets: vec![],
     };
     let mut all = std::collections::BTreeMap::new();
     all.insert(

@@ -19,7 +19,7 @@ conn_ids = itertools.count(1)
 
 def serve_http(conn, name):
     cid = next(conn_ids)
-    conn.settimeout(5)
+    conn.settimeout(60)
     buf = b""
     try:
         while True:

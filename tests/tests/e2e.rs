@@ -667,3 +667,219 @@ fn answered_in_list(conns: &[Conn], p: usize) -> BTreeSet<String> {
         .filter_map(|c| c.result.clone().ok())
         .collect()
 }
+
+/// Long-lived keep-alive TCP connections from the public client (tests/e2e/hold.py): one request each per tick.
+struct Hold(ironlb_tests::e2e::Proc);
+
+/// Per connection (client source port): the answer (`tN conn=M`: target and server-side connection) or an error.
+type Answers = BTreeMap<u64, Result<String, String>>;
+
+impl Hold {
+    fn start(t: &Topology, count: usize) -> Hold {
+        let script = script("hold.py").to_string_lossy().into_owned();
+        let n = count.to_string();
+        let p = ironlb_tests::e2e::Proc::spawn(
+            "hold",
+            Some(&t.pub_ns),
+            &[PYTHON, &script, "--addr", &t.vip4, "--count", &n],
+            &t.logs,
+            true,
+        );
+        let mut h = Hold(p);
+        let first = h.read();
+        assert!(
+            first.values().all(Result::is_ok),
+            "every connection answered: {first:?}"
+        );
+        h
+    }
+
+    fn read(&mut self) -> Answers {
+        let line = self
+            .0
+            .line(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("hold.py printed nothing; log:\n{}", self.0.log_text()));
+        let v: Value = serde_json::from_str(&line).expect("hold.py JSON");
+        v.as_array()
+            .expect("list")
+            .iter()
+            .map(|c| {
+                let sport = c["sport"].as_u64().expect("sport");
+                match c["answer"].as_str() {
+                    Some(a) => (sport, Ok(a.to_string())),
+                    None => (sport, Err(c["error"].to_string())),
+                }
+            })
+            .collect()
+    }
+
+    /// One more request on every connection.
+    fn tick(&mut self) -> Answers {
+        run_bounded(
+            None,
+            &["kill", "-USR1", &self.0.pid().to_string()],
+            Duration::from_secs(5),
+        );
+        self.read()
+    }
+}
+
+/// The connections whose answers came from target `name`.
+fn on_target(a: &Answers, name: &str) -> BTreeSet<u64> {
+    a.iter()
+        .filter(|(_, r)| r.as_ref().is_ok_and(|s| s.starts_with(&format!("{name} "))))
+        .map(|(p, _)| *p)
+        .collect()
+}
+
+/// The underlay addresses of `default/web`'s (serving, draining) targets in `ironlb dump -o json`.
+fn web_targets(dump: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let id = dump["names"]
+        .as_object()
+        .and_then(|n| n.iter().find(|(_, v)| *v == "default/web"))
+        .map(|(k, _)| k.clone())
+        .unwrap_or_else(|| panic!("default/web not in dump: {dump}"));
+    let lb = &dump["lbs"][&id];
+    let set = |v: &Value| -> BTreeSet<String> {
+        v.as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|t| t["underlay"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (set(&lb["targets"]), set(&lb["draining"]))
+}
+
+/// Issue 18 end to end: established TCP connections keep their target across target additions, a drain and the
+/// removal of other targets (0 moved); a draining target gets no new connection, keeps its old ones until the
+/// drain deadline, and loses them only then.
+#[test]
+fn e2e_pinned_flows_survive_target_changes_and_a_drain() {
+    if !should_run("e2e_pinned_flows_survive_target_changes_and_a_drain") {
+        return;
+    }
+    const DRAIN: Duration = Duration::from_secs(15);
+    let spec = Spec {
+        targets: 4,
+        selected: 3,
+        drain_timeout: Some("15s"),
+        ..Spec::default()
+    };
+    let mut t = Topology::start(spec, Path::new(FABRIC));
+    let (pub_ns, vip4) = (t.pub_ns.clone(), t.vip4.clone());
+    let ul = |t: &Topology, n: &str| t.target(n).underlay.clone();
+    let mut hold = Hold::start(&t, 30);
+    let first = hold.tick();
+    assert!(first.values().all(Result::is_ok), "{first:?}");
+    let (on_t1, on_t3) = (on_target(&first, "t1"), on_target(&first, "t3"));
+    assert!(
+        !on_t1.is_empty() && !on_t3.is_empty(),
+        "30 connections reach t1 and t3: {first:?}"
+    );
+
+    // A target added: no established connection moves (same target, same server-side connection).
+    t.add_target("t4");
+    let u4 = ul(&t, "t4");
+    eventually("t4 in the device", Duration::from_secs(20), || {
+        web_targets(&t.dump()).0.contains(&u4).then_some(())
+    });
+    assert_eq!(hold.tick(), first, "a connection moved when t4 was added");
+    eventually("new connections to reach t4", Duration::from_secs(60), || {
+        let l = curl(&pub_ns, &format!("http://{vip4}/"), 1, &[]).ok()?;
+        l.first().filter(|a| a.starts_with("t4 ")).map(|_| ())
+    });
+
+    // t3 leaves Available: it drains. Its connections stay, no new connection reaches it.
+    t.set_target_state("t3", "Pending");
+    let drain_written = std::time::Instant::now();
+    let u3 = ul(&t, "t3");
+    eventually("t3 draining on the device", Duration::from_secs(20), || {
+        let (serving, draining) = web_targets(&t.dump());
+        (!serving.contains(&u3) && draining.contains(&u3)).then_some(())
+    });
+    let status = t.ironlb_json(&["status"]).expect("status");
+    let web = status
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "web"))
+        .expect("web in status");
+    assert_eq!(web["drainingTargets"][0]["address"], u3.as_str(), "{web}");
+    assert_eq!(web["drainingTargets"][0]["networkInterface"], "t3", "{web}");
+    assert_eq!(hold.tick(), first, "a connection moved when t3 started draining");
+    for i in 0..40u16 {
+        let l = curl(
+            &pub_ns,
+            &format!("http://{vip4}/"),
+            1,
+            &["--local-port", &(44000 + i).to_string()],
+        )
+        .expect("a new connection");
+        assert!(
+            !l[0].starts_with("t3 "),
+            "new connection from port {} reached the draining t3",
+            44000 + i
+        );
+    }
+    assert_eq!(hold.tick(), first, "a connection moved while t3 drains");
+
+    // The deadline: t3 is removed and its flows flushed; its connections end (their next packets reach another
+    // target, which resets them), every other connection stays.
+    eventually(
+        "t3 removed at its deadline",
+        DRAIN + Duration::from_secs(30),
+        || {
+            let (serving, draining) = web_targets(&t.dump());
+            (!serving.contains(&u3) && !draining.contains(&u3)).then_some(())
+        },
+    );
+    assert!(
+        drain_written.elapsed() >= DRAIN,
+        "t3 removed {:?} after its drain started, before the {DRAIN:?} deadline",
+        drain_written.elapsed()
+    );
+    let after = hold.tick();
+    for (sport, want) in &first {
+        if on_t3.contains(sport) {
+            assert!(
+                after[sport].is_err(),
+                "connection {sport} on the removed t3: {:?}",
+                after[sport]
+            );
+        } else {
+            assert_eq!(
+                &after[sport], want,
+                "connection {sport} moved when t3 was removed"
+            );
+        }
+    }
+
+    // t1's NetworkInterface deleted: cut at once (no drain); only its connections end.
+    t.remove_target("t1");
+    let u1 = ul(&t, "t1");
+    eventually("t1 cut", Duration::from_secs(20), || {
+        let (serving, draining) = web_targets(&t.dump());
+        (!serving.contains(&u1) && !draining.contains(&u1)).then_some(())
+    });
+    let last = hold.tick();
+    for (sport, want) in &first {
+        if on_t3.contains(sport) || on_t1.contains(sport) {
+            assert!(
+                last[sport].is_err(),
+                "connection {sport} on a removed target: {:?}",
+                last[sport]
+            );
+        } else {
+            assert_eq!(&last[sport], want, "connection {sport} moved when t1 was deleted");
+        }
+    }
+    let kept = last.values().filter(|r| r.is_ok()).count();
+    eprintln!(
+        "e2e_pinned_flows: {} connections, {kept} kept across +t4, drain t3, -t1 ({} on t3, {} on t1 ended with their target)",
+        first.len(),
+        on_t3.len(),
+        on_t1.len()
+    );
+    let fabric = t.stop_fabric();
+    assert_eq!((fabric.bad_outer, fabric.unknown_underlay), (0, 0), "{fabric:?}");
+}

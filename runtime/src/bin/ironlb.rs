@@ -328,6 +328,8 @@ struct Local {
     holder: Holder,
     model: SharedModel,
     names: BTreeMap<u32, String>,
+    /// The model is a copy of another device's tables ([`ops::mirror`]).
+    copy: bool,
 }
 
 /// What owns the local device: the reconciler (`--manifests`) or nothing but the driver (`--example`).
@@ -355,6 +357,7 @@ impl Local {
             dev: self.holder.dev(),
             model: Some(&self.model),
             names: &self.names,
+            copy: self.copy,
         }
     }
 }
@@ -381,6 +384,7 @@ fn local_copy(b: &str) -> Result<Local> {
         holder: Holder::Dev(Box::new(copy)),
         model,
         names: BTreeMap::new(),
+        copy: true,
     })
 }
 
@@ -394,6 +398,7 @@ fn local_example() -> Result<Local> {
         holder: Holder::Dev(Box::new(dev)),
         model,
         names,
+        copy: false,
     })
 }
 
@@ -445,6 +450,7 @@ fn local_manifests_with(
             names: p.rec.names(),
             holder: Holder::Rec(Box::new(p.rec)),
             model: p.model,
+            copy: false,
         },
         problems,
     ))
@@ -499,6 +505,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
                     dev: &mut copy,
                     model: Some(&model),
                     names: &names,
+                    copy: true,
                 },
                 &req,
             );
@@ -508,6 +515,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
                 dev: &mut opened.device,
                 model: opened.model.as_ref(),
                 names: &names,
+                copy: false,
             },
             &req,
         );
@@ -644,6 +652,7 @@ fn run_daemon(args: RunArgs) -> Result<()> {
             dev: sh.rec.device(),
             model: model.as_ref(),
             names: &names,
+            copy: false,
         };
         let stats = ops::stats(view, Format::Table).map_err(op_err)?;
         if let Some(tables) = stats.split("tables:\n").nth(1) {

@@ -18,6 +18,7 @@ fn every_key() -> RunSettings {
         color: Some(crate::cli::ColorChoice::Never),
         debounce_ms: Some(50),
         release_grace: Some(Duration::from_secs(3600)),
+        drain_timeout: Some(Duration::from_secs(30)),
     }
 }
 
@@ -39,7 +40,7 @@ fn each_key_alone_is_read_from_a_file_and_overrides_its_default() {
     // One file per key: the key's line of the full file, alone.
     let text = every_key().to_toml();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 15, "one line per key: {text}");
+    assert_eq!(lines.len(), 16, "one line per key: {text}");
     for line in lines {
         let path = dir.path().join("one.toml");
         std::fs::write(&path, format!("{line}\n")).unwrap();
@@ -151,6 +152,7 @@ fn manifests_is_required_and_the_rest_has_defaults() {
     assert_eq!(cfg.backend, BackendSpec::Inproc);
     assert_eq!(cfg.host.mtu, daemon::DEFAULT_MTU);
     assert_eq!(cfg.release_grace, RELEASE_GRACE);
+    assert_eq!(cfg.drain_timeout, DRAIN_TIMEOUT);
     assert_eq!(cfg.debounce, Duration::from_millis(DEFAULT_DEBOUNCE_MS));
 }
 
@@ -170,5 +172,6 @@ fn every_key_reaches_the_daemon_config() {
     assert_eq!(cfg.metrics, Some("127.0.0.1:9477".parse().unwrap()));
     assert_eq!(cfg.debounce, Duration::from_millis(50));
     assert_eq!(cfg.release_grace, Duration::from_secs(3600));
+    assert_eq!(cfg.drain_timeout, Duration::from_secs(30));
     assert!(cfg.remove_unclaimed);
 }

@@ -82,6 +82,9 @@ pub struct Desired {
     pub routings: BTreeMap<ObjectKey, LoadBalancerRouting>,
     /// Load balancers or targets that were skipped.
     pub issues: Vec<(ObjectKey, ControllerIssue)>,
+    /// The NetworkInterface each target of a load balancer comes from (the drain policy, [`crate::control::drain`],
+    /// needs it once the target is gone from the spec).
+    pub target_interfaces: BTreeMap<ObjectKey, BTreeMap<Ipv6Addr, ObjectKey>>,
 }
 
 /// NetworkInterfaces grouped for selector matching: by (namespace, network), and within that by label pair, so
@@ -270,6 +273,7 @@ pub fn desired_refs(
             out.routings.insert(key.clone(), r.clone());
         }
         let mut targets: BTreeSet<Ipv6Addr> = BTreeSet::new();
+        let mut interfaces: BTreeMap<Ipv6Addr, ObjectKey> = BTreeMap::new();
         for d in routing.map(|r| r.destinations.as_slice()).unwrap_or_default() {
             let skip = |why: String| {
                 lb_issue(
@@ -304,10 +308,12 @@ pub fn desired_refs(
             match parsed.underlays.get(&nic.metadata.key()) {
                 Some(&a) => {
                     targets.insert(a);
+                    interfaces.insert(a, nic.metadata.key());
                 }
                 None => issue(skip("no underlay address, skipped".into())),
             }
         }
+        out.target_interfaces.insert(key.clone(), interfaces);
         out.specs.push((
             key.clone(),
             LbSpec {

@@ -28,6 +28,7 @@ pub fn test_config(manifests: &Path, state: &Path) -> DaemonConfig {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         debounce: Duration::from_millis(2),
         release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
+        drain_timeout: ironlb_runtime::control::drain::DRAIN_TIMEOUT,
         remove_unclaimed: false,
     }
 }

@@ -38,6 +38,8 @@ pub struct Spec {
     pub selected: usize,
     /// Allow-list of the public load balancer: (protocol, port, portEnd).
     pub public_ports: Vec<(&'static str, u16, Option<u16>)>,
+    /// `ironlb run --drain-timeout` (the daemon's default when `None`).
+    pub drain_timeout: Option<&'static str>,
 }
 
 impl Default for Spec {
@@ -46,6 +48,7 @@ impl Default for Spec {
             targets: 3,
             selected: 3,
             public_ports: vec![("tcp", 80, None), ("udp", 1024, Some(2048)), ("sctp", 9000, None)],
+            drain_timeout: None,
         }
     }
 }
@@ -375,6 +378,11 @@ impl Topology {
 
     /// Select target `name` (write its NetworkInterface, labelled `app: web`).
     pub fn add_target(&self, name: &str) {
+        self.set_target_state(name, "Available");
+    }
+
+    /// Write target `name`'s NetworkInterface (labelled `app: web`) with `status.state: STATE`.
+    pub fn set_target_state(&self, name: &str, state: &str) {
         let x = self
             .targets
             .iter()
@@ -382,7 +390,7 @@ impl Topology {
             .expect("known target");
         let n: u32 = name[1..].parse().expect("tN");
         let nic = format!(
-            "apiVersion: networking.ironcore.dev/v1alpha1\nkind: NetworkInterface\nmetadata:\n  name: {name}\n  uid: 00000000-0000-4000-8000-{n:012}\n  labels:\n    app: web\nspec:\n  networkRef:\n    name: net-a\n  ips:\n    - ip: {addr}\nstatus:\n  state: Available\n  ips:\n    - {addr}\n  underlayAddress: \"{u}\"\n",
+            "apiVersion: networking.ironcore.dev/v1alpha1\nkind: NetworkInterface\nmetadata:\n  name: {name}\n  uid: 00000000-0000-4000-8000-{n:012}\n  labels:\n    app: web\nspec:\n  networkRef:\n    name: net-a\n  ips:\n    - ip: {addr}\nstatus:\n  state: {state}\n  ips:\n    - {addr}\n  underlayAddress: \"{u}\"\n",
             addr = x.addr,
             u = x.underlay
         );
@@ -423,21 +431,25 @@ impl Topology {
             self.manifests.to_string_lossy().into_owned(),
             self.state.to_string_lossy().into_owned(),
         );
+        let mut argv = vec![
+            ironlb.as_str(),
+            "run",
+            "--manifests",
+            &m,
+            "--backend",
+            &backend,
+            "--state-dir",
+            &s,
+            "--public-pool",
+            PUBLIC_POOL,
+        ];
+        if let Some(t) = self.spec.drain_timeout {
+            argv.extend(["--drain-timeout", t]);
+        }
         let d = Proc::spawn(
             "ironlb-run",
             Some(&self.fabric_ns.clone()),
-            &[
-                &ironlb,
-                "run",
-                "--manifests",
-                &m,
-                "--backend",
-                &backend,
-                "--state-dir",
-                &s,
-                "--public-pool",
-                PUBLIC_POOL,
-            ],
+            &argv,
             &self.logs,
             false,
         );
