@@ -1077,15 +1077,15 @@ impl Reconciler {
         };
         for (k, spec) in &mut d.specs {
             let known = self.target_interfaces.get(k);
-            // Where a leaving target came from: the last sync's record, else (adopted after a restart) the
-            // interface of the namespace with that underlay address.
-            let interface_of = |a: &Ipv6Addr| {
-                known.and_then(|m| m.get(a)).cloned().or_else(|| {
-                    underlays
-                        .iter()
-                        .find(|(n, u)| *u == a && n.namespace == k.namespace)
-                        .map(|(n, _)| n.clone())
-                })
+            let interface_of = |a: &Ipv6Addr| match known.and_then(|m| m.get(a)) {
+                // Recorded by the last sync: unless that interface has another underlay address now (nothing
+                // answers on the old one).
+                Some(n) => underlays.get(n).is_none_or(|u| u == a).then(|| n.clone()),
+                // Not recorded (adopted after a restart): the interface of the namespace with that address.
+                None => underlays
+                    .iter()
+                    .find(|(n, u)| *u == a && n.namespace == k.namespace)
+                    .map(|(n, _)| n.clone()),
             };
             let drains = self.drains.entry(k.clone()).or_default();
             let events = drain::decide(

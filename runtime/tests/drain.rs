@@ -307,3 +307,25 @@ fn a_restart_keeps_a_drain_and_its_pinned_flows() {
     rig.sync(&nics);
     assert_eq!(rig.device_targets(), ([ul(1), ul(2)].into(), BTreeSet::new()));
 }
+
+#[test]
+fn an_interface_whose_underlay_address_changes_cuts_the_old_address_at_once() {
+    let mut rig = Rig::new(TIMEOUT);
+    rig.sync(&all_available(3));
+    // nic-3 moves to another host: its old address no longer answers, so it is not drained.
+    let mut moved = objects(&all_available(3));
+    for (_, o) in &mut moved {
+        if let ironlb_runtime::api::Object::NetworkInterface(n) = o {
+            if n.metadata.name == "nic-3" {
+                n.status.underlay_address = Some(ul(9).to_string());
+            }
+        }
+    }
+    let r = rig.rec.sync(&moved, &[]).expect("sync");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(
+        rig.device_targets(),
+        ([ul(1), ul(2), ul(9)].into(), BTreeSet::new())
+    );
+    assert!(rig.rec.drains().is_empty());
+}
