@@ -73,8 +73,8 @@ impl fmt::Display for Expect {
 pub enum Write {
     /// Create or replace an object.
     Put {
-        /// The object.
-        object: Object,
+        /// The object (boxed: objects are large, deletes are small).
+        object: Box<Object>,
         /// What its key must hold now.
         expect: Expect,
     },

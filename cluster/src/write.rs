@@ -174,7 +174,7 @@ pub fn plan_apply(listing: &Listing, incoming: Vec<Incoming>) -> Result<Plan, Re
         };
         if outcome != Outcome::Unchanged {
             plan.writes.push(Write::Put {
-                object: i.object.clone(),
+                object: Box::new(i.object.clone()),
                 expect: stored.map_or(Expect::Absent, |s| Expect::Revision(s.revision)),
             });
         }

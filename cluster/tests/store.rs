@@ -8,7 +8,6 @@ use ironlb_cluster::store::{Expect, StoreError, Write};
 use ironlb_cluster::testing::EtcdServer;
 use ironlb_cluster::write::{Incoming, Outcome, Refusal};
 use ironlb_cluster::Client;
-use std::path::PathBuf;
 
 fn examples() -> Vec<Incoming> {
     let (objects, errors) = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
@@ -87,7 +86,7 @@ fn bad_objects_are_refused_and_nothing_changes() {
         panic!("refused")
     };
     assert!(
-        problems.iter().any(|p| p.file == PathBuf::from("bad.yaml")
+        problems.iter().any(|p| p.file == std::path::Path::new("bad.yaml")
             && p.object == ObjectRef::new(Kind::LoadBalancer, "default", "backwards")
             && p.field.starts_with("spec.ports[0]")),
         "{problems:?}"
@@ -117,14 +116,14 @@ fn a_concurrent_change_is_a_conflict() {
     changed.metadata.labels.insert("edited".into(), "yes".into());
     // A writer that read at the old revision loses against one that wrote since.
     let first = Write::Put {
-        object: Object::Network(changed.clone()),
+        object: Box::new(Object::Network(changed.clone())),
         expect: Expect::Revision(stored.revision),
     };
     c.block_on(c.store().commit(std::slice::from_ref(&first)))
         .unwrap();
     changed.metadata.labels.insert("edited".into(), "twice".into());
     let second = Write::Put {
-        object: Object::Network(changed),
+        object: Box::new(Object::Network(changed)),
         expect: Expect::Revision(stored.revision),
     };
     let Err(StoreError::Conflict(conflicts)) = c.block_on(c.store().commit(&[second])) else {
@@ -148,7 +147,7 @@ fn a_concurrent_change_is_a_conflict() {
     );
     // Create-only expectations fail on an existing object.
     let create = Write::Put {
-        object: stored.object,
+        object: Box::new(stored.object),
         expect: Expect::Absent,
     };
     assert!(matches!(

@@ -84,12 +84,11 @@ fn an_applied_object_without_status_keeps_the_stored_status() {
     let l = stored(&ex);
     let plan = plan_apply(&l, inc).unwrap();
     assert_eq!(plan.writes.len(), 1);
-    let Write::Put {
-        object: Object::LoadBalancer(lb),
-        expect,
-    } = &plan.writes[0]
-    else {
+    let Write::Put { object, expect } = &plan.writes[0] else {
         panic!("{:?}", plan.writes)
+    };
+    let Object::LoadBalancer(lb) = &**object else {
+        panic!("{object:?}")
     };
     assert!(!lb.status.ips.is_empty());
     let stored_rev = l.objects[&Object::LoadBalancer(lb.clone()).object_ref()].revision;
