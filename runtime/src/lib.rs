@@ -6,7 +6,7 @@
 //! and serves diagnostics ([`ops`]) and [`metrics`].
 #![forbid(unsafe_code)]
 
-pub use control::{alloc, controller};
+pub use control::{alloc, controller, reconcile};
 pub use ironlb_api::types as api;
 pub use ironlb_api::{printable, validate};
 
@@ -24,7 +24,6 @@ pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
-pub mod reconcile;
 pub mod source;
 pub mod status;
 pub mod store;
