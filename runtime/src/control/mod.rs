@@ -8,3 +8,4 @@ pub mod alloc;
 pub mod controller;
 pub mod drain;
 pub mod plan;
+pub mod reconcile;
