@@ -215,6 +215,7 @@ impl Agent {
                 dev,
                 model: self.model.as_ref(),
                 names: &names,
+                copy: false,
             },
             "all",
             Format::Json,
