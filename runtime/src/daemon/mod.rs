@@ -13,6 +13,8 @@
 //! The daemon never flushes the device: on exit the data plane keeps forwarding with what was programmed, and the
 //! next start adopts it.
 
+pub mod metrics;
+
 use crate::alloc::{Allocator, Pools};
 use crate::api::ObjectKey;
 use crate::backend::BackendSpec;
