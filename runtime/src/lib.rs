@@ -15,6 +15,7 @@ pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;
