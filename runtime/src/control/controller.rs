@@ -340,6 +340,7 @@ pub fn desired_refs(
                 icmp: IcmpPolicy::default(),
                 ranges,
                 targets,
+                draining: Default::default(),
             },
         ));
     }
