@@ -7,6 +7,8 @@
 //! transaction as the record, on the condition that none of them exists yet (`create_revision == 0`). Of two
 //! transactions claiming one value etcd commits one; the other writes nothing and is planned again.
 //!
+//! The same transaction writes the LoadBalancer's `status.ips` (its VIPs), on the object as it was read.
+//!
 //! **Fencing.** A leader passes its [`Fence`]: every transaction also requires that the leader key is still held
 //! under the leader's lease, so a controller whose lease expired (etcd then deletes its key) writes nothing, even
 //! before it notices that it lost.
@@ -136,6 +138,19 @@ fn plan(
     Ok(a)
 }
 
+/// The VIPs a LoadBalancer has with allocation `a`: its public IPs, or its literal IPs and Prefix IPs.
+fn vips(lb: &LbParsed, a: &Allocation) -> Vec<IpAddr> {
+    match lb.domain {
+        VipDomain::Public => a.public_ips.clone(),
+        VipDomain::Vni(_) => lb
+            .literal_ips
+            .iter()
+            .copied()
+            .chain(a.prefix_ips.values().copied())
+            .collect(),
+    }
+}
+
 fn fenced(fence: Option<&Fence>) -> Vec<Compare> {
     fence
         .map(|f| vec![Compare::lease(f.key.as_bytes(), CompareOp::Equal, f.lease)])
@@ -194,6 +209,28 @@ pub async fn allocate_round(
                 .iter()
                 .map(|c| TxnOp::put(c.as_bytes(), key.to_string(), None)),
         );
+        // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a
+        // concurrent edit makes the transaction fail; the next round plans from the edited object).
+        let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
+        if let Some(stored) = listing.objects.get(&lb_ref) {
+            if let ironlb_api::Object::LoadBalancer(mut o) = stored.object.clone() {
+                o.status.ips = vips(lb, &a)
+                    .into_iter()
+                    .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
+                    .collect();
+                let lb_key = store.layout().object_key(&lb_ref);
+                compares.push(Compare::mod_revision(
+                    lb_key.as_bytes(),
+                    CompareOp::Equal,
+                    stored.revision,
+                ));
+                ops.push(TxnOp::put(
+                    lb_key.as_bytes(),
+                    crate::codec::encode(&ironlb_api::Object::LoadBalancer(o)),
+                    None,
+                ));
+            }
+        }
         let resp = kv
             .txn(Txn::new().when(compares).and_then(ops))
             .await

@@ -93,6 +93,14 @@ fn racing_controllers_never_hand_out_a_value_twice() {
             for ip in &a.public_ips {
                 assert!(ips.insert(*ip), "round {round}: {ip} twice ({k})");
             }
+            // The LoadBalancer's status.ips says the same.
+            let lb = &listing.objects[&k.clone().of(ironlb_api::Kind::LoadBalancer)];
+            let ironlb_api::Object::LoadBalancer(o) = &lb.object else {
+                unreachable!()
+            };
+            let status: Vec<String> = o.status.ips.iter().map(|s| s.ip.clone()).collect();
+            let want: Vec<String> = a.public_ips.iter().map(ToString::to_string).collect();
+            assert_eq!(status, want, "{k}");
         }
     }
     eprintln!("{ROUNDS} rounds of 2 controllers x {LBS} LBs: {total_conflicts} lost races, no duplicate");
