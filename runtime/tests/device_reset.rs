@@ -239,7 +239,7 @@ fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
         assert!(t0.elapsed() < BOUND, "daemon did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let daemon_guard = Kill(daemon);
+    let mut daemon_guard = Kill(daemon);
     let status = || {
         let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
             .args(["status", "--socket"])
@@ -287,7 +287,15 @@ fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
         assert!(t0.elapsed() < BOUND, "status.json lacks DeviceRestored");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The log line (docs/operations.md): read once the daemon has been stopped and its stderr has ended.
+    let mut stderr = daemon_guard.0.stderr.take().unwrap();
     drop(daemon_guard);
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(
+        log.contains("device reset detected (not caused by this daemon); re-programmed every load balancer"),
+        "no reset log line in:\n{log}"
+    );
     stop.store(true, Ordering::Relaxed);
     model.join().unwrap().unwrap();
 }
