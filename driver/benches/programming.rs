@@ -95,6 +95,7 @@ fn spec(lb_id: u32, vip: Vip, targets: impl IntoIterator<Item = u32>) -> LbSpec 
                 )
             })
             .collect(),
+        draining: Default::default(),
     }
 }
 
@@ -241,6 +242,7 @@ fn cuckoo(pattern: &str) {
         let s = LbSpec {
             lb_id: i,
             targets: Default::default(),
+            draining: Default::default(),
             ..spec(i, vip, [])
         };
         let t = Instant::now();

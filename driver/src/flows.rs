@@ -40,7 +40,7 @@ impl FlowConfig {
 }
 
 /// The flow counters (docs/hw-spec.md §11.1), read as of one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowCounters {
     /// Entries learned.
     pub learned: u64,
@@ -110,6 +110,15 @@ impl Device {
     pub fn flow_table(&mut self) -> Option<FlowConfig> {
         self.has_flow_table()
             .then(|| crate::state::read_flow_config(self.acc.as_mut()))
+    }
+
+    /// FLOW_CLOCK (milliseconds); 0 without a flow table.
+    pub fn flow_clock(&mut self) -> u32 {
+        if self.has_flow_table() {
+            self.acc.read32(FLOW_CLOCK)
+        } else {
+            0
+        }
     }
 
     /// Entries of the flow table (`CAP_FLOW_ENTRIES`; 0 without one).

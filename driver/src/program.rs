@@ -97,12 +97,15 @@ impl Device {
                 c.max_ranges_per_lb
             ));
         }
-        if spec.targets.len() > c.max_targets_per_lb as usize {
+        let n = spec.targets.len() + spec.draining.len();
+        if n > c.max_targets_per_lb as usize {
             return bad(format!(
-                "{} targets, the device supports at most {} per LB",
-                spec.targets.len(),
+                "{n} targets (draining ones included), the device supports at most {} per LB",
                 c.max_targets_per_lb
             ));
+        }
+        if let Some(t) = spec.targets.intersection(&spec.draining).next() {
+            return bad(format!("target {t} is both serving and draining"));
         }
         if spec.vips.is_empty() {
             return bad("no VIP".into());
@@ -126,9 +129,11 @@ impl Device {
     /// The bucket array for a target set: target-table indices per slot, from the consistent-hashing scheme (a pure
     /// function of the set of underlay addresses, M being the same for every LB, so every host computes the same
     /// array; docs/architecture.md "Bucket arrays").
-    fn array_for(targets: &BTreeMap<Ipv6Addr, u32>, m_log2: u8) -> Vec<u32> {
-        let keys: Vec<TargetKey> = targets.keys().map(|a| TargetKey(a.octets())).collect();
-        let idx: Vec<u32> = targets.values().copied().collect();
+    /// Only the serving targets (`serving`) get slots: draining ones keep their entry in `targets` but no slot.
+    fn array_for(targets: &BTreeMap<Ipv6Addr, u32>, serving: &BTreeSet<Ipv6Addr>, m_log2: u8) -> Vec<u32> {
+        let targets: Vec<(&Ipv6Addr, &u32)> = targets.iter().filter(|(a, _)| serving.contains(a)).collect();
+        let keys: Vec<TargetKey> = targets.iter().map(|(a, _)| TargetKey(a.octets())).collect();
+        let idx: Vec<u32> = targets.iter().map(|(_, i)| **i).collect();
         default_hasher()
             .assign(&keys, m_log2)
             .into_iter()
@@ -261,7 +266,7 @@ impl Device {
     fn plan_body_create(&mut self, spec: &LbSpec, txn: &mut Txn) -> Result<(Vec<Cmd>, Commit), DriverError> {
         let range = self.alloc(txn, TableId::Range, spec.ranges.len() as u32, 1)?;
         let mut target_index = BTreeMap::new();
-        for t in &spec.targets {
+        for t in spec.entries() {
             target_index.insert(*t, self.alloc(txn, TableId::Target, 1, 1)?.start);
         }
         let array = if spec.targets.is_empty() {
@@ -271,7 +276,9 @@ impl Device {
             let log2 = array_log2(c.bucket_log2_min, c.bucket_log2_max);
             Some((self.alloc(txn, TableId::Bucket, 1 << log2, 1 << log2)?, log2))
         };
-        let slots = array.map_or(Vec::new(), |(_, l)| Self::array_for(&target_index, l));
+        let slots = array.map_or(Vec::new(), |(_, l)| {
+            Self::array_for(&target_index, &spec.targets, l)
+        });
         let mut cmds = Vec::new();
         cmds.extend(Self::ranges_cmd(range, &spec.ranges));
         for (t, &i) in &target_index {
@@ -354,28 +361,34 @@ impl Device {
         let foreign_array = !old.array_checked
             && old.array.is_some_and(|(_, l)| {
                 let want = array_log2(c.bucket_log2_min, c.bucket_log2_max);
-                l != want || Self::array_for(&old.target_index, want) != old.slots
+                l != want || Self::array_for(&old.target_index, &old.spec.targets, want) != old.slots
             });
         st.array_checked = true;
         let mut removed_targets = Vec::new();
-        if spec.targets != old.spec.targets || foreign_array {
+        let (new_all, old_all): (BTreeSet<Ipv6Addr>, BTreeSet<Ipv6Addr>) = (
+            spec.entries().copied().collect(),
+            old.spec.entries().copied().collect(),
+        );
+        if spec.targets != old.spec.targets || new_all != old_all || foreign_array {
             if foreign_array {
                 tracing::info!(
                     lb_id = spec.lb_id,
                     "adopted bucket array differs from this driver's; rewriting it"
                 );
             }
-            for t in spec.targets.difference(&old.spec.targets) {
+            for t in new_all.difference(&old_all) {
                 let i = self.alloc(txn, TableId::Target, 1, 1)?.start;
                 st.target_index.insert(*t, i);
                 cmds.push(Self::target_cmd(spec.lb_id, *t, i));
             }
-            for t in old.spec.targets.difference(&spec.targets) {
+            for t in old_all.difference(&new_all) {
                 removed_targets.push(st.target_index.remove(t).expect("old target has an index"));
             }
             let new_log2 =
                 (!spec.targets.is_empty()).then(|| array_log2(c.bucket_log2_min, c.bucket_log2_max));
-            let new_slots = new_log2.map_or(Vec::new(), |l| Self::array_for(&st.target_index, l));
+            let new_slots = new_log2.map_or(Vec::new(), |l| {
+                Self::array_for(&st.target_index, &spec.targets, l)
+            });
             let in_place = match (old.array, new_log2) {
                 (Some((b, l)), Some(nl)) if l == nl => {
                     let changed: Vec<usize> = (0..new_slots.len())

@@ -33,6 +33,9 @@ pub struct DecodedLb {
     pub slots: Vec<u32>,
     /// Target entries referenced by the array.
     pub targets: BTreeMap<u32, TargetEntry>,
+    /// Valid target entries of this LB (by their LB_ID) that no slot references: draining targets
+    /// (docs/hw-spec.md §11.5).
+    pub draining: BTreeMap<u32, TargetEntry>,
     /// True when all VIP entries use the same active configuration.
     pub consistent: bool,
 }
@@ -47,6 +50,7 @@ impl DecodedLb {
             icmp: first.icmp,
             ranges: self.ranges.clone(),
             targets: self.targets.values().map(|t| t.underlay).collect(),
+            draining: self.draining.values().map(|t| t.underlay).collect(),
         }
     }
 }
@@ -160,15 +164,21 @@ impl Device {
                     ranges,
                     slots,
                     targets: lb_targets,
+                    draining: BTreeMap::new(),
                     consistent,
                 },
             );
         }
-        let orphan_targets = targets
-            .keys()
-            .filter(|i| !referenced.contains(i))
-            .copied()
-            .collect();
+        // Unreferenced entries of an existing LB are its draining targets; the rest are orphans.
+        let mut orphan_targets = Vec::new();
+        for (&i, t) in targets.iter().filter(|(i, _)| !referenced.contains(i)) {
+            match lbs.get_mut(&t.lb_id) {
+                Some(lb) => {
+                    lb.draining.insert(i, *t);
+                }
+                None => orphan_targets.push(i),
+            }
+        }
         Ok(Snapshot { lbs, orphan_targets })
     }
 
@@ -226,7 +236,7 @@ impl Device {
                 }
             }
             let mut target_index = BTreeMap::new();
-            for (&i, t) in &d.targets {
+            for (&i, t) in d.targets.iter().chain(&d.draining) {
                 self.targets.reserve(Block { start: i, len: 1 });
                 target_index.insert(t.underlay, i);
             }

@@ -26,6 +26,18 @@ pub struct LbSpec {
     pub ranges: Vec<RangeEntry>,
     /// Targets' underlay addresses.
     pub targets: BTreeSet<Ipv6Addr>,
+    /// Draining targets (docs/hw-spec.md §11.5): they keep their target entry, so flows pinned to them keep
+    /// reaching them, but get no bucket slot, so no new flow does. Disjoint from `targets`. An LB whose targets are
+    /// all draining has no bucket array and drops every packet `no_target`, pinned or not (§11.3).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub draining: BTreeSet<Ipv6Addr>,
+}
+
+impl LbSpec {
+    /// Every target with a target entry: the serving ones and the draining ones.
+    pub fn entries(&self) -> impl Iterator<Item = &Ipv6Addr> {
+        self.targets.iter().chain(&self.draining)
+    }
 }
 
 /// The driver's knowledge of one programmed LB (rebuilt from the device by adoption).

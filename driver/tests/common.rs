@@ -122,6 +122,7 @@ pub fn spec(
             .map(|&(protocol, low, high)| RangeEntry { protocol, low, high })
             .collect(),
         targets: targets.into_iter().map(ul).collect::<BTreeSet<_>>(),
+        draining: Default::default(),
     }
 }
 

@@ -200,3 +200,54 @@ proptest! {
         prop_assert_eq!(c.overflow, 0);
     }
 }
+
+#[test]
+fn a_draining_target_keeps_its_flows_gets_no_new_ones_and_survives_adoption() {
+    let (mut dev, model) = device(DeviceConfig::small());
+    dev.set_flow_table(&FlowConfig::default()).unwrap();
+    dev.apply(&lb([1, 2, 3])).unwrap();
+    let before: BTreeMap<u32, Ipv6Addr> = (0..150).map(|i| (i, send(&model, i))).collect();
+    let on_3: Vec<u32> = before
+        .iter()
+        .filter(|(_, t)| **t == ul(3))
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(!on_3.is_empty());
+    let mut draining = lb([1, 2]);
+    draining.draining = [ul(3)].into();
+    dev.apply(&draining).unwrap();
+    let index_3 = dev.lb_state(1).unwrap().target_index[&ul(3)];
+    assert!(
+        !dev.lb_state(1).unwrap().slots.contains(&index_3),
+        "a draining target has no slot"
+    );
+    for (&i, &t) in &before {
+        assert_eq!(
+            send(&model, i),
+            t,
+            "flow {i} kept its target while {} drains",
+            ul(3)
+        );
+    }
+    for i in 1000..1300 {
+        assert_ne!(send(&model, i), ul(3), "new flow {i} went to the draining target");
+    }
+    // A daemon restart adopts the draining target as draining (an entry of the LB that no slot references).
+    drop(dev);
+    let mut again = Device::open(Box::new(InprocBackend::attach(model.clone()))).unwrap();
+    assert_eq!(again.lb_state(1).unwrap().spec.draining, [ul(3)].into());
+    assert_eq!(again.lb_state(1).unwrap().target_index[&ul(3)], index_3);
+    // Draining done: the target goes and its flows are flushed, then re-learned onto the serving targets.
+    again.apply(&lb([1, 2])).unwrap();
+    assert!(again
+        .read_flows()
+        .unwrap()
+        .iter()
+        .all(|(_, e)| e.target != index_3));
+    for &i in &on_3 {
+        assert_ne!(send(&model, i), ul(3));
+    }
+    let mut bad = lb([1, 2]);
+    bad.draining = [ul(2)].into();
+    assert!(matches!(again.apply(&bad), Err(DriverError::Invalid(_))));
+}

@@ -271,6 +271,9 @@ pub enum Request {
         table: String,
         /// Output format.
         format: Format,
+        /// Filters of `--table flows`.
+        #[serde(default)]
+        flows: ops::FlowFilter,
     },
     /// Counters.
     Stats {
@@ -385,7 +388,7 @@ impl Shared {
                 }
                 Ok(out)
             }
-            Request::Dump { table, format } => ops::dump(view, table, *format),
+            Request::Dump { table, format, flows } => ops::dump(view, table, *format, flows),
             Request::Stats { format } => ops::stats(view, *format),
             Request::Trace {
                 ingress,
@@ -1113,6 +1116,10 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
         .iter()
         .map(|r| (r.name(), stats.drops.get(r.name()).copied().unwrap_or(0)))
         .collect();
+    out.flows = stats
+        .flows
+        .map(|f| f.named().map(|(c, n)| (c.name(), n)).to_vec())
+        .unwrap_or_default();
     out.tables = stats
         .tables
         .iter()
@@ -1121,6 +1128,7 @@ fn device_stats(shared: &std::sync::Weak<Mutex<Shared>>) -> DeviceStats {
                 "lb" => "lb",
                 "range" => "range",
                 "target" => "target",
+                "flow" => "flow",
                 _ => "bucket",
             },
             used: t.used,

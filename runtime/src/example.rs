@@ -57,6 +57,7 @@ pub fn specs() -> Vec<(&'static str, LbSpec)> {
                     },
                 ],
                 targets: [ul("fd00:1::1"), ul("fd00:1::2"), ul("fd00:1::3")].into(),
+                draining: Default::default(),
             },
         ),
         (
@@ -71,6 +72,7 @@ pub fn specs() -> Vec<(&'static str, LbSpec)> {
                     high: 8080,
                 }],
                 targets: [ul("fd00:2::1"), ul("fd00:2::2")].into(),
+                draining: Default::default(),
             },
         ),
     ]

@@ -42,7 +42,8 @@
 //! | `ironlb_target_packets_total` | counter | `namespace`, `name`, `target` | packets sent to one target of a load balancer; `target` is its underlay IPv6 address |
 //! | `ironlb_target_bytes_total` | counter | `namespace`, `name`, `target` | bytes of those packets |
 //! | `ironlb_drops_total` | counter | `reason` | packets dropped by the pipeline, by drop reason (e.g. `no_lb_match`) |
-//! | `ironlb_table_entries` | gauge | `table` | entries in use in a device table |
+//! | `ironlb_flow_events_total` | counter | `event` | flow-table events (contract v1.2): `learned`, `hits`, `aged`, `overflow` (flows not pinned, set full), `flushed`, `relearned` (pinned target removed) |
+//! | `ironlb_table_entries` | gauge | `table` | entries in use in a device table (`flow`: pinned flows) |
 //! | `ironlb_table_capacity` | gauge | `table` | entries a device table can hold |
 //!
 //! The device families are always described (`# HELP`/`# TYPE`), even when they have no series, e.g.
@@ -104,6 +105,9 @@ pub struct DeviceStats {
     pub drops: Vec<(&'static str, u64)>,
     /// Occupancy of each device table.
     pub tables: Vec<TableUse>,
+    /// Flow-table events (`learned`, `hits`, `aged`, `overflow`, `flushed`, `relearned`) and their counts; empty
+    /// when the device has no flow table.
+    pub flows: Vec<(&'static str, u64)>,
 }
 
 /// Traffic of one programmed load balancer.
@@ -597,6 +601,16 @@ impl Collector for DeviceCollector {
                 Kind::Counter,
             ),
             stats.drops.iter().map(|&(reason, n)| ([("reason", reason)], n)),
+        )?;
+        family(
+            enc,
+            (
+                "ironlb_flow_events",
+                "Flow-table events of the device (pinned flows), by event.",
+                None,
+                Kind::Counter,
+            ),
+            stats.flows.iter().map(|&(event, n)| ([("event", event)], n)),
         )?;
 
         family(

@@ -51,11 +51,111 @@ pub enum Format {
     Json,
 }
 
+/// Which flows `ironlb dump --table flows` shows (all filters must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FlowFilter {
+    /// Flows of this lb_id.
+    pub lb: Option<u32>,
+    /// Flows pinned to this target (underlay address).
+    pub target: Option<Ipv6Addr>,
+    /// Flows whose client (source) or VIP (destination) is this address.
+    pub address: Option<std::net::IpAddr>,
+}
+
+/// One pinned flow as `ironlb dump --table flows -o json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRow {
+    /// Flow-table index.
+    pub index: u32,
+    /// The entry, decoded.
+    #[serde(flatten)]
+    pub entry: ironlb_hw::entry::FlowEntry,
+    /// `namespace/name` of the LB, when known.
+    pub name: Option<String>,
+    /// Underlay address of the pinned target, when it is one of the LB's targets.
+    pub underlay: Option<Ipv6Addr>,
+    /// Timeout class (`tcp`, `tcp_closing`, `udp`, `sctp`, `other`).
+    pub class: &'static str,
+    /// Milliseconds since the last packet, by the device's flow clock.
+    pub idle_ms: u32,
+}
+
+/// `ironlb dump --table flows`: the flow table read back from the device (DMA), filtered.
+fn dump_flows(v: View<'_>, filter: &FlowFilter, format: Format) -> Result<String, OpError> {
+    if !v.dev.has_flow_table() {
+        return Ok(match format {
+            Format::Json => serde_json::json!({"flows": [], "flow_table": false}).to_string(),
+            Format::Table => format!(
+                "the device (contract 1.{}) has no flow table: flows are not pinned\n",
+                v.dev.caps().minor
+            ),
+        });
+    }
+    let now = v.dev.flow_clock();
+    let flows = v.dev.read_flows()?;
+    let underlay = |lb_id: u32, target: u32, dev: &Device| {
+        let st = dev.lb_state(lb_id)?;
+        st.target_index
+            .iter()
+            .find(|(_, i)| **i == target)
+            .map(|(a, _)| *a)
+    };
+    let rows: Vec<FlowRow> = flows
+        .into_iter()
+        .map(|(index, e)| FlowRow {
+            index,
+            name: v.names.get(&e.key.lb_id).cloned(),
+            underlay: underlay(e.key.lb_id, e.target, v.dev),
+            class: e.class().name(),
+            idle_ms: now.wrapping_sub(e.last_seen),
+            entry: e,
+        })
+        .filter(|r| {
+            let t = &r.entry.key.tuple;
+            filter.lb.is_none_or(|lb| r.entry.key.lb_id == lb)
+                && filter.target.is_none_or(|a| r.underlay == Some(a))
+                && filter
+                    .address
+                    .is_none_or(|a| t.src.to_ip() == a || t.dst.to_ip() == a)
+        })
+        .collect();
+    Ok(match format {
+        Format::Json => serde_json::json!({"flows": rows, "flow_table": true}).to_string(),
+        Format::Table => {
+            let mut out = String::new();
+            for r in &rows {
+                let t = &r.entry.key.tuple;
+                let _ = writeln!(
+                    out,
+                    "flow {:<8} lb {:<5} {:<28} {:<4} {} {} -> {} {}  target {} {}  {} idle {} ms",
+                    r.index,
+                    r.entry.key.lb_id,
+                    r.name.as_deref().unwrap_or("-"),
+                    ironlb_sim::pipeline::parse::proto::name(t.protocol),
+                    t.src,
+                    t.src_port,
+                    t.dst,
+                    t.dst_port,
+                    r.entry.target,
+                    r.underlay.map_or("(removed)".to_string(), |a| a.to_string()),
+                    r.class,
+                    r.idle_ms
+                );
+            }
+            let _ = writeln!(out, "{} pinned flow(s)", rows.len());
+            out
+        }
+    })
+}
+
 /// `ironlb dump`: the tables decoded from the device (read back, not driver state).
-pub fn dump(v: View<'_>, table: &str, format: Format) -> Result<String, OpError> {
+pub fn dump(v: View<'_>, table: &str, format: Format, flows: &FlowFilter) -> Result<String, OpError> {
+    if table == "flows" {
+        return dump_flows(v, flows, format);
+    }
     if !["lbs", "ranges", "targets", "buckets", "counters", "all"].contains(&table) {
         return Err(BadInput(format!(
-            "--table {table}: expected lbs, ranges, targets, buckets, counters or all"
+            "--table {table}: expected lbs, ranges, targets, buckets, counters, flows or all"
         ))
         .into());
     }
@@ -128,7 +228,7 @@ pub struct TargetCounters {
 /// Occupancy of one device table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TableUse {
-    /// `lb`, `range`, `target` or `bucket`.
+    /// `lb`, `range`, `target`, `bucket` or `flow` (contract v1.2).
     pub table: String,
     /// Entries in use.
     pub used: u64,
@@ -145,6 +245,9 @@ pub struct Stats {
     pub drops: BTreeMap<String, u64>,
     /// Table occupancy.
     pub tables: Vec<TableUse>,
+    /// Flow-table counters (contract v1.2); `None` when the device has no flow table.
+    #[serde(default)]
+    pub flows: Option<ironlb_driver::FlowCounters>,
 }
 
 /// Reads the counters of every programmed load balancer and target, the drop counters, and table occupancy.
@@ -186,19 +289,26 @@ pub fn collect_stats(dev: &mut Device, names: &BTreeMap<u32, String>) -> Result<
         used,
         capacity: u64::from(capacity),
     };
+    let flows = dev.flow_counters();
+    let flow_capacity = dev.flow_capacity();
+    let mut tables = vec![
+        table("lb", vips, caps.lb_buckets * caps.lb_ways),
+        table("range", ranges, caps.ranges),
+        table("target", targets, caps.targets),
+        table("bucket", slots, caps.bucket_slots),
+    ];
+    if let Some(f) = flows {
+        tables.push(table("flow", f.active(), flow_capacity));
+    }
     Ok(Stats {
+        flows,
         lbs,
         drops: dev
             .drop_counters()
             .into_iter()
             .map(|(r, n)| (r.name().to_string(), n))
             .collect(),
-        tables: vec![
-            table("lb", vips, caps.lb_buckets * caps.lb_ways),
-            table("range", ranges, caps.ranges),
-            table("target", targets, caps.targets),
-            table("bucket", slots, caps.bucket_slots),
-        ],
+        tables,
     })
 }
 
@@ -231,6 +341,17 @@ pub fn stats(v: View<'_>, format: Format) -> Result<String, OpError> {
     let _ = writeln!(out, "drops:");
     for (r, n) in &s.drops {
         let _ = writeln!(out, "  {r:<24} {n:>12}");
+    }
+    match &s.flows {
+        Some(f) => {
+            let _ = writeln!(out, "flows:");
+            for (c, n) in f.named() {
+                let _ = writeln!(out, "  {:<24} {n:>12}", c.name());
+            }
+        }
+        None => {
+            let _ = writeln!(out, "flows: not pinned (the device has no flow table)");
+        }
     }
     let _ = writeln!(out, "tables:");
     for t in &s.tables {

@@ -217,6 +217,16 @@ impl Reconciler {
             dev.set_port(port, PortCfg { enabled: true, kind })?;
         }
         dev.set_underlay(host.underlay_src, host.mtu, host.hop_limit);
+        // Pinned flows (contract v1.2, docs/hw-spec.md §11): on whenever the device has a flow table. Enabling it
+        // again after a daemon restart keeps the flows the table holds (adoption flushes nothing).
+        if dev.has_flow_table() {
+            dev.set_flow_table(&ironlb_driver::FlowConfig::default())?;
+        } else {
+            tracing::info!(
+                minor = dev.caps().minor,
+                "the device has no flow table (contract < 1.2): established flows are not pinned"
+            );
+        }
         dev.set_enabled(true);
         let rewritten = dev.rewrite_foreign_arrays()?;
         if !rewritten.is_empty() {

@@ -60,6 +60,7 @@ fn fixed_stats() -> DeviceStats {
                 capacity: 65536,
             },
         ],
+        flows: vec![("learned", 12), ("hits", 340), ("overflow", 1)],
     }
 }
 
@@ -94,6 +95,10 @@ fn encode_has_every_device_metric_with_labels_and_values() {
         "# TYPE ironlb_drops counter",
         r#"ironlb_drops_total{reason="no_lb_match"} 3"#,
         r#"ironlb_drops_total{reason="port_not_allowed"} 2"#,
+        "# TYPE ironlb_flow_events counter",
+        r#"ironlb_flow_events_total{event="learned"} 12"#,
+        r#"ironlb_flow_events_total{event="hits"} 340"#,
+        r#"ironlb_flow_events_total{event="overflow"} 1"#,
         "# TYPE ironlb_table_entries gauge",
         r#"ironlb_table_entries{table="vip"} 2"#,
         r#"ironlb_table_entries{table="target"} 2"#,
@@ -126,6 +131,7 @@ fn empty_device_stats_still_describe_the_device_families() {
         "ironlb_target_packets",
         "ironlb_target_bytes",
         "ironlb_drops",
+        "ironlb_flow_events",
         "ironlb_table_entries",
         "ironlb_table_capacity",
     ] {

@@ -210,7 +210,29 @@ fn churn_with_replay_leaves_nothing_behind() {
     let used_at_end = ironlb_runtime::ops::collect_stats(rec.device(), &names)
         .unwrap()
         .tables;
-    assert_eq!(used_at_end, used_at_start, "table occupancy back to the start");
+    // The flow table holds the stable load balancer's live flows (the replay's); flows of the churned ones were
+    // flushed with them (contract v1.2, hw-spec.md §11.4).
+    let without_flows = |t: Vec<ironlb_runtime::ops::TableUse>| -> Vec<_> {
+        t.into_iter().filter(|t| t.table != "flow").collect()
+    };
+    assert_eq!(
+        without_flows(used_at_end),
+        without_flows(used_at_start),
+        "table occupancy back to the start"
+    );
+    let stable_id = rec.programmed().values().map(|s| s.lb_id).collect::<Vec<_>>();
+    assert_eq!(stable_id.len(), 1);
+    let flows = rec.device().read_flows().unwrap();
+    assert!(!flows.is_empty(), "the replay's flows are pinned");
+    let foreign: Vec<u32> = flows
+        .iter()
+        .map(|(_, e)| e.key.lb_id)
+        .filter(|id| *id != stable_id[0])
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "flows of deleted load balancers left behind: {foreign:?}"
+    );
     let held: Vec<String> = rec
         .allocator()
         .state()

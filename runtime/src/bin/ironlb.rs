@@ -124,8 +124,17 @@ enum Cmd {
         #[command(flatten)]
         target: Target,
         /// Which table.
-        #[arg(long, default_value = "all", value_parser = ["lbs", "ranges", "targets", "buckets", "counters", "all"])]
+        #[arg(long, default_value = "all", value_parser = ["lbs", "ranges", "targets", "buckets", "counters", "flows", "all"])]
         table: String,
+        /// `--table flows`: only the flows of this lb_id.
+        #[arg(long)]
+        lb: Option<u32>,
+        /// `--table flows`: only the flows pinned to this target (underlay address).
+        #[arg(long = "target-address")]
+        target_address: Option<std::net::Ipv6Addr>,
+        /// `--table flows`: only the flows of this client or VIP address.
+        #[arg(long)]
+        address: Option<std::net::IpAddr>,
         /// Output format.
         #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -527,7 +536,7 @@ fn diagnose(t: &Target, req: Request) -> Result<String> {
 
 fn answer(v: View<'_>, req: &Request) -> Result<String> {
     match req {
-        Request::Dump { table, format } => ops::dump(v, table, *format),
+        Request::Dump { table, format, flows } => ops::dump(v, table, *format, flows),
         Request::Stats { format } => ops::stats(v, *format),
         Request::Trace {
             ingress,
@@ -713,12 +722,20 @@ fn run(cli: Cli) -> Result<()> {
             target,
             table,
             output,
+            lb,
+            target_address,
+            address,
         } => {
             let o = diagnose(
                 &target,
                 Request::Dump {
                     table,
                     format: format(&output),
+                    flows: ops::FlowFilter {
+                        lb,
+                        target: target_address,
+                        address,
+                    },
                 },
             )?;
             out!("{}", o.trim_end());

@@ -316,6 +316,7 @@ pub fn desired_refs(
                 icmp: IcmpPolicy::default(),
                 ranges,
                 targets,
+                draining: Default::default(),
             },
         ));
     }

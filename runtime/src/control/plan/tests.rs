@@ -23,6 +23,7 @@ fn spec(lb_id: u32, vips: &[u8]) -> LbSpec {
         icmp: IcmpPolicy::default(),
         ranges: Vec::new(),
         targets: BTreeSet::new(),
+        draining: BTreeSet::new(),
     }
 }
 
