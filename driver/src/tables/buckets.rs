@@ -35,19 +35,21 @@
 //!    `cap(t)` slots (kept plus already received); if all are full (never seen: the capacities sum to about 1.2 M), to
 //!    their favourite.
 //!
-//! Properties (docs/performance.md, `cargo bench -p ironlb-driver --bench hashing`; property tests below):
+//! Properties (docs/performance.md, `cargo bench -p ironlb-driver --bench hashing`; property tests in
+//! buckets_tests.rs):
 //! - Balance: no target owns more than `cap(t) <= floor(1.2 M/N) + 1` slots, i.e. max/mean <= 1.2 + N/M (1.22 at
-//!   N = 64, 1.45 at N = 1,024).
+//!   N = 64, 1.45 at N = 1,024, 2.2 at N = 4,096).
 //! - Disruption: without capacities (step 1 alone, plain rendezvous hashing) one target added or removed changes
 //!   only the slots that target wins or won. The capacities move a few more (a target that receives one favourite
 //!   more, or whose capacity changes by one, sheds or keeps one slot more): measured at most 0.51% of all slots
-//!   between targets that stay, mean 0.14%, for N from 1 to 1,025 ([`MAX_KEPT_MOVED_PERCENT`] is the bound the tests
+//!   between targets that stay, mean 0.13%, for N from 1 to 4,096 ([`MAX_KEPT_MOVED_PERCENT`] is the bound the tests
 //!   hold).
 //!
-//! [`Maglev`] (classic, for the reference row of the bench) and [`StableMaglev`] (the default until issue 13, kept for
-//! the bench's "old" rows) fill the same M from per-target permutations; both are exactly balanced pure functions of
-//! (targets, M), but a change moves slots between targets that stay (Maglev at M = 65,536: up to 1.45% of all flows;
-//! StableMaglev at M = 4,096: over 1% from N ~ 30).
+//! [`Maglev`] (Maglev's round-robin population adapted to M = 2^k) and [`StableMaglev`] (the default until issue 13,
+//! kept for the bench's "old" rows) fill the same M from per-target permutations; both are exactly balanced pure
+//! functions of (targets, M), but a change moves slots between targets that stay (Maglev at M = 65,536: up to 1.45%
+//! of all flows; StableMaglev at M = 4,096: over 1% from N ~ 30). The bench's reference row is classic Maglev at the
+//! paper's prime M = 65,537 (up to 1.03%), computed in the bench itself.
 //!
 //! The Maglev permutations: sort the targets by key (byte-wise); the target of rank `r` gets
 //! `offset = crc(MAGLEV_OFFSET_SEED, key) mod M`, `skip = (crc(MAGLEV_SKIP_SEED, key) mod M) | 1` and visits slot
