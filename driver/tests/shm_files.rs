@@ -156,3 +156,46 @@ fn every_backend_checks_the_bar_length() {
         Ok(_) => panic!("a 100-byte BAR was accepted"),
     }
 }
+
+/// Issue 12 item 10 for the device: the driver's lock on a sim-shm device is an `flock` of the BAR file, so a user
+/// who could open it could hold that lock and keep every daemon off the device. The model's files are 0600: another
+/// local user (uid 65534) cannot open, hence cannot lock, them, even in a directory everyone can enter.
+#[test]
+fn other_users_cannot_take_the_device_lock() {
+    use std::os::unix::process::CommandExt as _;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ServeArgs {
+        bar: d.path().join("dev.bar"),
+        host_mem: d.path().join("dev.host"),
+        host_mem_len: Some(1 << 20),
+        host_iova_base: 0x1_0000_0000,
+        small: true,
+        bar_offset: 0,
+        no_dma: false,
+        tun: Vec::new(),
+    };
+    drop(args.open_device().unwrap());
+    for p in [&args.bar, &args.host_mem] {
+        let out = std::process::Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(p)
+            .arg("true")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("flock (util-linux)");
+        assert!(
+            !out.status.success(),
+            "user 65534 could open and lock {}",
+            p.display()
+        );
+    }
+    // The owner's driver attaches (and takes the lock) as before.
+    assert!(ShmBackend::open(&ShmPaths {
+        bar: args.bar.clone(),
+        host: args.host_mem.clone(),
+        host_iova_base: 0x1_0000_0000,
+    })
+    .is_ok());
+}

@@ -11,6 +11,7 @@ use crate::backend::BackendSpec;
 use crate::cli::ColorChoice;
 use crate::daemon::{self, DaemonConfig};
 use crate::reconcile::{HostConfig, RELEASE_GRACE};
+use ironlb_cluster::EtcdSettings;
 use ironlb_sim::DeviceConfig;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv6Addr, SocketAddr};
@@ -103,6 +104,10 @@ pub struct RunSettings {
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(default, with = "as_duration", skip_serializing_if = "Option::is_none")]
     pub release_grace: Option<Duration>,
+    /// How to reach etcd in cluster mode (`--etcd-*` flags; the `[etcd]` table of the file; docs/cluster.md).
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "EtcdSettings::is_empty")]
+    pub etcd: EtcdSettings,
 }
 
 /// A configuration that cannot be used: bad input (exit code 2).
@@ -187,6 +192,7 @@ impl RunSettings {
             color: over.color.or(self.color),
             debounce_ms: over.debounce_ms.or(self.debounce_ms),
             release_grace: over.release_grace.or(self.release_grace),
+            etcd: self.etcd.overlay(over.etcd),
         }
     }
 
@@ -217,6 +223,7 @@ impl RunSettings {
             color: Some(self.color.unwrap_or_default()),
             debounce_ms: Some(self.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
             release_grace: Some(self.release_grace.unwrap_or(RELEASE_GRACE)),
+            etcd: self.etcd,
         }
     }
 
@@ -242,6 +249,9 @@ impl RunSettings {
         }
         if let Some(g) = &self.socket_group {
             group_id(g).map_err(|e| bad("socket-group", e))?;
+        }
+        if !self.etcd.is_empty() {
+            self.etcd.resolve().map_err(|e| bad("etcd", e.to_string()))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! and serves diagnostics ([`ops`]) and [`metrics`].
 #![forbid(unsafe_code)]
 
-pub use control::{alloc, controller};
+pub use control::{alloc, controller, reconcile};
 pub use ironlb_api::types as api;
 pub use ironlb_api::{printable, validate};
 
@@ -14,6 +14,7 @@ pub mod backend;
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -23,7 +24,6 @@ pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod ops;
-pub mod reconcile;
 pub mod source;
 pub mod status;
 pub mod store;

@@ -8,7 +8,9 @@ use ironlb_runtime::ops::Format;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 #[path = "common/daemon.rs"]
 mod common_daemon;
 use common_daemon::test_config;
@@ -121,25 +123,55 @@ fn scrape(d: &Daemon) -> String {
     body
 }
 
+/// Every load failure but the duplicate (its own test below), added while the daemon runs (the live-event path,
+/// not the start-up scan): `ironlb status` (through the control socket) lists it under the manifest errors,
+/// status.json has it, `ironlb_manifest_load_errors` counts it, and the good load balancers stay Ready.
 #[test]
-fn the_daemon_shows_a_file_that_does_not_parse_in_status_and_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_examples(dir.path());
-    std::fs::write(dir.path().join("broken.yaml"), "kind: [\n").unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let mut d = daemon(dir.path(), state.path());
-    d.sync().unwrap();
-    // Through the control socket, as `ironlb status` asks.
-    let status = ironlb_runtime::daemon::request(
-        d.socket_path(),
-        &Request::Status {
-            format: Format::Table,
-        },
-    )
-    .unwrap();
-    assert!(status.contains("manifest errors (1;"), "{status}");
-    assert!(status.contains("broken.yaml"), "{status}");
-    assert!(scrape(&d).contains("ironlb_manifest_load_errors 1"));
+fn the_daemon_shows_every_load_failure_in_status_and_metrics() {
+    for (name, content, names) in faults().into_iter().filter(|f| f.0 != "dup-a.yaml") {
+        let dir = tempfile::tempdir().unwrap();
+        copy_examples(dir.path());
+        let state = tempfile::tempdir().unwrap();
+        let mut d = daemon(dir.path(), state.path());
+        d.sync().unwrap();
+        assert!(scrape(&d).contains("ironlb_manifest_load_errors 0"), "{name}");
+        let socket = d.socket_path().to_path_buf();
+        // The daemon's own loop (watcher events, debounce, sync), as `ironlb run` runs it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let runner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                d.run(&stop).unwrap();
+                d
+            })
+        };
+        plant(dir.path(), name, &content);
+        let t0 = Instant::now();
+        let shown = loop {
+            let s = ironlb_runtime::daemon::request(
+                &socket,
+                &Request::Status {
+                    format: Format::Table,
+                },
+            )
+            .unwrap();
+            if s.contains("manifest errors (1;") {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "{name} never shown:\n{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(shown.contains(name) && shown.contains(names), "{name}: {shown}");
+        assert!(
+            shown.contains("default/my-load-balancer  lb_id 0  Ready"),
+            "{name}: {shown}"
+        );
+        stop.store(true, Ordering::Relaxed);
+        let d = runner.join().unwrap();
+        let json = std::fs::read_to_string(state.path().join("status.json")).unwrap();
+        assert!(json.contains(name), "{name}: {json}");
+        assert!(scrape(&d).contains("ironlb_manifest_load_errors 1"), "{name}");
+    }
 }
 
 /// One LoadBalancer in two files: the first definition is programmed (as `validate` keeps the first), and the

@@ -6,6 +6,7 @@ use ironlb_driver::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
 use ironlb_runtime::cli::{BadInput, ColorChoice};
+use ironlb_runtime::cluster::cli as cluster;
 use ironlb_runtime::config::{LogFormat, RunSettings};
 use ironlb_runtime::daemon::{self, Daemon, Request, StatusFile};
 use ironlb_runtime::example;
@@ -212,6 +213,13 @@ enum Cmd {
         /// Output directory (created if missing).
         dir: PathBuf,
     },
+    /// Cluster mode: validate manifests and write their objects to etcd (docs/cluster.md). Nothing is written when
+    /// any object is invalid (exit 2) or changed concurrently (exit 1).
+    Apply(cluster::ApplyArgs),
+    /// Cluster mode: delete objects from etcd, named by manifests or by KIND NAME...
+    Delete(cluster::DeleteArgs),
+    /// Cluster mode: show objects stored in etcd (`-o yaml` output can be applied again).
+    Get(cluster::GetArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -266,6 +274,17 @@ fn format(o: &str) -> Format {
     } else {
         Format::Table
     }
+}
+
+/// A cluster command's typed error, as the exit code wants it (bad input: 2).
+fn cluster_cmd(r: Result<(), cluster::CliError>) -> Result<()> {
+    r.map_err(|e| {
+        if e.is_bad_input() {
+            bad(e)
+        } else {
+            anyhow::Error::new(e)
+        }
+    })
 }
 
 fn bad(e: impl std::fmt::Display) -> anyhow::Error {
@@ -751,6 +770,13 @@ fn run(cli: Cli) -> Result<()> {
             out!("{}", o.trim_end());
             Ok(())
         }
+        Cmd::Apply(a) => cluster_cmd(cluster::apply(&a, &mut std::io::stdout(), &mut std::io::stderr())),
+        Cmd::Delete(a) => cluster_cmd(cluster::delete(
+            &a,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Cmd::Get(a) => cluster_cmd(cluster::get(&a, &mut std::io::stdout())),
         Cmd::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut buf = Vec::new();

@@ -18,7 +18,34 @@ fn every_key() -> RunSettings {
         color: Some(crate::cli::ColorChoice::Never),
         debounce_ms: Some(50),
         release_grace: Some(Duration::from_secs(3600)),
+        // The [etcd] table has its own test (`the_etcd_table`): this file stays one line per key.
+        etcd: EtcdSettings::default(),
     }
+}
+
+#[test]
+fn the_etcd_table() {
+    let text = "mtu = 1500\n[etcd]\nendpoints = [\"https://10.0.0.1:2379\"]\nprefix = \"/fleet/\"\nca = \"/etc/ironlb/ca.pem\"\ncert = \"/etc/ironlb/client.pem\"\nkey = \"/etc/ironlb/client-key.pem\"\n";
+    let s = RunSettings::parse(text).unwrap();
+    assert_eq!(s.etcd.prefix.as_deref(), Some("/fleet/"));
+    assert_eq!(RunSettings::parse(&s.to_toml()).unwrap(), s);
+    s.check("--").unwrap();
+    // Flags override the file's keys one by one.
+    let flags = RunSettings {
+        etcd: EtcdSettings {
+            prefix: Some("/other/".into()),
+            ..EtcdSettings::default()
+        },
+        ..RunSettings::default()
+    };
+    let eff = s.clone().overlay(flags).with_defaults();
+    assert_eq!(eff.etcd.prefix.as_deref(), Some("/other/"));
+    assert_eq!(eff.etcd.ca, s.etcd.ca);
+    // A bad value names the key.
+    let bad = RunSettings::parse("[etcd]\nprefix = \"x\"\n").unwrap();
+    let e = bad.check("config file f: ").unwrap_err().to_string();
+    assert!(e.contains("etcd") && e.contains("prefix"), "{e}");
+    assert!(RunSettings::parse("[etcd]\npassword = \"x\"\n").is_err());
 }
 
 #[test]

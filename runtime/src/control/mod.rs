@@ -6,3 +6,4 @@
 pub mod alloc;
 pub mod controller;
 pub mod plan;
+pub mod reconcile;

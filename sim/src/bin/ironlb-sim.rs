@@ -2,7 +2,7 @@
 //!
 //! `ironlb-sim serve` runs the model as its own process over shared-memory files (see [`ironlb_sim::serve`]).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use ironlb_sim::serve::ServeArgs;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -20,12 +20,19 @@ struct Cli {
 enum Command {
     /// Run the model as its own process: BAR0 and host memory are files a driver (or QEMU ivshmem) maps too.
     Serve(ServeArgs),
+    /// Write the manual pages (ironlb-sim.1, ironlb-sim-serve.1) into a directory: what the package installs.
+    #[command(hide = true)]
+    Manpages {
+        /// Output directory (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Manpages { dir } => manpages(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,4 +49,9 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
     ironlb_sim::serve::serve(args, &stop)
+}
+
+fn manpages(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).map_err(|e| format!("{}: {e}", dir.display()))
 }

@@ -1,0 +1,157 @@
+//! The store against a real etcd (issue 17 test 5 and the writers' round trip). Skipped with a message when etcd
+//! is not installed, except under CI=true (cluster/src/testing.rs).
+
+use ironlb_api::load::{load_dir, load_str};
+use ironlb_api::{Kind, Object, ObjectRef};
+use ironlb_cluster::client::WriteError;
+use ironlb_cluster::store::{Expect, StoreError, Write};
+use ironlb_cluster::testing::EtcdServer;
+use ironlb_cluster::write::{Incoming, Outcome, Refusal};
+use ironlb_cluster::Client;
+
+fn examples() -> Vec<Incoming> {
+    let (objects, errors) = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+    assert!(errors.is_empty(), "{errors:?}");
+    objects
+        .into_iter()
+        .map(|(file, object)| Incoming {
+            file,
+            object,
+            resource_version: None,
+        })
+        .collect()
+}
+
+fn client(etcd: &EtcdServer, prefix: &str) -> Client {
+    Client::connect(&etcd.settings(prefix).resolve().unwrap()).unwrap()
+}
+
+#[test]
+fn apply_get_delete_round_trip() {
+    let Some(etcd) = EtcdServer::start_or_skip("apply_get_delete_round_trip") else {
+        return;
+    };
+    let c = client(&etcd, "/t1/");
+    let ex = examples();
+    let plan = c.apply(ex.clone()).unwrap();
+    assert!(plan.outcomes.iter().all(|(_, o)| *o == Outcome::Created));
+    let listing = c.list().unwrap();
+    assert_eq!(listing.objects.len(), ex.len());
+    for i in &ex {
+        let got = c.get(&i.object.object_ref()).unwrap().expect("stored");
+        assert_eq!(got.object, i.object);
+        assert!(got.revision > 0 && got.revision <= listing.revision);
+    }
+    // Applying again writes nothing: revisions stay.
+    let again = c.apply(ex.clone()).unwrap();
+    assert!(again.writes.is_empty());
+    assert_eq!(c.list().unwrap().objects, listing.objects);
+    // Another prefix is another fleet: empty.
+    assert!(client(&etcd, "/t2/").list().unwrap().objects.is_empty());
+    // Deleting everything empties the store.
+    let refs: Vec<ObjectRef> = listing.objects.keys().cloned().collect();
+    let plan = c.delete(refs.clone(), false).unwrap();
+    assert_eq!(plan.outcomes.len(), refs.len());
+    assert!(c.list().unwrap().objects.is_empty());
+    assert!(matches!(
+        c.delete(refs[..1].to_vec(), false),
+        Err(WriteError::Refused(Refusal::NotFound(_)))
+    ));
+    assert!(c.delete(refs[..1].to_vec(), true).is_ok());
+}
+
+#[test]
+fn bad_objects_are_refused_and_nothing_changes() {
+    let Some(etcd) = EtcdServer::start_or_skip("bad_objects_are_refused_and_nothing_changes") else {
+        return;
+    };
+    let c = client(&etcd, "/ironlb/");
+    c.apply(examples()).unwrap();
+    let before = c.list().unwrap();
+    // One good new Network and one LoadBalancer whose port range is backwards: neither is written.
+    let (objects, errors) = load_str(
+        "bad.yaml",
+        "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: fresh}\nspec: {vni: 4242}\n---\napiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: backwards}\nspec:\n  type: Internal\n  ipFamilies: [IPv4]\n  ips: [{value: 10.0.0.77}]\n  ports: [{port: 90, portEnd: 80}]\n  networkRef: {name: fresh}\n",
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let inc: Vec<Incoming> = objects
+        .into_iter()
+        .map(|(file, object)| Incoming {
+            file,
+            object,
+            resource_version: None,
+        })
+        .collect();
+    let Err(WriteError::Refused(Refusal::Invalid(problems))) = c.apply(inc) else {
+        panic!("refused")
+    };
+    assert!(
+        problems.iter().any(|p| p.file == std::path::Path::new("bad.yaml")
+            && p.object == ObjectRef::new(Kind::LoadBalancer, "default", "backwards")
+            && p.field.starts_with("spec.ports[0]")),
+        "{problems:?}"
+    );
+    let after = c.list().unwrap();
+    assert_eq!(after.objects, before.objects);
+    assert_eq!(after.revision, before.revision, "not a single write");
+}
+
+#[test]
+fn a_concurrent_change_is_a_conflict() {
+    let Some(etcd) = EtcdServer::start_or_skip("a_concurrent_change_is_a_conflict") else {
+        return;
+    };
+    let c = client(&etcd, "/ironlb/");
+    c.apply(examples()).unwrap();
+    let listing = c.list().unwrap();
+    let (r, stored) = listing
+        .objects
+        .iter()
+        .find(|(r, _)| r.kind == Kind::Network)
+        .map(|(r, s)| (r.clone(), s.clone()))
+        .unwrap();
+    let Object::Network(mut changed) = stored.object.clone() else {
+        unreachable!()
+    };
+    changed.metadata.labels.insert("edited".into(), "yes".into());
+    // A writer that read at the old revision loses against one that wrote since.
+    let first = Write::Put {
+        object: Box::new(Object::Network(changed.clone())),
+        expect: Expect::Revision(stored.revision),
+    };
+    c.block_on(c.store().commit(std::slice::from_ref(&first)))
+        .unwrap();
+    changed.metadata.labels.insert("edited".into(), "twice".into());
+    let second = Write::Put {
+        object: Box::new(Object::Network(changed)),
+        expect: Expect::Revision(stored.revision),
+    };
+    let Err(StoreError::Conflict(conflicts)) = c.block_on(c.store().commit(&[second])) else {
+        panic!("conflict")
+    };
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].object, r);
+    assert!(conflicts[0].found > Some(stored.revision));
+    // A manifest pinned to the old resourceVersion is refused too, with both revisions in the message.
+    let pinned = Incoming {
+        file: "pinned.yaml".into(),
+        object: stored.object.clone(),
+        resource_version: Some(stored.revision),
+    };
+    let e = c.apply(vec![pinned]).unwrap_err();
+    assert!(matches!(e, WriteError::Refused(Refusal::Conflict(_))), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("resourceVersion {}", stored.revision)),
+        "{e}"
+    );
+    // Create-only expectations fail on an existing object.
+    let create = Write::Put {
+        object: Box::new(stored.object),
+        expect: Expect::Absent,
+    };
+    assert!(matches!(
+        c.block_on(c.store().commit(&[create])),
+        Err(StoreError::Conflict(_))
+    ));
+}

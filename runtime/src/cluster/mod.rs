@@ -1,0 +1,5 @@
+//! Cluster mode in the runtime (issue 17, docs/cluster.md): the `ironlb apply`, `delete` and `get` commands that
+//! write and read IronCore objects in etcd through [`ironlb_cluster`].
+
+pub mod cli;
+mod print;
