@@ -94,6 +94,24 @@ impl Layout {
         format!("{}_ironlb/{area}/", self.prefix)
     }
 
+    /// The key of a LoadBalancer's allocation record ([`crate::alloc`]).
+    pub fn allocation_key(&self, lb: &ObjectKey) -> String {
+        format!(
+            "{}{}/{}",
+            self.record_prefix(crate::alloc::AREA),
+            lb.namespace,
+            lb.name
+        )
+    }
+
+    /// The LoadBalancer whose allocation record `key` is, if it is one.
+    pub fn parse_allocation_key(&self, key: &str) -> Option<ObjectKey> {
+        let rest = key.strip_prefix(&self.record_prefix(crate::alloc::AREA))?;
+        let (namespace, name) = rest.split_once('/')?;
+        (!namespace.is_empty() && !name.is_empty() && !name.contains('/'))
+            .then(|| ObjectKey::new(namespace, name))
+    }
+
     /// The object a key names, if it is an object key of this layout.
     pub fn parse_key(&self, key: &str) -> Option<ObjectRef> {
         let rest = key.strip_prefix(&self.prefix)?;
@@ -149,6 +167,15 @@ mod tests {
             assert_eq!(l.parse_key(k), None, "{k}");
         }
         assert!(l.record_prefix("allocations").starts_with("/fleet-a/_ironlb/"));
+        let lb = ObjectKey::new("default", "web");
+        let k = l.allocation_key(&lb);
+        assert_eq!(k, "/fleet-a/_ironlb/allocations/default/web");
+        assert_eq!(l.parse_allocation_key(&k), Some(lb));
+        assert_eq!(l.parse_key(&k), None);
+        assert_eq!(
+            l.parse_allocation_key("/fleet-a/_ironlb/allocations/default/web/x"),
+            None
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! - [`layout`]: where each object lives (`PREFIX<group>/<Kind>/<namespace>/<name>`);
 //! - [`codec`]: objects as the JSON values stored there;
+//! - [`alloc`]: the controller's allocation records, which agents program as given;
+//! - [`watch`]: following the store: list at a revision, watch from the next, relist after a compaction;
 //! - [`settings`]: endpoints, TLS files and the prefix, from flags and the configuration file;
 //! - [`store`]: list, get and transactional writes with optimistic concurrency (resourceVersion = `mod_revision`);
 //! - [`write`]: what `apply` and `delete` write, validated as `ironlb validate` does before anything is written;
@@ -12,12 +14,14 @@
 //! It depends on `ironlb-api` only (no device crates), so the gRPC stack stays out of the API and driver crates.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod client;
 pub mod codec;
 pub mod layout;
 pub mod settings;
 pub mod store;
 pub mod testing;
+pub mod watch;
 pub mod write;
 
 pub use client::Client;

@@ -5,13 +5,14 @@
 //! transaction whose expectations do not all hold writes nothing and fails with [`StoreError::Conflict`], listing
 //! each object that changed.
 
+use crate::alloc::Allocation;
 use crate::codec::{self, DecodeError};
 use crate::layout::Layout;
 use crate::settings::EtcdConfig;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
 };
-use ironlb_api::{Object, ObjectRef};
+use ironlb_api::{Object, ObjectKey, ObjectRef};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -39,15 +40,65 @@ pub struct Undecodable {
     pub error: DecodeError,
 }
 
-/// Every object under the prefix at one revision.
+/// Every object (and allocation record) under the prefix at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Listing {
     /// The objects, by reference.
     pub objects: BTreeMap<ObjectRef, Stored>,
-    /// The store's revision the listing was read at.
+    /// The allocation records, by LoadBalancer, with their revisions.
+    pub allocations: BTreeMap<ObjectKey, (Allocation, i64)>,
+    /// The store's revision the listing was read at (or, followed by a watch, last brought up to).
     pub revision: i64,
-    /// Values that are not objects.
+    /// Values that are not objects (or allocation records).
     pub undecodable: Vec<Undecodable>,
+}
+
+impl Listing {
+    /// Takes in the value of `key` at `mod_revision` (a listed key, or a watch's put). Keys that are neither
+    /// objects nor allocation records are ignored.
+    pub fn absorb(&mut self, layout: &Layout, key: &str, value: &[u8], mod_revision: i64) {
+        self.undecodable.retain(|u| u.key != key);
+        if let Some(r) = layout.parse_key(key) {
+            match decode_at(&r, value) {
+                Ok(object) => {
+                    self.objects.insert(
+                        r,
+                        Stored {
+                            object,
+                            revision: mod_revision,
+                        },
+                    );
+                }
+                Err(error) => {
+                    // The last good value stays; the problem is reported.
+                    self.undecodable.push(Undecodable {
+                        key: key.to_string(),
+                        error,
+                    })
+                }
+            }
+        } else if let Some(lb) = layout.parse_allocation_key(key) {
+            match Allocation::decode(value) {
+                Ok(a) => {
+                    self.allocations.insert(lb, (a, mod_revision));
+                }
+                Err(e) => self.undecodable.push(Undecodable {
+                    key: key.to_string(),
+                    error: DecodeError::Json(e),
+                }),
+            }
+        }
+    }
+
+    /// Forgets `key` (a watch's delete).
+    pub fn forget(&mut self, layout: &Layout, key: &str) {
+        self.undecodable.retain(|u| u.key != key);
+        if let Some(r) = layout.parse_key(key) {
+            self.objects.remove(&r);
+        } else if let Some(lb) = layout.parse_allocation_key(key) {
+            self.allocations.remove(&lb);
+        }
+    }
 }
 
 /// What a write expects of the object's current revision.
@@ -270,22 +321,8 @@ impl Store {
             ..Listing::default()
         };
         for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let Some(r) = self.layout.parse_key(&key) else {
-                continue; // ironlb's own records, or keys of no kind ironlb reads
-            };
-            match decode_at(&r, kv.value()) {
-                Ok(object) => {
-                    listing.objects.insert(
-                        r,
-                        Stored {
-                            object,
-                            revision: kv.mod_revision(),
-                        },
-                    );
-                }
-                Err(error) => listing.undecodable.push(Undecodable { key, error }),
-            }
+            let key = String::from_utf8_lossy(kv.key());
+            listing.absorb(&self.layout, &key, kv.value(), kv.mod_revision());
         }
         Ok(listing)
     }
@@ -308,6 +345,26 @@ impl Store {
                 Ok(None)
             }
         }
+    }
+
+    /// Writes the allocation record of LoadBalancer `lb` if its record is as `expect` says (a create: absent);
+    /// returns whether it was written.
+    pub async fn put_allocation(
+        &self,
+        lb: &ObjectKey,
+        a: &Allocation,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        let key = self.layout.allocation_key(lb);
+        let cmp = match expect {
+            Expect::Absent => Compare::create_revision(key.as_bytes(), CompareOp::Equal, 0),
+            Expect::Revision(r) => Compare::mod_revision(key.as_bytes(), CompareOp::Equal, r),
+        };
+        let txn = Txn::new()
+            .when(vec![cmp])
+            .and_then(vec![TxnOp::put(key.as_bytes(), a.encode(), None)]);
+        let mut kv = self.client.kv_client();
+        Ok(self.call("transaction", kv.txn(txn)).await?.succeeded())
     }
 
     /// Performs `writes`, each only if its object is as expected; returns the store's revision after the last

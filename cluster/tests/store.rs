@@ -155,3 +155,48 @@ fn a_concurrent_change_is_a_conflict() {
         Err(StoreError::Conflict(_))
     ));
 }
+
+#[test]
+fn a_watch_resumed_past_a_compaction_says_so() {
+    let Some(etcd) = EtcdServer::start_or_skip("a_watch_resumed_past_a_compaction_says_so") else {
+        return;
+    };
+    let c = client(&etcd, "/ironlb/");
+    c.apply(examples()).unwrap();
+    let old = c.list().unwrap();
+    let mut edited = examples();
+    for i in &mut edited {
+        if let Object::Network(n) = &mut i.object {
+            n.metadata.labels.insert("edited".into(), "yes".into());
+        }
+    }
+    c.apply(edited.clone()).unwrap();
+    // A second write: compacting at its revision removes the revision right after `old`, which the watch needs.
+    for i in &mut edited {
+        if let Object::Network(n) = &mut i.object {
+            n.metadata.labels.insert("edited".into(), "twice".into());
+        }
+    }
+    c.apply(edited).unwrap();
+    let now = c.list().unwrap().revision;
+    let mut raw = c.store().client().clone();
+    c.block_on(raw.compact(now, None)).unwrap();
+    let mut seen = 0;
+    let end = c
+        .block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                ironlb_cluster::watch::follow(c.store(), Some(old), |_| seen += 1),
+            )
+            .await
+        })
+        .expect("follow returns within 10 s")
+        .unwrap();
+    assert_eq!(
+        end,
+        ironlb_cluster::watch::FollowEnd::Compacted {
+            compact_revision: now
+        }
+    );
+    assert_eq!(seen, 1, "the resumed listing, then nothing");
+}

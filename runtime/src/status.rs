@@ -72,6 +72,8 @@ pub enum Reason {
     PrefixExhausted,
     /// No pool of the requested family.
     UnsupportedFamily,
+    /// Cluster mode: the controller has not allocated the load balancer's lb_id or IPs yet.
+    NotAllocated,
     /// `TargetsResolved=True`.
     Resolved,
     /// `TargetsResolved=False`: some destinations could not be used.
@@ -99,6 +101,7 @@ impl Reason {
             Reason::PoolExhausted => "PoolExhausted",
             Reason::PrefixExhausted => "PrefixExhausted",
             Reason::UnsupportedFamily => "UnsupportedFamily",
+            Reason::NotAllocated => "NotAllocated",
             Reason::Resolved => "Resolved",
             Reason::DestinationsSkipped => "DestinationsSkipped",
             Reason::DeviceReset => "DeviceReset",
@@ -126,6 +129,7 @@ impl Reason {
             AllocError::PoolExhausted { .. } => Reason::PoolExhausted,
             AllocError::PrefixExhausted { .. } => Reason::PrefixExhausted,
             AllocError::UnsupportedFamily { .. } => Reason::UnsupportedFamily,
+            AllocError::NotGiven { .. } => Reason::NotAllocated,
         }
     }
 
@@ -294,6 +298,7 @@ mod tests {
             PoolExhausted,
             PrefixExhausted,
             UnsupportedFamily,
+            NotAllocated,
             Resolved,
             DestinationsSkipped,
             DeviceReset,

@@ -346,3 +346,41 @@ fn preferred_addresses_are_taken_when_free_and_in_range() {
     assert_eq!(a.prefix_ip_preferring(&k("i"), &p, cidr, &[want]).unwrap(), want);
     assert_ne!(a.prefix_ip_preferring(&k("j"), &p, cidr, &[want]).unwrap(), want);
 }
+
+/// Cluster mode: an agent's allocator holds what it was given and never chooses (docs/cluster.md "Agents").
+#[test]
+fn a_given_allocator_never_chooses() {
+    use ironlb_runtime::alloc::{AllocError, AllocState, Allocator, LbAlloc};
+    use ironlb_runtime::api::{IpFamily, ObjectKey};
+    let web = ObjectKey::new("default", "web");
+    let other = ObjectKey::new("default", "other");
+    let mut a = Allocator::given(16);
+    let given: std::net::IpAddr = "198.51.100.77".parse().unwrap();
+    a.set_given(AllocState {
+        lbs: [(
+            web.clone(),
+            LbAlloc {
+                lb_id: Some(9),
+                public_ips: vec![given],
+                prefix_ips: Default::default(),
+            },
+        )]
+        .into(),
+        cursors: Default::default(),
+    });
+    assert_eq!(a.lb_id(&web).unwrap(), 9);
+    // The controller's address, though this host has no pool at all.
+    assert_eq!(a.public_ips(&web, &[IpFamily::IPv4]).unwrap(), vec![given]);
+    assert!(matches!(
+        a.public_ips(&web, &[IpFamily::IPv6]),
+        Err(AllocError::NotGiven { .. })
+    ));
+    assert!(matches!(a.lb_id(&other), Err(AllocError::NotGiven { .. })));
+    let prefix = ObjectKey::new("default", "p");
+    assert!(matches!(
+        a.prefix_ip(&web, &prefix, "10.0.0.0/24".parse().unwrap()),
+        Err(AllocError::NotGiven { .. })
+    ));
+    assert_eq!(a.persist_count(), 0, "nothing is written");
+    assert_eq!(a.state().lbs.len(), 1);
+}

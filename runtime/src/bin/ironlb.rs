@@ -220,6 +220,9 @@ enum Cmd {
     Delete(cluster::DeleteArgs),
     /// Cluster mode: show objects stored in etcd (`-o yaml` output can be applied again).
     Get(cluster::GetArgs),
+    /// Cluster mode: the per-host agent. Follows the objects and the controller's allocations in etcd and keeps
+    /// this host's device programmed with them; never allocates (docs/cluster.md).
+    Agent(ironlb_runtime::cluster::agent_cli::AgentArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -777,6 +780,10 @@ fn run(cli: Cli) -> Result<()> {
             &mut std::io::stderr(),
         )),
         Cmd::Get(a) => cluster_cmd(cluster::get(&a, &mut std::io::stdout())),
+        Cmd::Agent(a) => {
+            init_logs(a.log_format(), a.settings.color.unwrap_or_default());
+            cluster_cmd(ironlb_runtime::cluster::agent_cli::agent(&a))
+        }
         Cmd::Completions { shell } => {
             use clap::CommandFactory as _;
             let mut buf = Vec::new();

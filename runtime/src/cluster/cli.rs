@@ -129,6 +129,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// The agent failed as a whole.
+    #[error(transparent)]
+    Agent(#[from] super::agent::AgentError),
 }
 
 impl From<WriteError> for CliError {

@@ -41,10 +41,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod dir;
+pub mod etcd;
 /// Reading one manifest file safely (`ironlb_api::read`).
 pub use ironlb_api::read;
 
 pub use dir::DirSource;
+pub use etcd::{EtcdHealth, EtcdSource};
 
 /// A provider of manifest snapshots (a directory today; etcd / Kubernetes later).
 pub trait Source {

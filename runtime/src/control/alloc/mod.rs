@@ -99,6 +99,12 @@ pub enum AllocError {
         /// The Prefix (namespace, name).
         prefix: ObjectKey,
     },
+    /// Cluster mode (an agent's allocator, [`Allocator::given`]): the controller has not allocated this yet.
+    #[error("no {what} allocated by the controller yet")]
+    NotGiven {
+        /// What is missing.
+        what: &'static str,
+    },
     /// An IP family the allocator cannot serve.
     #[error("unsupported IP family {family}")]
     UnsupportedFamily {
@@ -118,6 +124,7 @@ impl AllocError {
             AllocError::PoolExhausted { .. } => "PoolExhausted",
             AllocError::PrefixExhausted { .. } => "PrefixExhausted",
             AllocError::UnsupportedFamily { .. } => "UnsupportedFamily",
+            AllocError::NotGiven { .. } => "NotAllocated",
         }
     }
 }
@@ -231,6 +238,9 @@ pub struct Allocator {
     undo: Undo,
     /// Successful writes of the state file.
     persists: u64,
+    /// Cluster mode: allocations are given (by the controller, through etcd), never chosen here; nothing is
+    /// persisted ([`Allocator::given`]).
+    given: bool,
 }
 
 impl Allocator {
@@ -259,12 +269,41 @@ impl Allocator {
             in_batch: false,
             undo: Undo::default(),
             persists: 0,
+            given: false,
         };
         if !exists {
             // Fail early when the location is not writable.
             a.persist()?;
         }
         Ok(a)
+    }
+
+    /// An allocator whose allocations are given, not chosen (a cluster agent's: the controller allocates, every host
+    /// programs what it decided). It holds what [`Allocator::set_given`] last set; a load balancer asks for an lb_id
+    /// or IP it was not given gets [`AllocError::NotGiven`] (and is not programmed) instead of a new value. Releases
+    /// change memory only. No file: the controller's records in etcd are the durable state.
+    pub fn given(lb_id_cap: u32) -> Allocator {
+        Allocator {
+            path: PathBuf::new(),
+            pools: Pools::default(),
+            lb_id_cap,
+            state: AllocState::default(),
+            index: Index::default(),
+            in_batch: false,
+            undo: Undo::default(),
+            persists: 0,
+            given: true,
+        }
+    }
+
+    /// Replaces the given allocations (cluster mode; outside a batch).
+    pub fn set_given(&mut self, state: AllocState) {
+        assert!(
+            self.given && !self.in_batch,
+            "set_given on a given allocator, outside a batch"
+        );
+        self.index = Index::build(&state);
+        self.state = state;
     }
 
     /// Reads and validates the state file at `path` without opening an allocator.
@@ -444,6 +483,11 @@ impl Allocator {
 
     fn lb_id_in_memory(&mut self, key: &ObjectKey) -> Result<u32, AllocError> {
         let old = self.state.lbs.get(key).and_then(|a| a.lb_id);
+        if self.given {
+            return old
+                .filter(|id| *id < self.lb_id_cap)
+                .ok_or(AllocError::NotGiven { what: "lb_id" });
+        }
         if let Some(id) = old {
             if id < self.lb_id_cap {
                 return Ok(id);
@@ -479,6 +523,18 @@ impl Allocator {
         }
         let current: &[IpAddr] = self.state.lbs.get(key).map_or(&[], |a| a.public_ips.as_slice());
         let mut out = Vec::with_capacity(wanted.len());
+        if self.given {
+            // The controller's addresses, whatever this host's pools: one per requested family.
+            for family in wanted {
+                let ip = current
+                    .iter()
+                    .copied()
+                    .find(|ip| IpFamily::of(ip) == *family)
+                    .ok_or(AllocError::NotGiven { what: "public IP" })?;
+                out.push(ip);
+            }
+            return Ok(out);
+        }
         for family in wanted {
             let pools = self
                 .pools
@@ -554,6 +610,9 @@ impl Allocator {
             if range.contains(&ip) {
                 return Ok(ip);
             }
+        }
+        if self.given {
+            return Err(AllocError::NotGiven { what: "Prefix IP" });
         }
         let start = match self.state.cursors.get(prefix_name) {
             Some(c) if c.cidr == cidr && range.contains(&c.next) => to_u128(c.next),
@@ -684,6 +743,9 @@ impl Allocator {
 
     /// Writes the current state crash-safely.
     fn persist(&mut self) -> Result<(), AllocError> {
+        if self.given {
+            return Ok(());
+        }
         let mut bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| AllocError::Io {
             path: self.path.clone(),
             source: io::Error::other(e),

@@ -222,6 +222,12 @@ impl Reconciler {
         &self.alloc
     }
 
+    /// The allocator, to replace a cluster agent's given allocations ([`Allocator::set_given`]) before a
+    /// [`Reconciler::resync`].
+    pub fn allocator_mut(&mut self) -> &mut Allocator {
+        &mut self.alloc
+    }
+
     /// The status of every load balancer seen by the last sync, by key.
     pub fn status(&self) -> &BTreeMap<ObjectKey, LbStatus> {
         &self.status

@@ -1,0 +1,91 @@
+//! Following the store (docs/cluster.md "Agents"): list everything at one revision, then watch from the next
+//! revision, so no change is missed or seen twice.
+//!
+//! [`follow`] ends when the watch cannot go on: [`FollowEnd::Compacted`] when etcd compacted past the revision the
+//! watch needed (the caller lists again: a *relist*, which resyncs), or an error when etcd went away (the caller
+//! retries with backoff and keeps what it has). The callback sees the whole [`Listing`] after the initial list and
+//! after every watch response, so a consumer never sees half of one transaction.
+
+use crate::store::{Listing, Store, StoreError};
+use etcd_client::{EventType, WatchOptions};
+
+/// Why [`follow`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// etcd compacted its history past the revision the watch needed: list again.
+    Compacted {
+        /// The oldest revision etcd still has.
+        compact_revision: i64,
+    },
+    /// etcd cancelled the watch for another reason, or closed its stream.
+    Lost(String),
+}
+
+/// Lists the store and calls `on_change` with the listing, then watches from the listing's revision + 1 and calls
+/// `on_change` after each batch of events, until the watch ends. `start` is the listing to start from instead of
+/// a fresh list (a resumed watch), or `None`.
+pub async fn follow(
+    store: &Store,
+    start: Option<Listing>,
+    mut on_change: impl FnMut(&Listing),
+) -> Result<FollowEnd, StoreError> {
+    let mut listing = match start {
+        Some(l) => l,
+        None => store.list(None).await?,
+    };
+    on_change(&listing);
+    let mut watch = store.client().watch_client();
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(listing.revision + 1)
+        .with_progress_notify();
+    let mut stream = watch
+        .watch(store.layout().prefix(), Some(opts))
+        .await
+        .map_err(|source| StoreError::Etcd {
+            op: "watch",
+            endpoints: store.endpoints().to_string(),
+            source,
+        })?;
+    loop {
+        let msg = stream.message().await.map_err(|source| StoreError::Etcd {
+            op: "watch",
+            endpoints: store.endpoints().to_string(),
+            source,
+        })?;
+        let Some(resp) = msg else {
+            return Ok(FollowEnd::Lost("etcd closed the watch stream".into()));
+        };
+        if resp.canceled() {
+            if resp.compact_revision() > 0 {
+                return Ok(FollowEnd::Compacted {
+                    compact_revision: resp.compact_revision(),
+                });
+            }
+            return Ok(FollowEnd::Lost(format!(
+                "watch cancelled: {}",
+                resp.cancel_reason()
+            )));
+        }
+        if resp.compact_revision() > 0 {
+            return Ok(FollowEnd::Compacted {
+                compact_revision: resp.compact_revision(),
+            });
+        }
+        let layout = store.layout();
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key());
+            match ev.event_type() {
+                EventType::Put => listing.absorb(layout, &key, kv.value(), kv.mod_revision()),
+                EventType::Delete => listing.forget(layout, &key),
+            }
+        }
+        if let Some(h) = resp.header() {
+            listing.revision = listing.revision.max(h.revision());
+        }
+        if !resp.events().is_empty() {
+            on_change(&listing);
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The agent (cluster mode, docs/cluster.md "Agents"): one per host, it follows the objects and the controller's
+//! allocation records in etcd ([`EtcdSource`]) and reconciles its own device with them.
+//!
+//! It never allocates: its allocator is [`Allocator::given`], holding the controller's records, so every host
+//! programs the same lb_ids, VIPs and targets — byte-identical tables. A LoadBalancer without a record yet is not
+//! programmed (status reason `NotAllocated`) until the controller writes one.
+//!
+//! Nothing is done to the device before the first listing: an agent that starts while etcd is away adopts the
+//! device's tables and leaves them as they are. While etcd is unreachable the device keeps its last good state;
+//! the outage is logged, kept in [`EtcdHealth`] and written to `STATE_DIR/status.json` (so `ironlb status
+//! --state-dir DIR` shows it).
+
+use crate::alloc::{AllocState, Allocator};
+use crate::backend::{BackendSpec, OpenError};
+use crate::daemon::StatusFile;
+use crate::manifest::LoadCache;
+use crate::ops::{self, Format, OpError, View};
+use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
+use crate::source::{EtcdHealth, EtcdSource, Source, SourceError};
+use ironlb_cluster::EtcdConfig;
+use ironlb_driver::{Device, SharedModel};
+use ironlb_sim::DeviceConfig;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// What an agent needs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The store.
+    pub etcd: EtcdConfig,
+    /// The device.
+    pub backend: BackendSpec,
+    /// The model's configuration (inproc).
+    pub device_config: DeviceConfig,
+    /// Ports and underlay.
+    pub host: HostConfig,
+    /// Where `status.json` is written (none: not written).
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Why the agent failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The device could not be opened.
+    #[error("device {backend}: {source}")]
+    Device {
+        /// The backend.
+        backend: String,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
+    /// The source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The reconciler failed as a whole.
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    /// Writing status.json failed.
+    #[error("{}: {source}", path.display())]
+    Status {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The device, before and after the first listing.
+enum Holder {
+    /// Opened (tables adopted); nothing listed yet, so nothing may change on it.
+    Waiting(Option<Box<Device>>),
+    /// Reconciled.
+    Running(Box<Reconciler>),
+}
+
+/// One host's agent.
+pub struct Agent {
+    source: EtcdSource,
+    holder: Holder,
+    model: Option<SharedModel>,
+    host: HostConfig,
+    cache: LoadCache,
+    given: AllocState,
+    state_dir: Option<PathBuf>,
+    last_status: Option<StatusFile>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Opens the device (adopting its tables) and starts following etcd. Nothing is programmed yet.
+    pub fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
+        let opened = cfg
+            .backend
+            .open(&cfg.device_config)
+            .map_err(|source| AgentError::Device {
+                backend: cfg.backend.to_string(),
+                source,
+            })?;
+        let source = EtcdSource::start(cfg.etcd)?;
+        Ok(Agent {
+            source,
+            holder: Holder::Waiting(Some(Box::new(opened.device))),
+            model: opened.model,
+            host: cfg.host,
+            cache: LoadCache::default(),
+            given: AllocState::default(),
+            state_dir: cfg.state_dir,
+            last_status: None,
+        })
+    }
+
+    /// How the connection to etcd is doing.
+    pub fn health(&self) -> EtcdHealth {
+        self.source.health()
+    }
+
+    /// Waits up to `timeout` for the source's first listing.
+    pub fn wait_listed(&self, timeout: Duration) -> bool {
+        self.source.wait_listed(timeout)
+    }
+
+    /// Waits up to `timeout` until the source has seen every store write up to `revision`.
+    pub fn wait_revision(&self, revision: i64, timeout: Duration) -> bool {
+        self.source.wait_revision(revision, timeout)
+    }
+
+    /// What the device holds, per load balancer (the driver's specs: lb_id, VIPs, ports, targets, hashing), in
+    /// lb_id order: equal on hosts that hold the same configuration, whatever their history (unlike raw table
+    /// bytes, whose memory placement and shadow-set generation reflect the order changes arrived in).
+    pub fn programmed(&mut self) -> Vec<ironlb_driver::LbSpec> {
+        let dev = match &mut self.holder {
+            Holder::Running(r) => r.device(),
+            Holder::Waiting(d) => d.as_mut().expect("a waiting agent holds its device"),
+        };
+        let mut v: Vec<_> = dev.programmed().cloned().collect();
+        v.sort_by_key(|s| s.lb_id);
+        v
+    }
+
+    /// Waits up to `timeout` for a change of the source.
+    pub fn wait_change(&mut self, timeout: Duration) -> Result<bool, AgentError> {
+        Ok(self.source.wait_change(timeout)?)
+    }
+
+    /// One reconcile of what the source holds now. `None` before the first listing (the device is left alone).
+    pub fn sync(&mut self) -> Result<Option<SyncReport>, AgentError> {
+        if !self.source.health().listed {
+            self.write_status()?;
+            return Ok(None);
+        }
+        let (snap, given) = self.source.snapshot_with_allocations();
+        if let Holder::Waiting(dev) = &mut self.holder {
+            let dev = dev.take().expect("a waiting agent holds its device");
+            let mut alloc = Allocator::given(dev.caps().lb_ids);
+            alloc.set_given(given.clone());
+            self.given = given.clone();
+            let rec = Reconciler::new(*dev, alloc, &self.host)?;
+            self.holder = Holder::Running(Box::new(rec));
+        }
+        let Holder::Running(rec) = &mut self.holder else {
+            unreachable!("set above")
+        };
+        let changes = self.cache.changes(&snap);
+        for e in &snap.errors {
+            tracing::warn!(error = %e, "stored value is not an object ironlb reads; serving its last good content");
+        }
+        let report = if given != self.given {
+            // New allocations: everything is reconciled against them (after the objects' changes are taken in).
+            rec.allocator_mut().set_given(given.clone());
+            self.given = given;
+            if !changes.is_empty() {
+                rec.apply(changes)?;
+            }
+            rec.resync()?
+        } else if changes.is_empty() {
+            rec.resync()?
+        } else {
+            rec.apply(changes)?
+        };
+        for e in &report.errors {
+            tracing::info!(lb = %e.key, reason = %e.reason, error = %e.message, "load balancer not programmed as desired");
+        }
+        self.write_status()?;
+        Ok(Some(report))
+    }
+
+    /// The reconciler, once running.
+    pub fn reconciler(&mut self) -> Option<&mut Reconciler> {
+        match &mut self.holder {
+            Holder::Running(r) => Some(r),
+            Holder::Waiting(_) => None,
+        }
+    }
+
+    /// The device's tables (`ironlb dump -o json`'s text).
+    pub fn dump_json(&mut self) -> Result<String, OpError> {
+        let names = BTreeMap::new();
+        let dev = match &mut self.holder {
+            Holder::Running(r) => r.device(),
+            Holder::Waiting(d) => d.as_mut().expect("a waiting agent holds its device"),
+        };
+        ops::dump(
+            View {
+                dev,
+                model: self.model.as_ref(),
+                names: &names,
+            },
+            "all",
+            Format::Json,
+            &ops::FlowFilter::default(),
+        )
+    }
+
+    /// The etcd outage, as the line `ironlb status` shows.
+    fn outage_line(&self) -> Option<String> {
+        let h = self.source.health();
+        if h.connected {
+            return None;
+        }
+        let since = h.down_since.map(crate::clock::rfc3339).unwrap_or_default();
+        Some(format!(
+            "{}: unreachable since {since}: {}; the device keeps its last good state",
+            self.source.describe(),
+            h.last_error.as_deref().unwrap_or("not connected yet")
+        ))
+    }
+
+    fn write_status(&mut self) -> Result<(), AgentError> {
+        let Some(dir) = self.state_dir.clone() else {
+            return Ok(());
+        };
+        let mut source_errors: Vec<String> = self.outage_line().into_iter().collect();
+        let (generation, load_errors, load_balancers) = match &self.holder {
+            Holder::Running(r) => {
+                let snap_generation = self.source.health().revision as u64;
+                (
+                    snap_generation,
+                    r.load_errors().iter().map(ToString::to_string).collect(),
+                    r.status().values().cloned().collect(),
+                )
+            }
+            Holder::Waiting(_) => (0, Vec::new(), Vec::new()),
+        };
+        if let Holder::Waiting(_) = self.holder {
+            source_errors.push("waiting for the first listing from etcd; the device is left as it is".into());
+        }
+        let status = StatusFile {
+            generation,
+            source_errors,
+            load_errors,
+            load_balancers,
+            device_down: None,
+            device_conditions: Vec::new(),
+        };
+        if self.last_status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        crate::fsmode::ensure_dir(&dir, crate::fsmode::STATE_DIR_MODE).map_err(|source| {
+            AgentError::Status {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        let p = dir.join("status.json");
+        let json = serde_json::to_vec_pretty(&status).expect("status serializes");
+        crate::fsmode::write_atomic(&p, &json, crate::fsmode::STATE_FILE_MODE).map_err(|e| {
+            AgentError::Status {
+                path: e.path,
+                source: e.source,
+            }
+        })?;
+        self.last_status = Some(status);
+        Ok(())
+    }
+
+    /// Runs until `stop` is set: sync, then wait for a change of the store or a due retry (at most 1 s).
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
+        tracing::info!(source = %self.source.describe(), "ironlb agent started");
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = self.sync() {
+                tracing::error!(error = %e, "sync failed; retrying");
+            }
+            let next = self
+                .reconciler()
+                .and_then(|r| r.next_retry())
+                .map(|at| at.saturating_duration_since(std::time::Instant::now()));
+            let wait = next.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+            let mut left = wait;
+            while !stop.load(Ordering::Relaxed) && !left.is_zero() {
+                let step = left.min(Duration::from_millis(250));
+                if self.source.wait_change(step)? {
+                    break;
+                }
+                left = left.saturating_sub(step);
+            }
+        }
+        tracing::info!("ironlb agent stopping; the device keeps its tables");
+        Ok(())
+    }
+}
