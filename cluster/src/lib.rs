@@ -4,6 +4,8 @@
 //! - [`layout`]: where each object lives (`PREFIX<group>/<Kind>/<namespace>/<name>`);
 //! - [`codec`]: objects as the JSON values stored there;
 //! - [`alloc`]: the controller's allocation records, which agents program as given;
+//! - [`controller`]: allocation in etcd transactions (claim keys: nothing handed out twice) and leader election
+//!   with lease fencing;
 //! - [`watch`]: following the store: list at a revision, watch from the next, relist after a compaction;
 //! - [`settings`]: endpoints, TLS files and the prefix, from flags and the configuration file;
 //! - [`store`]: list, get and transactional writes with optimistic concurrency (resourceVersion = `mod_revision`);
@@ -17,6 +19,7 @@
 pub mod alloc;
 pub mod client;
 pub mod codec;
+pub mod controller;
 pub mod layout;
 pub mod settings;
 pub mod store;

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub use control::{alloc, controller, reconcile};
+pub use daemon::metrics;
 pub use ironlb_api::types as api;
 pub use ironlb_api::{printable, validate};
 
@@ -22,7 +23,6 @@ pub mod example;
 pub mod fsmode;
 pub mod host;
 pub mod manifest;
-pub mod metrics;
 pub mod ops;
 pub mod source;
 pub mod status;

@@ -195,3 +195,94 @@ fn three_agents_program_byte_identical_tables_and_a_late_joiner_writes_nothing()
         "the agent wrote nothing"
     );
 }
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn controller(etcd: &EtcdServer, id: &str) -> Proc {
+    Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ironlb"))
+            .args([
+                "controller",
+                "--etcd-endpoints",
+                &etcd.endpoint(),
+                "--id",
+                id,
+                "--lease-ttl",
+                "2",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Issue tests 1 and 2 with the real controller: `ironlb controller` allocates, two agents program identical
+/// tables; the leading controller is killed and the other takes over within the lease time, allocating a new LB.
+#[test]
+fn agents_follow_the_controller_and_a_killed_leader_is_replaced() {
+    let Some(etcd) =
+        EtcdServer::start_or_skip("agents_follow_the_controller_and_a_killed_leader_is_replaced")
+    else {
+        return;
+    };
+    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let first = controller(&etcd, "c1");
+    writer.apply(examples()).unwrap();
+    let mut agents: Vec<Agent> = (0..2).map(|_| agent(&etcd)).collect();
+    for a in &mut agents {
+        converge(a, "both ready with the controller's allocations", |a| {
+            ready(a) == 2
+        });
+    }
+    let leader = |w: &Client| {
+        let mut kv = w.store().client().kv_client();
+        let key = format!("{}leader", w.store().layout().record_prefix("controller"));
+        w.block_on(kv.get(key, None))
+            .unwrap()
+            .kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    };
+    assert_eq!(leader(&writer).as_deref(), Some("c1"));
+    let second = controller(&etcd, "c2");
+    drop(first); // SIGKILL: no resign; the lease lapses after 2 s
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(20);
+    while leader(&writer).as_deref() != Some("c2") {
+        assert!(Instant::now() < deadline, "c2 did not take over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("failover after {:?} (lease time 2 s)", killed.elapsed());
+    let (extra, errors) = ironlb_api::load::load_str(
+        "extra.yaml",
+        "apiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: extra}\nspec:\n  type: Public\n  ipFamilies: [IPv4]\n  ports: [{protocol: TCP, port: 443}]\n  networkRef: {name: my-network}\n  networkInterfaceSelector: {matchLabels: {app: web}}\n",
+    );
+    assert!(errors.is_empty());
+    writer
+        .apply(
+            extra
+                .into_iter()
+                .map(|(file, object)| Incoming {
+                    file,
+                    object,
+                    resource_version: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+    for a in &mut agents {
+        converge(a, "the new LB, allocated by c2", |a| ready(a) == 3);
+    }
+    let d0 = agents[0].dump_json().unwrap();
+    assert_eq!(agents[1].dump_json().unwrap(), d0);
+    drop(second);
+}

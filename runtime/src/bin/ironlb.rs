@@ -223,6 +223,9 @@ enum Cmd {
     /// Cluster mode: the per-host agent. Follows the objects and the controller's allocations in etcd and keeps
     /// this host's device programmed with them; never allocates (docs/cluster.md).
     Agent(ironlb_runtime::cluster::agent_cli::AgentArgs),
+    /// Cluster mode: the controller. One leads at a time (etcd lease); it gives every LoadBalancer its lb_id and
+    /// public or Prefix IPs in etcd, never one value twice (docs/cluster.md).
+    Controller(ironlb_runtime::cluster::controller_cli::ControllerArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -783,6 +786,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Agent(a) => {
             init_logs(a.log_format(), a.settings.color.unwrap_or_default());
             cluster_cmd(ironlb_runtime::cluster::agent_cli::agent(&a))
+        }
+        Cmd::Controller(a) => {
+            init_logs(LogFormat::Text, ColorChoice::default());
+            cluster_cmd(ironlb_runtime::cluster::controller_cli::controller(&a))
         }
         Cmd::Completions { shell } => {
             use clap::CommandFactory as _;

@@ -4,4 +4,5 @@
 pub mod agent;
 pub mod agent_cli;
 pub mod cli;
+pub mod controller_cli;
 mod print;

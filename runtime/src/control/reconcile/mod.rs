@@ -3,25 +3,25 @@
 //! One [`Reconciler`] owns the [`Device`] and the durable [`Allocator`]. Each [`Reconciler::sync`] takes the
 //! complete current set of objects (a source snapshot) and runs these steps, one module each:
 //!
-//! 1. [`presence`]: validates them; a LoadBalancer that is invalid (or whose document does not even load) keeps
+//! 1. `presence.rs`: validates them; a LoadBalancer that is invalid (or whose document does not even load) keeps
 //!    whatever was programmed for it last (its *last good* state) and gets `Ready=False, reason InvalidSpec`;
-//! 2. [`delete`]: removes the load balancers that no longer exist: their VIP entries first, then their memory
+//! 2. `delete.rs`: removes the load balancers that no longer exist: their VIP entries first, then their memory
 //!    (the driver's `remove`), and only then (after the release grace) releases their lb_id and IPs; device
 //!    entries that no allocation claims (orphans from an earlier state file or another writer) are removed too;
-//! 3. [`allocate`]: allocates lb_ids and IPs for the valid ones in one durable batch, *before* anything is
+//! 3. `allocate.rs`: allocates lb_ids and IPs for the valid ones in one durable batch, *before* anything is
 //!    programmed, so a crash at any later point restarts with the same allocations;
-//! 4. [`desired`]: computes the desired [`LbSpec`]s ([`crate::controller::desired_refs`]) and the errors known
+//! 4. `desired.rs`: computes the desired [`LbSpec`]s ([`crate::controller::desired_refs`]) and the errors known
 //!    before programming;
-//! 5. [`apply`]: programs only the differences, as the pure planner ([`crate::control::plan`]) orders them: a
+//! 5. `apply.rs`: programs only the differences, as the pure planner ([`crate::control::plan`]) orders them: a
 //!    VIP moving between load balancers is released before it is claimed, swap cycles are broken, and every
 //!    update is hitless (the driver's shadow-set flips, docs/hw-spec.md §8); per-LB errors back off
 //!    exponentially ([`crate::backoff::BACKOFF`]);
-//! 6. [`status`]: publishes a status per load balancer ([`LbStatus`]: `status.ips`, the routing, `Ready` and
+//! 6. `status.rs`: publishes a status per load balancer ([`LbStatus`]: `status.ips`, the routing, `Ready` and
 //!    `TargetsResolved` conditions).
 //!
 //! An error in one load balancer never stops the others. On start ([`Reconciler::new`]) the device's tables are
 //! adopted (no flush), so a restart sends nothing for load balancers that did not change. Device commands go
-//! through [`device`], which fails fast while the device is down.
+//! through `device.rs`, which fails fast while the device is down.
 
 mod allocate;
 mod apply;

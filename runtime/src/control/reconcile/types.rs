@@ -62,7 +62,7 @@ pub struct LbError {
     pub message: String,
 }
 
-/// What one [`Reconciler::sync`] did.
+/// What one [`super::Reconciler::sync`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncReport {
     /// Load balancers created on the device.

@@ -1,0 +1,368 @@
+//! The controller's allocation step (docs/cluster.md "Controller"): gives every valid LoadBalancer that has no
+//! allocation record an lb_id and its public or Prefix IPs, in etcd transactions, and releases the records of
+//! LoadBalancers that are gone.
+//!
+//! **No value is ever handed out twice**, however many controllers race: each lb_id and each IP is a *claim key*
+//! (`PREFIX_ironlb/claims/lb-id/<n>`, `.../public-ip/<ip>`, `.../prefix-ip/<ns>/<prefix>/<ip>`) created in the same
+//! transaction as the record, on the condition that none of them exists yet (`create_revision == 0`). Of two
+//! transactions claiming one value etcd commits one; the other writes nothing and is planned again.
+//!
+//! The same transaction writes the LoadBalancer's `status.ips` (its VIPs), on the object as it was read.
+//!
+//! **Fencing.** A leader passes its [`Fence`]: every transaction also requires that the leader key is still held
+//! under the leader's lease, so a controller whose lease expired (etcd then deletes its key) writes nothing, even
+//! before it notices that it lost.
+
+use crate::alloc::Allocation;
+use crate::store::{Listing, Store, StoreError};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use ipnet::IpNet;
+use ironlb_api::types::IpFamily;
+use ironlb_api::validate::{validate_parsed, LbParsed, VipDomain};
+use ironlb_api::ObjectKey;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// How far a pool is searched for a free address.
+const SEARCH_LIMIT: usize = 1 << 20;
+
+/// The leader key and the lease it is held under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The leader key.
+    pub key: String,
+    /// The lease.
+    pub lease: i64,
+}
+
+/// What the controller hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pools {
+    /// Public address pools (both families).
+    pub public: Vec<IpNet>,
+    /// lb_ids are `0..lb_id_cap` (the devices' `CAP_LB_IDS`).
+    pub lb_id_cap: u32,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Round {
+    /// LoadBalancers given a record.
+    pub allocated: Vec<ObjectKey>,
+    /// Records released (their LoadBalancer is gone).
+    pub released: Vec<ObjectKey>,
+    /// Transactions that lost a race (planned again next round).
+    pub conflicts: usize,
+    /// LoadBalancers that could not be allocated, with why (an exhausted pool, say).
+    pub failed: Vec<(ObjectKey, String)>,
+}
+
+fn claims_of(store: &Store, a: &Allocation) -> Vec<String> {
+    let p = store.layout().record_prefix("claims");
+    let mut v = vec![format!("{p}lb-id/{}", a.lb_id)];
+    v.extend(a.public_ips.iter().map(|ip| format!("{p}public-ip/{ip}")));
+    v.extend(
+        a.prefix_ips
+            .iter()
+            .map(|(k, ip)| format!("{p}prefix-ip/{}/{}/{ip}", k.namespace, k.name)),
+    );
+    v
+}
+
+fn first_free(net: IpNet, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+    net.hosts()
+        .take(SEARCH_LIMIT)
+        // An IPv6 subnet's first address is its subnet-router anycast address: never handed out.
+        .filter(|ip| !(net.addr().is_ipv6() && *ip == net.network()))
+        .find(|ip| !used.contains(ip))
+}
+
+/// The allocation for one LoadBalancer, given what is used.
+fn plan(
+    lb: &LbParsed,
+    prefixes: &BTreeMap<ObjectKey, IpNet>,
+    pools: &Pools,
+    used_ids: &BTreeSet<u32>,
+    used_public: &BTreeSet<IpAddr>,
+    used_prefix: &BTreeMap<ObjectKey, BTreeSet<IpAddr>>,
+) -> Result<Allocation, String> {
+    let lb_id = (0..pools.lb_id_cap)
+        .find(|id| !used_ids.contains(id))
+        .ok_or("no free lb_id")?;
+    let mut a = Allocation {
+        lb_id,
+        ..Allocation::default()
+    };
+    match lb.domain {
+        VipDomain::Public => {
+            for family in &lb.families {
+                let in_pool = |ip: &IpAddr| pools.public.iter().any(|n| n.contains(ip));
+                let preferred = lb
+                    .status_ips
+                    .iter()
+                    .copied()
+                    .find(|ip| IpFamily::of(ip) == *family && in_pool(ip) && !used_public.contains(ip));
+                let ip = preferred
+                    .or_else(|| {
+                        pools
+                            .public
+                            .iter()
+                            .filter(|n| IpFamily::of(&n.addr()) == *family)
+                            .find_map(|n| first_free(*n, used_public))
+                    })
+                    .ok_or_else(|| format!("public {family} pool exhausted (or none)"))?;
+                if !a.public_ips.contains(&ip) {
+                    a.public_ips.push(ip);
+                }
+            }
+        }
+        VipDomain::Vni(_) => {
+            for pk in &lb.prefixes {
+                let Some(net) = prefixes.get(pk) else { continue };
+                let empty = BTreeSet::new();
+                let used = used_prefix.get(pk).unwrap_or(&empty);
+                let preferred = lb
+                    .filled_ips
+                    .iter()
+                    .chain(&lb.status_ips)
+                    .copied()
+                    .find(|ip| net.contains(ip) && !used.contains(ip));
+                let ip = preferred
+                    .or_else(|| first_free(*net, used))
+                    .ok_or_else(|| format!("Prefix {pk} exhausted"))?;
+                a.prefix_ips.insert(pk.clone(), ip);
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// The VIPs a LoadBalancer has with allocation `a`: its public IPs, or its literal IPs and Prefix IPs.
+fn vips(lb: &LbParsed, a: &Allocation) -> Vec<IpAddr> {
+    match lb.domain {
+        VipDomain::Public => a.public_ips.clone(),
+        VipDomain::Vni(_) => lb
+            .literal_ips
+            .iter()
+            .copied()
+            .chain(a.prefix_ips.values().copied())
+            .collect(),
+    }
+}
+
+fn fenced(fence: Option<&Fence>) -> Vec<Compare> {
+    fence
+        .map(|f| vec![Compare::lease(f.key.as_bytes(), CompareOp::Equal, f.lease)])
+        .unwrap_or_default()
+}
+
+/// One round: allocates what is missing and releases what is gone, each LoadBalancer in its own transaction.
+pub async fn allocate_round(
+    store: &Store,
+    pools: &Pools,
+    fence: Option<&Fence>,
+) -> Result<Round, StoreError> {
+    let listing: Listing = store.list(None).await?;
+    let objects: Vec<(PathBuf, ironlb_api::Object)> = listing
+        .objects
+        .values()
+        .map(|s| (PathBuf::from(crate::write::STORED_ORIGIN), s.object.clone()))
+        .collect();
+    let refs: Vec<&(PathBuf, ironlb_api::Object)> = objects.iter().collect();
+    let parsed = validate_parsed(&refs).parsed;
+    let mut used_ids = BTreeSet::new();
+    let mut used_public = BTreeSet::new();
+    let mut used_prefix: BTreeMap<ObjectKey, BTreeSet<IpAddr>> = BTreeMap::new();
+    for (a, _) in listing.allocations.values() {
+        used_ids.insert(a.lb_id);
+        used_public.extend(a.public_ips.iter().copied());
+        for (k, ip) in &a.prefix_ips {
+            used_prefix.entry(k.clone()).or_default().insert(*ip);
+        }
+    }
+    let mut round = Round::default();
+    let mut kv = store.client().kv_client();
+    for (key, lb) in &parsed.load_balancers {
+        if listing.allocations.contains_key(key) {
+            continue;
+        }
+        let a = match plan(lb, &parsed.prefixes, pools, &used_ids, &used_public, &used_prefix) {
+            Ok(a) => a,
+            Err(why) => {
+                round.failed.push((key.clone(), why));
+                continue;
+            }
+        };
+        let record = store.layout().allocation_key(key);
+        let claims = claims_of(store, &a);
+        let mut compares = fenced(fence);
+        compares.push(Compare::create_revision(record.as_bytes(), CompareOp::Equal, 0));
+        compares.extend(
+            claims
+                .iter()
+                .map(|c| Compare::create_revision(c.as_bytes(), CompareOp::Equal, 0)),
+        );
+        let mut ops = vec![TxnOp::put(record.as_bytes(), a.encode(), None)];
+        ops.extend(
+            claims
+                .iter()
+                .map(|c| TxnOp::put(c.as_bytes(), key.to_string(), None)),
+        );
+        // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a
+        // concurrent edit makes the transaction fail; the next round plans from the edited object).
+        let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
+        if let Some(stored) = listing.objects.get(&lb_ref) {
+            if let ironlb_api::Object::LoadBalancer(mut o) = stored.object.clone() {
+                o.status.ips = vips(lb, &a)
+                    .into_iter()
+                    .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
+                    .collect();
+                let lb_key = store.layout().object_key(&lb_ref);
+                compares.push(Compare::mod_revision(
+                    lb_key.as_bytes(),
+                    CompareOp::Equal,
+                    stored.revision,
+                ));
+                ops.push(TxnOp::put(
+                    lb_key.as_bytes(),
+                    crate::codec::encode(&ironlb_api::Object::LoadBalancer(o)),
+                    None,
+                ));
+            }
+        }
+        let resp = kv
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await
+            .map_err(|source| StoreError::Etcd {
+                op: "allocate",
+                endpoints: store.endpoints().to_string(),
+                source,
+            })?;
+        if resp.succeeded() {
+            used_ids.insert(a.lb_id);
+            used_public.extend(a.public_ips.iter().copied());
+            for (k, ip) in &a.prefix_ips {
+                used_prefix.entry(k.clone()).or_default().insert(*ip);
+            }
+            round.allocated.push(key.clone());
+        } else {
+            round.conflicts += 1;
+        }
+    }
+    for (key, (a, revision)) in &listing.allocations {
+        let present = listing.objects.keys().any(|r| r.load_balancer() == Some(key));
+        if present {
+            continue;
+        }
+        let record = store.layout().allocation_key(key);
+        let mut compares = fenced(fence);
+        compares.push(Compare::mod_revision(
+            record.as_bytes(),
+            CompareOp::Equal,
+            *revision,
+        ));
+        let mut ops = vec![TxnOp::delete(record.as_bytes(), None)];
+        ops.extend(
+            claims_of(store, a)
+                .iter()
+                .map(|c| TxnOp::delete(c.as_bytes(), None)),
+        );
+        let resp = kv
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await
+            .map_err(|source| StoreError::Etcd {
+                op: "release",
+                endpoints: store.endpoints().to_string(),
+                source,
+            })?;
+        if resp.succeeded() {
+            round.released.push(key.clone());
+        } else {
+            round.conflicts += 1;
+        }
+    }
+    Ok(round)
+}
+
+/// Becomes the leader: grants a lease of `ttl_s` seconds and creates `PREFIX_ironlb/controller/leader` under it,
+/// waiting (polling every `poll`) while another controller holds it. The caller keeps the lease alive
+/// ([`keep_alive`]); when it lapses, etcd deletes the key and fenced writes fail.
+pub async fn campaign(
+    store: &Store,
+    id: &str,
+    ttl_s: i64,
+    poll: std::time::Duration,
+) -> Result<Fence, StoreError> {
+    let etcd = |op, source| StoreError::Etcd {
+        op,
+        endpoints: store.endpoints().to_string(),
+        source,
+    };
+    let key = format!("{}leader", store.layout().record_prefix("controller"));
+    let mut lease_client = store.client().lease_client();
+    let mut kv = store.client().kv_client();
+    loop {
+        // A lease only when the key is free: a lease granted while waiting would lapse unused.
+        let held = !kv
+            .get(key.as_bytes(), None)
+            .await
+            .map_err(|e| etcd("campaign", e))?
+            .kvs()
+            .is_empty();
+        if !held {
+            let lease = lease_client
+                .grant(ttl_s, None)
+                .await
+                .map_err(|e| etcd("lease grant", e))?
+                .id();
+            let txn = Txn::new()
+                .when(vec![Compare::create_revision(
+                    key.as_bytes(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then(vec![TxnOp::put(
+                    key.as_bytes(),
+                    id,
+                    Some(etcd_client::PutOptions::new().with_lease(lease)),
+                )]);
+            if kv.txn(txn).await.map_err(|e| etcd("campaign", e))?.succeeded() {
+                return Ok(Fence { key, lease });
+            }
+            // Another controller got in first.
+            let _ = lease_client.revoke(lease).await;
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Keeps the leader's lease alive, once every `every`, until a keep-alive fails (the lease is lost) or etcd
+/// becomes unreachable; returns why.
+pub async fn keep_alive(store: &Store, fence: &Fence, every: std::time::Duration) -> StoreError {
+    let mut lease_client = store.client().lease_client();
+    let etcd = |source| StoreError::Etcd {
+        op: "lease keep-alive",
+        endpoints: store.endpoints().to_string(),
+        source,
+    };
+    let (mut keeper, mut responses) = match lease_client.keep_alive(fence.lease).await {
+        Ok(p) => p,
+        Err(e) => return etcd(e),
+    };
+    loop {
+        if let Err(e) = keeper.keep_alive().await {
+            return etcd(e);
+        }
+        match responses.message().await {
+            Ok(Some(r)) if r.ttl() > 0 => {}
+            Ok(_) => {
+                return etcd(etcd_client::Error::LeaseKeepAliveError(
+                    "the lease expired".into(),
+                ))
+            }
+            Err(e) => return etcd(e),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

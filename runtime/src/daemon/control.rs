@@ -1,0 +1,341 @@
+//! The control socket: one JSON [`Request`] per connection, one JSON [`Response`] line back. `status` is answered
+//! from what the last sync [`Published`] (at once, even during a long sync); `dump`, `stats` and `trace` from the
+//! device through [`Shared`], answered busy rather than waiting without bound.
+
+use super::config::{io_err, DaemonError};
+use crate::api::ObjectKey;
+use crate::ops::{self, Format, OpError, View};
+use crate::reconcile::Reconciler;
+use crate::status::{Condition, DeviceDown, LbStatus};
+use ironlb_driver::SharedModel;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A request on the control socket (one JSON line; the answer is one JSON line, [`Response`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request {
+    /// Load balancer statuses.
+    Status {
+        /// Output format.
+        format: Format,
+    },
+    /// Decoded tables.
+    Dump {
+        /// Which table.
+        table: String,
+        /// Output format.
+        format: Format,
+        /// Filters of `--table flows`.
+        #[serde(default)]
+        flows: ops::FlowFilter,
+    },
+    /// Counters.
+    Stats {
+        /// Output format.
+        format: Format,
+    },
+    /// A packet trace.
+    Trace {
+        /// `public` or `vni:N`.
+        ingress: String,
+        /// Packet description.
+        packet: String,
+        /// Output format.
+        format: Format,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// Rendered output, when the request succeeded.
+    pub output: Option<String>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// True when the error is about the request (exit code 2).
+    #[serde(default)]
+    pub bad_input: bool,
+}
+
+/// What the last sync published: answered on the control socket without waiting for the reconciler, so `status`
+/// answers at once even while a sync or a device probe runs.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// Statuses by key.
+    pub statuses: BTreeMap<ObjectKey, LbStatus>,
+    /// Set while the device is down.
+    pub device_down: Option<DeviceDown>,
+    /// The device's own conditions (`DeviceRestored` after a reset).
+    pub device_conditions: Vec<Condition>,
+    /// Manifest files and documents that do not load, rendered (listed below the LoadBalancers).
+    pub load_errors: Vec<String>,
+}
+
+impl Published {
+    /// The `status` answer.
+    pub fn render(&self, format: Format) -> String {
+        let mut body = ops::status_with_errors(&self.statuses, &self.load_errors, format);
+        if format == Format::Table {
+            for c in &self.device_conditions {
+                body.push_str(&format!(
+                    "device: {} {} since {}: {}\n",
+                    c.kind, c.reason, c.last_transition_time, c.message
+                ));
+            }
+        }
+        match (&self.device_down, format) {
+            (Some(d), Format::Table) => format!(
+                "device: DOWN since {} ({} failed probes): {}; retrying with backoff\n{body}",
+                d.since,
+                d.failed_probes,
+                crate::printable::printable(&d.error)
+            ),
+            _ => body,
+        }
+    }
+}
+
+/// How long a diagnostics request (`dump`, `stats`, `trace`) waits for the reconciler before answering busy.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// What the daemon's threads share.
+pub struct Shared {
+    /// The reconciler (owns the device).
+    pub rec: Reconciler,
+    /// The in-process model, for `inproc`.
+    pub model: Option<SharedModel>,
+    /// Device resets detected (and answered by a restore) since the daemon started.
+    pub device_resets: u64,
+    /// `DeviceRestored` once a reset was detected: when, how, and what was re-programmed.
+    pub device_conditions: Vec<Condition>,
+}
+
+impl Shared {
+    /// `namespace/name` by lb_id, for what the device holds.
+    pub fn names(&self) -> BTreeMap<u32, String> {
+        self.rec.names()
+    }
+
+    /// Answers one control request.
+    pub fn handle(&mut self, req: &Request) -> Result<String, OpError> {
+        let names = self.names();
+        let model = self.model.clone();
+        let view = View {
+            dev: self.rec.device(),
+            model: model.as_ref(),
+            names: &names,
+        };
+        match req {
+            Request::Status { format } => {
+                let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
+                let mut out = ops::status_with_errors(self.rec.status(), &errors, *format);
+                if *format == Format::Table {
+                    for c in &self.device_conditions {
+                        out.push_str(&format!(
+                            "device: {} {} since {}: {}\n",
+                            c.kind, c.reason, c.last_transition_time, c.message
+                        ));
+                    }
+                }
+                Ok(out)
+            }
+            Request::Dump { table, format, flows } => ops::dump(view, table, *format, flows),
+            Request::Stats { format } => ops::stats(view, *format),
+            Request::Trace {
+                ingress,
+                packet,
+                format,
+            } => ops::trace(view, ingress, packet, *format),
+        }
+    }
+}
+
+/// Sends `req` to the daemon at `socket` and returns its output.
+pub fn request(socket: &Path, req: &Request) -> Result<String, OpError> {
+    let fail = |m: String| OpError::Failed(format!("control socket {}: {m}", socket.display()));
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        fail(format!(
+            "{e} (is `ironlb run` running with this --state-dir / --socket?)"
+        ))
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut line = serde_json::to_string(req).expect("request serializes");
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    let r: Response = serde_json::from_str(&answer).map_err(|e| fail(format!("bad answer: {e}")))?;
+    match (r.output, r.error) {
+        (Some(o), None) => Ok(o),
+        (_, Some(e)) if r.bad_input => Err(crate::cli::BadInput(e).into()),
+        (_, Some(e)) => Err(OpError::Failed(e)),
+        (None, None) => Err(fail("empty answer".into())),
+    }
+}
+
+/// Binds the control socket at `path` with mode [`crate::fsmode::SOCKET_MODE`] (and `group`), without ever
+/// removing the socket of a live daemon: a socket that accepts a connection is refused; a stale one (nobody
+/// listening) is replaced. The socket is bound under a temporary name, given its mode and group, then renamed into
+/// place, so it is never reachable with the umask's mode. Returns the listener and the socket's inode.
+pub(super) fn bind_control(
+    path: &Path,
+    group: Option<u32>,
+) -> Result<(UnixListener, (u64, u64)), DaemonError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::SocketInUse {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        Ok(_) => {
+            return Err(DaemonError::NotASocket {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(io_err(&tmp))?;
+    let placed = (|| {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::fsmode::SOCKET_MODE))?;
+        if let Some(gid) = group {
+            nix::unistd::chown(&tmp, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(std::io::Error::from)?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(path)(e));
+    }
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    Ok((listener, (m.dev(), m.ino())))
+}
+
+/// How often the control thread looks at its stop flag while no client connects.
+pub(super) const CONTROL_POLL: Duration = Duration::from_millis(100);
+
+pub(super) fn serve_control(
+    listener: UnixListener,
+    shared: Arc<Mutex<Shared>>,
+    published: Arc<Mutex<Published>>,
+    stop: Arc<AtomicBool>,
+) {
+    use std::os::fd::AsFd;
+    // Waits are bounded (poll with a timeout), so stopping needs no connection: it works even when the socket file
+    // was removed.
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::error!(error = %e, "control socket: cannot make it non-blocking; not serving");
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [nix::poll::PollFd::new(
+            listener.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::from(CONTROL_POLL.as_millis() as u16),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "control socket: poll failed; not serving");
+                return;
+            }
+        }
+        let conn = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(_) => continue,
+        };
+        if conn.set_nonblocking(false).is_err() {
+            continue;
+        }
+        let (shared, published) = (shared.clone(), published.clone());
+        std::thread::spawn(move || answer_control(conn, &shared, &published));
+    }
+}
+
+/// Answers one request: `status` from what was published; the others from the device, refused at once while it is
+/// down, and answered busy rather than waiting without bound for a long sync.
+fn answer_request(
+    req: &Request,
+    shared: &Mutex<Shared>,
+    published: &Mutex<Published>,
+) -> Result<String, OpError> {
+    let p = published.lock().expect("published lock");
+    if let Request::Status { format } = req {
+        return Ok(p.render(*format));
+    }
+    if let Some(d) = &p.device_down {
+        return Err(OpError::Failed(format!(
+            "the device is down since {} ({}); only `status` is served until it answers again",
+            d.since, d.error
+        )));
+    }
+    drop(p);
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match shared.try_lock() {
+            Ok(mut sh) => return sh.handle(req),
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner().handle(req),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(OpError::Failed(format!(
+                    "the daemon is busy (a sync or a device probe has run for over {BUSY_WAIT:?}); try again"
+                )))
+            }
+        }
+    }
+}
+
+fn answer_control(conn: UnixStream, shared: &Mutex<Shared>, published: &Mutex<Published>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(&conn);
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let resp = match serde_json::from_str::<Request>(&line) {
+        Err(e) => Response {
+            output: None,
+            error: Some(format!("bad request: {e}")),
+            bad_input: true,
+        },
+        Ok(req) => match answer_request(&req, shared, published) {
+            Ok(o) => Response {
+                output: Some(o),
+                error: None,
+                bad_input: false,
+            },
+            Err(e) => Response {
+                output: None,
+                error: Some(e.to_string()),
+                bad_input: matches!(e, OpError::BadInput(_)),
+            },
+        },
+    };
+    let mut out = serde_json::to_string(&resp).expect("response serializes");
+    out.push('\n');
+    let _ = (&conn).write_all(out.as_bytes());
+}
