@@ -12,7 +12,8 @@ use crate::printable::printable;
 use crate::read::{is_manifest_name, read_manifest};
 use crate::schema;
 use crate::types::{
-    DocumentId, Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, Object, ObjectKey, Prefix,
+    DocumentId, Kind, LoadBalancer, LoadBalancerRouting, Network, NetworkInterface, NodeUnderlay, Object,
+    ObjectKey, Prefix,
 };
 use serde::de::DeserializeOwned;
 use serde_norway::Value;
@@ -550,6 +551,7 @@ fn object_from_value(
         Kind::Network => Object::Network(parse::<Network>(value, doc, &object)?),
         Kind::NetworkInterface => Object::NetworkInterface(parse::<NetworkInterface>(value, doc, &object)?),
         Kind::Prefix => Object::Prefix(parse::<Prefix>(value, doc, &object)?),
+        Kind::NodeUnderlay => Object::NodeUnderlay(parse::<NodeUnderlay>(value, doc, &object)?),
     };
     crate::defaults::apply(&mut o);
     Ok(o)

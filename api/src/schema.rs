@@ -147,17 +147,13 @@ const IP_STATUS: &[Field] = &[read("ips", List(&StatusIp))];
 
 const LB: &[Field] = &[read("spec", Map(LB_SPEC)), read("status", Map(IP_STATUS))];
 
-const TARGET_REF: &[Field] = &[
-    unused("uid", Leaf),
-    unused("name", Leaf),
-    unused("providerID", Leaf),
-];
+const TARGET_REF: &[Field] = &[read("uid", Leaf), read("name", Leaf), read("providerID", Leaf)];
 
 const DESTINATION: &[Field] = &[
     read("name", Leaf),
     read("uid", Leaf),
-    unused("ip", Leaf),
-    unused("targetRef", Map(TARGET_REF)),
+    read("ip", Leaf),
+    read("targetRef", Map(TARGET_REF)),
 ];
 
 const ROUTING: &[Field] = &[
@@ -182,7 +178,7 @@ const NETWORK: &[Field] = &[
 const NIC_SPEC: &[Field] = &[
     read("networkRef", Map(LOCAL_REF)),
     read("ips", List(&Map(IP_SOURCE))),
-    unused("providerID", Leaf),
+    read("providerID", Leaf),
     unused("machineRef", Map(LOCAL_UID_REF)),
     unused("ipFamilies", Opaque),
     unused("prefixes", Opaque),
@@ -220,6 +216,10 @@ const PREFIX: &[Field] = &[
     unused("status", Map(PREFIX_STATUS)),
 ];
 
+const NODE_UNDERLAY_SPEC: &[Field] = &[read("underlayAddress", Leaf)];
+
+const NODE_UNDERLAY: &[Field] = &[read("spec", Map(NODE_UNDERLAY_SPEC))];
+
 /// The fields every object has: type meta and `metadata`.
 const TOP: &[Field] = &[
     read("apiVersion", Leaf),
@@ -235,6 +235,7 @@ fn kind_fields(kind: Kind) -> &'static [Field] {
         Kind::Network => NETWORK,
         Kind::NetworkInterface => NIC,
         Kind::Prefix => PREFIX,
+        Kind::NodeUnderlay => NODE_UNDERLAY,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::load::Loaded;
 use crate::printable::printable;
 use crate::types::ipam::parse_cidr;
 use crate::types::{
-    IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerRouting, LoadBalancerType, Network, NetworkInterface,
+    IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerType, Network, NetworkInterface,
     NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
 };
 use ipnet::IpNet;
@@ -21,8 +21,9 @@ use std::path::PathBuf;
 pub mod addr;
 pub mod names;
 pub mod parsed;
+mod targets;
 
-pub use parsed::{L4Protocol, LbParsed, Parsed, PortRange, VipDomain};
+pub use parsed::{Destination, L4Protocol, LbParsed, Parsed, PortRange, VipDomain};
 
 /// Largest VNI (24 bits).
 pub const MAX_VNI: i64 = 0xFF_FFFF;
@@ -187,20 +188,30 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
                 .or_insert(if cx.bad[i] { None } else { net });
         }
     }
-    // Network interfaces: key -> (uid, network name) when valid; their addresses per VNI.
-    let mut nics: BTreeMap<Key, Option<(Option<String>, String)>> = BTreeMap::new();
+    // Node underlays (ironlb's kind): node name -> address, when valid.
+    let mut node_addrs: BTreeMap<String, Ipv6Addr> = BTreeMap::new();
+    for (i, (_, o)) in objects.iter().enumerate() {
+        if let Object::NodeUnderlay(u) = o {
+            let a = targets::check_node_underlay(&mut cx, i, u);
+            if let (Some(a), false) = (a, cx.bad[i]) {
+                node_addrs.entry(u.metadata.name.clone()).or_insert(a);
+            }
+        }
+    }
+    // Network interfaces: key -> what routings check when valid; their addresses per VNI; their underlay
+    // address (`status.underlayAddress`, else the NodeUnderlay of the node in `spec.providerID`).
+    let mut nics: BTreeMap<Key, Option<targets::NicInfo>> = BTreeMap::new();
     let mut nic_ips: NicIps = BTreeMap::new();
     let mut found_underlays: Vec<(usize, Ipv6Addr)> = Vec::new();
+    let mut found_nodes: Vec<(usize, String)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::NetworkInterface(n) = o {
-            let underlay = check_nic(&mut cx, i, n, &networks, &prefixes, &mut nic_ips);
-            found_underlays.extend(underlay.map(|u| (i, u)));
-            let v = (
-                n.metadata.uid.clone(),
-                n.spec.network_ref.clone().unwrap_or_default().name,
-            );
+            let (status, node) = check_nic(&mut cx, i, n, &networks, &prefixes, &mut nic_ips);
+            let from_node = node.as_ref().and_then(|n| node_addrs.get(n)).copied();
+            found_underlays.extend(status.or(from_node).map(|u| (i, u)));
+            found_nodes.extend(node.map(|n| (i, n)));
             nics.entry(key(o))
-                .or_insert(if cx.bad[i] { None } else { Some(v) });
+                .or_insert((!cx.bad[i]).then(|| targets::NicInfo::of(n)));
         }
     }
     // Load balancers: key -> network name (`None`: the LoadBalancer is invalid).
@@ -215,9 +226,27 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
             lbs.entry(key(o)).or_insert((!cx.bad[i]).then_some(net));
         }
     }
+    let network_uids: BTreeMap<Key, Option<String>> = objects
+        .iter()
+        .rev()
+        .filter_map(|(_, o)| match o {
+            Object::Network(n) => Some((key(o), n.metadata.uid.clone())),
+            _ => None,
+        })
+        .collect();
+    let refs = targets::RoutingRefs {
+        networks: &networks,
+        network_uids: &network_uids,
+        nics: &nics,
+        nic_ips: &nic_ips,
+        lbs: &lbs,
+    };
+    let mut found_routings: Vec<(usize, Vec<Destination>)> = Vec::new();
+    let mut routing_at: Vec<usize> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::LoadBalancerRouting(r) = o {
-            check_routing(&mut cx, i, r, &networks, &nics, &lbs);
+            found_routings.push((i, targets::check_routing(&mut cx, i, r, &refs)));
+            routing_at.push(i);
         }
     }
     // What was parsed, for the objects that stayed valid (the first definition of a key: later ones are invalid).
@@ -237,6 +266,15 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
     keep(&mut parsed.prefixes, objects, &valid, found_prefixes);
     keep(&mut parsed.underlays, objects, &valid, found_underlays);
     keep(&mut parsed.load_balancers, objects, &valid, found_lbs);
+    keep(&mut parsed.nodes, objects, &valid, found_nodes);
+    keep(&mut parsed.routings, objects, &valid, found_routings);
+    // A routing that is given but invalid: its load balancer gets no targets (never the selector's instead).
+    parsed.invalid_routings = routing_at
+        .into_iter()
+        .filter(|i| !valid[*i])
+        .map(|i| objects[i].1.key())
+        .filter(|k| !parsed.routings.contains_key(k))
+        .collect();
     Validated {
         valid,
         errors: cx.errors,
@@ -511,6 +549,7 @@ fn check_ephemeral(
     Some((rf, fam, parent))
 }
 
+/// Checks a NetworkInterface; returns its `status.underlayAddress` and the node its `spec.providerID` names.
 fn check_nic(
     cx: &mut Ctx<'_>,
     i: usize,
@@ -518,7 +557,7 @@ fn check_nic(
     networks: &BTreeMap<Key, Option<u32>>,
     prefixes: &BTreeMap<Key, Option<IpNet>>,
     nic_ips: &mut NicIps,
-) -> Option<Ipv6Addr> {
+) -> (Option<Ipv6Addr>, Option<String>) {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
     let mut ips = check_ip_sources(cx, i, "spec.ips", &n.spec.ips, prefixes).literals;
     for (j, ip) in n.status.ips.iter().enumerate() {
@@ -541,19 +580,13 @@ fn check_nic(
             format!("unknown state {s:?} (expected Pending, Available or Error)"),
         );
     }
-    let u = n.status.underlay_address.as_ref()?;
-    match parse_ip(cx, i, "status.underlayAddress", u)? {
-        ip @ IpAddr::V4(_) => cx.err(
-            i,
-            "status.underlayAddress",
-            format!("{ip} is not an IPv6 address"),
-        ),
-        IpAddr::V6(v6) => match addr::underlay_problem(v6) {
-            Some(why) => cx.err(i, "status.underlayAddress", why),
-            None => return Some(v6),
-        },
-    }
-    None
+    let node = targets::check_provider_node(cx, i, n);
+    let status = n
+        .status
+        .underlay_address
+        .as_ref()
+        .and_then(|u| targets::underlay(cx, i, "status.underlayAddress", u));
+    (status, node)
 }
 
 fn range_str(p: &Protocol, lo: i64, hi: i64) -> String {
@@ -830,74 +863,5 @@ fn l4_protocol(p: &Protocol) -> Option<L4Protocol> {
         Protocol::Udp => Some(L4Protocol::Udp),
         Protocol::Sctp => Some(L4Protocol::Sctp),
         Protocol::Unknown(_) => None,
-    }
-}
-
-fn check_routing(
-    cx: &mut Ctx<'_>,
-    i: usize,
-    r: &LoadBalancerRouting,
-    networks: &BTreeMap<Key, Option<u32>>,
-    nics: &BTreeMap<Key, Option<(Option<String>, String)>>,
-    lbs: &BTreeMap<Key, Option<Option<String>>>,
-) {
-    let me = r.metadata.key();
-    check_network_ref(cx, i, "networkRef", r.network_ref.as_ref(), networks);
-    let net = r.network_ref.as_ref().map(|n| n.name.clone());
-    match lbs.get(&me) {
-        None => cx.err(i, "metadata.name", format!("no LoadBalancer {me}")),
-        // A routing of an invalid LoadBalancer is rejected with it, as every reference to a bad object is.
-        Some(None) => cx.err(i, "metadata.name", format!("LoadBalancer {me} is invalid")),
-        Some(Some(lb_net)) if net.is_some() && *lb_net != net => {
-            let msg = format!(
-                "{} differs from the LoadBalancer's networkRef",
-                net.clone().unwrap_or_default()
-            );
-            cx.err(i, "networkRef.name", msg)
-        }
-        Some(_) => {}
-    }
-    let mut seen = BTreeSet::new();
-    for (j, d) in r.destinations.iter().enumerate() {
-        let f = format!("destinations[{j}]");
-        if d.name.is_empty() {
-            cx.err(i, format!("{f}.name"), "must not be empty");
-            continue;
-        }
-        if !seen.insert(d.name.clone()) {
-            cx.err(
-                i,
-                format!("{f}.name"),
-                format!("duplicate destination {}", d.name),
-            );
-            continue;
-        }
-        let nic = me.sibling(d.name.clone());
-        match lookup(nics, &nic) {
-            Ref::Missing => cx.err(i, format!("{f}.name"), format!("unknown NetworkInterface {nic}")),
-            Ref::Invalid => cx.err(
-                i,
-                format!("{f}.name"),
-                format!("NetworkInterface {nic} is invalid"),
-            ),
-            Ref::Valid((uid, nic_net)) => {
-                if let (Some(want), Some(have)) = (&d.uid, &uid) {
-                    if want != have {
-                        cx.err(
-                            i,
-                            format!("{f}.uid"),
-                            format!("{want} does not match NetworkInterface uid {have}"),
-                        );
-                    }
-                }
-                if net.as_ref().is_some_and(|n| *n != nic_net) {
-                    cx.err(
-                        i,
-                        format!("{f}.name"),
-                        format!("NetworkInterface {nic} is in Network {nic_net}"),
-                    );
-                }
-            }
-        }
     }
 }

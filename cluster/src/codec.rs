@@ -29,6 +29,7 @@ pub fn to_json(object: &Object) -> Value {
         Object::Network(o) => serde_json::to_value(o),
         Object::NetworkInterface(o) => serde_json::to_value(o),
         Object::Prefix(o) => serde_json::to_value(o),
+        Object::NodeUnderlay(o) => serde_json::to_value(o),
     }
     .expect("API types serialize to JSON");
     let kind = object.kind();

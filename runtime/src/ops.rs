@@ -512,8 +512,17 @@ pub fn status(statuses: &BTreeMap<ObjectKey, LbStatus>, format: Format) -> Strin
                 ips.join(", ")
             }
         );
-        let dests: Vec<std::borrow::Cow<'_, str>> =
-            s.destinations.iter().map(|d| printable(&d.name)).collect();
+        // The seeds' `name`, or upstream's `targetRef.name` and `ip`.
+        let dests: Vec<String> = s
+            .destinations
+            .iter()
+            .map(|d| match (d.interface_name(), &d.ip) {
+                (Some(n), Some(ip)) => format!("{} ({})", printable(n), printable(ip)),
+                (Some(n), None) => printable(n).into_owned(),
+                (None, Some(ip)) => printable(ip).into_owned(),
+                (None, None) => "-".to_string(),
+            })
+            .collect();
         let _ = writeln!(
             out,
             "  routing  {}",

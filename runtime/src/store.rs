@@ -6,17 +6,18 @@
 //! - a NetworkInterface N can be a target of L when L's selector may match it: L is indexed under one of its
 //!   `matchLabels` pairs (any pair will do: a matching interface carries all of them) or, without `matchLabels`,
 //!   under its namespace and network; N is looked up under each of its own label pairs and its network;
-//! - a LoadBalancerRouting names interfaces: routing → destinations, and the routing belongs to the load balancer
-//!   of the same name;
+//! - a LoadBalancerRouting names interfaces: routing → destinations (by name, the seeds' `name` or upstream's
+//!   `targetRef.name`, and by address: upstream's `ip` within the routing's network), and the routing belongs to
+//!   the load balancer of the same name;
 //! - load balancers sharing a VIP (literal or `status.ips`) validate against each other (the first one claims it);
 //! - a load balancer's literal VIPs validate against the interfaces of its network (an internal VIP may not be an
 //!   interface's address): interfaces are indexed by network and literal address, and an interface edit affects
 //!   the load balancers claiming one of its addresses.
 //!
-//! Networks and Prefixes are few and their changes rare: a change to one takes the full sync.
+//! Networks, Prefixes and NodeUnderlays are few and their changes rare: a change to one takes the full sync.
 
 use crate::api::ObjectKey;
-use crate::api::{IpSource, LoadBalancer, NetworkInterface, Object, ObjectRef};
+use crate::api::{IpSource, LoadBalancer, LoadBalancerRouting, NetworkInterface, Object, ObjectRef};
 use ironlb_api::load::{LoadError, Loaded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -73,7 +74,9 @@ struct Indexes {
     nic_by_ip: BTreeMap<(NetKey, IpAddr), BTreeSet<ObjectKey>>,
     routings: BTreeMap<ObjectKey, Pos>,
     routing_by_nic: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
-    /// Networks and Prefixes.
+    /// Routings by network and destination address.
+    routing_by_ip: BTreeMap<(NetKey, IpAddr), BTreeSet<ObjectKey>>,
+    /// Networks, Prefixes and NodeUnderlays.
     others: BTreeSet<Pos>,
 }
 
@@ -103,6 +106,26 @@ fn nic_ips(n: &NetworkInterface) -> impl Iterator<Item = IpAddr> + '_ {
         .filter_map(|s: &IpSource| s.ip.as_deref())
         .chain(n.status.ips.iter().map(|s| s.ip.as_str()))
         .filter_map(|s| s.trim().parse().ok())
+}
+
+/// A routing's destinations: the interface names and the addresses (with the routing's network).
+fn routing_refs(r: &LoadBalancerRouting) -> (Vec<String>, Vec<(NetKey, IpAddr)>) {
+    let nk = (
+        r.metadata.namespace().to_string(),
+        r.network_ref.as_ref().map(|n| n.name.clone()),
+    );
+    let names = r
+        .destinations
+        .iter()
+        .filter_map(|d| d.interface_name().map(str::to_string))
+        .collect();
+    let ips = r
+        .destinations
+        .iter()
+        .filter_map(|d| d.ip.as_deref()?.trim().parse().ok())
+        .map(|ip| (nk.clone(), ip))
+        .collect();
+    (names, ips)
 }
 
 fn nic_labels(n: &NetworkInterface) -> impl Iterator<Item = LabelKey> + '_ {
@@ -195,11 +218,15 @@ impl Indexes {
             }
             Object::LoadBalancerRouting(r) => {
                 at(&mut self.routings);
-                for d in &r.destinations {
-                    set(&mut self.routing_by_nic, key.sibling(d.name.clone()), &key, add);
+                let (names, ips) = routing_refs(r);
+                for name in names {
+                    set(&mut self.routing_by_nic, key.sibling(name), &key, add);
+                }
+                for ip in ips {
+                    set(&mut self.routing_by_ip, ip, &key, add);
                 }
             }
-            Object::Network(_) | Object::Prefix(_) => {
+            Object::Network(_) | Object::Prefix(_) | Object::NodeUnderlay(_) => {
                 if add {
                     self.others.insert(pos.clone());
                 } else {
@@ -226,8 +253,12 @@ impl Indexes {
                     out.extend(self.lb_by_label.get(&l).into_iter().flatten().cloned());
                 }
                 out.extend(self.routing_by_nic.get(&key).into_iter().flatten().cloned());
+                for ip in nic_ips(n) {
+                    let routings = self.routing_by_ip.get(&(nk.clone(), ip));
+                    out.extend(routings.into_iter().flatten().cloned());
+                }
             }
-            Object::Network(_) | Object::Prefix(_) => {}
+            Object::Network(_) | Object::Prefix(_) | Object::NodeUnderlay(_) => {}
         }
     }
 }
@@ -317,7 +348,12 @@ impl Store {
         &mut self,
         changes: Vec<FileChange>,
     ) -> Result<(BTreeSet<ObjectKey>, Vec<Pos>), Vec<FileChange>> {
-        let structural = |o: &Object| matches!(o, Object::Network(_) | Object::Prefix(_));
+        let structural = |o: &Object| {
+            matches!(
+                o,
+                Object::Network(_) | Object::Prefix(_) | Object::NodeUnderlay(_)
+            )
+        };
         let eligible = self.incremental_ok()
             && changes.iter().all(|c| {
                 let old = self
@@ -386,7 +422,8 @@ impl Store {
     }
 
     /// Positions of what the load balancers in `scope` read: themselves, their routings and the interfaces those
-    /// name, the interfaces their selectors may match, and every Network and Prefix; in store order.
+    /// name or address, the interfaces their selectors may match, and every Network, Prefix and NodeUnderlay; in
+    /// store order.
     fn positions_for(&self, scope: &BTreeSet<ObjectKey>) -> Vec<Pos> {
         let idx = &self.idx;
         let mut pos: BTreeSet<Pos> = idx.others.clone();
@@ -395,8 +432,13 @@ impl Store {
             if let Some(p) = idx.routings.get(k) {
                 pos.insert(p.clone());
                 if let Some((_, Object::LoadBalancerRouting(r))) = self.get(p) {
-                    for d in &r.destinations {
-                        pos.extend(idx.nics.get(&k.sibling(d.name.clone())).cloned());
+                    let (names, ips) = routing_refs(r);
+                    for name in names {
+                        pos.extend(idx.nics.get(&k.sibling(name)).cloned());
+                    }
+                    for ip in ips {
+                        let same = idx.nic_by_ip.get(&ip).unwrap_or(&empty);
+                        pos.extend(same.iter().filter_map(|n| idx.nics.get(n).cloned()));
                     }
                 }
             }

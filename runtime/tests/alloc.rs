@@ -2,6 +2,7 @@
 
 use ironlb_runtime::alloc::{AllocError, Allocator, Pools};
 use ironlb_runtime::api::IpFamily;
+use ironlb_runtime::status::Reason;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -118,7 +119,7 @@ fn pool_exhausted_on_slash30() {
         matches!(&err, AllocError::PoolExhausted { family } if *family == V4),
         "{err}"
     );
-    assert_eq!(err.reason(), "PoolExhausted");
+    assert_eq!(Reason::of_alloc(&err), Reason::PoolExhausted);
     // No pool of a family: exhausted too; a failed request changes nothing (not even partially).
     let err = a.public_ips(&key("d"), &[V6]).unwrap_err();
     assert!(

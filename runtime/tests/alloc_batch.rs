@@ -4,6 +4,7 @@
 
 use ironlb_runtime::alloc::{AllocError, AllocState, Allocator, LbAlloc, Pools, PrefixCursor};
 use ironlb_runtime::api::IpFamily;
+use ironlb_runtime::status::Reason;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -227,7 +228,7 @@ fn failed_write_rolls_the_batch_back() {
         })
         .unwrap_err();
     assert!(matches!(err, AllocError::Io { .. }), "{err}");
-    assert_eq!(err.reason(), "AllocatorIoError");
+    assert_eq!(Reason::of_alloc(&err), Reason::AllocatorIoError);
     assert_eq!(a.state(), &before, "memory rolled back");
     assert_eq!(a.persist_count(), count);
     restore_dir(&dir);
@@ -764,7 +765,8 @@ fn live_lbs(mask: u32) -> BTreeSet<Key> {
 type Outcome = Result<String, String>;
 
 fn outcome<T: Debug>(r: Result<T, AllocError>) -> Outcome {
-    r.map(|v| format!("{v:?}")).map_err(|e| e.reason().to_string())
+    r.map(|v| format!("{v:?}"))
+        .map_err(|e| Reason::of_alloc(&e).as_str().to_string())
 }
 
 fn run(a: &mut Allocator, op: &Op) -> Outcome {

@@ -8,6 +8,8 @@ use std::fmt;
 pub const NETWORKING_V1ALPHA1: &str = "networking.ironcore.dev/v1alpha1";
 /// API group/version of the IPAM types.
 pub const IPAM_V1ALPHA1: &str = "ipam.ironcore.dev/v1alpha1";
+/// API group/version of ironlb's own kinds (`NodeUnderlay`).
+pub const IRONLB_V1ALPHA1: &str = "ironlb.dev/v1alpha1";
 
 /// The kinds ironlb reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,16 +24,19 @@ pub enum Kind {
     NetworkInterface,
     /// `ipam.ironcore.dev/v1alpha1` `Prefix`.
     Prefix,
+    /// `ironlb.dev/v1alpha1` `NodeUnderlay` (ironlb's own).
+    NodeUnderlay,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::LoadBalancer,
         Kind::LoadBalancerRouting,
         Kind::Network,
         Kind::NetworkInterface,
         Kind::Prefix,
+        Kind::NodeUnderlay,
     ];
 
     /// The kind for an apiVersion and kind, if ironlb reads it.
@@ -52,6 +57,7 @@ impl Kind {
             Kind::Network => "Network",
             Kind::NetworkInterface => "NetworkInterface",
             Kind::Prefix => "Prefix",
+            Kind::NodeUnderlay => "NodeUnderlay",
         }
     }
 
@@ -59,6 +65,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Prefix => IPAM_V1ALPHA1,
+            Kind::NodeUnderlay => IRONLB_V1ALPHA1,
             _ => NETWORKING_V1ALPHA1,
         }
     }

@@ -1,6 +1,6 @@
 //! `LoadBalancer` (IEP-3, IEP-8) and `LoadBalancerRouting` (IEP-3).
 
-use super::meta::{LocalObjectReference, ObjectMeta};
+use super::meta::{LocalObjectReference, LocalUidReference, ObjectMeta};
 use super::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -338,23 +338,58 @@ pub struct LoadBalancerRouting {
     /// Metadata; `name` equals the load balancer's.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The network the routing belongs to.
+    /// The network the routing belongs to (`name`; upstream adds `uid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_ref: Option<LocalObjectReference>,
+    pub network_ref: Option<LocalUidReference>,
     /// The target network interfaces.
     #[serde(default)]
     pub destinations: Vec<RoutingDestination>,
 }
 
-/// One `LoadBalancerRouting` destination.
+/// One `LoadBalancerRouting` destination: the seeds' `{name, uid}` (one per interface), or upstream's
+/// `{ip, targetRef {uid, name, providerID}}` (one per interface IP: a dual-stack interface appears twice).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RoutingDestination {
-    /// NetworkInterface name.
-    #[serde(default)]
+    /// NetworkInterface name (the seeds').
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    /// NetworkInterface UID.
+    /// NetworkInterface UID (the seeds').
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
+    /// The target IP, an address of the interface (upstream's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The interface providing the destination (upstream's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+}
+
+impl RoutingDestination {
+    /// The name of the destination's NetworkInterface: `name` (the seeds'), else `targetRef.name` (upstream's);
+    /// `None` when neither is set (an upstream destination by IP only).
+    pub fn interface_name(&self) -> Option<&str> {
+        Some(self.name.as_str()).filter(|n| !n.is_empty()).or_else(|| {
+            self.target_ref
+                .as_ref()
+                .map(|t| t.name.as_str())
+                .filter(|n| !n.is_empty())
+        })
+    }
+}
+
+/// Upstream's `LoadBalancerTargetRef`: the NetworkInterface behind a routing destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRef {
+    /// The interface's UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The interface's name.
+    #[serde(default)]
+    pub name: String,
+    /// The interface's `spec.providerID`.
+    #[serde(rename = "providerID", default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
 }
 
 #[cfg(test)]

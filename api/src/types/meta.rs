@@ -44,3 +44,23 @@ pub struct LocalObjectReference {
     #[serde(default)]
     pub name: String,
 }
+
+/// A reference by name, and optionally uid, in the same namespace (upstream's `commonv1alpha1.LocalUIDReference`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalUidReference {
+    /// Name of the referenced object.
+    #[serde(default)]
+    pub name: String,
+    /// Its UID; when set, it must match the object's `metadata.uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+impl LocalUidReference {
+    /// The reference by name only.
+    pub fn by_name(&self) -> LocalObjectReference {
+        LocalObjectReference {
+            name: self.name.clone(),
+        }
+    }
+}

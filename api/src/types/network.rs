@@ -77,6 +77,30 @@ pub struct NetworkInterfaceSpec {
     /// The interface's overlay IPs (`ip:` or IronCore's `value:`, or `ephemeral:`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpSource>,
+    /// Upstream's provider id; with ironcore-net, `ironcore-net://<namespace>/<name>/<node>/<uid>`, whose `<node>`
+    /// names the host serving the interface ([`NetworkInterfaceSpec::provider_node`]).
+    #[serde(rename = "providerID", default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+}
+
+/// The scheme of ironcore-net provider ids.
+pub const IRONCORE_NET_SCHEME: &str = "ironcore-net://";
+
+impl NetworkInterfaceSpec {
+    /// The node named in `providerID` (`ironcore-net://<namespace>/<name>/<node>/<uid>`, as ironcore-net's
+    /// `ParseNetworkInterfaceID` reads it): `None` without a providerID or with another provider's scheme, an error
+    /// when an ironcore-net id is malformed.
+    pub fn provider_node(&self) -> Option<Result<&str, String>> {
+        let p = self.provider_id.as_deref()?;
+        let rest = p.strip_prefix(IRONCORE_NET_SCHEME)?;
+        let parts: Vec<&str> = rest.splitn(5, '/').collect();
+        Some(match parts.as_slice() {
+            [ns, name, node, uid] if [ns, name, node, uid].iter().all(|s| !s.is_empty()) => Ok(*node),
+            _ => Err(format!(
+                "{p:?} is not {IRONCORE_NET_SCHEME}<namespace>/<name>/<node>/<uid>"
+            )),
+        })
+    }
 }
 
 /// `NetworkInterface.status`.

@@ -4,7 +4,7 @@
 
 use crate::types::{IpFamily, ObjectKey};
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -68,6 +68,15 @@ pub struct LbParsed {
     pub ports: Vec<PortRange>,
 }
 
+/// A routing destination as resolved by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// The NetworkInterface named (it may not exist: a routing lags its interfaces; the controller skips it).
+    Interface(ObjectKey),
+    /// An upstream destination by IP alone that no NetworkInterface of the routing's network has (skipped).
+    NoInterfaceWithIp(IpAddr),
+}
+
 /// The parsed values of every valid object, by key (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
@@ -77,6 +86,14 @@ pub struct Parsed {
     pub networks: BTreeMap<ObjectKey, u32>,
     /// The CIDR of each Prefix.
     pub prefixes: BTreeMap<ObjectKey, IpNet>,
-    /// The underlay address of each NetworkInterface that has one.
+    /// The underlay address of each NetworkInterface that has one: its `status.underlayAddress`, else the
+    /// `NodeUnderlay` of the node its `spec.providerID` names.
     pub underlays: BTreeMap<ObjectKey, Ipv6Addr>,
+    /// The node each NetworkInterface's `spec.providerID` names (ironcore-net's), for messages.
+    pub nodes: BTreeMap<ObjectKey, String>,
+    /// The destinations of each valid LoadBalancerRouting (by the routing's = its load balancer's key), in
+    /// destination order, each interface once.
+    pub routings: BTreeMap<ObjectKey, Vec<Destination>>,
+    /// The keys of the LoadBalancerRoutings that are given but invalid: their load balancers get no targets.
+    pub invalid_routings: BTreeSet<ObjectKey>,
 }

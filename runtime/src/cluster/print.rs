@@ -51,6 +51,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
         Kind::Network => &["VNI"],
         Kind::NetworkInterface => &["NETWORK", "STATE", "IPS"],
         Kind::Prefix => &["PREFIX"],
+        Kind::NodeUnderlay => &["UNDERLAY"],
     }
 }
 
@@ -93,6 +94,7 @@ fn fields(o: &Object) -> Vec<String> {
             or_none(n.status.ips.iter().map(|i| i.ip.clone()).collect()),
         ],
         Object::Prefix(p) => vec![opt(p.spec.prefix.clone())],
+        Object::NodeUnderlay(u) => vec![opt(u.spec.underlay_address.clone())],
     }
 }
 

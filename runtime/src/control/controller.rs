@@ -9,10 +9,10 @@
 //! No I/O: the lb_id allocation and the ephemeral IP allocation are inputs.
 
 use crate::api::{
-    Kind, LoadBalancer, LoadBalancerRouting, NetworkInterface, NetworkInterfaceState, Object, ObjectKey,
-    ObjectMeta, ObjectRef, RoutingDestination,
+    Kind, LoadBalancer, LoadBalancerRouting, LocalUidReference, NetworkInterface, NetworkInterfaceState,
+    Object, ObjectKey, ObjectMeta, ObjectRef, RoutingDestination,
 };
-use crate::validate::{validate_parsed, L4Protocol, Parsed, VipDomain};
+use crate::validate::{validate_parsed, Destination, L4Protocol, Parsed, VipDomain};
 use ironlb_driver::LbSpec;
 use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
@@ -151,6 +151,7 @@ fn routing_from<'a>(
         .map(|n| RoutingDestination {
             name: n.metadata.name.clone(),
             uid: n.metadata.uid.clone(),
+            ..RoutingDestination::default()
         })
         .collect();
     destinations.sort_by(|a, b| a.name.cmp(&b.name));
@@ -161,7 +162,10 @@ fn routing_from<'a>(
             uid: None,
             labels: BTreeMap::new(),
         },
-        network_ref: lb.spec.network_ref.clone(),
+        network_ref: lb.spec.network_ref.as_ref().map(|r| LocalUidReference {
+            name: r.name.clone(),
+            uid: None,
+        }),
         destinations,
     }
 }
@@ -263,35 +267,49 @@ pub fn desired_refs(
                 high: r.last,
             })
             .collect();
-        // Targets.
-        let computed = index.routing_for(lb);
-        let routing = computed.as_ref().or_else(|| routings.get(&key).copied());
+        // Targets: a given LoadBalancerRouting (the cluster decided), else the one computed from the selector.
+        let given = routings.get(&key).copied();
+        let computed;
+        let (routing, dests): (Option<&LoadBalancerRouting>, Vec<Destination>) =
+            match (given, parsed.routings.get(&key)) {
+                (Some(r), Some(keys)) => (Some(r), keys.clone()),
+                _ if parsed.invalid_routings.contains(&key) => {
+                    issue(lb_issue(
+                        lb,
+                        format!("LoadBalancerRouting {key} is invalid: no targets until it is fixed"),
+                    ));
+                    (None, Vec::new())
+                }
+                _ => {
+                    computed = index.routing_for(lb);
+                    let keys = computed
+                        .iter()
+                        .flat_map(|r| &r.destinations)
+                        .map(|d| Destination::Interface(key.sibling(d.name.clone())))
+                        .collect();
+                    (computed.as_ref(), keys)
+                }
+            };
         if let Some(r) = routing {
             out.routings.insert(key.clone(), r.clone());
         }
         let mut targets: BTreeSet<Ipv6Addr> = BTreeSet::new();
-        for d in routing.map(|r| r.destinations.as_slice()).unwrap_or_default() {
-            let skip = |why: String| {
-                lb_issue(
-                    lb,
-                    format!(
-                        "destination NetworkInterface {}: {why}",
-                        key.sibling(d.name.clone())
-                    ),
-                )
+        for d in dests {
+            let nic_key = match d {
+                Destination::Interface(k) => k,
+                Destination::NoInterfaceWithIp(ip) => {
+                    issue(lb_issue(
+                        lb,
+                        format!("destination {ip}: no NetworkInterface of the routing's network has this address, skipped"),
+                    ));
+                    continue;
+                }
             };
-            let Some(nic) = nic_by_key.get(&key.sibling(d.name.clone())) else {
+            let skip = |why: String| lb_issue(lb, format!("destination NetworkInterface {nic_key}: {why}"));
+            let Some(nic) = nic_by_key.get(&nic_key) else {
                 issue(skip("not found, skipped".into()));
                 continue;
             };
-            if let (Some(want), Some(have)) = (&d.uid, &nic.metadata.uid) {
-                if want != have {
-                    issue(skip(format!(
-                        "uid {have} differs from the routing's {want}, skipped"
-                    )));
-                    continue;
-                }
-            }
             if nic.status.state != Some(NetworkInterfaceState::Available) {
                 let state = nic
                     .status
@@ -301,11 +319,17 @@ pub fn desired_refs(
                 issue(skip(format!("not Available (state {state}), skipped")));
                 continue;
             }
-            match parsed.underlays.get(&nic.metadata.key()) {
+            match parsed.underlays.get(&nic_key) {
                 Some(&a) => {
                     targets.insert(a);
                 }
-                None => issue(skip("no underlay address, skipped".into())),
+                None => issue(skip(match parsed.nodes.get(&nic_key) {
+                    Some(node) => format!(
+                        "no underlay address (no status.underlayAddress, no valid NodeUnderlay {node} for the node in spec.providerID), skipped"
+                    ),
+                    None => "no underlay address (no status.underlayAddress, no node in spec.providerID), skipped"
+                        .into(),
+                })),
             }
         }
         out.specs.push((

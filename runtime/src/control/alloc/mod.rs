@@ -113,22 +113,6 @@ pub enum AllocError {
     },
 }
 
-impl AllocError {
-    /// A short CamelCase reason for status conditions.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AllocError::Io { .. } => "AllocatorIoError",
-            AllocError::Corrupt { .. } => "AllocatorStateCorrupt",
-            AllocError::BadPool { .. } => "BadPool",
-            AllocError::Exhausted { .. } => "Exhausted",
-            AllocError::PoolExhausted { .. } => "PoolExhausted",
-            AllocError::PrefixExhausted { .. } => "PrefixExhausted",
-            AllocError::UnsupportedFamily { .. } => "UnsupportedFamily",
-            AllocError::NotGiven { .. } => "NotAllocated",
-        }
-    }
-}
-
 /// Public address pools, per family. CIDRs are stored normalized (host bits cleared).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pools {
