@@ -3,48 +3,94 @@
 //!
 //! - `bounded-hrw`: the default, M = 4,096 for every LB (driver/src/tables/buckets.rs);
 //! - `old`: StableMaglev at the sizing used before issue 13 (M = smallest power of two >= 64 N, at most 65,536);
-//! - `maglev-64k`: classic Maglev at a fixed M = 65,536 (our Maglev needs a power of two; the paper's 65,537 is
-//!   prime), the reference row.
+//! - `maglev-65537`: classic Maglev (Eisenbud et al., NSDI 2016) at the paper's prime M = 65,537, flows indexed by
+//!   `hash mod M`: the reference row. Computed here only (the device indexes by `hash & (M - 1)`, so it cannot use a
+//!   prime M); offset = `crc(MAGLEV_OFFSET_SEED, key) mod M`, skip = `crc(MAGLEV_SKIP_SEED, key) mod (M - 1) + 1`,
+//!   targets in key order take the next free slot of their permutation in rounds.
+//!
+//! N sweeps 1..=4,096 (`CAP_MAX_TARGETS_PER_LB` of the reference part): every 16th N up to 1,024, every 256th above,
+//! every power of two +-1 and the issue's N. An addition or a history step never goes above 4,096 targets.
 //!
 //! "Moved" is the share of ALL flows (uniformly hashed: the share of slots of the larger array, each slot j of an
 //! array of M taken as slot j mod M) whose old target stays but which go elsewhere afterwards. Histories: from N
 //! targets, 100 random single changes (add or remove, probability 1/2, never below one target); the worst step and
 //! the mean step are reported. Nothing is asserted here (the property tests in buckets.rs hold the bound).
 //!
-//! `cargo bench -p ironlb-driver --bench hashing` (about a minute on one core). `-- --quick` sweeps fewer N.
+//! `cargo bench -p ironlb-driver --bench hashing` (several minutes on one core). `-- --quick` sweeps fewer N.
 
 use ironlb_driver::buckets::{
-    mix64, BoundedRendezvous, BucketHasher, Maglev, StableMaglev, TargetKey, ARRAY_LOG2,
+    mix64, BoundedRendezvous, BucketHasher, StableMaglev, TargetKey, ARRAY_LOG2, MAGLEV_OFFSET_SEED,
+    MAGLEV_SKIP_SEED,
 };
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::net::Ipv6Addr;
 use std::time::Instant;
 
-/// A scheme as the driver would run it: which hasher, and the array size for N targets.
+/// Largest N swept: `CAP_MAX_TARGETS_PER_LB` of the reference part (docs/hw-spec.md §3.1).
+const MAX_N: usize = 4096;
+
+/// A scheme as the driver would run it: the array (index into `keys` per slot) for a target set.
 struct Scheme {
     name: &'static str,
-    hasher: &'static dyn BucketHasher,
-    m_log2: fn(usize) -> u8,
+    array: fn(&[TargetKey]) -> Vec<u32>,
 }
 
 const SCHEMES: [Scheme; 3] = [
     Scheme {
         name: "bounded-hrw",
-        hasher: &BoundedRendezvous,
-        m_log2: |_| ARRAY_LOG2,
+        array: |keys| BoundedRendezvous.assign(keys, ARRAY_LOG2),
     },
     Scheme {
         name: "old",
-        hasher: &StableMaglev,
-        m_log2: |n| ((64 * n).next_power_of_two().trailing_zeros() as u8).clamp(1, 16),
+        array: |keys| {
+            let m_log2 = ((64 * keys.len()).next_power_of_two().trailing_zeros() as u8).clamp(1, 16);
+            StableMaglev.assign(keys, m_log2)
+        },
     },
     Scheme {
-        name: "maglev-64k",
-        hasher: &Maglev,
-        m_log2: |_| 16,
+        name: "maglev-65537",
+        array: |keys| classic_maglev(keys, 65_537),
     },
 ];
+
+/// CRC-32 of the 16 key bytes started from `seed` (zlib's `crc32(key, seed)`), as the driver's Maglev permutations.
+fn seeded_crc(seed: u32, key: &TargetKey) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(seed);
+    h.update(&key.0);
+    h.finalize()
+}
+
+/// Classic Maglev population for a prime `m` (module docs).
+fn classic_maglev(keys: &[TargetKey], m: usize) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by_key(|&i| keys[i]);
+    let perms: Vec<(usize, usize)> = order
+        .iter()
+        .map(|&i| {
+            let offset = seeded_crc(MAGLEV_OFFSET_SEED, &keys[i]) as usize % m;
+            let skip = seeded_crc(MAGLEV_SKIP_SEED, &keys[i]) as usize % (m - 1) + 1;
+            (offset, skip)
+        })
+        .collect();
+    let mut next: Vec<usize> = perms.iter().map(|p| p.0).collect();
+    let mut out = vec![u32::MAX; m];
+    let mut filled = 0;
+    loop {
+        for (r, &(_, skip)) in perms.iter().enumerate() {
+            let mut s = next[r];
+            while out[s] != u32::MAX {
+                s = (s + skip) % m;
+            }
+            out[s] = order[r] as u32;
+            next[r] = (s + skip) % m;
+            filled += 1;
+            if filled == m {
+                return out;
+            }
+        }
+    }
+}
 
 /// Random 16-byte keys (`seq = false`) or sequential underlay addresses fd00::base+i (`seq = true`).
 fn key(seq: bool, set: u64, i: u64) -> TargetKey {
@@ -60,11 +106,7 @@ fn key(seq: bool, set: u64, i: u64) -> TargetKey {
 
 /// An LB's array: key per slot.
 fn array(s: &Scheme, keys: &[TargetKey]) -> Vec<TargetKey> {
-    s.hasher
-        .assign(keys, (s.m_log2)(keys.len()))
-        .into_iter()
-        .map(|i| keys[i as usize])
-        .collect()
+    (s.array)(keys).into_iter().map(|i| keys[i as usize]).collect()
 }
 
 /// Share of all flows whose old target is still a target afterwards but which changed target (see module docs).
@@ -129,7 +171,7 @@ fn measure(s: &Scheme, n: usize) -> Row {
         addition: Moves::default(),
         history: Moves::default(),
         balance: 0.0,
-        bytes: 4 << (s.m_log2)(n),
+        bytes: 0,
         micros: 0.0,
     };
     let mut times = Vec::new();
@@ -139,6 +181,7 @@ fn measure(s: &Scheme, n: usize) -> Row {
         let t = Instant::now();
         let base = black_box(array(s, &keys));
         times.push(t.elapsed().as_secs_f64() * 1e6);
+        row.bytes = 4 * base.len();
         row.balance = row.balance.max(max_over_mean(&keys, &base));
         if n > 1 {
             for r in 0..REMOVALS.min(n) {
@@ -153,7 +196,7 @@ fn measure(s: &Scheme, n: usize) -> Row {
                     .add(kept_moved(&keys, &base, &fewer, &array(s, &fewer)));
             }
         }
-        for a in 0..ADDITIONS {
+        for a in 0..if n < MAX_N { ADDITIONS } else { 0 } {
             let mut more = keys.clone();
             more.push(key(seq, set, 1 << 20 | a));
             row.addition
@@ -167,7 +210,7 @@ fn measure(s: &Scheme, n: usize) -> Row {
     for step in 0..HISTORY as u64 {
         let r = mix64(n as u64 ^ step << 32);
         let mut next = keys.clone();
-        if r & 1 == 0 || next.len() == 1 {
+        if (r & 1 == 0 || next.len() == 1) && next.len() < MAX_N {
             next.push(key(false, 7, next_key));
             next_key += 1;
         } else {
@@ -182,16 +225,18 @@ fn measure(s: &Scheme, n: usize) -> Row {
     row
 }
 
-/// Every N in 1..=1024 that is a power of two or next to one, and a grid between.
+/// Every 16th N up to 1,024 (64th with `--quick`), every 256th (512th) above up to [`MAX_N`], every power of two
+/// +-1, and the issue's N.
 fn target_counts(quick: bool) -> Vec<usize> {
-    let step = if quick { 64 } else { 16 };
-    let mut v: Vec<usize> = (1..=1024).step_by(step).collect();
-    for k in 1..=10 {
+    let (small, large) = if quick { (64, 512) } else { (16, 256) };
+    let mut v: Vec<usize> = (1..=1024).step_by(small).collect();
+    v.extend((1024..=MAX_N).step_by(large));
+    for k in 1..=12 {
         let p = 1usize << k;
         v.extend([p - 1, p, p + 1]);
     }
-    v.extend([3, 5, 9, 17, 33, 65, 100, 129, 1000, 1024]);
-    v.retain(|&n| (1..=1025).contains(&n));
+    v.extend([3, 5, 9, 17, 33, 65, 100, 129, 1000]);
+    v.retain(|&n| (1..=MAX_N).contains(&n));
     v.sort();
     v.dedup();
     v
@@ -199,6 +244,15 @@ fn target_counts(quick: bool) -> Vec<usize> {
 
 fn pct(x: f64) -> String {
     format!("{:.3}%", x * 100.0)
+}
+
+/// Worst and mean of `m` as percentages, or dashes when nothing was measured (no addition at the maximum N).
+fn worst_mean(m: &Moves) -> (String, String) {
+    if m.n == 0 {
+        ("-".into(), "-".into())
+    } else {
+        (pct(m.worst), pct(m.mean()))
+    }
 }
 
 fn main() {
@@ -240,12 +294,12 @@ fn main() {
                 s.name,
                 n,
                 r.bytes,
-                pct(r.removal.worst),
-                pct(r.removal.mean()),
-                pct(r.addition.worst),
-                pct(r.addition.mean()),
-                pct(r.history.worst),
-                pct(r.history.mean()),
+                worst_mean(&r.removal).0,
+                worst_mean(&r.removal).1,
+                worst_mean(&r.addition).0,
+                worst_mean(&r.addition).1,
+                worst_mean(&r.history).0,
+                worst_mean(&r.history).1,
                 r.balance,
                 r.micros
             );

@@ -202,3 +202,42 @@ fn a_v1_0_device_gets_no_fence_opcode_and_still_programs() {
     let dev = Device::open(Box::new(backend)).unwrap();
     assert_eq!((dev.caps().minor, dev.caps().features), (1, FEATURES_V1_1));
 }
+
+/// The documented v1.0 fallback (docs/hw-spec.md §8.5, §9): a v1.0 device never receives FENCE; the driver splits
+/// the batch at each fence and waits `V1_0_DRAIN_WAIT` (100 µs, ten times the pipeline latency bound of §10) before
+/// the part after it. A v1.1 device gets the whole batch, FENCE included, behind one doorbell.
+#[test]
+fn a_v1_0_device_gets_the_batch_split_at_the_fence_and_a_drain_wait() {
+    use ironlb_driver::Cmd;
+    use ironlb_hw::regs::TableId;
+    use std::time::{Duration, Instant};
+    let clear = |index| Cmd::Fill {
+        table: TableId::Target,
+        index,
+        count: 1,
+        value: 0,
+    };
+    let cmds = [clear(0), clear(1), Cmd::Fence, clear(2), clear(3)];
+    for (cfg, batches, sent, wait) in [
+        (DeviceConfig::small(), 1, 5, Duration::ZERO),
+        (DeviceConfig::small().as_v1_0(), 2, 4, Duration::from_micros(100)),
+    ] {
+        let v1_0 = cfg.is_v1_0();
+        let mut dev = Device::open(Box::new(InprocBackend::new(cfg).unwrap())).unwrap();
+        let before = dev.command_stats();
+        let t = Instant::now();
+        dev.submit_for_test(&cmds).unwrap();
+        let took = t.elapsed();
+        let after = dev.command_stats();
+        assert_eq!(
+            (
+                after.ring_batches - before.ring_batches,
+                after.ring_commands - before.ring_commands,
+                after.mailbox - before.mailbox
+            ),
+            (batches, sent, 0),
+            "v1.0: {v1_0}"
+        );
+        assert!(took >= wait, "v1.0: {v1_0}: {took:?}");
+    }
+}
