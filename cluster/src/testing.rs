@@ -7,11 +7,19 @@
 //! suite — except under `CI=true`, where a missing etcd fails the test.
 
 use crate::settings::EtcdSettings;
+use crate::write::Incoming;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The repository's examples/ directory, loaded, as objects to write (unpinned). Panics if any fails to load.
+pub fn examples() -> Vec<Incoming> {
+    let (objects, errors) = ironlb_api::load::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+    assert!(errors.is_empty(), "examples/ does not load: {errors:?}");
+    Incoming::unpinned(objects)
+}
 
 /// How long etcd may take to become healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -29,6 +29,20 @@ pub struct Incoming {
     pub resource_version: Option<i64>,
 }
 
+impl Incoming {
+    /// Loaded objects to write without a pinned revision (`metadata.resourceVersion` not given).
+    pub fn unpinned(loaded: impl IntoIterator<Item = (PathBuf, Object)>) -> Vec<Incoming> {
+        loaded
+            .into_iter()
+            .map(|(file, object)| Incoming {
+                file,
+                object,
+                resource_version: None,
+            })
+            .collect()
+    }
+}
+
 /// What a plan does to one object (what the CLI prints, as kubectl does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

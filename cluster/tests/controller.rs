@@ -23,14 +23,7 @@ fn fleet(n: usize) -> Vec<Incoming> {
     }
     let (objects, errors) = load_str("fleet.yaml", &text);
     assert!(errors.is_empty(), "{errors:?}");
-    objects
-        .into_iter()
-        .map(|(file, object)| Incoming {
-            file,
-            object,
-            resource_version: None,
-        })
-        .collect()
+    Incoming::unpinned(objects)
 }
 
 fn pools() -> Pools {

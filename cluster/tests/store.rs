@@ -1,26 +1,13 @@
 //! The store against a real etcd (issue 17 test 5 and the writers' round trip). Skipped with a message when etcd
 //! is not installed, except under CI=true (cluster/src/testing.rs).
 
-use ironlb_api::load::{load_dir, load_str};
+use ironlb_api::load::load_str;
 use ironlb_api::{Kind, Object, ObjectRef};
 use ironlb_cluster::client::WriteError;
 use ironlb_cluster::store::{Expect, StoreError, Write};
-use ironlb_cluster::testing::EtcdServer;
+use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_cluster::write::{Incoming, Outcome, Refusal};
 use ironlb_cluster::Client;
-
-fn examples() -> Vec<Incoming> {
-    let (objects, errors) = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
-    assert!(errors.is_empty(), "{errors:?}");
-    objects
-        .into_iter()
-        .map(|(file, object)| Incoming {
-            file,
-            object,
-            resource_version: None,
-        })
-        .collect()
-}
 
 fn client(etcd: &EtcdServer, prefix: &str) -> Client {
     Client::connect(&etcd.settings(prefix).resolve().unwrap()).unwrap()

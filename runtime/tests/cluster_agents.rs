@@ -6,11 +6,11 @@
 mod host;
 
 use host::host_with_networks;
-use ironlb_api::load::load_dir;
+
 use ironlb_api::ObjectKey;
 use ironlb_cluster::alloc::Allocation;
 use ironlb_cluster::store::Expect;
-use ironlb_cluster::testing::EtcdServer;
+use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_cluster::write::Incoming;
 use ironlb_cluster::Client;
 use ironlb_runtime::backend::BackendSpec;
@@ -18,19 +18,6 @@ use ironlb_runtime::cluster::agent::{Agent, AgentConfig};
 use ironlb_runtime::status::Reason;
 use ironlb_sim::DeviceConfig;
 use std::time::{Duration, Instant};
-
-fn examples() -> Vec<Incoming> {
-    let (objects, errors) = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
-    assert!(errors.is_empty(), "{errors:?}");
-    objects
-        .into_iter()
-        .map(|(file, object)| Incoming {
-            file,
-            object,
-            resource_version: None,
-        })
-        .collect()
-}
 
 fn agent(etcd: &EtcdServer) -> Agent {
     let a = Agent::start(AgentConfig {
@@ -267,18 +254,7 @@ fn agents_follow_the_controller_and_a_killed_leader_is_replaced() {
         "apiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {name: extra}\nspec:\n  type: Public\n  ipFamilies: [IPv4]\n  ports: [{protocol: TCP, port: 443}]\n  networkRef: {name: my-network}\n  networkInterfaceSelector: {matchLabels: {app: web}}\n",
     );
     assert!(errors.is_empty());
-    writer
-        .apply(
-            extra
-                .into_iter()
-                .map(|(file, object)| Incoming {
-                    file,
-                    object,
-                    resource_version: None,
-                })
-                .collect(),
-        )
-        .unwrap();
+    writer.apply(Incoming::unpinned(extra)).unwrap();
     for a in &mut agents {
         converge(a, "the new LB, allocated by c2", |a| ready(a) == 3);
     }

@@ -7,7 +7,6 @@
 #[path = "common/host.rs"]
 mod host;
 
-use ironlb_api::load::load_dir;
 use ironlb_api::{Kind, ObjectKey, ObjectRef};
 use ironlb_cluster::alloc::Allocation;
 use ironlb_cluster::store::Expect;
@@ -111,20 +110,7 @@ fn outage_keeps_the_device_and_a_compaction_meanwhile_ends_in_a_relist() {
     let target: SocketAddr = etcd.endpoint().trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(target);
     let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
-    let (objects, errors) = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
-    assert!(errors.is_empty());
-    writer
-        .apply(
-            objects
-                .into_iter()
-                .map(|(file, object)| Incoming {
-                    file,
-                    object,
-                    resource_version: None,
-                })
-                .collect(),
-        )
-        .unwrap();
+    writer.apply(ironlb_cluster::testing::examples()).unwrap();
     let public = ObjectKey::new("default", "my-load-balancer");
     let internal = ObjectKey::new("default", "my-loadbalancer");
     for (lb, a) in [

@@ -10,14 +10,7 @@ fn examples() -> Vec<(PathBuf, Object)> {
 }
 
 fn incoming(objects: &[(PathBuf, Object)]) -> Vec<Incoming> {
-    objects
-        .iter()
-        .map(|(f, o)| Incoming {
-            file: f.clone(),
-            object: o.clone(),
-            resource_version: None,
-        })
-        .collect()
+    Incoming::unpinned(objects.iter().cloned())
 }
 
 fn stored(objects: &[(PathBuf, Object)]) -> Listing {
