@@ -1,5 +1,5 @@
-//! Pieces of the `ironlb` CLI that are worth testing without the binary: the `--packet` syntax of `ironlb trace`,
-//! `--backend` parsing, and the text renderings of `trace` and `dump`.
+//! Pieces of the `ironlb` CLI that are worth testing without the binary: the packet a trace runs (`--packet`,
+//! `--hex`, `--in FILE --index N`), and the text renderings of `trace` and `dump`.
 
 use etherparse::{IpNumber, PacketBuilder};
 use ironlb_driver::Snapshot;
@@ -61,6 +61,81 @@ pub fn build_packet(spec: &str) -> Result<Vec<u8>, BadInput> {
     };
     r.map_err(|e| bad(&e.to_string()))?;
     Ok(v)
+}
+
+/// The packet `ironlb trace` runs through the pipeline: described (`--packet`), or an IP packet as it is (`--hex`,
+/// or `--in FILE --index N`, read by the CLI), so that fragments, extension headers and ICMP errors can be traced.
+/// On the control socket a described packet is a JSON string (the request's shape before bytes could be given).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum TracePacket {
+    /// `<proto> <src>:<sport> -> <dst>:<dport>` ([`build_packet`]).
+    Spec(String),
+    /// An IP packet (from its first IP header byte), as hex digits, with where it came from.
+    Bytes {
+        /// Where the packet came from (`--hex`, `FILE packet index N`), for the output.
+        label: String,
+        /// The packet, hex digits.
+        hex: String,
+    },
+}
+
+impl TracePacket {
+    /// An IP packet given as bytes.
+    pub fn bytes(label: impl Into<String>, bytes: &[u8]) -> TracePacket {
+        TracePacket::Bytes {
+            label: label.into(),
+            hex: hex::encode(bytes),
+        }
+    }
+
+    /// `--hex`: hex digits, optionally split by whitespace, `:` or `-` and led by `0x`.
+    pub fn from_hex(text: &str) -> Result<TracePacket, BadInput> {
+        let bytes = parse_hex(text)?;
+        Ok(TracePacket::bytes(
+            format!("--hex packet ({} bytes)", bytes.len()),
+            &bytes,
+        ))
+    }
+
+    /// The packet's bytes.
+    pub fn build(&self) -> Result<Vec<u8>, BadInput> {
+        match self {
+            TracePacket::Spec(spec) => build_packet(spec),
+            TracePacket::Bytes { label, hex } => {
+                hex::decode(hex).map_err(|e| BadInput(format!("{label}: not hex digits: {e}")))
+            }
+        }
+    }
+
+    /// What the output calls the packet.
+    pub fn label(&self) -> &str {
+        match self {
+            TracePacket::Spec(spec) => spec,
+            TracePacket::Bytes { label, .. } => label,
+        }
+    }
+}
+
+/// `--hex` text as bytes: hex digits, split anywhere by whitespace, `:` or `-` (as tcpdump, Wireshark's "copy as
+/// hex" and `xxd -p` print them), optionally led by `0x`. An empty packet is an error.
+pub fn parse_hex(text: &str) -> Result<Vec<u8>, BadInput> {
+    let t = text.trim();
+    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let digits: String = t
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':' && *c != '-')
+        .collect();
+    if digits.is_empty() {
+        return Err(BadInput(
+            "--hex: no hex digits (an IP packet, from its first header byte)".into(),
+        ));
+    }
+    hex::decode(&digits).map_err(|e| {
+        BadInput(format!(
+            "--hex: {e} (an IP packet as hex digits, e.g. 4500003c...; separators: space, ':' or '-')"
+        ))
+    })
 }
 
 /// Text rendering of a trace: one line per stage, then the verdict.
@@ -189,6 +264,38 @@ mod tests {
         ] {
             let e = build_packet(bad).unwrap_err().to_string();
             assert!(e.contains("expected '<tcp|udp|sctp|icmp>"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn hex_packets() {
+        assert_eq!(
+            parse_hex("0x4500 00:1c\n de-ad").unwrap(),
+            [0x45, 0, 0, 0x1c, 0xde, 0xad]
+        );
+        assert_eq!(parse_hex("60 00").unwrap(), [0x60, 0]);
+        for (bad, why) in [
+            ("", "no hex digits"),
+            ("0x", "no hex digits"),
+            ("450", "Odd number"),
+            ("45zz", "'z'"),
+        ] {
+            let e = parse_hex(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--hex: ") && e.contains(why), "{bad:?}: {e}");
+        }
+        let p = build_packet("udp 10.0.0.5:9 -> 10.0.0.1:53").unwrap();
+        let t = TracePacket::from_hex(&hex::encode(&p)).unwrap();
+        assert_eq!(t.build().unwrap(), p);
+        assert_eq!(t.label(), format!("--hex packet ({} bytes)", p.len()));
+        // On the control socket: a described packet stays a plain string (older clients send that), bytes an object.
+        let spec = TracePacket::Spec("tcp 1.2.3.4:1 -> 5.6.7.8:80".into());
+        assert_eq!(
+            serde_json::to_string(&spec).unwrap(),
+            "\"tcp 1.2.3.4:1 -> 5.6.7.8:80\""
+        );
+        for t in [spec, t] {
+            let back: TracePacket = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            assert_eq!(back, t);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! the same output. JSON shapes are documented in docs/operations.md and stable.
 
 use crate::api::ObjectKey;
-use crate::cli::{build_packet, render_dump, render_trace, BadInput};
+use crate::cli::{render_dump, render_trace, BadInput, TracePacket};
 use crate::printable::printable;
 use crate::status::{ConditionType, LbStatus};
 use ironlb_driver::{Device, SharedModel};
@@ -428,9 +428,9 @@ pub fn mirror(dev: &mut Device) -> Result<(Device, SharedModel), OpError> {
 
 /// `ironlb trace`: what the device does with one packet, stage by stage. Runs the model's pipeline on the
 /// device's table memory without counting the packet.
-pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result<String, OpError> {
+pub fn trace(v: View<'_>, ingress: &str, packet: &TracePacket, format: Format) -> Result<String, OpError> {
     let port = ingress_port(v.dev, ingress)?;
-    let pkt = build_packet(packet)?;
+    let pkt = packet.build()?;
     let Some(model) = v.model else {
         return Err(OpError::Failed(
             "trace needs the software model's pipeline: run it against the daemon of an inproc device, \
@@ -460,7 +460,7 @@ pub fn trace(v: View<'_>, ingress: &str, packet: &str, format: Format) -> Result
                 .to_string()
         }
         Format::Table => {
-            let mut out = format!("{packet} on {ingress}:\n");
+            let mut out = format!("{} on {ingress}:\n", packet.label());
             if let Some(n) = t.lb_id.and_then(|id| v.names.get(&id)) {
                 let _ = writeln!(out, "load balancer {n}");
             }

@@ -151,3 +151,120 @@ fn dump_decodes_the_device() {
     let (code, _, _) = ironlb(&["dump", "--backend", "bogus"]);
     assert_eq!(code, 2);
 }
+
+/// `trace --in FILE --index N` and `--hex` trace a packet as it arrived (here a non-first fragment and a packet with
+/// a broken IPv4 checksum, which `--packet` cannot describe) and agree with `replay --verdicts` on the same capture.
+#[test]
+fn trace_takes_packets_from_a_capture_or_as_hex() {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let whole = ironlb_runtime::cli::build_packet("udp 198.51.100.7:40000 -> 203.0.113.10:1500").unwrap();
+    // A non-first fragment of a UDP datagram to the VIP: offset 185 (1,480 bytes), no UDP header of its own.
+    let mut fragment = etherparse::Ipv4Header::new(
+        16,
+        64,
+        etherparse::IpNumber::UDP,
+        [198, 51, 100, 7],
+        [203, 0, 113, 10],
+    )
+    .unwrap();
+    fragment.fragment_offset = etherparse::IpFragOffset::try_new(185).unwrap();
+    fragment.header_checksum = fragment.calc_header_checksum();
+    let mut fragment_bytes = fragment.to_bytes().to_vec();
+    fragment_bytes.extend_from_slice(&[0xab; 16]);
+    let mut bad_checksum = whole.clone();
+    bad_checksum[10] ^= 0xff;
+    let packets = [whole, fragment_bytes.clone(), bad_checksum];
+    let mut w = PcapWriter::with_header(
+        Vec::new(),
+        PcapHeader {
+            datalink: pcap_file::DataLink::RAW,
+            ..PcapHeader::default()
+        },
+    )
+    .unwrap();
+    for p in &packets {
+        w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, p.len() as u32, p))
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("in.pcap");
+    std::fs::write(&capture, w.into_writer()).unwrap();
+    let capture = capture.to_str().unwrap();
+    let trace_json = |what: &[&str]| {
+        let mut args = vec!["trace", "--example", "--ingress", "public", "-o", "json"];
+        args.extend_from_slice(what);
+        let (code, out, err) = ironlb(&args);
+        assert_eq!(code, 0, "{what:?}: {err}");
+        serde_json::from_str::<serde_json::Value>(out.trim()).expect("trace JSON")
+    };
+    let frag = trace_json(&["--in", capture, "--index", "1"]);
+    assert_eq!(frag["trace"]["fragment"], "non_first", "{frag}");
+    assert_eq!(frag["result"]["verdict"], "forward", "{frag}");
+    // The same bytes as hex (with separators) trace the same.
+    let spaced: Vec<String> = fragment_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(trace_json(&["--hex", &spaced.join(" ")]), frag);
+    // Every packet: the trace's verdict is replay's.
+    let verdicts = dir.path().join("v.jsonl");
+    let (code, _, err) = ironlb(&[
+        "replay",
+        "--example",
+        "--ingress",
+        "public",
+        "--in",
+        capture,
+        "--out",
+        dir.path().join("out.pcap").to_str().unwrap(),
+        "--verdicts",
+        verdicts.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines = std::fs::read_to_string(&verdicts).unwrap();
+    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), packets.len());
+    for (i, line) in lines.iter().enumerate() {
+        let t = trace_json(&["--in", capture, "--index", &i.to_string()]);
+        assert_eq!(
+            t["result"]["verdict"], line["verdict"],
+            "packet {i}: {t} vs {line}"
+        );
+        assert_eq!(t["result"]["reason"], line["reason"], "packet {i}: {t} vs {line}");
+    }
+    assert_eq!(lines[2]["reason"], "ipv4_checksum");
+    // The table output names the packet by file and index.
+    let (code, out, err) = ironlb(&[
+        "trace",
+        "--example",
+        "--ingress",
+        "public",
+        "--in",
+        capture,
+        "--index",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "{capture} packet index 2 ({} bytes) on public:",
+            packets[2].len()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("verdict: drop (ipv4_checksum)"), "{out}");
+    // Bad input: exit 2, naming what is wrong.
+    for (args, says) in [
+        (vec!["--in", capture, "--index", "3"], "holds 3 packets"),
+        (vec!["--in", "/nonexistent.pcap"], "--in /nonexistent.pcap"),
+        (vec!["--hex", "45 0g"], "--hex: Invalid character 'g'"),
+        (vec![], "required arguments were not provided"),
+        (
+            vec!["--hex", "45", "--packet", "tcp 1.2.3.4:1 -> 5.6.7.8:80"],
+            "cannot be used with",
+        ),
+    ] {
+        let mut a = vec!["trace", "--example", "--ingress", "public"];
+        a.extend_from_slice(&args);
+        let (code, _, err) = ironlb(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

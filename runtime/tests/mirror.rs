@@ -86,6 +86,7 @@ fn a_trace_shows_a_pinned_flow_on_the_device_and_says_a_copy_has_no_flow_table()
     assert!(p.report.errors.is_empty(), "{:?}", p.report);
     assert!(p.rec.device().has_flow_table());
     let flow = "tcp 198.51.100.7:40000 -> 203.0.113.10:80";
+    let flow_packet = ironlb_runtime::cli::TracePacket::Spec(flow.to_string());
     let names = p.rec.names();
     let trace = |dev: &mut ironlb_driver::Device, model, copy| {
         let out = ops::trace(
@@ -96,7 +97,7 @@ fn a_trace_shows_a_pinned_flow_on_the_device_and_says_a_copy_has_no_flow_table()
                 copy,
             },
             "public",
-            flow,
+            &flow_packet,
             ops::Format::Json,
         )
         .unwrap();
@@ -124,7 +125,7 @@ fn a_trace_shows_a_pinned_flow_on_the_device_and_says_a_copy_has_no_flow_table()
             copy: false,
         },
         "public",
-        flow,
+        &flow_packet,
         ops::Format::Table,
     )
     .unwrap();
@@ -141,7 +142,7 @@ fn a_trace_shows_a_pinned_flow_on_the_device_and_says_a_copy_has_no_flow_table()
             copy: true,
         },
         "public",
-        flow,
+        &flow_packet,
         ops::Format::Table,
     )
     .unwrap();

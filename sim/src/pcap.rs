@@ -65,6 +65,22 @@ pub enum ReplayError {
         #[source]
         source: std::io::Error,
     },
+    /// [`packet_at`]: the capture has no packet at the index.
+    #[error("no packet index {index}: the capture holds {packets} packets (indexes count from 0)")]
+    NoSuchPacket {
+        /// The index asked for.
+        index: u64,
+        /// How many packets the capture holds.
+        packets: u64,
+    },
+    /// [`packet_at`]: the packet at the index is not IP at the link layer.
+    #[error("packet index {index} is not an IP packet ({reason})")]
+    NotIp {
+        /// The index asked for.
+        index: u64,
+        /// `not_ip` or `short_frame`, as a replay's verdict line says.
+        reason: &'static str,
+    },
 }
 
 /// One JSON verdict line (docs/sim.md). Field order and names are stable.
@@ -158,6 +174,35 @@ fn timestamp_ms(sec: u32, frac: u32, res: TsResolution) -> u32 {
     sec.wrapping_mul(1000).wrapping_add(sub_ms)
 }
 
+/// Whether records of a link type are Ethernet frames (else IP packets as they are); other link types are errors.
+fn is_ethernet(datalink: DataLink) -> Result<bool, ReplayError> {
+    match datalink {
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Ok(false),
+        DataLink::ETHERNET => Ok(true),
+        other => Err(ReplayError::LinkType(u32::from(other))),
+    }
+}
+
+/// The IP packet at 0-based `index` of the pcap `input` (the index a replay's verdict lines give), with its
+/// link-layer header removed as [`replay`] removes it: what `ironlb trace --in FILE --index N` traces.
+pub fn packet_at(input: impl Read, index: u64) -> Result<Vec<u8>, ReplayError> {
+    let mut reader = PcapReader::new(input).map_err(ReplayError::Header)?;
+    let ethernet = is_ethernet(reader.header().datalink)?;
+    let mut i = 0u64;
+    while let Some(rec) = reader.next_raw_packet() {
+        let rec = rec.map_err(|source| ReplayError::Record { index: i, source })?;
+        if i == index {
+            let data: &[u8] = &rec.data;
+            let ip = if ethernet { strip_ethernet(data) } else { Ok(data) };
+            return ip
+                .map(<[u8]>::to_vec)
+                .map_err(|reason| ReplayError::NotIp { index, reason });
+        }
+        i += 1;
+    }
+    Err(ReplayError::NoSuchPacket { index, packets: i })
+}
+
 /// Replay the pcap `input` through `dev`, every packet arriving on `ingress_port`. The flow clock (v1.2) follows
 /// the records' timestamps.
 ///
@@ -174,11 +219,7 @@ pub fn replay(
 ) -> Result<ReplaySummary, ReplayError> {
     let mut reader = PcapReader::new(input).map_err(ReplayError::Header)?;
     let in_header = reader.header();
-    let ethernet = match in_header.datalink {
-        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => false,
-        DataLink::ETHERNET => true,
-        other => return Err(ReplayError::LinkType(u32::from(other))),
-    };
+    let ethernet = is_ethernet(in_header.datalink)?;
     let out_header = PcapHeader {
         datalink: DataLink::RAW,
         snaplen: OUT_SNAPLEN,
@@ -493,5 +534,56 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ReplayError::Record { index: 1, .. }), "{e}");
         assert!(e.to_string().contains("packet index 1"), "{e}");
+    }
+
+    #[test]
+    fn packet_at_returns_the_ip_packet_replay_would_process() {
+        let first = packet::udp(a("10.0.0.1"), a("10.0.0.10"), 1, 5001, b"one");
+        let second = packet::udp(a("10.0.0.2"), a("10.0.0.10"), 2, 5002, b"two");
+        let raw = pcap(
+            DataLink::RAW,
+            Endianness::Little,
+            TsResolution::MicroSecond,
+            &[(Duration::ZERO, first.clone()), (Duration::ZERO, second.clone())],
+        );
+        assert_eq!(packet_at(&raw[..], 0).unwrap(), first);
+        assert_eq!(packet_at(&raw[..], 1).unwrap(), second);
+        let e = packet_at(&raw[..], 2).unwrap_err();
+        assert!(
+            matches!(e, ReplayError::NoSuchPacket { index: 2, packets: 2 }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("holds 2 packets"), "{e}");
+        // Ethernet: the frame's header (and a VLAN tag) is removed; a non-IP frame is an error naming the index.
+        let mut tagged = vec![0u8; 12];
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        tagged.extend_from_slice(&second);
+        let mut arp = vec![0u8; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 0]);
+        let eth = pcap(
+            DataLink::ETHERNET,
+            Endianness::Big,
+            TsResolution::NanoSecond,
+            &[(Duration::ZERO, arp), (Duration::ZERO, tagged)],
+        );
+        assert_eq!(packet_at(&eth[..], 1).unwrap(), second);
+        let e = packet_at(&eth[..], 0).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReplayError::NotIp {
+                    index: 0,
+                    reason: "not_ip"
+                }
+            ),
+            "{e}"
+        );
+        let sll = pcap(
+            DataLink::LINUX_SLL,
+            Endianness::Little,
+            TsResolution::MicroSecond,
+            &[],
+        );
+        assert!(matches!(packet_at(&sll[..], 0), Err(ReplayError::LinkType(113))));
     }
 }

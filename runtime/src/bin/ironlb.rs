@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use ironlb_driver::SharedModel;
 use ironlb_runtime::alloc::Pools;
 use ironlb_runtime::backend::{BackendSpec, Opened};
-use ironlb_runtime::cli::{BadInput, ColorChoice};
+use ironlb_runtime::cli::{BadInput, ColorChoice, TracePacket};
 use ironlb_runtime::cluster::cli as cluster;
 use ironlb_runtime::config::{LogFormat, RunSettings};
 use ironlb_runtime::daemon::{self, Daemon, Request, StatusFile};
@@ -107,15 +107,31 @@ enum Cmd {
     },
     /// Show, stage by stage, what the device does with one packet: which LB entry matched, the port-filter
     /// decision, the flow hash, the bucket slot, the target, or the drop reason. The packet is not counted.
+    ///
+    /// The packet is described (`--packet`), or given as it is (`--hex`, or `--in FILE --index N` from a pcap):
+    /// fragments, extension headers and ICMP errors can be traced as they arrived.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["packet", "hex", "input"])))]
     Trace {
         #[command(flatten)]
         target: Target,
         /// Ingress: `public` or `vni:N`.
         #[arg(long)]
         ingress: String,
-        /// `<tcp|udp|sctp|icmp> <src>:<sport> -> <dst>:<dport>` (IPv6 in brackets).
+        /// `<tcp|udp|sctp|icmp> <src>:<sport> -> <dst>:<dport>` (IPv6 in brackets; TCP is a SYN, ICMP an echo
+        /// request).
         #[arg(long)]
-        packet: String,
+        packet: Option<String>,
+        /// An IP packet as hex digits, from its first IP header byte (spaces, `:` and `-` between digits are
+        /// ignored).
+        #[arg(long)]
+        hex: Option<String>,
+        /// A pcap (RAW, IPV4, IPV6 or ETHERNET link type, as `replay --in`) holding the packet.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+        /// `--in`: the packet's 0-based index in the capture (the `index` of `replay --verdicts` lines; Wireshark's
+        /// frame number minus one).
+        #[arg(long, requires = "input", default_value_t = 0)]
+        index: u64,
         /// Output format.
         #[arg(short = 'o', long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -739,8 +755,17 @@ fn run(cli: Cli) -> Result<()> {
             target,
             ingress,
             packet,
+            hex,
+            input,
+            index,
             output,
         } => {
+            let packet = match (packet, hex, input) {
+                (Some(spec), _, _) => TracePacket::Spec(spec),
+                (_, Some(hex), _) => TracePacket::from_hex(&hex)?,
+                (_, _, Some(file)) => pcap_packet(&file, index)?,
+                (None, None, None) => unreachable!("clap: one of --packet, --hex, --in"),
+            };
             let o = diagnose(
                 &target,
                 Request::Trace {
@@ -948,6 +973,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `trace --in FILE --index N`: the IP packet at that index of a pcap, read here (the daemon may not see the file).
+fn pcap_packet(file: &Path, index: u64) -> Result<TracePacket> {
+    let f = File::open(file).map_err(|e| bad(format!("--in {}: {e}", file.display())))?;
+    let bytes = ironlb_sim::pcap::packet_at(BufReader::new(f), index)
+        .map_err(|e| bad(format!("--in {}: {e}", file.display())))?;
+    Ok(TracePacket::bytes(
+        format!("{} packet index {index} ({} bytes)", file.display(), bytes.len()),
+        &bytes,
+    ))
 }
 
 /// `ironlb device bind`: the named device, or the config's vfio backend.

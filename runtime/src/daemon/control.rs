@@ -4,6 +4,7 @@
 
 use super::config::{io_err, DaemonError};
 use crate::api::ObjectKey;
+use crate::cli::TracePacket;
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::Reconciler;
 use crate::status::{Condition, DeviceDown, LbStatus};
@@ -46,8 +47,8 @@ pub enum Request {
     Trace {
         /// `public` or `vni:N`.
         ingress: String,
-        /// Packet description.
-        packet: String,
+        /// The packet: described, or as bytes.
+        packet: TracePacket,
         /// Output format.
         format: Format,
     },
