@@ -11,6 +11,7 @@ use crate::backend::BackendSpec;
 use crate::cli::ColorChoice;
 use crate::control::drain::DRAIN_TIMEOUT;
 use crate::daemon::{self, DaemonConfig};
+use crate::manifest::LoadOptions;
 use crate::reconcile::{HostConfig, RELEASE_GRACE};
 use ironlb_cluster::EtcdSettings;
 use ironlb_sim::DeviceConfig;
@@ -111,6 +112,12 @@ pub struct RunSettings {
     #[arg(long, value_parser = humantime::parse_duration)]
     #[serde(default, with = "as_duration", skip_serializing_if = "Option::is_none")]
     pub drain_timeout: Option<Duration>,
+    /// Unknown fields in the manifests are warnings (logged; the object loads without the field) instead of errors
+    /// that keep the object out (`--lenient`, or `lenient = true`; docs/api.md "Unknown fields fail closed")
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lenient: Option<bool>,
     /// How to reach etcd in cluster mode (`--etcd-*` flags; the `[etcd]` table of the file; docs/cluster.md).
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "EtcdSettings::is_empty")]
@@ -200,6 +207,7 @@ impl RunSettings {
             debounce_ms: over.debounce_ms.or(self.debounce_ms),
             release_grace: over.release_grace.or(self.release_grace),
             drain_timeout: over.drain_timeout.or(self.drain_timeout),
+            lenient: over.lenient.or(self.lenient),
             etcd: self.etcd.overlay(over.etcd),
         }
     }
@@ -232,6 +240,7 @@ impl RunSettings {
             debounce_ms: Some(self.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
             release_grace: Some(self.release_grace.unwrap_or(RELEASE_GRACE)),
             drain_timeout: Some(self.drain_timeout.unwrap_or(DRAIN_TIMEOUT)),
+            lenient: Some(self.lenient.unwrap_or(false)),
             etcd: self.etcd,
         }
     }
@@ -307,6 +316,11 @@ impl RunSettings {
             release_grace: s.release_grace.expect("defaulted"),
             drain_timeout: s.drain_timeout.expect("defaulted"),
             remove_unclaimed,
+            load: if s.lenient == Some(true) {
+                LoadOptions::LENIENT
+            } else {
+                LoadOptions::default()
+            },
         })
     }
 }

@@ -30,10 +30,12 @@ pub fn load_snapshot(snap: &Snapshot) -> (Loaded, Vec<LoadError>) {
 /// changed (the daemon's path: a manifest edit re-parses one file, not the directory).
 ///
 /// A file's load errors include its source error (the file does not parse as YAML; its last good content, if
-/// any, is still loaded), so a broken file is a change too.
+/// any, is still loaded), so a broken file is a change too. Under [`LoadOptions::LENIENT`] unknown fields are
+/// logged as warnings when their file's content changes, and their objects load without them.
 #[derive(Debug, Default)]
 pub struct LoadCache {
     files: BTreeMap<PathBuf, CachedFile>,
+    opts: LoadOptions,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,14 @@ struct CachedFile {
 }
 
 impl LoadCache {
+    /// A cache that loads with `opts`.
+    pub fn new(opts: LoadOptions) -> LoadCache {
+        LoadCache {
+            files: BTreeMap::new(),
+            opts,
+        }
+    }
+
     /// What changed in `snap` since the previous call (everything on the first call).
     pub fn changes(&mut self, snap: &Snapshot) -> Vec<FileChange> {
         let mut errors: BTreeMap<&PathBuf, &FileError> = BTreeMap::new();
@@ -87,7 +97,7 @@ impl LoadCache {
             let parsed = content.and_then(|f| load_parsed(path, f, previous));
             let (objects, mut errs) = match (content, &parsed) {
                 (Some(_), Some(objects)) => (objects.clone(), Vec::new()),
-                (Some(f), None) => load_bytes(path, &f.bytes),
+                (Some(f), None) => self.load_text(path, &f.bytes),
                 (None, _) => (Vec::new(), Vec::new()),
             };
             // A file that does not parse (and has no last good content) must protect what it may hold.
@@ -109,6 +119,15 @@ impl LoadCache {
             });
         }
         out
+    }
+
+    /// A file's text loaded with this cache's options; warnings (lenient unknown fields) go to the log.
+    fn load_text(&self, path: &Path, bytes: &[u8]) -> (Loaded, Vec<LoadError>) {
+        let report = load_bytes_with(path, bytes, self.opts);
+        for w in &report.warnings {
+            tracing::warn!(warning = %w, "manifest field ignored (lenient)");
+        }
+        report.into_pair()
     }
 }
 

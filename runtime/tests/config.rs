@@ -34,6 +34,7 @@ color = "never"
 debounce-ms = 50
 release-grace = "1h"
 drain-timeout = "30s"
+lenient = true
 "#;
 
 #[test]

@@ -215,3 +215,48 @@ fn the_daemon_reports_a_load_balancer_defined_in_two_files() {
         "{metrics}"
     );
 }
+
+/// An unknown field keeps its object out of `run --once` (exit 2, naming the field) unless `--lenient` (or
+/// `lenient = true` in the configuration file) makes it a logged warning: then the object is programmed without it.
+#[test]
+fn run_is_strict_about_unknown_fields_unless_lenient() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_examples(dir.path());
+    std::fs::write(
+        dir.path().join("typo.yaml"),
+        LB.replace("name: twice", "name: typo")
+            .replace("  ports:", "  prots: []\n  ports:"),
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path().to_str().unwrap();
+    let config = state.path().join("ironlb.toml");
+    std::fs::write(&config, "lenient = true\n").unwrap();
+    let c = config.to_str().unwrap();
+    let field = "LoadBalancer default/typo: spec.prots: unknown field (did you mean ports?)";
+    for (extra, lenient) in [
+        (vec![], false),
+        (vec!["--lenient"], true),
+        (vec!["--config", c], true),
+        (vec!["--config", c, "--lenient=false"], false),
+    ] {
+        let mut args = vec!["run", "--once", "--manifests", d, "--state-dir", s];
+        args.extend_from_slice(&extra);
+        let (code, out, err) = ironlb(&args);
+        if lenient {
+            assert_eq!(code, 0, "{extra:?}: {out}{err}");
+            assert!(
+                out.contains("default/typo"),
+                "{extra:?}: programmed without the field: {out}"
+            );
+            assert!(
+                err.contains("manifest field ignored (lenient)") && err.contains(field),
+                "{extra:?}: the warning is logged: {err}"
+            );
+        } else {
+            assert_eq!(code, 2, "{extra:?}: {out}{err}");
+            assert!(out.contains(field), "{extra:?}: {out}");
+        }
+    }
+}

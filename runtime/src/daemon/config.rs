@@ -3,6 +3,7 @@
 
 use crate::alloc::Pools;
 use crate::backend::BackendSpec;
+use crate::manifest::LoadOptions;
 use crate::reconcile::{HostConfig, ReconcileError};
 use ironlb_sim::DeviceConfig;
 use std::net::SocketAddr;
@@ -64,6 +65,9 @@ pub struct DaemonConfig {
     /// they are removed and re-created with new lb_ids and VIPs. Without it such a start is refused
     /// ([`DaemonError::AllocationsLost`]).
     pub remove_unclaimed: bool,
+    /// How manifests load: strict (the default; an unknown field keeps its object out) or lenient (`--lenient`:
+    /// unknown fields are logged warnings and the object loads without them).
+    pub load: LoadOptions,
 }
 
 /// Daemon start-up and run failures.

@@ -151,6 +151,7 @@ impl Daemon {
                 (Some(m), Some(server))
             }
         };
+        let load = cfg.load;
         Ok(Daemon {
             cfg,
             shared,
@@ -167,7 +168,7 @@ impl Daemon {
             _metrics_server: metrics_server,
             last_generation: None,
             last_status: None,
-            cache: LoadCache::default(),
+            cache: LoadCache::new(load),
             clock,
             reload: Arc::new(AtomicBool::new(false)),
         })

@@ -30,5 +30,6 @@ pub fn test_config(manifests: &Path, state: &Path) -> DaemonConfig {
         release_grace: ironlb_runtime::reconcile::RELEASE_GRACE,
         drain_timeout: ironlb_runtime::control::drain::DRAIN_TIMEOUT,
         remove_unclaimed: false,
+        load: Default::default(),
     }
 }
