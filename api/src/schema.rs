@@ -200,9 +200,9 @@ const NIC: &[Field] = &[read("spec", Map(NIC_SPEC)), read("status", Map(NIC_STAT
 const PREFIX_SPEC: &[Field] = &[
     read("prefix", Leaf),
     read("ipFamily", Leaf),
-    unused("prefixLength", Leaf),
-    unused("parentRef", Map(LOCAL_REF)),
-    unused("parentSelector", Map(SELECTOR)),
+    read("prefixLength", Leaf),
+    read("parentRef", Map(LOCAL_REF)),
+    read("parentSelector", Map(SELECTOR)),
 ];
 
 const PREFIX_STATUS: &[Field] = &[

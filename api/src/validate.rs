@@ -10,7 +10,7 @@ use crate::printable::printable;
 use crate::types::ipam::parse_cidr;
 use crate::types::{
     IpFamily, IpSource, Kind, LoadBalancer, LoadBalancerType, Network, NetworkInterface,
-    NetworkInterfaceState, Object, ObjectKey, ObjectRef, Prefix, Protocol,
+    NetworkInterfaceState, Object, ObjectKey, ObjectRef, Protocol,
 };
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,7 +21,10 @@ use std::path::PathBuf;
 pub mod addr;
 pub mod names;
 pub mod parsed;
+mod prefixes;
 mod targets;
+
+use prefixes::{PrefixState, Prefixes};
 
 pub use parsed::{Destination, L4Protocol, LbParsed, Parsed, PortRange, VipDomain};
 
@@ -176,16 +179,16 @@ pub fn validate_parsed(objects: &[&(PathBuf, Object)]) -> Validated {
                 .or_insert(if cx.bad[i] { None } else { vni });
         }
     }
-    // Prefixes: key -> (net, len) when valid.
-    let mut prefixes: BTreeMap<Key, Option<IpNet>> = BTreeMap::new();
+    // Prefixes: allocated (a CIDR) or pending, when valid.
+    let mut prefixes = Prefixes::default();
     let mut found_prefixes: Vec<(usize, IpNet)> = Vec::new();
     for (i, (_, o)) in objects.iter().enumerate() {
         if let Object::Prefix(p) = o {
-            let net = check_prefix(&mut cx, i, p);
-            found_prefixes.extend(net.map(|n| (i, n)));
-            prefixes
-                .entry(key(o))
-                .or_insert(if cx.bad[i] { None } else { net });
+            let state = prefixes::check_prefix(&mut cx, i, p);
+            if let Some(PrefixState::Allocated(net)) = state {
+                found_prefixes.push((i, net));
+            }
+            prefixes.insert(p, if cx.bad[i] { None } else { state });
         }
     }
     // Node underlays (ironlb's kind): node name -> address, when valid.
@@ -335,33 +338,6 @@ fn check_network(
     Some(vni)
 }
 
-fn check_prefix(cx: &mut Ctx<'_>, i: usize, p: &Prefix) -> Option<IpNet> {
-    let Some(s) = &p.spec.prefix else {
-        cx.err(i, "spec.prefix", "required");
-        return None;
-    };
-    let Some(net) = parse_cidr(s) else {
-        cx.err(i, "spec.prefix", format!("invalid CIDR {s:?}"));
-        return None;
-    };
-    if let Some(why) = addr::prefix_problem(net) {
-        cx.err(i, "spec.prefix", why);
-        return None;
-    }
-    match &p.spec.ip_family {
-        Some(IpFamily::Unknown(f)) => cx.err(
-            i,
-            "spec.ipFamily",
-            format!("unknown IP family {f:?} (expected IPv4 or IPv6)"),
-        ),
-        Some(f) if *f != IpFamily::of(&net.addr()) => {
-            cx.err(i, "spec.ipFamily", format!("{f} does not match prefix {s}"))
-        }
-        _ => {}
-    }
-    Some(net)
-}
-
 /// Resolves a networkRef at `field`; returns the VNI when the Network is valid.
 fn check_network_ref(
     cx: &mut Ctx<'_>,
@@ -420,7 +396,7 @@ fn check_ip_sources(
     i: usize,
     field: &str,
     ips: &[IpSource],
-    prefixes: &BTreeMap<Key, Option<IpNet>>,
+    prefixes: &Prefixes,
 ) -> IpSources {
     let mut out = IpSources::default();
     for (j, src) in ips.iter().enumerate() {
@@ -437,13 +413,8 @@ fn check_ip_sources(
             (None, Some(_)) => {
                 let errors = cx.errors.len();
                 let checked = check_ephemeral(cx, i, &f, src, prefixes);
-                if let (Some(a), true) = (
-                    src.template()
-                        .and_then(|t| t.prefix.as_deref())
-                        .and_then(parse_cidr),
-                    cx.errors.len() == errors,
-                ) {
-                    out.filled.push(a.addr());
+                if let (Some((_, _, pk)), true) = (&checked, cx.errors.len() == errors) {
+                    out.filled.extend(filled_address(cx, i, &f, j, src, pk, prefixes));
                 }
                 checked.map(|(_, fam, pk)| {
                     out.prefixes.push(pk);
@@ -460,6 +431,59 @@ fn check_ip_sources(
     out
 }
 
+/// The address a cluster's IPAM chose for the valid ephemeral source `j` at `f`, drawing from `parent`: the
+/// template's `prefix`, or the allocated child Prefix `<owner>-<j>`; both set, they must agree. The child must be
+/// a single address inside the parent (the template's `prefix` was checked with the source).
+fn filled_address(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    f: &str,
+    j: usize,
+    src: &IpSource,
+    parent: &ObjectKey,
+    prefixes: &Prefixes,
+) -> Option<IpAddr> {
+    let template = src
+        .template()
+        .and_then(|t| t.prefix.as_deref())
+        .and_then(parse_cidr)
+        .map(|a| a.addr());
+    let Some((child, net)) = prefixes.child(&cx.objects[i].1.key(), j, parent) else {
+        return template;
+    };
+    let field = format!("{f}.ephemeral");
+    let single = if net.addr().is_ipv4() { 32 } else { 128 };
+    let parent_net = match prefixes.lookup(parent) {
+        Ref::Valid(PrefixState::Allocated(p)) => p,
+        _ => return template,
+    };
+    if net.prefix_len() != single {
+        cx.err(
+            i,
+            field,
+            format!("Prefix {child} (IPAM's allocation for this IP) is {net}: only single addresses are supported"),
+        );
+        return None;
+    }
+    if !parent_net.contains(&net.addr()) {
+        cx.err(
+            i,
+            field,
+            format!("Prefix {child} (IPAM's allocation for this IP) holds {net}, outside the parent Prefix {parent}"),
+        );
+        return None;
+    }
+    if let Some(t) = template.filter(|t| *t != net.addr()) {
+        cx.err(
+            i,
+            format!("{field}.prefixTemplate.spec.prefix"),
+            format!("{t} differs from {net}, IPAM's allocation for this IP in Prefix {child}"),
+        );
+        return None;
+    }
+    Some(net.addr())
+}
+
 /// Checks an ephemeral source at `f` (`spec.ips[j]`): its parent prefix (`prefixRef` or `parentRef`), and the
 /// upstream template fields (`ipFamily`, `prefixLength`, an IPAM-filled `prefix`). Returns the parent reference's
 /// field and the family.
@@ -468,7 +492,7 @@ fn check_ephemeral(
     i: usize,
     f: &str,
     src: &IpSource,
-    prefixes: &BTreeMap<Key, Option<IpNet>>,
+    prefixes: &Prefixes,
 ) -> Option<FieldFamily> {
     let me = cx.objects[i].1.key();
     let t = src.template()?;
@@ -494,7 +518,7 @@ fn check_ephemeral(
             cx.err(i, rf, "required (prefixRef or parentRef)");
             return None;
         }
-        Some(name) => match lookup(prefixes, &me.sibling(name)) {
+        Some(name) => match prefixes.lookup(&me.sibling(name)) {
             Ref::Missing => {
                 cx.err(i, rf, format!("unknown Prefix {}", me.sibling(name)));
                 return None;
@@ -503,7 +527,18 @@ fn check_ephemeral(
                 cx.err(i, rf, format!("Prefix {} is invalid", me.sibling(name)));
                 return None;
             }
-            Ref::Valid(p) => p,
+            Ref::Valid(PrefixState::Pending) => {
+                cx.err(
+                    i,
+                    rf,
+                    format!(
+                        "Prefix {} is pending (IPAM has not filled its spec.prefix): no addresses to allocate from",
+                        me.sibling(name)
+                    ),
+                );
+                return None;
+            }
+            Ref::Valid(PrefixState::Allocated(p)) => p,
         },
     };
     let net = parent_net.addr();
@@ -555,7 +590,7 @@ fn check_nic(
     i: usize,
     n: &NetworkInterface,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<IpNet>>,
+    prefixes: &Prefixes,
     nic_ips: &mut NicIps,
 ) -> (Option<Ipv6Addr>, Option<String>) {
     let vni = check_network_ref(cx, i, "spec.networkRef", n.spec.network_ref.as_ref(), networks);
@@ -602,7 +637,7 @@ fn check_lb(
     i: usize,
     lb: &LoadBalancer,
     networks: &BTreeMap<Key, Option<u32>>,
-    prefixes: &BTreeMap<Key, Option<IpNet>>,
+    prefixes: &Prefixes,
     nic_ips: &NicIps,
     vips: &mut BTreeMap<(VipDomain, IpAddr), ObjectRef>,
 ) -> Option<LbParsed> {

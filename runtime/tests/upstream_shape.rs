@@ -233,3 +233,128 @@ fn an_ipam_filled_template_prefix_is_the_vip() {
         vec!["t.yaml: LoadBalancer default/lb: spec.ips[0].ephemeral.prefixTemplate.spec.prefix: fd11::1/128 is not inside the parent Prefix"]
     );
 }
+
+/// A Prefix IPAM has not allocated (no `spec.prefix`; a `prefixLength` and a parent) loads and is valid, as a
+/// cluster holds it; it has no addresses, so a template drawing from it says so. Without a parent or a length it is
+/// still an error.
+#[test]
+fn pending_prefixes_are_valid_and_have_no_addresses() {
+    let pending = "---\napiVersion: ipam.ironcore.dev/v1alpha1\nkind: Prefix\nmetadata: {name: pend}\nspec: {ipFamily: IPv6, prefixLength: 64, parentRef: {name: p6}}\nstatus: {phase: Pending}\n";
+    let (errors, objects) = loaded(&format!("{NET}{V6}{pending}"));
+    assert_eq!(errors, Vec::<String>::new());
+    assert_eq!(objects.len(), 3);
+    let (errors, _) = loaded(&format!(
+        "{}{V6}{pending}",
+        lb("  type: Internal\n  ips:\n  - ephemeral: {prefixTemplate: {spec: {ipFamily: IPv6, parentRef: {name: pend}}}}\n")
+    ));
+    assert_eq!(
+        errors,
+        vec!["t.yaml: LoadBalancer default/lb: spec.ips[0].ephemeral.prefixTemplate.spec.parentRef.name: Prefix default/pend is pending (IPAM has not filled its spec.prefix): no addresses to allocate from"]
+    );
+    let bad = |spec: &str| {
+        loaded(&format!(
+            "{NET}---\napiVersion: ipam.ironcore.dev/v1alpha1\nkind: Prefix\nmetadata: {{name: x}}\nspec: {spec}\n"
+        ))
+        .0
+    };
+    assert_eq!(
+        bad("{ipFamily: IPv6, parentRef: {name: p6}}"),
+        vec!["t.yaml: Prefix default/x: spec.prefix: required (a Prefix IPAM has not allocated yet has spec.prefixLength and spec.parentRef or spec.parentSelector instead)"]
+    );
+    assert_eq!(
+        bad("{ipFamily: IPv4, prefixLength: 33, parentRef: {name: p6}}"),
+        vec!["t.yaml: Prefix default/x: spec.prefixLength: 33 out of range 0..=32"]
+    );
+    assert_eq!(
+        bad("{prefix: 'fd10::/64', prefixLength: 48}"),
+        vec!["t.yaml: Prefix default/x: spec.prefixLength: 48 differs from spec.prefix fd10::/64"]
+    );
+    // A parent by selector is a parent too.
+    assert_eq!(
+        bad("{prefixLength: 128, parentSelector: {matchLabels: {a: b}}}"),
+        Vec::<String>::new()
+    );
+}
+
+/// The child Prefix IronCore creates for an ephemeral IP (`<lb>-<index>`, parentRef = the template's parent) holds
+/// IPAM's decision once allocated: the VIP is its address, even where `status.ips` or ironlb's own allocation
+/// would choose another; while it is pending ironlb allocates as standalone. A child outside its parent, or
+/// disagreeing with the template's `prefix`, is an error; a Prefix of that name with another parent is not the
+/// child.
+#[test]
+fn an_allocated_child_prefix_is_the_vip() {
+    let child = |name: &str, parent: &str, prefix: &str| {
+        format!("---\napiVersion: ipam.ironcore.dev/v1alpha1\nkind: Prefix\nmetadata: {{name: {name}}}\nspec: {{ipFamily: IPv6, prefixLength: 128, parentRef: {{name: {parent}}}{prefix}}}\n")
+    };
+    let other = "---\napiVersion: ipam.ironcore.dev/v1alpha1\nkind: Prefix\nmetadata: {name: q6}\nspec: {ipFamily: IPv6, prefix: 'fd20::/64'}\n";
+    let lb_with = |extra: &str, template_prefix: &str| {
+        format!(
+            "{}{V6}{other}{extra}",
+            lb(&format!("  type: Internal\n  ips:\n  - value: 10.0.0.1\n  - ephemeral: {{prefixTemplate: {{spec: {{ipFamily: IPv6, parentRef: {{name: p6}}{template_prefix}}}}}}}\n  ports: [{{port: 80}}]\nstatus: {{ips: ['10.0.0.1', 'fd10::5']}}\n"))
+        )
+        .replace("4711", "100")
+    };
+    let vip_of = |text: String| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+        let p = program_dir(dir.path(), pools(), &host(), LoadOptions::default()).unwrap();
+        assert!(
+            p.load_errors.is_empty() && p.report.errors.is_empty(),
+            "{:?} {:?}",
+            p.load_errors,
+            p.report
+        );
+        assert!(
+            p.rec.validation_errors().is_empty(),
+            "{:?}",
+            p.rec.validation_errors()
+        );
+        p.rec.status()[&api::ObjectKey::new("default", "lb")].ips.clone()
+    };
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // Allocated child (index 1: the second of spec.ips): its address, not status.ips' fd10::5.
+    assert_eq!(
+        vip_of(lb_with(&child("lb-1", "p6", ", prefix: 'fd10::77/128'"), "")),
+        vec![ip("10.0.0.1"), ip("fd10::77")]
+    );
+    // Pending child: ironlb allocates, honouring status.ips.
+    assert_eq!(
+        vip_of(lb_with(&child("lb-1", "p6", ""), "")),
+        vec![ip("10.0.0.1"), ip("fd10::5")]
+    );
+    // Same name, another parent: not the child.
+    assert_eq!(
+        vip_of(lb_with(&child("lb-1", "q6", ", prefix: 'fd20::9/128'"), "")),
+        vec![ip("10.0.0.1"), ip("fd10::5")]
+    );
+    // Template and child agreeing: fine.
+    assert_eq!(
+        vip_of(lb_with(
+            &child("lb-1", "p6", ", prefix: 'fd10::77/128'"),
+            ", prefix: 'fd10::77/128'"
+        )),
+        vec![ip("10.0.0.1"), ip("fd10::77")]
+    );
+    let (errors, _) = loaded(&lb_with(
+        &child("lb-1", "p6", ", prefix: 'fd10::77/128'"),
+        ", prefix: 'fd10::78/128'",
+    ));
+    assert_eq!(
+        errors,
+        vec!["t.yaml: LoadBalancer default/lb: spec.ips[1].ephemeral.prefixTemplate.spec.prefix: fd10::78 differs from fd10::77/128, IPAM's allocation for this IP in Prefix default/lb-1"]
+    );
+    // A child that is not a single address, or outside the parent (its own parentRef says p6, its prefix is not).
+    let (errors, _) = loaded(&lb_with(
+        &child("lb-1", "p6", ", prefix: 'fd10::/120'").replace("prefixLength: 128", "prefixLength: 120"),
+        "",
+    ));
+    assert_eq!(
+        errors,
+        vec!["t.yaml: LoadBalancer default/lb: spec.ips[1].ephemeral: Prefix default/lb-1 (IPAM's allocation for this IP) is fd10::/120: only single addresses are supported"]
+    );
+    let (errors, _) = loaded(&lb_with(&child("lb-1", "p6", ", prefix: 'fd30::1/128'"), ""));
+    assert_eq!(
+        errors,
+        vec!["t.yaml: LoadBalancer default/lb: spec.ips[1].ephemeral: Prefix default/lb-1 (IPAM's allocation for this IP) holds fd30::1/128, outside the parent Prefix default/p6"]
+    );
+}

@@ -1,7 +1,8 @@
 //! `ipam.ironcore.dev/v1alpha1` `Prefix`.
 
 use super::loadbalancer::IpFamily;
-use super::meta::ObjectMeta;
+use super::meta::{LocalObjectReference, ObjectMeta};
+use super::selector::LabelSelector;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -16,16 +17,27 @@ pub struct Prefix {
     pub spec: PrefixSpec,
 }
 
-/// `Prefix.spec`.
+/// `Prefix.spec`. A root Prefix has `prefix`; a child Prefix (upstream's: IronCore creates one per ephemeral IP,
+/// named `<owner>-<index>`) names its parent (`parentRef` or `parentSelector`) and a `prefixLength`, and has
+/// `prefix` once IPAM has allocated it (until then it is pending).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PrefixSpec {
-    /// The prefix in CIDR notation, e.g. `2607:f0d0:1002:51::/64` (checked by validation).
+    /// The prefix in CIDR notation, e.g. `2607:f0d0:1002:51::/64` (checked by validation); unset while pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// The family; when set it must match `prefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_family: Option<IpFamily>,
+    /// The length IPAM is to allocate (upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_length: Option<i64>,
+    /// The parent Prefix to allocate from (upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<LocalObjectReference>,
+    /// Parent Prefixes by label (upstream); only whether it is set is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_selector: Option<LabelSelector>,
 }
 
 /// Parses `addr/len` CIDR notation; the length must fit the family. Host bits may be set (kept in the result;
