@@ -1,6 +1,7 @@
 //! `ironlb agent`: the per-host agent of cluster mode (docs/cluster.md "Agents"). Its settings are `ironlb run`'s
 //! (backend, ports, underlay, state directory, log format) plus the `[etcd]` table, from `--config` and flags;
-//! `manifests` and `public-pool` do not apply (objects and allocations come from etcd).
+//! `manifests`, `public-pool` and `lenient` do not apply (objects and allocations come from etcd, where `apply` has
+//! validated them): given as flags they are refused rather than ignored.
 
 use super::agent::{Agent, AgentConfig};
 use super::cli::CliError;
@@ -29,6 +30,20 @@ impl AgentArgs {
             None => RunSettings::default(),
         };
         self.settings.check("--")?;
+        let flags = &self.settings;
+        for (key, given) in [
+            ("manifests", flags.manifests.is_some()),
+            ("public-pool", flags.public_pool.is_some()),
+            ("lenient", flags.lenient.is_some()),
+        ] {
+            if given {
+                return Err(CliError::Config(ConfigError::Value {
+                    origin: "--".into(),
+                    key,
+                    reason: "does not apply to ironlb agent (objects and allocations come from etcd)".into(),
+                }));
+            }
+        }
         Ok(file.overlay(self.settings.clone()).with_defaults())
     }
 
@@ -81,4 +96,34 @@ pub fn agent(args: &AgentArgs) -> Result<(), CliError> {
     }
     let mut a = Agent::start(cfg).map_err(CliError::Agent)?;
     a.run(&stop).map_err(CliError::Agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    #[test]
+    fn flags_that_do_not_apply_are_refused() {
+        for (flag, key) in [
+            ("--manifests=/m", "--manifests"),
+            ("--public-pool=10.0.0.0/24", "--public-pool"),
+            ("--lenient", "--lenient"),
+        ] {
+            let c = Cmd::try_parse_from(["agent", "--etcd-endpoints=http://127.0.0.1:2379", flag]).unwrap();
+            let e = c.agent.agent_config().err().expect("refused").to_string();
+            assert!(
+                e.starts_with(key) && e.contains("does not apply to ironlb agent"),
+                "{flag}: {e}"
+            );
+        }
+        let c = Cmd::try_parse_from(["agent", "--etcd-endpoints=http://127.0.0.1:2379"]).unwrap();
+        c.agent.agent_config().unwrap();
+    }
 }
