@@ -19,7 +19,7 @@ pub type SharedModel = Arc<Mutex<Model>>;
 pub struct InprocBackend {
     model: SharedModel,
     bar: CountedBar,
-    host: ironlb_sim::mem::Region,
+    host: ironlb_sim::Region,
     host_base: u64,
     next_dma: usize,
 }
@@ -95,7 +95,7 @@ impl DeviceAccess for InprocBackend {
 /// Carve a page-aligned DMA buffer out of a host-memory region whose byte 0 has IOVA `base` (bump allocation; the
 /// model's host memory is the whole IOMMU window, so there is nothing to map).
 pub(crate) fn alloc_from(
-    host: &ironlb_sim::mem::Region,
+    host: &ironlb_sim::Region,
     base: u64,
     next: &mut usize,
     len: usize,

@@ -12,7 +12,7 @@ use crate::error::AccessError;
 use crate::inproc::alloc_from;
 use crate::window::MappedWindow;
 use ironlb_hw::regs::BAR0_SIZE;
-use ironlb_sim::mem::{open_private, Region};
+use ironlb_sim::{open_private, Region};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,7 @@ impl ShmBackend {
     /// Map the model's files. Only one driver may own the device: an exclusive lock on the BAR file enforces it.
     ///
     /// Both files must be this user's own, private (mode 0600, as `ironlb-sim serve` creates them) regular files
-    /// ([`ironlb_sim::mem::open_private`]): a file another user can write could rewrite the device's registers
+    /// ([`ironlb_sim::open_private`]): a file another user can write could rewrite the device's registers
     /// under the driver, and one they can read they can lock. The BAR file must hold the whole register file
     /// ([`BAR0_SIZE`] bytes), as the VFIO backend checks for a real BAR.
     pub fn open(paths: &ShmPaths) -> Result<Self, AccessError> {

@@ -6,8 +6,8 @@
 use ironlb_driver::{DeviceAccess, InprocBackend, SharedModel, ShmBackend, ShmPaths};
 use ironlb_hw::entry::{IcmpPolicy, PortCfg, PortKind, Protocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip};
-use ironlb_sim::mem::{HostMemory, Region};
 use ironlb_sim::{Device as Model, DeviceConfig};
+use ironlb_sim::{HostMemory, Region};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +45,7 @@ pub fn serve(cfg: DeviceConfig) -> Served {
     let s2 = stop.clone();
     let thread = std::thread::spawn(move || {
         let mut dev = Model::with_regions(cfg, bar, HostMemory { region: host, base });
-        ironlb_sim::serve::serve_loop(&mut dev, &s2);
+        ironlb_sim::serve_loop(&mut dev, &s2);
     });
     // Ready when the device has loaded its ID register.
     let probe = Region::file(&paths.bar, ironlb_hw::regs::BAR0_SIZE, false).expect("bar map");

@@ -9,8 +9,8 @@ use ironlb_driver::{Cmd, Device, DriverError, InprocBackend, LbSpec, SharedModel
 use ironlb_hw::entry::Protocol::{Tcp, Udp};
 use ironlb_hw::regs::{TableId, BAR0_SIZE};
 use ironlb_hw::DOMAIN_PUBLIC;
-use ironlb_sim::mem::{HostMemory, Region};
 use ironlb_sim::{Device as Model, DeviceConfig};
+use ironlb_sim::{HostMemory, Region};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -228,7 +228,7 @@ fn serve_bar_only(cfg: DeviceConfig) -> BarOnly {
     let s2 = stop.clone();
     let thread = std::thread::spawn(move || {
         let mut dev = Model::with_regions(cfg, bar, host);
-        ironlb_sim::serve::serve_loop(&mut dev, &s2);
+        ironlb_sim::serve_loop(&mut dev, &s2);
     });
     let probe = Region::file(&paths.bar, BAR0_SIZE, false).unwrap();
     let t0 = std::time::Instant::now();

@@ -13,7 +13,7 @@ use ironlb_driver::{Device, InprocBackend, LbSpec};
 use ironlb_hw::entry::Protocol::Tcp;
 use ironlb_hw::regs::{FEATURES_V1_1, FEATURES_V1_2, FEATURE_FENCE};
 use ironlb_hw::{DropReason, DOMAIN_PUBLIC};
-use ironlb_sim::pipeline::inflight::Traffic;
+use ironlb_sim::Traffic;
 use ironlb_sim::{DeviceConfig, Verdict};
 use std::net::Ipv6Addr;
 

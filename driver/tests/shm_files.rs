@@ -6,7 +6,7 @@ use ironlb_driver::{
     AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, DriverError, ShmBackend, ShmPaths,
 };
 use ironlb_hw::regs::{BAR0_SIZE, ID_MAGIC};
-use ironlb_sim::serve::ServeArgs;
+use ironlb_sim::ServeArgs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 

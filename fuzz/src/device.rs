@@ -24,7 +24,7 @@ use ironlb_hw::caps::Caps;
 use ironlb_hw::entry::ring::{Completion, CPL_SIZE, DESC_SIZE};
 use ironlb_hw::regs::*;
 use ironlb_hw::DropReason;
-use ironlb_sim::tables::TableMemory;
+use ironlb_sim::TableMemory;
 use ironlb_sim::{Device, DeviceConfig, Verdict};
 use std::cell::RefCell;
 

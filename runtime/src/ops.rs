@@ -134,7 +134,7 @@ fn dump_flows(v: View<'_>, filter: &FlowFilter, format: Format) -> Result<String
                     r.index,
                     r.entry.key.lb_id,
                     r.name.as_deref().unwrap_or("-"),
-                    ironlb_sim::pipeline::parse::proto::name(t.protocol),
+                    ironlb_sim::protocol_name(t.protocol),
                     t.src,
                     t.src_port,
                     t.dst,

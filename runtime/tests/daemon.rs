@@ -483,7 +483,7 @@ fn metrics_show_device_counters_by_name() {
 /// it; the served device counts none of the traced packets.
 #[test]
 fn trace_and_stats_of_a_device_opened_directly() {
-    use ironlb_sim::serve::serve;
+    use ironlb_sim::serve;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();

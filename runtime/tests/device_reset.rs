@@ -187,7 +187,7 @@ fn the_running_daemon_restores_without_operator_action() {
 /// interval and re-programs everything; `ironlb status` shows the `DeviceRestored` condition and every LB Ready.
 #[test]
 fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
-    use ironlb_sim::serve::{serve, ServeArgs};
+    use ironlb_sim::{serve, ServeArgs};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("dev");

@@ -49,7 +49,7 @@ fn run_once(backend: &str, state: &Path, extra: &[&str]) -> (i32, String, String
 
 #[test]
 fn a_lost_allocation_state_is_refused_not_renumbered() {
-    use ironlb_sim::serve::serve;
+    use ironlb_sim::serve;
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("dev");
     let args = small_model_at(&prefix);

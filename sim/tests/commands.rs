@@ -1235,7 +1235,7 @@ fn mailbox_and_ring_share_tables() {
 /// One packet per tick into the pipelined mode (an empty packet: dropped when it leaves).
 struct Steady;
 
-impl ironlb_sim::pipeline::inflight::Traffic for Steady {
+impl ironlb_sim::Traffic for Steady {
     fn next(&mut self, _tick: u64) -> Option<(u32, Vec<u8>)> {
         Some((0, Vec::new()))
     }

@@ -4,9 +4,9 @@
 use ironlb_hw::entry::ring::{Completion, Descriptor, CPL_SIZE};
 use ironlb_hw::entry::{bytes_to_words, words_to_bytes};
 use ironlb_hw::regs::*;
-use ironlb_sim::mem::{HostMemory, Region};
-use ironlb_sim::serve::serve_loop;
+use ironlb_sim::serve_loop;
 use ironlb_sim::{Device, DeviceConfig};
+use ironlb_sim::{HostMemory, Region};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{fence, AtomicBool, Ordering};

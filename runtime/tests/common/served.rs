@@ -1,7 +1,7 @@
 //! The served software model (`ironlb-sim serve`) as the runtime tests start it: small tables, shared-memory
 //! BAR and host memory under one path prefix, no TUN ports.
 
-use ironlb_sim::serve::ServeArgs;
+use ironlb_sim::ServeArgs;
 use std::path::Path;
 
 /// Arguments for a small served model whose BAR and host memory files are `<prefix>.bar` and `<prefix>.host`.

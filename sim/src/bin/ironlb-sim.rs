@@ -3,7 +3,7 @@
 //! `ironlb-sim serve` runs the model as its own process over shared-memory files (see [`ironlb_sim::serve`]).
 
 use clap::{CommandFactory as _, Parser, Subcommand};
-use ironlb_sim::serve::ServeArgs;
+use ironlb_sim::ServeArgs;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
-    ironlb_sim::serve::serve(args, &stop)
+    ironlb_sim::serve(args, &stop)
 }
 
 fn manpages(dir: &std::path::Path) -> Result<(), String> {
