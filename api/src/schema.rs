@@ -9,7 +9,8 @@
 //! (`--lenient`) is the loader's choice ([`crate::load::LoadOptions`]).
 //!
 //! Each field is marked [`Use::Read`] (ironlb reads it) or [`Use::Unused`] (upstream defines it and ironlb accepts
-//! it without reading it); docs/api.md lists the unused ones, and a test keeps that list in step with this file.
+//! it without reading it); docs/api.md lists the unused ones, and api/tests/unused_fields_doc.rs keeps that list
+//! equal to this file.
 
 use crate::types::Kind;
 use serde_norway::Value;
