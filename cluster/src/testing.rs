@@ -6,8 +6,10 @@
 //! [`EtcdServer::start_or_skip`] returns `None` with a message, so developers without etcd can still run the test
 //! suite — except under `CI=true`, where a missing etcd fails the test.
 
+use crate::alloc::Allocation;
 use crate::settings::EtcdSettings;
 use crate::write::Incoming;
+use ironlb_api::ObjectKey;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,34 @@ pub fn examples() -> Vec<Incoming> {
     let (objects, errors) = ironlb_api::load::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
     assert!(errors.is_empty(), "examples/ does not load: {errors:?}");
     Incoming::unpinned(objects)
+}
+
+/// Allocation records for the two load balancers of [`examples`] (as a controller would write them: the public
+/// one's lb_id 7 with the example VIPs, the internal one's lb_id 9 with its IPv6 VIP from `my-lb-prefix-v6`).
+pub fn example_allocations() -> Vec<(ObjectKey, Allocation)> {
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("example address");
+    vec![
+        (
+            ObjectKey::new("default", "my-load-balancer"),
+            Allocation {
+                lb_id: 7,
+                public_ips: vec![ip("203.0.113.10"), ip("2001:db8:ff::10")],
+                prefix_ips: Default::default(),
+            },
+        ),
+        (
+            ObjectKey::new("default", "my-loadbalancer"),
+            Allocation {
+                lb_id: 9,
+                public_ips: Vec::new(),
+                prefix_ips: [(
+                    ObjectKey::new("default", "my-lb-prefix-v6"),
+                    ip("2607:f0d0:1002:51::4"),
+                )]
+                .into(),
+            },
+        ),
+    ]
 }
 
 /// How long etcd may take to become healthy.

@@ -3,10 +3,11 @@
 //! operator action, with a log line, `ironlb_device_resets_total` and the `DeviceRestored` condition in
 //! `ironlb status` and status.json.
 
+#[path = "common/scrape.rs"]
+mod common_scrape;
 use ironlb_runtime::daemon::{Daemon, DaemonConfig, Request, StatusFile};
 use ironlb_runtime::ops::Format;
 use ironlb_sim::DeviceConfig;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,13 +42,7 @@ fn examples_into(dir: &Path) {
 }
 
 fn scrape(d: &Daemon) -> String {
-    let mut s = std::net::TcpStream::connect(d.metrics_addr().unwrap()).unwrap();
-    s.set_read_timeout(Some(BOUND)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    common_scrape::scrape(d.metrics_addr().unwrap())
 }
 
 /// What the device holds, by lb_id.

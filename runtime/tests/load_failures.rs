@@ -3,9 +3,10 @@
 //! LoadBalancer defined in two files all exit 2 from `validate` and `run --once`, and the running daemon shows
 //! them in `ironlb status`, its metrics and status.json instead of silently dropping or picking.
 
+#[path = "common/scrape.rs"]
+mod common_scrape;
 use ironlb_runtime::daemon::{Daemon, Request};
 use ironlb_runtime::ops::Format;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,13 +115,7 @@ fn daemon(manifests: &Path, state: &Path) -> Daemon {
 }
 
 fn scrape(d: &Daemon) -> String {
-    let mut s = std::net::TcpStream::connect(d.metrics_addr().unwrap()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    common_scrape::scrape(d.metrics_addr().unwrap())
 }
 
 /// Every load failure but the duplicate (its own test below), added while the daemon runs (the live-event path,

@@ -7,11 +7,14 @@
 //!
 //! Nothing is done to the device before the first listing: an agent that starts while etcd is away adopts the
 //! device's tables and leaves them as they are. While etcd is unreachable the device keeps its last good state;
-//! the outage is logged, kept in [`EtcdHealth`] and written to `STATE_DIR/status.json` (so `ironlb status
-//! --state-dir DIR` shows it).
+//! the outage is logged, kept in [`EtcdHealth`], written to `STATE_DIR/status.json` (so `ironlb status
+//! --state-dir DIR` shows it) and, with [`Agent::serve_metrics`], in `ironlb_etcd_up` and
+//! `ironlb_etcd_outages_total` beside the daemon's metrics. The agent owns its device on its own thread, so the
+//! device figures a scrape shows are the ones read after the last sync (at most about a second old).
 
 use crate::alloc::{AllocState, Allocator};
 use crate::backend::{BackendSpec, OpenError};
+use crate::daemon::metrics::{DeviceStats, Metrics, MetricsServer};
 use crate::daemon::StatusFile;
 use crate::manifest::LoadCache;
 use crate::ops::{self, Format, OpError, View};
@@ -21,9 +24,11 @@ use ironlb_cluster::EtcdConfig;
 use ironlb_driver::{Device, SharedModel};
 use ironlb_sim::DeviceConfig;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What an agent needs.
 #[derive(Debug, Clone)]
@@ -58,6 +63,15 @@ pub enum AgentError {
     /// The reconciler failed as a whole.
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
+    /// The metrics endpoint could not be served.
+    #[error("--metrics {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing status.json failed.
     #[error("{}: {source}", path.display())]
     Status {
@@ -87,7 +101,20 @@ pub struct Agent {
     given: AllocState,
     state_dir: Option<PathBuf>,
     last_status: Option<StatusFile>,
+    metrics: Option<AgentMetrics>,
+    drain_timeout: Duration,
 }
+
+/// The agent's metrics endpoint: the registry, its server, and the device figures of the last sync.
+struct AgentMetrics {
+    metrics: Arc<Metrics>,
+    server: MetricsServer,
+    device: Arc<Mutex<DeviceStats>>,
+    read_at: Option<Instant>,
+}
+
+/// How often the device figures behind the metrics are read again (after a sync).
+const DEVICE_STATS_EVERY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +144,68 @@ impl Agent {
             given: AllocState::default(),
             state_dir: cfg.state_dir,
             last_status: None,
+            metrics: None,
+            drain_timeout: crate::control::drain::DRAIN_TIMEOUT,
         })
+    }
+
+    /// How long a target that leaves drains before it is removed (`--drain-timeout`; docs/operations.md
+    /// "Draining targets"), from the next sync on.
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = timeout;
+        if let Holder::Running(rec) = &mut self.holder {
+            rec.set_drain_timeout(timeout);
+        }
+    }
+
+    /// Serves Prometheus metrics on `addr` (the daemon's, plus `ironlb_etcd_*`); returns the bound address.
+    pub fn serve_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, AgentError> {
+        let device = Arc::new(Mutex::new(DeviceStats::default()));
+        let read = device.clone();
+        let metrics = Arc::new(Metrics::with_etcd(move || {
+            read.lock().expect("device stats lock").clone()
+        }));
+        let server = metrics
+            .serve(addr)
+            .map_err(|source| AgentError::Metrics { addr, source })?;
+        let bound = server.local_addr();
+        tracing::info!(addr = %bound, "serving metrics");
+        self.metrics = Some(AgentMetrics {
+            metrics,
+            server,
+            device,
+            read_at: None,
+        });
+        self.record_metrics(None);
+        Ok(bound)
+    }
+
+    /// The bound metrics address, when serving.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.server.local_addr())
+    }
+
+    /// Updates the metrics after a sync (`None`: nothing reconciled, before the first listing).
+    fn record_metrics(&mut self, report: Option<&SyncReport>) {
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        let h = self.source.health();
+        m.metrics.set_etcd(h.connected, h.outages, h.relists);
+        let (Some(report), Holder::Running(rec)) = (report, &mut self.holder) else {
+            return;
+        };
+        let statuses: Vec<_> = rec.status().values().cloned().collect();
+        m.metrics.record_sync(
+            report,
+            &statuses,
+            rec.load_errors().len(),
+            rec.device_down().is_none(),
+        );
+        if m.read_at.is_none_or(|t| t.elapsed() >= DEVICE_STATS_EVERY) {
+            *m.device.lock().expect("device stats lock") = crate::daemon::reconciler_stats(rec);
+            m.read_at = Some(Instant::now());
+        }
     }
 
     /// How the connection to etcd is doing.
@@ -156,6 +244,7 @@ impl Agent {
     /// One reconcile of what the source holds now. `None` before the first listing (the device is left alone).
     pub fn sync(&mut self) -> Result<Option<SyncReport>, AgentError> {
         if !self.source.health().listed {
+            self.record_metrics(None);
             self.write_status()?;
             return Ok(None);
         }
@@ -165,7 +254,8 @@ impl Agent {
             let mut alloc = Allocator::given(dev.caps().lb_ids);
             alloc.set_given(given.clone());
             self.given = given.clone();
-            let rec = Reconciler::new(*dev, alloc, &self.host)?;
+            let mut rec = Reconciler::new(*dev, alloc, &self.host)?;
+            rec.set_drain_timeout(self.drain_timeout);
             self.holder = Holder::Running(Box::new(rec));
         }
         let Holder::Running(rec) = &mut self.holder else {
@@ -191,6 +281,7 @@ impl Agent {
         for e in &report.errors {
             tracing::info!(lb = %e.key, reason = %e.reason, error = %e.message, "load balancer not programmed as desired");
         }
+        self.record_metrics(Some(&report));
         self.write_status()?;
         Ok(Some(report))
     }

@@ -1,7 +1,9 @@
 //! `ironlb agent`: the per-host agent of cluster mode (docs/cluster.md "Agents"). Its settings are `ironlb run`'s
-//! (backend, ports, underlay, state directory, log format) plus the `[etcd]` table, from `--config` and flags;
-//! `manifests`, `public-pool` and `lenient` do not apply (objects and allocations come from etcd, where `apply` has
-//! validated them): given as flags they are refused rather than ignored.
+//! (backend, ports, underlay, state directory, log format, metrics, drain timeout) plus the `[etcd]` table, from
+//! `--config` and flags. `manifests`, `public-pool`, `lenient` and `release-grace` do not apply (objects and
+//! allocations come from etcd, where `apply` validated them and the controller keeps the allocations), nor do
+//! `socket`, `socket-group` and `debounce-ms` (the agent has no control socket: `ironlb status --state-dir` reads
+//! its status.json): given as flags they are refused rather than ignored.
 
 use super::agent::{Agent, AgentConfig};
 use super::cli::CliError;
@@ -35,6 +37,10 @@ impl AgentArgs {
             ("manifests", flags.manifests.is_some()),
             ("public-pool", flags.public_pool.is_some()),
             ("lenient", flags.lenient.is_some()),
+            ("release-grace", flags.release_grace.is_some()),
+            ("socket", flags.socket.is_some()),
+            ("socket-group", flags.socket_group.is_some()),
+            ("debounce-ms", flags.debounce_ms.is_some()),
         ] {
             if given {
                 return Err(CliError::Config(ConfigError::Value {
@@ -94,7 +100,12 @@ pub fn agent(args: &AgentArgs) -> Result<(), CliError> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).map_err(CliError::Output)?;
     }
+    let s = args.effective()?;
     let mut a = Agent::start(cfg).map_err(CliError::Agent)?;
+    a.set_drain_timeout(s.drain_timeout.expect("defaulted"));
+    if let Some(addr) = s.metrics {
+        a.serve_metrics(addr).map_err(CliError::Agent)?;
+    }
     a.run(&stop).map_err(CliError::Agent)
 }
 
@@ -115,6 +126,10 @@ mod tests {
             ("--manifests=/m", "--manifests"),
             ("--public-pool=10.0.0.0/24", "--public-pool"),
             ("--lenient", "--lenient"),
+            ("--release-grace=1m", "--release-grace"),
+            ("--socket=/s", "--socket"),
+            ("--socket-group=0", "--socket-group"),
+            ("--debounce-ms=5", "--debounce-ms"),
         ] {
             let c = Cmd::try_parse_from(["agent", "--etcd-endpoints=http://127.0.0.1:2379", flag]).unwrap();
             let Err(e) = c.agent.agent_config() else {

@@ -65,6 +65,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use crate::reconcile::SyncReport;
+use crate::status::LbStatus;
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -178,6 +180,15 @@ pub struct Metrics {
     device_up: Gauge<u64, AtomicU64>,
     device_down: Counter,
     device_resets: Counter,
+    /// Cluster mode's agent: the connection to etcd ([`Metrics::with_etcd`]).
+    etcd: Option<EtcdMetrics>,
+}
+
+/// `ironlb_etcd_*`: how an agent's connection to etcd is doing.
+struct EtcdMetrics {
+    up: Gauge<u64, AtomicU64>,
+    outages: Counter,
+    relists: Counter,
 }
 
 impl fmt::Debug for Metrics {
@@ -273,7 +284,72 @@ impl Metrics {
             device_up,
             device_down,
             device_resets,
+            etcd: None,
         }
+    }
+
+    /// [`Metrics::new`] plus the agent's `ironlb_etcd_up`, `ironlb_etcd_outages_total` and
+    /// `ironlb_etcd_relists_total` ([`Metrics::set_etcd`]).
+    pub fn with_etcd(stats: impl Fn() -> DeviceStats + Send + Sync + 'static) -> Self {
+        let mut m = Metrics::new(stats);
+        let etcd = EtcdMetrics {
+            up: Gauge::default(),
+            outages: Counter::default(),
+            relists: Counter::default(),
+        };
+        m.registry.register(
+            "ironlb_etcd_up",
+            "1 while the agent is connected to etcd, 0 during an outage (the device keeps its last good state)",
+            etcd.up.clone(),
+        );
+        m.registry.register(
+            "ironlb_etcd_outages",
+            "Times the agent lost etcd",
+            etcd.outages.clone(),
+        );
+        m.registry.register(
+            "ironlb_etcd_relists",
+            "Full listings after a compaction, a lost watch or an outage",
+            etcd.relists.clone(),
+        );
+        m.etcd = Some(etcd);
+        m
+    }
+
+    /// Sets the etcd metrics from the source's health: connected, and its outage and relist totals (the counters
+    /// follow the totals; no-op without [`Metrics::with_etcd`]).
+    pub fn set_etcd(&self, connected: bool, outages: u64, relists: u64) {
+        let Some(e) = &self.etcd else {
+            return;
+        };
+        e.up.set(u64::from(connected));
+        e.outages.inc_by(outages.saturating_sub(e.outages.get()));
+        e.relists.inc_by(relists.saturating_sub(e.relists.get()));
+    }
+
+    /// Records a completed sync: its duration, its per-LoadBalancer errors, the LoadBalancers by state (dropping
+    /// the error series of deleted ones), the load errors and whether the device is up.
+    pub fn record_sync(
+        &self,
+        report: &SyncReport,
+        statuses: &[LbStatus],
+        load_errors: usize,
+        device_up: bool,
+    ) {
+        self.set_device_up(device_up);
+        self.set_load_errors(load_errors as u64);
+        self.observe_reconcile(report.duration);
+        for e in &report.errors {
+            self.reconcile_error(&e.key.namespace, &e.key.name, e.reason.as_str());
+        }
+        let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
+        self.set_lb_states(statuses.len() as u64 - failed, failed);
+        self.forget_deleted(
+            &statuses
+                .iter()
+                .map(|s| (s.namespace.clone(), s.name.clone()))
+                .collect(),
+        );
     }
 
     /// Count one detected device reset (`ironlb_device_resets_total`).

@@ -20,6 +20,7 @@ mod control;
 mod oneshot;
 mod run;
 mod scrape;
+pub(crate) use scrape::reconciler_stats;
 mod state;
 
 pub use config::{
@@ -293,21 +294,8 @@ impl Daemon {
             tracing::warn!(lb = %e.key, reason = %e.reason, error = %e.message, "load balancer not programmed as desired");
         }
         if let Some(m) = &self.metrics {
-            m.set_device_up(device_down.is_none());
             m.set_files_refused(self.source.refused().len() as u64);
-            m.set_load_errors(load_errors.len() as u64);
-            m.observe_reconcile(report.duration);
-            for e in &report.errors {
-                m.reconcile_error(&e.key.namespace, &e.key.name, e.reason.as_str());
-            }
-            let failed = statuses.iter().filter(|s| !s.ready()).count() as u64;
-            m.set_lb_states(statuses.len() as u64 - failed, failed);
-            m.forget_deleted(
-                &statuses
-                    .iter()
-                    .map(|s| (s.namespace.clone(), s.name.clone()))
-                    .collect(),
-            );
+            m.record_sync(&report, &statuses, load_errors.len(), device_down.is_none());
         }
         if report.created + report.updated + report.removed > 0
             || self.last_generation != Some(snap.generation)

@@ -5,6 +5,7 @@ use super::control::Shared;
 use super::metrics::{DeviceStats, LbStats, TableUse, TargetStats};
 use crate::api::ObjectKey;
 use crate::ops;
+use crate::reconcile::Reconciler;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, Weak};
 
@@ -14,18 +15,23 @@ pub(super) fn device_stats(shared: &Weak<Mutex<Shared>>) -> DeviceStats {
         return DeviceStats::default();
     };
     let mut sh = shared.lock().expect("daemon state lock");
-    if sh.rec.device_down().is_some() {
+    reconciler_stats(&mut sh.rec)
+}
+
+/// The device figures of the device a reconciler drives, labelled with its LoadBalancers (the daemon's scrape,
+/// and the agent's after each sync).
+pub(crate) fn reconciler_stats(rec: &mut Reconciler) -> DeviceStats {
+    if rec.device_down().is_some() {
         // Reading counters would wait for a command timeout per read: the scrape shows `ironlb_device_up 0`.
         return DeviceStats::default();
     }
-    let keys: BTreeMap<u32, ObjectKey> = sh
-        .rec
+    let keys: BTreeMap<u32, ObjectKey> = rec
         .programmed()
         .iter()
         .map(|(k, s)| (s.lb_id, k.clone()))
         .collect();
-    let names = sh.rec.names();
-    let stats = match ops::collect_stats(sh.rec.device(), &names) {
+    let names = rec.names();
+    let stats = match ops::collect_stats(rec.device(), &names) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "reading device counters for metrics failed");
