@@ -9,6 +9,7 @@
 //! - [`defaults`]: upstream's defaulting applied on load (port protocol, ipFamilies, a Network's VNI from its
 //!   providerID);
 //! - [`schema`]: the fields ironlb knows (seeds' and upstream's), so that no unknown field is ignored silently;
+//! - [`routing`]: the `LoadBalancerRouting` a selector gives;
 //! - [`printable`]: escaping of manifest text for messages.
 //!
 //! Loading and validation are separate steps: a source of objects other than files (a cluster store) produces
@@ -19,6 +20,7 @@ pub mod defaults;
 pub mod load;
 pub mod printable;
 pub mod read;
+pub mod routing;
 pub mod schema;
 pub mod types;
 pub mod validate;

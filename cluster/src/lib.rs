@@ -6,6 +6,7 @@
 //! - [`alloc`]: the controller's allocation records, which agents program as given;
 //! - [`controller`]: allocation in etcd transactions (claim keys: nothing handed out twice) and leader election
 //!   with lease fencing;
+//! - [`routing`]: the routings the controller writes from selectors (owned, labelled; others left alone);
 //! - [`watch`]: following the store: list at a revision, watch from the next, relist after a compaction;
 //! - [`settings`]: endpoints, TLS files and the prefix, from flags and the configuration file;
 //! - [`store`]: list, get and transactional writes with optimistic concurrency (resourceVersion = `mod_revision`);
@@ -21,6 +22,7 @@ pub mod client;
 pub mod codec;
 pub mod controller;
 pub mod layout;
+pub mod routing;
 pub mod settings;
 pub mod store;
 pub mod testing;

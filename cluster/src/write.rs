@@ -128,13 +128,23 @@ fn keep_status(object: &mut Object, stored: &Object) {
 }
 
 /// The problems of `after` that `before` does not have (compared by object, field and message).
+/// The problems `after` has that `before` did not, except on routings the controller owns: those are derived
+/// state, which the controller's next round rewrites or deletes (a change to their LoadBalancer is not refused for
+/// making them stale).
 fn new_problems(before: &[(PathBuf, Object)], after: &[(PathBuf, Object)]) -> Vec<ValidationError> {
     type Problem = (ObjectRef, String, String);
     let key = |e: &ValidationError| -> Problem { (e.object.clone(), e.field.clone(), e.message.clone()) };
+    let derived: BTreeSet<ObjectRef> = after
+        .iter()
+        .filter(|(_, o)| crate::routing::controller_owned(o))
+        .map(|(_, o)| o.object_ref())
+        .collect();
     let (_, old) = validate_mask(before);
     let old: BTreeSet<Problem> = old.iter().map(key).collect();
     let (_, now) = validate_mask(after);
-    now.into_iter().filter(|e| !old.contains(&key(e))).collect()
+    now.into_iter()
+        .filter(|e| !old.contains(&key(e)) && !derived.contains(&e.object))
+        .collect()
 }
 
 fn stored_objects(listing: &Listing, except: &BTreeSet<ObjectRef>) -> Vec<(PathBuf, Object)> {
@@ -209,8 +219,21 @@ pub fn plan_apply(listing: &Listing, incoming: Vec<Incoming>) -> Result<Plan, Re
 }
 
 /// Plans deleting `refs`. A missing object is an error unless `ignore_missing`. Refused when an object left in the
-/// store would become invalid (a LoadBalancer whose Network is deleted, say): delete both together.
+/// store would become invalid (a LoadBalancer whose Network is deleted, say): delete both together. A deleted
+/// LoadBalancer's routing goes with it when the controller owns it (as Kubernetes collects an owned object).
 pub fn plan_delete(listing: &Listing, refs: Vec<ObjectRef>, ignore_missing: bool) -> Result<Plan, Refusal> {
+    let owned_routings: Vec<ObjectRef> = refs
+        .iter()
+        .filter(|r| r.kind == ironlb_api::Kind::LoadBalancer)
+        .map(|r| r.key.clone().of(ironlb_api::Kind::LoadBalancerRouting))
+        .filter(|rr| {
+            listing
+                .objects
+                .get(rr)
+                .is_some_and(|s| crate::routing::controller_owned(&s.object))
+        })
+        .collect();
+    let refs: Vec<ObjectRef> = refs.into_iter().chain(owned_routings).collect();
     let mut plan = Plan::default();
     let mut missing = Vec::new();
     let mut gone = BTreeSet::new();

@@ -1,7 +1,7 @@
 //! `ironlb controller`: cluster mode's controller (docs/cluster.md "Controller"). One is active at a time: it
 //! campaigns for `PREFIX_ironlb/controller/leader` under an etcd lease, keeps the lease alive, and while it leads
-//! gives every LoadBalancer its lb_id and IPs ([`ironlb_cluster::controller::allocate_round`]), every write fenced
-//! by its lease. When a keep-alive fails it stops writing at once and campaigns again; a controller that stops or
+//! gives every LoadBalancer its lb_id and IPs ([`ironlb_cluster::controller::allocate_round`]) and writes the
+//! routings its selector gives ([`ironlb_cluster::routing::routing_round`]), every write fenced by its lease. When a keep-alive fails it stops writing at once and campaigns again; a controller that stops or
 //! hangs loses the lease after its TTL and another takes over.
 
 use super::cli::{CliError, Connection};
@@ -9,6 +9,7 @@ use crate::alloc::Pools as PoolsArg;
 use crate::backoff::BACKOFF;
 use crate::config::ConfigError;
 use ironlb_cluster::controller::{allocate_round, campaign, keep_alive, Fence, Pools};
+use ironlb_cluster::routing::routing_round;
 use ironlb_cluster::{Client, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,6 +51,15 @@ async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) ->
         }
         for (lb, why) in &r.failed {
             tracing::warn!(%lb, %why, "cannot allocate");
+        }
+        let r = routing_round(store, Some(fence)).await?;
+        if !r.written.is_empty() || !r.deleted.is_empty() {
+            tracing::info!(
+                written = r.written.len(),
+                deleted = r.deleted.len(),
+                conflicts = r.conflicts,
+                "routing round"
+            );
         }
         tokio::time::sleep(ROUND_EVERY).await;
     }

@@ -1,7 +1,8 @@
 //! The controller (issue: runtime): pure functions from validated IronCore objects to the driver's [`LbSpec`]s.
 //!
-//! - [`routing_for`] computes a load balancer's `LoadBalancerRouting` from its `networkInterfaceSelector` (IEP-3):
-//!   the `Available` NetworkInterfaces in the load balancer's namespace and network whose labels match.
+//! - [`routing_for`] (`ironlb_api::routing`) computes a load balancer's `LoadBalancerRouting` from its
+//!   `networkInterfaceSelector` (IEP-3): the `Available` NetworkInterfaces in the load balancer's namespace and
+//!   network whose labels match.
 //! - [`desired_specs`] turns every LoadBalancer into an [`LbSpec`]: VIPs in their lookup domain, the port
 //!   allow-list, the targets' underlay addresses and the default ICMP policy. What cannot be programmed (yet) is
 //!   reported as a [`ControllerIssue`] instead of failing the whole set.
@@ -9,10 +10,12 @@
 //! No I/O: the lb_id allocation and the ephemeral IP allocation are inputs.
 
 use crate::api::{
-    Kind, LoadBalancer, LoadBalancerRouting, LocalUidReference, NetworkInterface, NetworkInterfaceState,
-    Object, ObjectKey, ObjectMeta, ObjectRef, RoutingDestination,
+    Kind, LoadBalancer, LoadBalancerRouting, NetworkInterface, NetworkInterfaceState, Object, ObjectKey,
+    ObjectRef,
 };
 use crate::validate::{validate_parsed, Destination, L4Protocol, Parsed, VipDomain};
+pub use ironlb_api::routing::routing_for;
+use ironlb_api::routing::routing_from;
 use ironlb_driver::LbSpec;
 use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
@@ -47,14 +50,6 @@ fn lb_issue(lb: &LoadBalancer, message: impl Into<String>) -> ControllerIssue {
 
 fn network_name(r: &Option<crate::api::LocalObjectReference>) -> Option<&str> {
     r.as_ref().map(|r| r.name.as_str())
-}
-
-/// The routing computed from `lb`'s `networkInterfaceSelector`: the NetworkInterfaces of `interfaces` in the load
-/// balancer's namespace and network, `Available`, whose labels match; destinations sorted by name. `None` when the
-/// load balancer has no selector (a `LoadBalancerRouting` written by someone else is then used as is).
-pub fn routing_for(lb: &LoadBalancer, interfaces: &[NetworkInterface]) -> Option<LoadBalancerRouting> {
-    lb.spec.network_interface_selector.as_ref()?;
-    Some(routing_from(lb, interfaces.iter()))
 }
 
 fn hw_protocol(p: L4Protocol) -> HwProtocol {
@@ -134,42 +129,6 @@ impl<'a> NicIndex<'a> {
                 .unwrap_or(&net.all),
         };
         Some(routing_from(lb, candidates.iter().copied()))
-    }
-}
-
-fn routing_from<'a>(
-    lb: &LoadBalancer,
-    candidates: impl Iterator<Item = &'a NetworkInterface>,
-) -> LoadBalancerRouting {
-    let ns = lb.metadata.namespace();
-    let net = network_name(&lb.spec.network_ref);
-    let selector = lb.spec.network_interface_selector.clone().unwrap_or_default();
-    let mut destinations: Vec<RoutingDestination> = candidates
-        .filter(|n| {
-            n.metadata.namespace() == ns
-                && network_name(&n.spec.network_ref) == net
-                && n.status.state == Some(NetworkInterfaceState::Available)
-                && selector.matches(&n.metadata.labels)
-        })
-        .map(|n| RoutingDestination {
-            name: n.metadata.name.clone(),
-            uid: n.metadata.uid.clone(),
-            ..RoutingDestination::default()
-        })
-        .collect();
-    destinations.sort_by(|a, b| a.name.cmp(&b.name));
-    LoadBalancerRouting {
-        metadata: ObjectMeta {
-            namespace: Some(ns.to_string()),
-            name: lb.metadata.name.clone(),
-            uid: None,
-            labels: BTreeMap::new(),
-        },
-        network_ref: lb.spec.network_ref.as_ref().map(|r| LocalUidReference {
-            name: r.name.clone(),
-            uid: None,
-        }),
-        destinations,
     }
 }
 
