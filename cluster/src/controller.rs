@@ -14,7 +14,7 @@
 //! before it notices that it lost.
 
 use crate::alloc::Allocation;
-use crate::store::{Listing, Store, StoreError};
+use crate::store::{transient, Listing, Store, StoreError, RESEND_PAUSE};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use ipnet::IpNet;
 use ironlb_api::types::IpFamily;
@@ -23,6 +23,7 @@ use ironlb_api::ObjectKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// How far a pool is searched for a free address.
 const SEARCH_LIMIT: usize = 1 << 20;
@@ -182,7 +183,6 @@ pub async fn allocate_round(
         }
     }
     let mut round = Round::default();
-    let mut kv = store.client().kv_client();
     for (key, lb) in &parsed.load_balancers {
         if listing.allocations.contains_key(key) {
             continue;
@@ -231,14 +231,9 @@ pub async fn allocate_round(
                 ));
             }
         }
-        let resp = kv
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await
-            .map_err(|source| StoreError::Etcd {
-                op: "allocate",
-                endpoints: store.endpoints().to_string(),
-                source,
-            })?;
+        let resp = store
+            .txn("allocate", Txn::new().when(compares).and_then(ops))
+            .await?;
         if resp.succeeded() {
             used_ids.insert(a.lb_id);
             used_public.extend(a.public_ips.iter().copied());
@@ -268,14 +263,9 @@ pub async fn allocate_round(
                 .iter()
                 .map(|c| TxnOp::delete(c.as_bytes(), None)),
         );
-        let resp = kv
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await
-            .map_err(|source| StoreError::Etcd {
-                op: "release",
-                endpoints: store.endpoints().to_string(),
-                source,
-            })?;
+        let resp = store
+            .txn("release", Txn::new().when(compares).and_then(ops))
+            .await?;
         if resp.succeeded() {
             round.released.push(key.clone());
         } else {
@@ -294,27 +284,17 @@ pub async fn campaign(
     ttl_s: i64,
     poll: std::time::Duration,
 ) -> Result<Fence, StoreError> {
-    let etcd = |op, source| StoreError::Etcd {
-        op,
-        endpoints: store.endpoints().to_string(),
-        source,
-    };
     let key = format!("{}leader", store.layout().record_prefix("controller"));
-    let mut lease_client = store.client().lease_client();
-    let mut kv = store.client().kv_client();
     loop {
         // A lease only when the key is free: a lease granted while waiting would lapse unused.
-        let held = !kv
-            .get(key.as_bytes(), None)
-            .await
-            .map_err(|e| etcd("campaign", e))?
-            .kvs()
-            .is_empty();
+        let held = !store.get_key("campaign", &key, None).await?.kvs().is_empty();
         if !held {
-            let lease = lease_client
-                .grant(ttl_s, None)
-                .await
-                .map_err(|e| etcd("lease grant", e))?
+            let lease = store
+                .call(
+                    "lease grant",
+                    |mut c| async move { c.lease_grant(ttl_s, None).await },
+                )
+                .await?
                 .id();
             let txn = Txn::new()
                 .when(vec![Compare::create_revision(
@@ -327,42 +307,71 @@ pub async fn campaign(
                     id,
                     Some(etcd_client::PutOptions::new().with_lease(lease)),
                 )]);
-            if kv.txn(txn).await.map_err(|e| etcd("campaign", e))?.succeeded() {
+            if store.txn("campaign", txn).await?.succeeded() {
                 return Ok(Fence { key, lease });
             }
-            // Another controller got in first.
-            let _ = lease_client.revoke(lease).await;
+            // Another controller got in first (or this one did, in a send whose answer was lost and which was sent
+            // again: revoking the lease frees the key, and the next pass takes it).
+            let _ = store
+                .call("lease revoke", |mut c| async move { c.lease_revoke(lease).await })
+                .await;
         }
         tokio::time::sleep(poll).await;
     }
 }
 
-/// Keeps the leader's lease alive, once every `every`, until a keep-alive fails (the lease is lost) or etcd
-/// becomes unreachable; returns why.
+/// Keeps the leader's lease alive, once every `every`, until a keep-alive says the lease is gone or etcd is
+/// unreachable; returns why. The keep-alives go over one stream to one member: when that stream fails transiently
+/// (its member went away) while the lease is surely still alive (within the TTL of the last answer), a new stream
+/// is opened, on a member that is up.
 pub async fn keep_alive(store: &Store, fence: &Fence, every: std::time::Duration) -> StoreError {
-    let mut lease_client = store.client().lease_client();
+    let lease = fence.lease;
     let etcd = |source| StoreError::Etcd {
         op: "lease keep-alive",
         endpoints: store.endpoints().to_string(),
         source,
     };
-    let (mut keeper, mut responses) = match lease_client.keep_alive(fence.lease).await {
-        Ok(p) => p,
-        Err(e) => return etcd(e),
-    };
+    // Until when the lease is known to live (the last answer's TTL): before any answer, not at all.
+    let mut alive_until = Instant::now();
     loop {
-        if let Err(e) = keeper.keep_alive().await {
-            return etcd(e);
-        }
-        match responses.message().await {
-            Ok(Some(r)) if r.ttl() > 0 => {}
-            Ok(_) => {
-                return etcd(etcd_client::Error::LeaseKeepAliveError(
-                    "the lease expired".into(),
-                ))
+        let (mut keeper, mut responses) = match store
+            .call("lease keep-alive", |mut c| async move {
+                c.lease_keep_alive(lease).await
+            })
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        // Why the stream ended, and whether another may be opened.
+        let (reopen, failed) = loop {
+            if let Err(e) = keeper.keep_alive().await {
+                // The stream is gone (its member went away): its requests have nowhere to go.
+                break (true, e);
             }
-            Err(e) => return etcd(e),
+            match responses.message().await {
+                Ok(Some(r)) if r.ttl() > 0 => {
+                    alive_until = Instant::now() + Duration::from_secs(r.ttl() as u64);
+                }
+                Ok(Some(_)) => {
+                    return etcd(etcd_client::Error::LeaseKeepAliveError(
+                        "the lease expired".into(),
+                    ))
+                }
+                Ok(None) => {
+                    break (
+                        true,
+                        etcd_client::Error::LeaseKeepAliveError("etcd closed the keep-alive stream".into()),
+                    )
+                }
+                Err(e) => break (transient(&e), e),
+            }
+            tokio::time::sleep(every).await;
+        };
+        if !reopen || Instant::now() + RESEND_PAUSE >= alive_until {
+            return etcd(failed);
         }
-        tokio::time::sleep(every).await;
+        tracing::debug!(error = %failed, "lease keep-alive stream failed; opening another");
+        tokio::time::sleep(RESEND_PAUSE).await;
     }
 }

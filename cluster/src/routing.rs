@@ -119,7 +119,6 @@ fn plan(listing: &Listing) -> Vec<(ObjectKey, Change)> {
 pub async fn routing_round(store: &Store, fence: Option<&Fence>) -> Result<RoutingRound, StoreError> {
     let listing = store.list(None).await?;
     let mut round = RoutingRound::default();
-    let mut kv = store.client().kv_client();
     for (key, change) in plan(&listing) {
         let r: ObjectRef = key.clone().of(Kind::LoadBalancerRouting);
         let etcd_key = store.layout().object_key(&r);
@@ -140,14 +139,9 @@ pub async fn routing_round(store: &Store, fence: Option<&Fence>) -> Result<Routi
                 (TxnOp::delete(etcd_key.as_bytes(), None), true)
             }
         };
-        let resp = kv
-            .txn(Txn::new().when(compares).and_then(vec![op]))
-            .await
-            .map_err(|source| StoreError::Etcd {
-                op: "routing",
-                endpoints: store.endpoints().to_string(),
-                source,
-            })?;
+        let resp = store
+            .txn("routing", Txn::new().when(compares).and_then(vec![op]))
+            .await?;
         match (resp.succeeded(), deleting) {
             (false, _) => round.conflicts += 1,
             (true, false) => round.written.push(key),

@@ -1,7 +1,9 @@
 //! The object store on etcd: list, get and transactional writes with optimistic concurrency (docs/cluster.md).
 //!
 //! Every request is bounded by the configured timeout; a timeout or an etcd error is a [`StoreError`] naming the
-//! operation and the endpoints. A write names the revision it expects each object to have ([`Expect`]); a
+//! operation and the endpoints. Within that bound a request that met a member which is down, or a cluster between
+//! two leaders, is sent again ([`Store::call`]): with several endpoints, one member of three going away is not an
+//! error for ironlb. A write names the revision it expects each object to have ([`Expect`]); a
 //! transaction whose expectations do not all hold writes nothing and fails with [`StoreError::Conflict`], listing
 //! each object that changed.
 
@@ -10,17 +12,25 @@ use crate::codec::{self, DecodeError};
 use crate::layout::Layout;
 use crate::settings::EtcdConfig;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions,
+    Txn, TxnOp, TxnResponse,
 };
 use ironlb_api::{Object, ObjectKey, ObjectRef};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// etcd's default limit on the operations of one transaction (`--max-txn-ops`); larger writes are split.
 pub const MAX_TXN_OPS: usize = 128;
+
+/// Pause before a request is sent again after a transient failure ([`transient`]); it doubles up to
+/// [`RESEND_MAX_PAUSE`], all within the request's timeout.
+pub const RESEND_PAUSE: Duration = Duration::from_millis(20);
+
+/// Longest pause between two sends of one request.
+pub const RESEND_MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// One object as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,12 +277,9 @@ impl Store {
             }
             opts = opts.with_tls(t);
         }
-        let client = bounded(
-            "connect",
-            &endpoints,
-            cfg.timeout,
-            Client::connect(&cfg.endpoints, Some(opts)),
-        )
+        let client = resend("connect", &endpoints, cfg.timeout, || {
+            Client::connect(&cfg.endpoints, Some(opts.clone()))
+        })
         .await?;
         Ok(Store {
             client,
@@ -297,24 +304,51 @@ impl Store {
         &self.client
     }
 
-    async fn call<T>(
+    /// Runs one request, `request` making it on a handle of the client, within the configured timeout; a
+    /// transient failure (a member down, no leader for a moment: [`transient`]) is sent again after a short pause,
+    /// and the balanced channel takes a member at random for each send, so with several endpoints a resend reaches
+    /// one that is up.
+    pub async fn call<T, F>(
         &self,
         op: &'static str,
-        fut: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        bounded(op, &self.endpoints, self.timeout, fut).await
+        mut request: impl FnMut(Client) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        resend(op, &self.endpoints, self.timeout, || request(self.client.clone())).await
+    }
+
+    /// A transaction ([`Store::call`]).
+    pub async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse, StoreError> {
+        self.call(op, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    /// A read of `key` ([`Store::call`]).
+    pub async fn get_key(
+        &self,
+        op: &'static str,
+        key: &str,
+        opts: Option<GetOptions>,
+    ) -> Result<GetResponse, StoreError> {
+        self.call(op, |mut c| {
+            let (key, opts) = (key.to_string(), opts.clone());
+            async move { c.get(key, opts).await }
+        })
+        .await
     }
 
     /// Every object under the prefix, at one revision (`at`: that past revision; `None`: now).
     pub async fn list(&self, at: Option<i64>) -> Result<Listing, StoreError> {
-        let mut kv = self.client.kv_client();
         let mut opts = GetOptions::new().with_prefix();
         if let Some(r) = at {
             opts = opts.with_revision(r);
         }
-        let resp = self
-            .call("list", kv.get(self.layout.prefix(), Some(opts)))
-            .await?;
+        let resp = self.get_key("list", self.layout.prefix(), Some(opts)).await?;
         let revision = resp.header().map_or(0, |h| h.revision());
         let mut listing = Listing {
             revision,
@@ -329,9 +363,8 @@ impl Store {
 
     /// One object, if stored.
     pub async fn get(&self, r: &ObjectRef) -> Result<Option<Stored>, StoreError> {
-        let mut kv = self.client.kv_client();
         let key = self.layout.object_key(r);
-        let resp = self.call("get", kv.get(key.as_bytes(), None)).await?;
+        let resp = self.get_key("get", &key, None).await?;
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
         };
@@ -363,8 +396,7 @@ impl Store {
         let txn = Txn::new()
             .when(vec![cmp])
             .and_then(vec![TxnOp::put(key.as_bytes(), a.encode(), None)]);
-        let mut kv = self.client.kv_client();
-        Ok(self.call("transaction", kv.txn(txn)).await?.succeeded())
+        Ok(self.txn("transaction", txn).await?.succeeded())
     }
 
     /// Performs `writes`, each only if its object is as expected; returns the store's revision after the last
@@ -393,8 +425,7 @@ impl Store {
             });
         }
         let txn = Txn::new().when(compares).and_then(ops);
-        let mut kv = self.client.kv_client();
-        let resp = self.call("transaction", kv.txn(txn)).await?;
+        let resp = self.txn("transaction", txn).await?;
         if resp.succeeded() {
             return Ok(resp.header().map_or(0, |h| h.revision()));
         }
@@ -402,7 +433,7 @@ impl Store {
         for w in writes {
             let r = w.object_ref();
             let key = self.layout.object_key(&r);
-            let now = self.call("get", kv.get(key.as_bytes(), None)).await?;
+            let now = self.get_key("get", &key, None).await?;
             let found = now.kvs().first().map(|kv| kv.mod_revision());
             let expected = w.expect();
             let holds = match expected {
@@ -433,23 +464,97 @@ fn decode_at(r: &ObjectRef, bytes: &[u8]) -> Result<Object, DecodeError> {
     Ok(object)
 }
 
-async fn bounded<T>(
+/// Whether a request that failed with `e` may be sent again: etcd answered `Unavailable` (a member that is down or
+/// stopping, a cluster between two leaders, no quorum yet), or the request failed below gRPC, on its connection (a
+/// member killed while it was answering: such a status is made on this side and carries the failure as its
+/// source, whatever its code, while an answer from etcd never has a source).
+///
+/// Sending again is safe for every request ironlb makes: reads repeat, and every write is a transaction
+/// conditioned on revisions (a create on the key being absent), so a write that was applied but whose answer was
+/// lost fails its conditions when sent again — it is reported as a conflict, which callers already handle by
+/// planning again, and is never applied twice. (A lease grant sent again may leave an unused lease, which expires.)
+pub fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable || std::error::Error::source(s).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Sends `request` until it succeeds, fails with an error that is not [`transient`], or `timeout` has passed
+/// since the first send (pauses from [`RESEND_PAUSE`] doubling to [`RESEND_MAX_PAUSE`] in between).
+async fn resend<T, F>(
     op: &'static str,
     endpoints: &str,
     timeout: Duration,
-    fut: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(StoreError::Etcd {
-            op,
-            endpoints: endpoints.to_string(),
-            source,
-        }),
-        Err(_) => Err(StoreError::Timeout {
-            op,
-            endpoints: endpoints.to_string(),
-            waited: timeout,
-        }),
+    mut request: impl FnMut() -> F,
+) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = RESEND_PAUSE;
+    loop {
+        let source = match tokio::time::timeout_at(deadline.into(), request()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(source)) => source,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    op,
+                    endpoints: endpoints.to_string(),
+                    waited: timeout,
+                })
+            }
+        };
+        if !transient(&source) || Instant::now() + pause >= deadline {
+            return Err(StoreError::Etcd {
+                op,
+                endpoints: endpoints.to_string(),
+                source,
+            });
+        }
+        tracing::debug!(op, %endpoints, error = %source, ?pause, "etcd request failed; sending it again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESEND_MAX_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient;
+    use etcd_client::Error;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn unavailable_and_failed_connections_are_sent_again_answers_are_not() {
+        // etcd's answers: a member between leaders, or stopping, is Unavailable; the rest are final.
+        assert!(transient(&Error::GRpcStatus(Status::unavailable(
+            "etcdserver: leader changed"
+        ))));
+        assert!(!transient(&Error::GRpcStatus(Status::new(
+            Code::NotFound,
+            "etcdserver: requested lease not found"
+        ))));
+        assert!(!transient(&Error::GRpcStatus(Status::new(
+            Code::Unknown,
+            "an answer"
+        ))));
+        // A failure of the connection under a request: made on this side, with the failure as its source.
+        let mut broken = Status::new(
+            Code::Unknown,
+            "h2 protocol error: error reading a body from connection",
+        );
+        broken.set_source(std::sync::Arc::new(std::io::Error::from(
+            std::io::ErrorKind::BrokenPipe,
+        )));
+        assert!(transient(&Error::GRpcStatus(broken)));
+        assert!(transient(&Error::IoError(
+            std::io::ErrorKind::ConnectionReset.into()
+        )));
+        // The client's own errors are not.
+        assert!(!transient(&Error::WatchError("bad request".into())));
+        assert!(!transient(&Error::InvalidArgs("empty endpoints".into())));
     }
 }

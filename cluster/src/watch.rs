@@ -6,8 +6,8 @@
 //! retries with backoff and keeps what it has). The callback sees the whole [`Listing`] after the initial list and
 //! after every watch response, so a consumer never sees half of one transaction.
 
-use crate::store::{Listing, Store, StoreError};
-use etcd_client::{EventType, WatchOptions};
+use crate::store::{transient, Listing, Store, StoreError};
+use etcd_client::{EventType, WatchOptions, WatchStream};
 
 /// Why [`follow`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,8 @@ pub enum FollowEnd {
 
 /// Lists the store and calls `on_change` with the listing, then watches from the listing's revision + 1 and calls
 /// `on_change` after each batch of events, until the watch ends. `start` is the listing to start from instead of
-/// a fresh list (a resumed watch), or `None`.
+/// a fresh list (a resumed watch), or `None`. A watch stream that worked and then failed or closed (its member went
+/// away) is opened again from the next revision, on a member that is up; only when that fails does `follow` end.
 pub async fn follow(
     store: &Store,
     start: Option<Listing>,
@@ -34,28 +35,35 @@ pub async fn follow(
         None => store.list(None).await?,
     };
     on_change(&listing);
-    let mut watch = store.client().watch_client();
-    let opts = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(listing.revision + 1)
-        .with_progress_notify();
-    let mut stream = watch
-        .watch(store.layout().prefix(), Some(opts))
-        .await
-        .map_err(|source| StoreError::Etcd {
-            op: "watch",
-            endpoints: store.endpoints().to_string(),
-            source,
-        })?;
+    let mut stream = watch_from(store, listing.revision + 1).await?;
+    // Whether the current stream has answered: one that fails, or is closed, after it did (its member went away)
+    // is opened again from where it stopped, on a member that is up; one that never answered is not.
+    let mut answered = false;
     loop {
-        let msg = stream.message().await.map_err(|source| StoreError::Etcd {
-            op: "watch",
-            endpoints: store.endpoints().to_string(),
-            source,
-        })?;
-        let Some(resp) = msg else {
-            return Ok(FollowEnd::Lost("etcd closed the watch stream".into()));
+        let msg = stream.message().await;
+        let resume = match &msg {
+            Err(e) => answered && transient(e),
+            Ok(None) => answered,
+            Ok(Some(_)) => false,
         };
+        if resume {
+            tracing::debug!(revision = listing.revision, "watch stream lost; resuming it");
+            stream = watch_from(store, listing.revision + 1).await?;
+            answered = false;
+            continue;
+        }
+        let resp = match msg {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Ok(FollowEnd::Lost("etcd closed the watch stream".into())),
+            Err(source) => {
+                return Err(StoreError::Etcd {
+                    op: "watch",
+                    endpoints: store.endpoints().to_string(),
+                    source,
+                })
+            }
+        };
+        answered = true;
         if resp.canceled() {
             if resp.compact_revision() > 0 {
                 return Ok(FollowEnd::Compacted {
@@ -88,4 +96,19 @@ pub async fn follow(
             on_change(&listing);
         }
     }
+}
+
+/// A watch of the whole prefix from `revision` ([`Store::call`]: a member that is down is passed over).
+async fn watch_from(store: &Store, revision: i64) -> Result<WatchStream, StoreError> {
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision)
+        .with_progress_notify();
+    let prefix = store.layout().prefix().to_string();
+    store
+        .call("watch", |mut c| {
+            let (prefix, opts) = (prefix.clone(), opts.clone());
+            async move { c.watch(prefix, Some(opts)).await }
+        })
+        .await
 }

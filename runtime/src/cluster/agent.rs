@@ -236,6 +236,12 @@ impl Agent {
         v
     }
 
+    /// The in-process model behind the device (backend `inproc`), to send packets through it as the host's traffic
+    /// would; `None` for other backends.
+    pub fn model(&self) -> Option<SharedModel> {
+        self.model.clone()
+    }
+
     /// Waits up to `timeout` for a change of the source.
     pub fn wait_change(&mut self, timeout: Duration) -> Result<bool, AgentError> {
         Ok(self.source.wait_change(timeout)?)

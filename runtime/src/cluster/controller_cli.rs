@@ -10,7 +10,7 @@ use crate::backoff::BACKOFF;
 use crate::config::ConfigError;
 use ironlb_cluster::controller::{allocate_round, campaign, keep_alive, Fence, Pools};
 use ironlb_cluster::routing::routing_round;
-use ironlb_cluster::{Client, Store, StoreError};
+use ironlb_cluster::{Client, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,33 +37,40 @@ pub struct ControllerArgs {
 /// How often a leading controller looks for work.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
 
-/// Leads and allocates (one round every [`ROUND_EVERY`]) until the lease is lost or `stop` is set.
-async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) -> Result<(), StoreError> {
+/// Leads, allocating and writing routings (one round every [`ROUND_EVERY`]), until `stop` is set; the caller ends it when the lease is
+/// lost. A round that fails (etcd answered with an error, or not in time: a write in flight when the etcd leader
+/// died stays unanswered) is logged and the next round plans again from a fresh listing: the lead is not given
+/// up for it, since every write is fenced by the lease and nothing is written twice.
+async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let r = allocate_round(store, pools, Some(fence)).await?;
-        if !r.allocated.is_empty() || !r.released.is_empty() {
-            tracing::info!(
-                allocated = r.allocated.len(),
-                released = r.released.len(),
-                conflicts = r.conflicts,
-                "allocation round"
-            );
+        match allocate_round(store, pools, Some(fence)).await {
+            Ok(r) => {
+                if !r.allocated.is_empty() || !r.released.is_empty() {
+                    tracing::info!(
+                        allocated = r.allocated.len(),
+                        released = r.released.len(),
+                        conflicts = r.conflicts,
+                        "allocation round"
+                    );
+                }
+                for (lb, why) in &r.failed {
+                    tracing::warn!(%lb, %why, "cannot allocate");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "allocation round failed; the next round plans again"),
         }
-        for (lb, why) in &r.failed {
-            tracing::warn!(%lb, %why, "cannot allocate");
-        }
-        let r = routing_round(store, Some(fence)).await?;
-        if !r.written.is_empty() || !r.deleted.is_empty() {
-            tracing::info!(
+        match routing_round(store, Some(fence)).await {
+            Ok(r) if !r.written.is_empty() || !r.deleted.is_empty() => tracing::info!(
                 written = r.written.len(),
                 deleted = r.deleted.len(),
                 conflicts = r.conflicts,
                 "routing round"
-            );
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "routing round failed; the next round plans again"),
         }
         tokio::time::sleep(ROUND_EVERY).await;
     }
-    Ok(())
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -111,7 +118,7 @@ pub fn controller(args: &ControllerArgs) -> Result<(), CliError> {
                         tracing::warn!(error = %e, "lost the controller lease; stopped writing");
                         Ok(())
                     }
-                    r = lead(store, &pools, &fence, &stop) => r,
+                    () = lead(store, &pools, &fence, &stop) => Ok(()),
                 }
             })
         });

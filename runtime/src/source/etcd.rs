@@ -40,6 +40,8 @@ pub struct EtcdHealth {
     pub last_error: Option<String>,
     /// Times the connection was lost.
     pub outages: u64,
+    /// Attempts to reach etcd that failed in a row (0 while connected); the next waits [`BACKOFF`]`.delay` of it.
+    pub failures: u32,
     /// Times the source listed again after a compaction or a lost watch.
     pub relists: u64,
     /// The store revision the snapshot is at.
@@ -252,11 +254,13 @@ fn set_connected(shared: &Shared, endpoints: &str) {
         g.health.connected = true;
         g.health.down_since = None;
         g.health.last_error = None;
+        g.health.failures = 0;
         cv.notify_all();
     }
 }
 
-fn set_down(shared: &Shared, endpoints: &str, error: &str, retry_in: Duration) {
+/// Records a failed attempt; returns how long to wait before the next ([`BACKOFF`] of the failures in a row).
+fn set_down(shared: &Shared, endpoints: &str, error: &str) -> Duration {
     let (lock, cv) = &**shared;
     let mut g = lock.lock().expect("etcd source lock");
     if g.health.connected || g.health.down_since.is_none() {
@@ -265,8 +269,11 @@ fn set_down(shared: &Shared, endpoints: &str, error: &str, retry_in: Duration) {
     }
     g.health.connected = false;
     g.health.last_error = Some(error.to_string());
+    g.health.failures = g.health.failures.saturating_add(1);
+    let retry_in = BACKOFF.delay(g.health.failures);
     tracing::warn!(etcd = %endpoints, %error, ?retry_in, "etcd unreachable; the device keeps its last good state");
     cv.notify_all();
+    retry_in
 }
 
 /// The source's thread: connect, follow, relist after a compaction, back off while etcd is away.
@@ -276,7 +283,6 @@ fn run(cfg: EtcdConfig, shared: Shared, stop: Arc<tokio::sync::Notify>) {
         .build()
         .expect("a current-thread runtime builds");
     let endpoints = cfg.endpoints.join(",");
-    let mut failures = 0u32;
     let mut store: Option<Store> = None;
     let mut relist = false;
     loop {
@@ -310,26 +316,19 @@ fn run(cfg: EtcdConfig, shared: Shared, stop: Arc<tokio::sync::Notify>) {
         let retry_in = match result {
             Ok(None) => return,
             Ok(Some(FollowEnd::Compacted { compact_revision })) => {
-                failures = 0;
                 relist = true;
                 tracing::info!(etcd = %endpoints, compact_revision, "etcd compacted past the watch; listing again");
                 continue;
             }
             Ok(Some(FollowEnd::Lost(why))) => {
-                failures += 1;
                 store = None;
                 relist = true;
-                let d = BACKOFF.delay(failures);
-                set_down(&shared, &endpoints, &why, d);
-                d
+                set_down(&shared, &endpoints, &why)
             }
             Err(e) => {
-                failures += 1;
                 store = None;
                 relist = shared.0.lock().expect("etcd source lock").health.listed;
-                let d = BACKOFF.delay(failures);
-                set_down(&shared, &endpoints, &e.to_string(), d);
-                d
+                set_down(&shared, &endpoints, &e.to_string())
             }
         };
         let deadline = Instant::now() + retry_in;
