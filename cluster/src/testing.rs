@@ -26,8 +26,9 @@ pub fn examples() -> Vec<Incoming> {
     Incoming::unpinned(objects)
 }
 
-/// Allocation records for the two load balancers of [`examples`] (as a controller would write them: the public
-/// one's lb_id 7 with the example VIPs, the internal one's lb_id 9 with its IPv6 VIP from `my-lb-prefix-v6`).
+/// Allocation records for the two load balancers of [`examples`] (as a controller would write them, with lb_ids no
+/// allocator of ours would choose first: the public one's lb_id 7 with the example VIPs, the internal one's lb_id 9
+/// with its IPv6 VIP from `my-lb-prefix-v6`).
 pub fn example_allocations() -> Vec<(ObjectKey, Allocation)> {
     let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("example address");
     vec![

@@ -1,6 +1,9 @@
 //! The `ironlb` binary as a user runs it: exit codes (0 ok, 2 bad input) and what it prints.
 
+use std::path::Path;
 use std::process::Command;
+#[path = "common/pcap.rs"]
+mod common_pcap;
 
 fn ironlb(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ironlb"))
@@ -156,7 +159,6 @@ fn dump_decodes_the_device() {
 /// a broken IPv4 checksum, which `--packet` cannot describe) and agree with `replay --verdicts` on the same capture.
 #[test]
 fn trace_takes_packets_from_a_capture_or_as_hex() {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let whole = ironlb_runtime::cli::build_packet("udp 198.51.100.7:40000 -> 203.0.113.10:1500").unwrap();
     // A non-first fragment of a UDP datagram to the VIP: offset 185 (1,480 bytes), no UDP header of its own.
     let mut fragment = etherparse::Ipv4Header::new(
@@ -174,21 +176,13 @@ fn trace_takes_packets_from_a_capture_or_as_hex() {
     let mut bad_checksum = whole.clone();
     bad_checksum[10] ^= 0xff;
     let packets = [whole, fragment_bytes.clone(), bad_checksum];
-    let mut w = PcapWriter::with_header(
-        Vec::new(),
-        PcapHeader {
-            datalink: pcap_file::DataLink::RAW,
-            ..PcapHeader::default()
-        },
-    )
-    .unwrap();
-    for p in &packets {
-        w.write_packet(&PcapPacket::new(std::time::Duration::ZERO, p.len() as u32, p))
-            .unwrap();
-    }
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("in.pcap");
-    std::fs::write(&capture, w.into_writer()).unwrap();
+    std::fs::write(
+        &capture,
+        common_pcap::raw_pcap(packets.iter().map(|p| (std::time::Duration::ZERO, &p[..]))),
+    )
+    .unwrap();
     let capture = capture.to_str().unwrap();
     let trace_json = |what: &[&str]| {
         let mut args = vec!["trace", "--example", "--ingress", "public", "-o", "json"];
@@ -204,22 +198,7 @@ fn trace_takes_packets_from_a_capture_or_as_hex() {
     let spaced: Vec<String> = fragment_bytes.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(trace_json(&["--hex", &spaced.join(" ")]), frag);
     // Every packet: the trace's verdict is replay's.
-    let verdicts = dir.path().join("v.jsonl");
-    let (code, _, err) = ironlb(&[
-        "replay",
-        "--example",
-        "--ingress",
-        "public",
-        "--in",
-        capture,
-        "--out",
-        dir.path().join("out.pcap").to_str().unwrap(),
-        "--verdicts",
-        verdicts.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let lines = std::fs::read_to_string(&verdicts).unwrap();
-    let lines: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = common_pcap::replay_example_verdicts(Path::new(capture), dir.path());
     assert_eq!(lines.len(), packets.len());
     for (i, line) in lines.iter().enumerate() {
         let t = trace_json(&["--in", capture, "--index", &i.to_string()]);

@@ -8,43 +8,12 @@ mod cluster;
 use cluster::{
     agent, converge, converge_at, extra_lb, kill_and_wait_for_takeover, leader, ready, reasons, Controller,
 };
-use ironlb_api::ObjectKey;
-use ironlb_cluster::alloc::Allocation;
 use ironlb_cluster::store::Expect;
 use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_cluster::Client;
 use ironlb_runtime::cluster::agent::Agent;
 use ironlb_runtime::status::Reason;
 use std::time::Duration;
-
-/// The controller's decisions for the examples, with lb_ids no allocator of ours would choose first (7, 9).
-fn allocations() -> Vec<(ObjectKey, Allocation)> {
-    vec![
-        (
-            ObjectKey::new("default", "my-load-balancer"),
-            Allocation {
-                lb_id: 7,
-                public_ips: vec![
-                    "203.0.113.10".parse().unwrap(),
-                    "2001:db8:ff::10".parse().unwrap(),
-                ],
-                prefix_ips: Default::default(),
-            },
-        ),
-        (
-            ObjectKey::new("default", "my-loadbalancer"),
-            Allocation {
-                lb_id: 9,
-                public_ips: Vec::new(),
-                prefix_ips: [(
-                    ObjectKey::new("default", "my-lb-prefix-v6"),
-                    "2607:f0d0:1002:51::4".parse().unwrap(),
-                )]
-                .into(),
-            },
-        ),
-    ]
-}
 
 #[test]
 fn three_agents_program_byte_identical_tables_and_a_late_joiner_writes_nothing() {
@@ -61,7 +30,7 @@ fn three_agents_program_byte_identical_tables_and_a_late_joiner_writes_nothing()
         let d: serde_json::Value = serde_json::from_str(&a.dump_json().unwrap()).unwrap();
         assert_eq!(d["lbs"].as_object().map(|m| m.len()), Some(0), "{d}");
     }
-    for (lb, alloc) in allocations() {
+    for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
         assert!(writer
             .block_on(writer.store().put_allocation(&lb, &alloc, Expect::Absent))
             .unwrap());

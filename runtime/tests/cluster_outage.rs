@@ -176,35 +176,9 @@ fn outage_keeps_the_device_forwarding_and_a_compaction_meanwhile_ends_in_a_relis
     let proxy = Proxy::start(target);
     let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
     writer.apply(ironlb_cluster::testing::examples()).unwrap();
-    let public = ObjectKey::new("default", "my-load-balancer");
-    let internal = ObjectKey::new("default", "my-loadbalancer");
-    for (lb, a) in [
-        (
-            &public,
-            Allocation {
-                lb_id: 7,
-                public_ips: vec![
-                    "203.0.113.10".parse().unwrap(),
-                    "2001:db8:ff::10".parse().unwrap(),
-                ],
-                prefix_ips: Default::default(),
-            },
-        ),
-        (
-            &internal,
-            Allocation {
-                lb_id: 9,
-                public_ips: Vec::new(),
-                prefix_ips: [(
-                    ObjectKey::new("default", "my-lb-prefix-v6"),
-                    "2607:f0d0:1002:51::4".parse().unwrap(),
-                )]
-                .into(),
-            },
-        ),
-    ] {
+    for (lb, a) in ironlb_cluster::testing::example_allocations() {
         assert!(writer
-            .block_on(writer.store().put_allocation(lb, &a, Expect::Absent))
+            .block_on(writer.store().put_allocation(&lb, &a, Expect::Absent))
             .unwrap());
     }
     let state = tempfile::tempdir().unwrap();

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 #[path = "common/daemon.rs"]
 mod common_daemon;
+#[path = "common/pcap.rs"]
+mod common_pcap;
 use common_daemon::test_config;
 #[path = "common/served.rs"]
 mod served;
@@ -335,28 +337,23 @@ fn completions_are_generated() {
 /// verdicts: the public ingress's example packets, with the reason of every drop.
 #[test]
 fn replay_of_crafted_captures_through_the_examples() {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let dir = tempfile::tempdir().unwrap();
     let packets: Vec<_> = ironlb_runtime::example::packets()
         .into_iter()
         .filter(|p| p.port == ironlb_runtime::example::PORT_PUBLIC)
         .collect();
     assert!(packets.len() >= 4);
-    let header = PcapHeader {
-        datalink: pcap_file::DataLink::RAW,
-        ..PcapHeader::default()
-    };
-    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
-    for (i, p) in packets.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(
-            Duration::from_millis(i as u64),
-            p.bytes.len() as u32,
-            &p.bytes,
-        ))
-        .unwrap();
-    }
     let input = dir.path().join("in.pcap");
-    std::fs::write(&input, w.into_writer()).unwrap();
+    std::fs::write(
+        &input,
+        common_pcap::raw_pcap(
+            packets
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (Duration::from_millis(i as u64), &p.bytes[..])),
+        ),
+    )
+    .unwrap();
     let verdicts = dir.path().join("v.jsonl");
     let out = dir.path().join("out.pcap");
     let (code, stdout, err) = ironlb(&[
@@ -405,25 +402,8 @@ fn replay_of_crafted_captures_through_the_examples() {
         }
     }
     // The same capture through the built-in example gives the same verdicts.
-    let verdicts2 = dir.path().join("v2.jsonl");
-    let (code, _, err) = ironlb(&[
-        "replay",
-        "--example",
-        "--ingress",
-        "public",
-        "--in",
-        input.to_str().unwrap(),
-        "--out",
-        dir.path().join("out2.pcap").to_str().unwrap(),
-        "--verdicts",
-        verdicts2.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let lines2: Vec<serde_json::Value> = std::fs::read_to_string(&verdicts2)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let example_dir = tempfile::tempdir().unwrap();
+    let lines2 = common_pcap::replay_example_verdicts(&input, example_dir.path());
     let essence = |v: &serde_json::Value| {
         (
             v["verdict"].clone(),
