@@ -20,7 +20,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod example;
-pub mod fsmode;
+mod fsmode;
 pub mod host;
 pub mod manifest;
 pub mod ops;
