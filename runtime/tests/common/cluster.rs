@@ -1,4 +1,5 @@
-//! What the cluster-mode runtime tests share (cluster_agents.rs, cluster_outage.rs, cluster_three_members.rs):
+//! What the cluster-mode runtime tests share (cluster_agents.rs, cluster_outage.rs, cluster_three_members.rs,
+//! cluster_metrics.rs):
 //! agents with their own model devices, waiting for them with deadlines, and `ironlb controller` processes.
 #![allow(dead_code)]
 
