@@ -23,15 +23,17 @@
 //! controller's default). `-- --lbs N --targets T --events E --lease-ttl S --timeout SECONDS` changes them. Needs
 //! etcd (`apt-get install etcd-server`, or `IRONLB_ETCD=path`); without it the bench fails and says so.
 
+#[path = "common/fleet.rs"]
+mod fleet;
+
+use fleet::{host, lb, nic, pct, underlay, GROUPS, NETWORK, SOLO};
 use ironlb_api::{Kind, Object, ObjectKey};
 use ironlb_cluster::store::Listing;
 use ironlb_cluster::testing::{EtcdServer, HarnessError};
 use ironlb_cluster::write::Incoming;
 use ironlb_cluster::{Client, EtcdConfig};
-use ironlb_hw::entry::PortKind;
 use ironlb_runtime::backend::BackendSpec;
 use ironlb_runtime::cluster::agent::{Agent, AgentConfig};
-use ironlb_runtime::reconcile::HostConfig;
 use ironlb_sim::DeviceConfig;
 use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
@@ -77,55 +79,12 @@ fn args() -> Args {
     a
 }
 
-const GROUPS: usize = 64;
-/// The group of NetworkInterfaces only load balancer 0 selects.
-const SOLO: usize = GROUPS;
 const AGENTS: usize = 3;
 /// Set when the bench ends (etcd goes away: the watcher's end is expected).
 static STOPPING: AtomicBool = AtomicBool::new(false);
 const PREFIX: &str = "/ironlb/";
 /// The controllers' public pools: room for 4,096 LoadBalancers and more (the default /24 is too small).
 const POOLS: &str = "198.18.0.0/15,2001:db8:ff::/64";
-
-fn network() -> String {
-    "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: net}\nspec: {vni: 100}\n"
-        .into()
-}
-
-fn nic(g: usize, n: usize, available: bool) -> String {
-    let state = if available { "Available" } else { "Pending" };
-    format!(
-        "---
-apiVersion: networking.ironcore.dev/v1alpha1
-kind: NetworkInterface
-metadata: {{name: nic-{g}-{n}, uid: u-{g}-{n}, labels: {{group: g{g}}}}}
-spec: {{networkRef: {{name: net}}}}
-status: {{state: {state}, underlayAddress: \"{}\"}}
-",
-        underlay(g, n)
-    )
-}
-
-fn underlay(g: usize, n: usize) -> Ipv6Addr {
-    format!("fd00:{g:x}::{n:x}").parse().unwrap()
-}
-
-fn lb(i: usize) -> String {
-    format!(
-        "---
-apiVersion: networking.ironcore.dev/v1alpha1
-kind: LoadBalancer
-metadata: {{name: lb-{i}}}
-spec:
-  type: Public
-  ipFamilies: [IPv4, IPv6]
-  networkRef: {{name: net}}
-  networkInterfaceSelector: {{matchLabels: {{group: g{}}}}}
-  ports: [{{protocol: TCP, port: 80}}, {{protocol: UDP, port: 1024, portEnd: 2048}}]
-",
-        if i == 0 { SOLO } else { i % GROUPS }
-    )
-}
 
 fn objects(text: &str) -> Vec<Incoming> {
     let (objects, errors) = ironlb_api::load::load_str("bench.yaml", text);
@@ -135,7 +94,7 @@ fn objects(text: &str) -> Vec<Incoming> {
 
 /// Every object of the fleet.
 fn fleet(a: &Args) -> Vec<Incoming> {
-    let mut t = network();
+    let mut t = NETWORK.to_string();
     for g in 0..=SOLO {
         for n in 0..a.targets {
             t.push_str(&nic(g, n, true));
@@ -145,19 +104,6 @@ fn fleet(a: &Args) -> Vec<Incoming> {
         t.push_str(&lb(i));
     }
     objects(&t)
-}
-
-fn host() -> HostConfig {
-    HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    }
 }
 
 fn load_average() -> String {
@@ -450,11 +396,6 @@ fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Insta
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn ms(d: Duration) -> f64 {

@@ -11,15 +11,17 @@
 //! `cargo bench -p ironlb-runtime --bench sync` runs all three at N = 4096, T = 64 (the issue's scale).
 //! `-- --lbs N --targets T --events E` changes the scale.
 
+#[path = "common/fleet.rs"]
+mod fleet;
+
+use fleet::{host, lb, nic_group, pct, GROUPS, NETWORK, SOLO};
 use ironlb_driver::{Device, InprocBackend};
-use ironlb_hw::entry::PortKind;
 use ironlb_runtime::alloc::{Allocator, Pools};
 use ironlb_runtime::manifest::{load_dir, LoadCache};
-use ironlb_runtime::reconcile::{HostConfig, Reconciler};
+use ironlb_runtime::reconcile::Reconciler;
 use ironlb_runtime::source::{DirSource, Source};
 use ironlb_runtime::store::FileChange;
 use ironlb_sim::DeviceConfig;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,19 +55,11 @@ fn args() -> Args {
     a
 }
 
-const GROUPS: usize = 64;
-/// The group of NetworkInterfaces only load balancer 0 selects.
-const SOLO: usize = GROUPS;
-
 /// Writes the manifests: one Network, `GROUPS` groups of `targets` NetworkInterfaces (one file per group), and
 /// `lbs` public dual-stack load balancers (one file per 256), LB i selecting group i mod GROUPS, except LB 0,
 /// which alone selects the group SOLO.
 fn write_manifests(dir: &Path, a: &Args) {
-    std::fs::write(
-        dir.join("network.yaml"),
-        "apiVersion: networking.ironcore.dev/v1alpha1\nkind: Network\nmetadata: {name: net}\nspec: {vni: 100}\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("network.yaml"), NETWORK).unwrap();
     for g in 0..GROUPS {
         std::fs::write(
             dir.join(format!("nics-{g:03}.yaml")),
@@ -76,21 +70,7 @@ fn write_manifests(dir: &Path, a: &Args) {
     std::fs::write(dir.join("nics-solo.yaml"), nic_group(SOLO, a.targets, None)).unwrap();
     let mut text = String::new();
     for i in 0..a.lbs {
-        let _ = write!(
-            text,
-            "---
-apiVersion: networking.ironcore.dev/v1alpha1
-kind: LoadBalancer
-metadata: {{name: lb-{i}}}
-spec:
-  type: Public
-  ipFamilies: [IPv4, IPv6]
-  networkRef: {{name: net}}
-  networkInterfaceSelector: {{matchLabels: {{group: g{}}}}}
-  ports: [{{protocol: TCP, port: 80}}, {{protocol: UDP, port: 1024, portEnd: 2048}}]
-",
-            if i == 0 { SOLO } else { i % GROUPS }
-        );
+        text.push_str(&lb(i));
         if i % 256 == 255 || i + 1 == a.lbs {
             std::fs::write(dir.join(format!("lbs-{:03}.yaml", i / 256)), &text).unwrap();
             text.clear();
@@ -98,46 +78,12 @@ spec:
     }
 }
 
-/// One group's NetworkInterfaces; `down` names one that is not Available.
-fn nic_group(g: usize, targets: usize, down: Option<usize>) -> String {
-    let mut t = String::new();
-    for n in 0..targets {
-        let state = if Some(n) == down { "Pending" } else { "Available" };
-        let _ = write!(
-            t,
-            "---
-apiVersion: networking.ironcore.dev/v1alpha1
-kind: NetworkInterface
-metadata: {{name: nic-{g}-{n}, uid: u-{g}-{n}, labels: {{group: g{g}}}}}
-spec: {{networkRef: {{name: net}}}}
-status: {{state: {state}, underlayAddress: \"fd00:{g:x}::{n:x}\"}}
-"
-        );
-    }
-    t
-}
-
 fn reconciler(cfg: DeviceConfig, state: &Path) -> Reconciler {
     let dev = Device::open(Box::new(InprocBackend::new(cfg).unwrap())).unwrap();
     let cap = dev.caps().lb_ids;
     let pools = Pools::parse(&["198.18.0.0/15".into(), "2001:db8:ff::/64".into()]).unwrap();
     let alloc = Allocator::open(&state.join("alloc.json"), pools, cap).unwrap();
-    let host = HostConfig {
-        ports: vec![
-            (0, PortKind::Public),
-            (1, PortKind::Network { vni: 100 }),
-            (3, PortKind::Underlay),
-        ],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    };
-    Reconciler::new(dev, alloc, &host).unwrap()
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
+    Reconciler::new(dev, alloc, &host()).unwrap()
 }
 
 /// Prints p50 and p99 of `lat` after `what`.
