@@ -164,7 +164,18 @@ pub async fn allocate_round(
     pools: &Pools,
     fence: Option<&Fence>,
 ) -> Result<Round, StoreError> {
-    let listing: Listing = store.list(None).await?;
+    let listing = store.list(None).await?;
+    allocate_listed(store, &listing, pools, fence).await
+}
+
+/// [`allocate_round`] on a listing the caller already read (a controller round lists the store once for its
+/// allocation and routing steps: the listing is the largest read there is).
+pub async fn allocate_listed(
+    store: &Store,
+    listing: &Listing,
+    pools: &Pools,
+    fence: Option<&Fence>,
+) -> Result<Round, StoreError> {
     let objects: Vec<(PathBuf, ironlb_api::Object)> = listing
         .objects
         .values()

@@ -118,8 +118,18 @@ fn plan(listing: &Listing) -> Vec<(ObjectKey, Change)> {
 /// One round: lists the store and writes the routings that changed, each in its own fenced transaction.
 pub async fn routing_round(store: &Store, fence: Option<&Fence>) -> Result<RoutingRound, StoreError> {
     let listing = store.list(None).await?;
+    routing_listed(store, &listing, fence).await
+}
+
+/// [`routing_round`] on a listing the caller already read. Its writes are conditioned on each routing's revision
+/// in `listing`, so a listing made stale meanwhile only costs a conflict.
+pub async fn routing_listed(
+    store: &Store,
+    listing: &Listing,
+    fence: Option<&Fence>,
+) -> Result<RoutingRound, StoreError> {
     let mut round = RoutingRound::default();
-    for (key, change) in plan(&listing) {
+    for (key, change) in plan(listing) {
         let r: ObjectRef = key.clone().of(Kind::LoadBalancerRouting);
         let etcd_key = store.layout().object_key(&r);
         let mut compares: Vec<Compare> = fence

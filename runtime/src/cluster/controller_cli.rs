@@ -1,15 +1,17 @@
 //! `ironlb controller`: cluster mode's controller (docs/cluster.md "Controller"). One is active at a time: it
 //! campaigns for `PREFIX_ironlb/controller/leader` under an etcd lease, keeps the lease alive, and while it leads
-//! gives every LoadBalancer its lb_id and IPs ([`ironlb_cluster::controller::allocate_round`]) and writes the
-//! routings its selector gives ([`ironlb_cluster::routing::routing_round`]), every write fenced by its lease. When a keep-alive fails it stops writing at once and campaigns again; a controller that stops or
-//! hangs loses the lease after its TTL and another takes over.
+//! lists the store once per round, gives every LoadBalancer its lb_id and IPs
+//! ([`ironlb_cluster::controller::allocate_listed`]) and writes the routings its selector gives
+//! ([`ironlb_cluster::routing::routing_listed`]), every write fenced by its lease. When a keep-alive fails it stops
+//! writing at once and campaigns again; a controller that stops or hangs loses the lease after its TTL and another
+//! takes over.
 
 use super::cli::{CliError, Connection};
 use crate::alloc::Pools as PoolsArg;
 use crate::backoff::BACKOFF;
 use crate::config::ConfigError;
-use ironlb_cluster::controller::{allocate_round, campaign, keep_alive, Fence, Pools};
-use ironlb_cluster::routing::routing_round;
+use ironlb_cluster::controller::{allocate_listed, campaign, keep_alive, Fence, Pools};
+use ironlb_cluster::routing::routing_listed;
 use ironlb_cluster::{Client, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,13 +39,22 @@ pub struct ControllerArgs {
 /// How often a leading controller looks for work.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
 
-/// Leads, allocating and writing routings (one round every [`ROUND_EVERY`]), until `stop` is set; the caller ends it when the lease is
-/// lost. A round that fails (etcd answered with an error, or not in time: a write in flight when the etcd leader
-/// died stays unanswered) is logged and the next round plans again from a fresh listing: the lead is not given
-/// up for it, since every write is fenced by the lease and nothing is written twice.
+/// Leads, allocating and writing routings (one round every [`ROUND_EVERY`]), until `stop` is set; the caller ends
+/// it when the lease is lost. A round that fails (etcd answered with an error, or not in time: a write in flight
+/// when the etcd leader died stays unanswered) is logged and the next round plans again from a fresh listing: the
+/// lead is not given up for it, since every write is fenced by the lease and nothing is written twice.
 async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        match allocate_round(store, pools, Some(fence)).await {
+        // One listing for both steps: it is the round's largest read.
+        let listing = match store.list(None).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the store failed; the next round lists again");
+                tokio::time::sleep(ROUND_EVERY).await;
+                continue;
+            }
+        };
+        match allocate_listed(store, &listing, pools, Some(fence)).await {
             Ok(r) => {
                 if !r.allocated.is_empty() || !r.released.is_empty() {
                     tracing::info!(
@@ -59,7 +70,7 @@ async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) {
             }
             Err(e) => tracing::warn!(error = %e, "allocation round failed; the next round plans again"),
         }
-        match routing_round(store, Some(fence)).await {
+        match routing_listed(store, &listing, Some(fence)).await {
             Ok(r) if !r.written.is_empty() || !r.deleted.is_empty() => tracing::info!(
                 written = r.written.len(),
                 deleted = r.deleted.len(),
