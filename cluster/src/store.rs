@@ -25,6 +25,18 @@ use std::time::{Duration, Instant};
 /// etcd's default limit on the operations of one transaction (`--max-txn-ops`); larger writes are split.
 pub const MAX_TXN_OPS: usize = 128;
 
+/// The most bytes of keys and values ironlb puts in one transaction: below etcd's default limit on one request
+/// (`--max-request-bytes`, 1.5 MiB), with room for the comparisons and framing. A single write larger than this is
+/// a transaction of its own.
+pub const MAX_TXN_BYTES: usize = 1 << 20;
+
+/// Keys per page of a [`Store::list`].
+pub const LIST_PAGE: i64 = 128;
+
+/// The largest answer a page of a listing may be: [`LIST_PAGE`] values at etcd's default limit on one request
+/// (`--max-request-bytes`, 1.5 MiB) fit, where gRPC's default (4 MiB) would fail a page of a few large objects.
+pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+
 /// Pause before a request is sent again after a transient failure ([`transient`]); it doubles up to
 /// [`RESEND_MAX_PAUSE`], all within the request's timeout.
 pub const RESEND_PAUSE: Duration = Duration::from_millis(20);
@@ -342,23 +354,50 @@ impl Store {
         .await
     }
 
-    /// Every object under the prefix, at one revision (`at`: that past revision; `None`: now).
+    /// Every object under the prefix, at one revision (`at`: that past revision; `None`: now). Read in pages of
+    /// [`LIST_PAGE`] keys, the first page choosing the revision and every later one read at it, so the listing is
+    /// one consistent cut of the store however large it is (a single answer for a fleet's store would pass the
+    /// gRPC limit on one message, and hold etcd up while it is made).
     pub async fn list(&self, at: Option<i64>) -> Result<Listing, StoreError> {
-        let mut opts = GetOptions::new().with_prefix();
-        if let Some(r) = at {
-            opts = opts.with_revision(r);
-        }
-        let resp = self.get_key("list", self.layout.prefix(), Some(opts)).await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
+        let prefix = self.layout.prefix().as_bytes();
+        let end = prefix_end(prefix);
+        let mut from = prefix.to_vec();
         let mut listing = Listing {
-            revision,
+            revision: at.unwrap_or(0),
             ..Listing::default()
         };
-        for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key());
-            listing.absorb(&self.layout, &key, kv.value(), kv.mod_revision());
+        loop {
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE)
+                .with_revision(listing.revision);
+            let resp = self
+                .call("list", |c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move {
+                        c.kv_client()
+                            .max_decoding_message_size(MAX_ANSWER_BYTES)
+                            .get(from, Some(opts))
+                            .await
+                    }
+                })
+                .await?;
+            if listing.revision <= 0 {
+                listing.revision = resp.header().map_or(0, |h| h.revision());
+            }
+            for kv in resp.kvs() {
+                let key = String::from_utf8_lossy(kv.key());
+                listing.absorb(&self.layout, &key, kv.value(), kv.mod_revision());
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    // The next page starts right after the last key read.
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(listing),
+            }
         }
-        Ok(listing)
     }
 
     /// One object, if stored.
@@ -400,28 +439,47 @@ impl Store {
     }
 
     /// Performs `writes`, each only if its object is as expected; returns the store's revision after the last
-    /// write. Up to [`MAX_TXN_OPS`] writes are one transaction (all or nothing); more are split into transactions
-    /// of that size, in order, stopping at the first that fails.
+    /// write. Writes are grouped into transactions (each all or nothing) of at most [`MAX_TXN_OPS`] writes and
+    /// [`MAX_TXN_BYTES`] of keys and values, in order, stopping at the first that fails.
     pub async fn commit(&self, writes: &[Write]) -> Result<i64, StoreError> {
+        let encoded: Vec<(String, Option<Vec<u8>>)> = writes
+            .iter()
+            .map(|w| {
+                let value = match w {
+                    Write::Put { object, .. } => Some(codec::encode(object)),
+                    Write::Delete { .. } => None,
+                };
+                (self.layout.object_key(&w.object_ref()), value)
+            })
+            .collect();
+        let sizes: Vec<usize> = encoded
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .collect();
         let mut revision = 0;
-        for chunk in writes.chunks(MAX_TXN_OPS) {
-            revision = self.commit_one(chunk).await?;
+        let mut start = 0;
+        for end in txn_ends(&sizes) {
+            revision = self.commit_one(&writes[start..end], &encoded[start..end]).await?;
+            start = end;
         }
         Ok(revision)
     }
 
-    async fn commit_one(&self, writes: &[Write]) -> Result<i64, StoreError> {
+    async fn commit_one(
+        &self,
+        writes: &[Write],
+        encoded: &[(String, Option<Vec<u8>>)],
+    ) -> Result<i64, StoreError> {
         let mut compares = Vec::with_capacity(writes.len());
         let mut ops = Vec::with_capacity(writes.len());
-        for w in writes {
-            let key = self.layout.object_key(&w.object_ref());
+        for (w, (key, value)) in writes.iter().zip(encoded) {
             compares.push(match w.expect() {
                 Expect::Absent => Compare::create_revision(key.as_bytes(), CompareOp::Equal, 0),
                 Expect::Revision(r) => Compare::mod_revision(key.as_bytes(), CompareOp::Equal, r),
             });
-            ops.push(match w {
-                Write::Put { object, .. } => TxnOp::put(key.as_bytes(), codec::encode(object), None),
-                Write::Delete { .. } => TxnOp::delete(key.as_bytes(), None),
+            ops.push(match value {
+                Some(v) => TxnOp::put(key.as_bytes(), v.clone(), None),
+                None => TxnOp::delete(key.as_bytes(), None),
             });
         }
         let txn = Txn::new().when(compares).and_then(ops);
@@ -449,6 +507,38 @@ impl Store {
             }
         }
         Err(StoreError::Conflict(conflicts))
+    }
+}
+
+/// Where each transaction of a commit ends, given the size of each write: as many writes as fit in
+/// [`MAX_TXN_OPS`] and [`MAX_TXN_BYTES`], at least one.
+fn txn_ends(sizes: &[usize]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, size) in sizes.iter().enumerate() {
+        if i > start && (i - start == MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES) {
+            ends.push(i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        ends.push(sizes.len());
+    }
+    ends
+}
+
+/// The end of the key range of every key that starts with `prefix`: the prefix with its last byte below 0xff
+/// increased and what follows dropped (a prefix of 0xff bytes only, or none, has no end: `\0` asks etcd for every
+/// key from the start).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    match prefix.iter().rposition(|b| *b < 0xff) {
+        Some(i) => {
+            let mut end = prefix[..=i].to_vec();
+            end[i] += 1;
+            end
+        }
+        None => vec![0],
     }
 }
 
@@ -523,9 +613,33 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::transient;
+    use super::{prefix_end, transient, txn_ends, MAX_TXN_BYTES, MAX_TXN_OPS};
     use etcd_client::Error;
     use tonic::{Code, Status};
+
+    #[test]
+    fn transactions_are_cut_at_the_operation_and_byte_limits() {
+        assert_eq!(txn_ends(&[]), Vec::<usize>::new());
+        assert_eq!(txn_ends(&[10; 3]), [3]);
+        assert_eq!(
+            txn_ends(&vec![10; 2 * MAX_TXN_OPS + 1]),
+            [MAX_TXN_OPS, 2 * MAX_TXN_OPS, 2 * MAX_TXN_OPS + 1]
+        );
+        // Bytes: three writes of 0.4 MiB make two transactions; a write above the limit goes alone.
+        let w = MAX_TXN_BYTES * 2 / 5;
+        assert_eq!(txn_ends(&[w, w, w]), [2, 3]);
+        assert_eq!(txn_ends(&[10, 2 * MAX_TXN_BYTES, 10]), [1, 2, 3]);
+        // Exactly at the limit fits.
+        assert_eq!(txn_ends(&[MAX_TXN_BYTES / 2, MAX_TXN_BYTES / 2, 1]), [2, 3]);
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_its_last_key() {
+        assert_eq!(prefix_end(b"/ironlb/"), b"/ironlb0");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+        assert_eq!(prefix_end(b""), b"\0");
+    }
 
     #[test]
     fn unavailable_and_failed_connections_are_sent_again_answers_are_not() {

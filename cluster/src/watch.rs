@@ -106,9 +106,15 @@ async fn watch_from(store: &Store, revision: i64) -> Result<WatchStream, StoreEr
         .with_progress_notify();
     let prefix = store.layout().prefix().to_string();
     store
-        .call("watch", |mut c| {
+        .call("watch", |c| {
             let (prefix, opts) = (prefix.clone(), opts.clone());
-            async move { c.watch(prefix, Some(opts)).await }
+            // etcd sends a watcher that is catching up many revisions in one answer: the listing's limit.
+            async move {
+                c.watch_client()
+                    .max_decoding_message_size(crate::store::MAX_ANSWER_BYTES)
+                    .watch(prefix, Some(opts))
+                    .await
+            }
         })
         .await
 }
