@@ -57,3 +57,56 @@ pub fn routing_from<'a>(
         destinations,
     }
 }
+
+/// NetworkInterfaces grouped for selector matching: by namespace and network, and within that by label pair, so a
+/// selector with `matchLabels` only looks at the interfaces carrying its rarest pair (a fleet's routings then cost
+/// what they hold, not LoadBalancers times interfaces).
+#[derive(Debug, Default)]
+pub struct InterfaceIndex<'a> {
+    by_network: BTreeMap<(&'a str, Option<&'a str>), NetworkInterfaces<'a>>,
+}
+
+#[derive(Debug, Default)]
+struct NetworkInterfaces<'a> {
+    all: Vec<&'a NetworkInterface>,
+    by_label: BTreeMap<(&'a str, &'a str), Vec<&'a NetworkInterface>>,
+}
+
+impl<'a> InterfaceIndex<'a> {
+    /// The index of `interfaces`.
+    pub fn new(interfaces: impl IntoIterator<Item = &'a NetworkInterface>) -> Self {
+        let mut by_network: BTreeMap<(&str, Option<&str>), NetworkInterfaces<'a>> = BTreeMap::new();
+        for n in interfaces {
+            let net = by_network
+                .entry((n.metadata.namespace(), network_name(&n.spec.network_ref)))
+                .or_default();
+            net.all.push(n);
+            for (k, v) in &n.metadata.labels {
+                net.by_label.entry((k.as_str(), v.as_str())).or_default().push(n);
+            }
+        }
+        InterfaceIndex { by_network }
+    }
+
+    /// [`routing_for`] over the indexed interfaces (the same result).
+    pub fn routing_for(&self, lb: &LoadBalancer) -> Option<LoadBalancerRouting> {
+        let selector = lb.spec.network_interface_selector.as_ref()?;
+        let candidates: &[&NetworkInterface] = match self
+            .by_network
+            .get(&(lb.metadata.namespace(), network_name(&lb.spec.network_ref)))
+        {
+            None => &[],
+            Some(net) => selector
+                .match_labels
+                .iter()
+                .map(|(k, v)| {
+                    net.by_label
+                        .get(&(k.as_str(), v.as_str()))
+                        .map_or(&[][..], Vec::as_slice)
+                })
+                .min_by_key(|c| c.len())
+                .unwrap_or(&net.all),
+        };
+        Some(routing_from(lb, candidates.iter().copied()))
+    }
+}

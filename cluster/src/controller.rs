@@ -18,8 +18,8 @@ use crate::store::{transient, Listing, Store, StoreError, RESEND_PAUSE};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use ipnet::IpNet;
 use ironlb_api::types::IpFamily;
-use ironlb_api::validate::{validate_parsed, LbParsed, VipDomain};
-use ironlb_api::ObjectKey;
+use ironlb_api::validate::{validate_parsed, LbParsed, Parsed, Validated, VipDomain};
+use ironlb_api::{Object, ObjectKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -59,6 +59,43 @@ pub struct Round {
     pub failed: Vec<(ObjectKey, String)>,
 }
 
+/// A listing with its objects validated, once per controller round for both of its steps (after the listing
+/// itself, validation is the largest work of a round).
+#[derive(Debug)]
+pub struct Checked {
+    /// The objects, in the listing's order, as validation reads them.
+    objects: Vec<(PathBuf, Object)>,
+    /// The verdicts and parsed values of `objects`.
+    validated: Validated,
+}
+
+impl Checked {
+    /// Validates the objects of `listing`.
+    pub fn new(listing: &Listing) -> Checked {
+        let objects: Vec<(PathBuf, Object)> = listing
+            .objects
+            .values()
+            .map(|s| (PathBuf::from(crate::write::STORED_ORIGIN), s.object.clone()))
+            .collect();
+        let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
+        let validated = validate_parsed(&refs);
+        Checked { objects, validated }
+    }
+
+    /// The objects, each with whether it is valid.
+    pub fn objects(&self) -> impl Iterator<Item = (&Object, bool)> {
+        self.objects
+            .iter()
+            .zip(&self.validated.valid)
+            .map(|((_, o), ok)| (o, *ok))
+    }
+
+    /// The parsed values of the valid objects.
+    pub fn parsed(&self) -> &Parsed {
+        &self.validated.parsed
+    }
+}
+
 fn claims_of(store: &Store, a: &Allocation) -> Vec<String> {
     let p = store.layout().record_prefix("claims");
     let mut v = vec![format!("{p}lb-id/{}", a.lb_id)];
@@ -79,18 +116,51 @@ fn first_free(net: IpNet, used: &BTreeSet<IpAddr>) -> Option<IpAddr> {
         .find(|ip| !used.contains(ip))
 }
 
+/// What is handed out already, as a round goes (values only ever join it during the allocation step).
+#[derive(Debug, Default)]
+struct Used {
+    ids: BTreeSet<u32>,
+    /// Every lb_id below this is in `ids` (the search for a free one starts here).
+    ids_below: u32,
+    public: BTreeSet<IpAddr>,
+    prefix: BTreeMap<ObjectKey, BTreeSet<IpAddr>>,
+}
+
+impl Used {
+    fn of(records: &BTreeMap<ObjectKey, (Allocation, i64)>) -> Used {
+        let mut used = Used::default();
+        for (a, _) in records.values() {
+            used.add(a);
+        }
+        used
+    }
+
+    fn add(&mut self, a: &Allocation) {
+        self.ids.insert(a.lb_id);
+        self.public.extend(a.public_ips.iter().copied());
+        for (k, ip) in &a.prefix_ips {
+            self.prefix.entry(k.clone()).or_default().insert(*ip);
+        }
+    }
+
+    /// The lowest free lb_id below `cap`.
+    fn free_id(&mut self, cap: u32) -> Option<u32> {
+        while self.ids_below < cap && self.ids.contains(&self.ids_below) {
+            self.ids_below += 1;
+        }
+        (self.ids_below < cap).then_some(self.ids_below)
+    }
+}
+
 /// The allocation for one LoadBalancer, given what is used.
 fn plan(
     lb: &LbParsed,
     prefixes: &BTreeMap<ObjectKey, IpNet>,
     pools: &Pools,
-    used_ids: &BTreeSet<u32>,
-    used_public: &BTreeSet<IpAddr>,
-    used_prefix: &BTreeMap<ObjectKey, BTreeSet<IpAddr>>,
+    used: &mut Used,
 ) -> Result<Allocation, String> {
-    let lb_id = (0..pools.lb_id_cap)
-        .find(|id| !used_ids.contains(id))
-        .ok_or("no free lb_id")?;
+    let lb_id = used.free_id(pools.lb_id_cap).ok_or("no free lb_id")?;
+    let (used_public, used_prefix) = (&used.public, &used.prefix);
     let mut a = Allocation {
         lb_id,
         ..Allocation::default()
@@ -165,40 +235,26 @@ pub async fn allocate_round(
     fence: Option<&Fence>,
 ) -> Result<Round, StoreError> {
     let listing = store.list(None).await?;
-    allocate_listed(store, &listing, pools, fence).await
+    allocate_listed(store, &listing, &Checked::new(&listing), pools, fence).await
 }
 
-/// [`allocate_round`] on a listing the caller already read (a controller round lists the store once for its
-/// allocation and routing steps: the listing is the largest read there is).
+/// [`allocate_round`] on a listing the caller already read and validated (a controller round reads and validates
+/// the store once for its allocation and routing steps).
 pub async fn allocate_listed(
     store: &Store,
     listing: &Listing,
+    checked: &Checked,
     pools: &Pools,
     fence: Option<&Fence>,
 ) -> Result<Round, StoreError> {
-    let objects: Vec<(PathBuf, ironlb_api::Object)> = listing
-        .objects
-        .values()
-        .map(|s| (PathBuf::from(crate::write::STORED_ORIGIN), s.object.clone()))
-        .collect();
-    let refs: Vec<&(PathBuf, ironlb_api::Object)> = objects.iter().collect();
-    let parsed = validate_parsed(&refs).parsed;
-    let mut used_ids = BTreeSet::new();
-    let mut used_public = BTreeSet::new();
-    let mut used_prefix: BTreeMap<ObjectKey, BTreeSet<IpAddr>> = BTreeMap::new();
-    for (a, _) in listing.allocations.values() {
-        used_ids.insert(a.lb_id);
-        used_public.extend(a.public_ips.iter().copied());
-        for (k, ip) in &a.prefix_ips {
-            used_prefix.entry(k.clone()).or_default().insert(*ip);
-        }
-    }
+    let parsed = checked.parsed();
+    let mut used = Used::of(&listing.allocations);
     let mut round = Round::default();
     for (key, lb) in &parsed.load_balancers {
         if listing.allocations.contains_key(key) {
             continue;
         }
-        let a = match plan(lb, &parsed.prefixes, pools, &used_ids, &used_public, &used_prefix) {
+        let a = match plan(lb, &parsed.prefixes, pools, &mut used) {
             Ok(a) => a,
             Err(why) => {
                 round.failed.push((key.clone(), why));
@@ -246,19 +302,15 @@ pub async fn allocate_listed(
             .txn("allocate", Txn::new().when(compares).and_then(ops))
             .await?;
         if resp.succeeded() {
-            used_ids.insert(a.lb_id);
-            used_public.extend(a.public_ips.iter().copied());
-            for (k, ip) in &a.prefix_ips {
-                used_prefix.entry(k.clone()).or_default().insert(*ip);
-            }
+            used.add(&a);
             round.allocated.push(key.clone());
         } else {
             round.conflicts += 1;
         }
     }
+    let present: BTreeSet<&ObjectKey> = listing.objects.keys().filter_map(|r| r.load_balancer()).collect();
     for (key, (a, revision)) in &listing.allocations {
-        let present = listing.objects.keys().any(|r| r.load_balancer() == Some(key));
-        if present {
+        if present.contains(key) {
             continue;
         }
         let record = store.layout().allocation_key(key);

@@ -1,5 +1,5 @@
 //! The controller's routing step (docs/cluster.md "Controller"): for every valid LoadBalancer with a
-//! `networkInterfaceSelector`, the `LoadBalancerRouting` the selector gives ([`ironlb_api::routing::routing_for`]:
+//! `networkInterfaceSelector`, the `LoadBalancerRouting` the selector gives ([`ironlb_api::routing::routing_for`], through an [`InterfaceIndex`]:
 //! its namespace's and network's `Available` NetworkInterfaces whose labels match), written to etcd, as IronCore's
 //! own controller writes it. Agents follow a routing when there is one, so every host routes to the same
 //! interfaces, whenever each saw the interfaces change.
@@ -9,14 +9,12 @@
 //! rewritten when the selector's result changes, and deleted when its LoadBalancer is gone or has no selector any
 //! more. Every write is fenced by the leader's lease and conditional on the routing's revision as read.
 
-use crate::controller::Fence;
+use crate::controller::{Checked, Fence};
 use crate::store::{Listing, Store, StoreError};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-use ironlb_api::routing::routing_for;
-use ironlb_api::types::{LoadBalancerRouting, NetworkInterface};
-use ironlb_api::validate::validate_parsed;
+use ironlb_api::routing::InterfaceIndex;
+use ironlb_api::types::LoadBalancerRouting;
 use ironlb_api::{Kind, Object, ObjectKey, ObjectRef};
-use std::path::PathBuf;
 
 /// The label that marks a routing the controller wrote.
 pub const OWNER_LABEL: &str = "ironlb.dev/routing-owner";
@@ -50,35 +48,24 @@ enum Change {
     Delete(i64),
 }
 
-/// What the routings should be, given the store as `listing` holds it: one [`Change`] per routing to write or
-/// delete, by LoadBalancer key. Pure.
-fn plan(listing: &Listing) -> Vec<(ObjectKey, Change)> {
-    let objects: Vec<(PathBuf, Object)> = listing
-        .objects
-        .values()
-        .map(|s| (PathBuf::from(crate::write::STORED_ORIGIN), s.object.clone()))
-        .collect();
-    let refs: Vec<&(PathBuf, Object)> = objects.iter().collect();
-    let validated = validate_parsed(&refs);
-    let interfaces: Vec<NetworkInterface> = objects
-        .iter()
-        .zip(&validated.valid)
-        .filter_map(|((_, o), ok)| match o {
-            Object::NetworkInterface(n) if *ok => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
+/// What the routings should be, given the store as `listing` holds it and `checked` validated it: one [`Change`]
+/// per routing to write or delete, by LoadBalancer key. Pure.
+fn plan(listing: &Listing, checked: &Checked) -> Vec<(ObjectKey, Change)> {
+    let interfaces = InterfaceIndex::new(checked.objects().filter_map(|(o, ok)| match o {
+        Object::NetworkInterface(n) if ok => Some(n),
+        _ => None,
+    }));
     let mut changes = Vec::new();
-    for (_, o) in &objects {
+    for (o, _) in checked.objects() {
         let Object::LoadBalancer(lb) = o else { continue };
         let key = lb.metadata.key();
-        if !validated.parsed.load_balancers.contains_key(&key) {
+        if !checked.parsed().load_balancers.contains_key(&key) {
             // Invalid (perhaps for a moment): its routing stays as it is.
             continue;
         }
         let stored = listing.objects.get(&key.clone().of(Kind::LoadBalancerRouting));
         let owned = stored.filter(|s| controller_owned(&s.object));
-        match (routing_for(lb, &interfaces), stored, owned) {
+        match (interfaces.routing_for(lb), stored, owned) {
             (Some(mut want), None, _) => {
                 want.metadata
                     .labels
@@ -118,18 +105,19 @@ fn plan(listing: &Listing) -> Vec<(ObjectKey, Change)> {
 /// One round: lists the store and writes the routings that changed, each in its own fenced transaction.
 pub async fn routing_round(store: &Store, fence: Option<&Fence>) -> Result<RoutingRound, StoreError> {
     let listing = store.list(None).await?;
-    routing_listed(store, &listing, fence).await
+    routing_listed(store, &listing, &Checked::new(&listing), fence).await
 }
 
-/// [`routing_round`] on a listing the caller already read. Its writes are conditioned on each routing's revision
+/// [`routing_round`] on a listing the caller already read and validated. Its writes are conditioned on each routing's revision
 /// in `listing`, so a listing made stale meanwhile only costs a conflict.
 pub async fn routing_listed(
     store: &Store,
     listing: &Listing,
+    checked: &Checked,
     fence: Option<&Fence>,
 ) -> Result<RoutingRound, StoreError> {
     let mut round = RoutingRound::default();
-    for (key, change) in plan(listing) {
+    for (key, change) in plan(listing, checked) {
         let r: ObjectRef = key.clone().of(Kind::LoadBalancerRouting);
         let etcd_key = store.layout().object_key(&r);
         let mut compares: Vec<Compare> = fence
@@ -193,6 +181,10 @@ mod tests {
         format!("---\napiVersion: networking.ironcore.dev/v1alpha1\nkind: LoadBalancer\nmetadata: {{name: web}}\nspec:\n  type: Public\n  ipFamilies: [IPv4]\n  networkRef: {{name: n}}\n  ports: [{{protocol: TCP, port: 80}}]\n{selector}")
     }
 
+    fn planned(l: &Listing) -> Vec<(ObjectKey, Change)> {
+        plan(l, &Checked::new(l))
+    }
+
     fn names(r: &LoadBalancerRouting) -> Vec<&str> {
         r.destinations.iter().map(|d| d.name.as_str()).collect()
     }
@@ -206,7 +198,7 @@ mod tests {
             nic("ccc", "db", "Available"),
             lb("  networkInterfaceSelector: {matchLabels: {app: web}}\n")
         ));
-        let p = plan(&l);
+        let p = plan(&l, &Checked::new(&l));
         assert_eq!(p.len(), 1, "{p:?}");
         let (key, Change::Put(r, None)) = &p[0] else {
             panic!("{p:?}")
@@ -228,24 +220,24 @@ mod tests {
             nic("bb", "web", "Available")
         );
         // Owned and stale (bb became Available): rewritten at the revision read.
-        let p = plan(&listing(&format!("{base}{}{owned}", lb(sel))));
+        let p = planned(&listing(&format!("{base}{}{owned}", lb(sel))));
         assert!(
             matches!(&p[..], [(_, Change::Put(r, Some(_)))] if names(r) == ["a", "bb"]),
             "{p:?}"
         );
         // Given by someone else: never touched, even when the selector disagrees.
-        assert_eq!(plan(&listing(&format!("{base}{}{given}", lb(sel)))), vec![]);
+        assert_eq!(planned(&listing(&format!("{base}{}{given}", lb(sel)))), vec![]);
         // Owned, and the selector is gone: deleted.
-        let p = plan(&listing(&format!("{base}{}{owned}", lb(""))));
+        let p = planned(&listing(&format!("{base}{}{owned}", lb(""))));
         assert!(matches!(&p[..], [(_, Change::Delete(_))]), "{p:?}");
         // Owned, and its LoadBalancer is gone: deleted.
-        let p = plan(&listing(&format!("{base}{owned}")));
+        let p = planned(&listing(&format!("{base}{owned}")));
         assert!(matches!(&p[..], [(_, Change::Delete(_))]), "{p:?}");
         // Up to date: nothing.
         let current = owned.replace(
             "[{name: a, uid: u-a}]",
             "[{name: a, uid: u-a}, {name: bb, uid: u-bb}]",
         );
-        assert_eq!(plan(&listing(&format!("{base}{}{current}", lb(sel)))), vec![]);
+        assert_eq!(planned(&listing(&format!("{base}{}{current}", lb(sel)))), vec![]);
     }
 }

@@ -30,71 +30,127 @@ pub async fn follow(
     start: Option<Listing>,
     mut on_change: impl FnMut(&Listing),
 ) -> Result<FollowEnd, StoreError> {
-    let mut listing = match start {
-        Some(l) => l,
-        None => store.list(None).await?,
-    };
-    on_change(&listing);
-    let mut stream = watch_from(store, listing.revision + 1).await?;
-    // Whether the current stream has answered: one that fails, or is closed, after it did (its member went away)
-    // is opened again from where it stopped, on a member that is up; one that never answered is not.
-    let mut answered = false;
+    let mut f = Follower::start(store, start).await?;
+    on_change(f.listing());
     loop {
-        let msg = stream.message().await;
+        match f.next().await? {
+            Step::Changed => on_change(f.listing()),
+            Step::Quiet => {}
+            Step::Ended(end) => return Ok(end),
+        }
+    }
+}
+
+/// What one watch answer did to a [`Follower`]'s listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Keys changed.
+    Changed,
+    /// Nothing changed (a progress notification, or a stream opened again).
+    Quiet,
+    /// The watch cannot go on.
+    Ended(FollowEnd),
+}
+
+/// A listing kept up to date by a watch, one answer at a time ([`Follower::next`]): [`follow`] for a caller that
+/// does its own work between answers (the controller plans a round on the listing, then takes in what changed).
+pub struct Follower {
+    store: Store,
+    listing: Listing,
+    stream: WatchStream,
+    /// Whether the current stream has answered: one that fails, or is closed, after it did (its member went away)
+    /// is opened again from where it stopped, on a member that is up; one that never answered is not.
+    answered: bool,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("revision", &self.listing.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// Lists the store (or starts from `start`) and watches from the listing's revision + 1.
+    pub async fn start(store: &Store, start: Option<Listing>) -> Result<Follower, StoreError> {
+        let listing = match start {
+            Some(l) => l,
+            None => store.list(None).await?,
+        };
+        let stream = watch_from(store, listing.revision + 1).await?;
+        Ok(Follower {
+            store: store.clone(),
+            listing,
+            stream,
+            answered: false,
+        })
+    }
+
+    /// The listing as of the last answer taken in.
+    pub fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
+    /// Waits for the next watch answer and takes it in. Cancel-safe: dropped while it waits, it has taken in
+    /// nothing, and the next call waits for the same answer.
+    pub async fn next(&mut self) -> Result<Step, StoreError> {
+        let msg = self.stream.message().await;
         let resume = match &msg {
-            Err(e) => answered && transient(e),
-            Ok(None) => answered,
+            Err(e) => self.answered && transient(e),
+            Ok(None) => self.answered,
             Ok(Some(_)) => false,
         };
         if resume {
-            tracing::debug!(revision = listing.revision, "watch stream lost; resuming it");
-            stream = watch_from(store, listing.revision + 1).await?;
-            answered = false;
-            continue;
+            tracing::debug!(revision = self.listing.revision, "watch stream lost; resuming it");
+            self.stream = watch_from(&self.store, self.listing.revision + 1).await?;
+            self.answered = false;
+            return Ok(Step::Quiet);
         }
         let resp = match msg {
             Ok(Some(resp)) => resp,
-            Ok(None) => return Ok(FollowEnd::Lost("etcd closed the watch stream".into())),
+            Ok(None) => {
+                return Ok(Step::Ended(FollowEnd::Lost(
+                    "etcd closed the watch stream".into(),
+                )))
+            }
             Err(source) => {
                 return Err(StoreError::Etcd {
                     op: "watch",
-                    endpoints: store.endpoints().to_string(),
+                    endpoints: self.store.endpoints().to_string(),
                     source,
                 })
             }
         };
-        answered = true;
+        self.answered = true;
+        if resp.compact_revision() > 0 {
+            return Ok(Step::Ended(FollowEnd::Compacted {
+                compact_revision: resp.compact_revision(),
+            }));
+        }
         if resp.canceled() {
-            if resp.compact_revision() > 0 {
-                return Ok(FollowEnd::Compacted {
-                    compact_revision: resp.compact_revision(),
-                });
-            }
-            return Ok(FollowEnd::Lost(format!(
+            return Ok(Step::Ended(FollowEnd::Lost(format!(
                 "watch cancelled: {}",
                 resp.cancel_reason()
-            )));
+            ))));
         }
-        if resp.compact_revision() > 0 {
-            return Ok(FollowEnd::Compacted {
-                compact_revision: resp.compact_revision(),
-            });
-        }
-        let layout = store.layout();
+        let layout = self.store.layout();
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key());
             match ev.event_type() {
-                EventType::Put => listing.absorb(layout, &key, kv.value(), kv.mod_revision()),
-                EventType::Delete => listing.forget(layout, &key),
+                EventType::Put => self.listing.absorb(layout, &key, kv.value(), kv.mod_revision()),
+                EventType::Delete => self.listing.forget(layout, &key),
             }
         }
         if let Some(h) = resp.header() {
-            listing.revision = listing.revision.max(h.revision());
+            self.listing.revision = self.listing.revision.max(h.revision());
         }
-        if !resp.events().is_empty() {
-            on_change(&listing);
-        }
+        Ok(if resp.events().is_empty() {
+            Step::Quiet
+        } else {
+            Step::Changed
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //!   without an outage or a relist — its watch, when it was on the member that died, goes on from another.
 //! - A controller killed (SIGKILL) in the middle of allocating a batch is replaced within its lease time, and the
 //!   batch ends with every LoadBalancer allocated once: no lb_id or IP twice.
+//! - A controller stopped with SIGTERM gives up its lease, and the standby leads at once, not after the lease time.
 //!
 //! (Two controllers racing on three members while members die: cluster/tests/three_members.rs.)
 
@@ -170,5 +171,40 @@ fn a_controller_killed_while_allocating_is_replaced_within_its_lease_time() {
         "c1 killed after {at_kill} of {LBS} allocations; c2 led after {took:?} (lease time {TTL} s) and allocated \
          the rest; no lb_id or IP twice"
     );
+    drop(second);
+}
+
+#[test]
+fn a_controller_stopped_hands_over_at_once() {
+    let Some(etcd) = EtcdCluster::start_or_skip("a_controller_stopped_hands_over_at_once") else {
+        return;
+    };
+    // A lease time far beyond the wait below: only a resign can make c2 lead in time.
+    const TTL: u32 = 120;
+    let endpoints = etcd.endpoints();
+    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let first = Controller::start(&endpoints, "c1", TTL);
+    cluster::until("c1 leads", Duration::from_secs(30), || {
+        leader(&writer).is_some_and(|(id, _)| id == "c1")
+    });
+    let second = Controller::start(&endpoints, "c2", TTL);
+    let stopped = Instant::now();
+    let log = first.terminate();
+    assert!(log.contains("gave up the controller lead"), "{log}");
+    cluster::until(
+        "c2 leads well within c1's lease time",
+        Duration::from_secs(20),
+        || leader(&writer).is_some_and(|(id, _)| id == "c2"),
+    );
+    eprintln!(
+        "c2 led {:?} after c1 was stopped (lease time {TTL} s)",
+        stopped.elapsed()
+    );
+    // The new leader works: it allocates.
+    writer.apply(fleet(0..3)).unwrap();
+    cluster::until("c2 allocates", Duration::from_secs(30), || {
+        writer.list().unwrap().allocations.len() == 3
+    });
+    assert_allocated_once(&writer.list().unwrap(), 3, "after the hand-over");
     drop(second);
 }

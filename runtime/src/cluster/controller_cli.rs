@@ -1,21 +1,25 @@
 //! `ironlb controller`: cluster mode's controller (docs/cluster.md "Controller"). One is active at a time: it
-//! campaigns for `PREFIX_ironlb/controller/leader` under an etcd lease, keeps the lease alive, and while it leads
-//! lists the store once per round, gives every LoadBalancer its lb_id and IPs
+//! campaigns for `PREFIX_ironlb/controller/leader` under an etcd lease and keeps the lease alive on a thread of its
+//! own. While it leads it follows the store (a listing, then a watch) and, whenever the store changed, plans a
+//! round on what it holds, validated once: gives every LoadBalancer its lb_id and IPs
 //! ([`ironlb_cluster::controller::allocate_listed`]) and writes the routings its selector gives
 //! ([`ironlb_cluster::routing::routing_listed`]), every write fenced by its lease. When a keep-alive fails it stops
-//! writing at once and campaigns again; a controller that stops or hangs loses the lease after its TTL and another
-//! takes over.
+//! writing at once and campaigns again; a controller that is stopped gives up its lease at once, and one that hangs
+//! or dies loses it after its TTL; then another takes over.
 
 use super::cli::{CliError, Connection};
 use crate::alloc::Pools as PoolsArg;
 use crate::backoff::BACKOFF;
 use crate::config::ConfigError;
-use ironlb_cluster::controller::{allocate_listed, campaign, keep_alive, Fence, Pools};
+use ironlb_cluster::controller::{allocate_listed, campaign, keep_alive, Checked, Fence, Pools};
 use ironlb_cluster::routing::routing_listed;
-use ironlb_cluster::{Client, Store};
+use ironlb_cluster::store::Listing;
+use ironlb_cluster::watch::{Follower, Step};
+use ironlb_cluster::{EtcdConfig, Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// `ironlb controller`.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,51 +40,163 @@ pub struct ControllerArgs {
     pub conn: Connection,
 }
 
-/// How often a leading controller looks for work.
-const ROUND_EVERY: Duration = Duration::from_millis(500);
+/// How soon a round that left work undone (a lost race, an etcd error) is planned again without a change.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
-/// Leads, allocating and writing routings (one round every [`ROUND_EVERY`]), until `stop` is set; the caller ends
-/// it when the lease is lost. A round that fails (etcd answered with an error, or not in time: a write in flight
-/// when the etcd leader died stays unanswered) is logged and the next round plans again from a fresh listing: the
-/// lead is not given up for it, since every write is fenced by the lease and nothing is written twice.
-async fn lead(store: &Store, pools: &Pools, fence: &Fence, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        // One listing for both steps: it is the round's largest read.
-        let listing = match store.list(None).await {
-            Ok(l) => l,
+/// Leads: follows the store (one listing, then a watch) and plans a round at once and whenever the store changed,
+/// taking in every change that arrived meanwhile first. A round that fails or loses a race is planned again after
+/// [`RETRY_EVERY`] even without a change; the lead is not given up for it, since every write is fenced by the
+/// lease and nothing is written twice. Never returns: the caller ends it when the lease is lost or it is stopped.
+async fn lead(store: &Store, pools: &Pools, fence: &Fence) {
+    loop {
+        let mut follower = match Follower::start(store, None).await {
+            Ok(f) => f,
             Err(e) => {
-                tracing::warn!(error = %e, "listing the store failed; the next round lists again");
-                tokio::time::sleep(ROUND_EVERY).await;
+                tracing::warn!(error = %e, "listing the store failed; listing again");
+                tokio::time::sleep(RETRY_EVERY).await;
                 continue;
             }
         };
-        match allocate_listed(store, &listing, pools, Some(fence)).await {
-            Ok(r) => {
-                if !r.allocated.is_empty() || !r.released.is_empty() {
-                    tracing::info!(
-                        allocated = r.allocated.len(),
-                        released = r.released.len(),
-                        conflicts = r.conflicts,
-                        "allocation round"
-                    );
-                }
-                for (lb, why) in &r.failed {
-                    tracing::warn!(%lb, %why, "cannot allocate");
-                }
+        let why = rounds(store, &mut follower, pools, fence).await;
+        tracing::info!(%why, "the watch of the store ended; listing again");
+    }
+}
+
+/// Rounds on `follower`'s listing until its watch ends; returns why it ended.
+async fn rounds(store: &Store, follower: &mut Follower, pools: &Pools, fence: &Fence) -> String {
+    let mut due = true;
+    loop {
+        if due {
+            due = !round(store, follower.listing(), pools, fence).await;
+        }
+        let step = if due {
+            match tokio::time::timeout(RETRY_EVERY, follower.next()).await {
+                Ok(step) => step,
+                Err(_) => continue,
             }
-            Err(e) => tracing::warn!(error = %e, "allocation round failed; the next round plans again"),
+        } else {
+            follower.next().await
+        };
+        match step {
+            Ok(Step::Changed) => due = true,
+            Ok(Step::Quiet) => {}
+            Ok(Step::Ended(end)) => return format!("{end:?}"),
+            Err(e) => return e.to_string(),
         }
-        match routing_listed(store, &listing, Some(fence)).await {
-            Ok(r) if !r.written.is_empty() || !r.deleted.is_empty() => tracing::info!(
-                written = r.written.len(),
-                deleted = r.deleted.len(),
-                conflicts = r.conflicts,
-                "routing round"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "routing round failed; the next round plans again"),
+        // Take in what else has arrived (without waiting), so one round covers every change made while the last
+        // one ran.
+        while let Ok(step) = tokio::time::timeout(Duration::ZERO, follower.next()).await {
+            match step {
+                Ok(Step::Changed) => due = true,
+                Ok(Step::Quiet) => {}
+                Ok(Step::Ended(end)) => return format!("{end:?}"),
+                Err(e) => return e.to_string(),
+            }
         }
-        tokio::time::sleep(ROUND_EVERY).await;
+    }
+}
+
+/// One round on `listing`, validated once for both steps: allocation, then routings. Returns whether it left
+/// nothing to plan again (no lost race, no failed request).
+async fn round(store: &Store, listing: &Listing, pools: &Pools, fence: &Fence) -> bool {
+    let checked = Checked::new(listing);
+    let mut settled = true;
+    match allocate_listed(store, listing, &checked, pools, Some(fence)).await {
+        Ok(r) => {
+            if !r.allocated.is_empty() || !r.released.is_empty() || r.conflicts > 0 {
+                tracing::info!(
+                    allocated = r.allocated.len(),
+                    released = r.released.len(),
+                    conflicts = r.conflicts,
+                    "allocation round"
+                );
+            }
+            for (lb, why) in &r.failed {
+                tracing::warn!(%lb, %why, "cannot allocate");
+            }
+            settled &= r.conflicts == 0;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "allocation round failed; planning again");
+            settled = false;
+        }
+    }
+    match routing_listed(store, listing, &checked, Some(fence)).await {
+        Ok(r) => {
+            if !r.written.is_empty() || !r.deleted.is_empty() || r.conflicts > 0 {
+                tracing::info!(
+                    written = r.written.len(),
+                    deleted = r.deleted.len(),
+                    conflicts = r.conflicts,
+                    "routing round"
+                );
+            }
+            settled &= r.conflicts == 0;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "routing round failed; planning again");
+            settled = false;
+        }
+    }
+    settled
+}
+
+/// The thread that keeps the leader's lease alive, with its own runtime and connection, so that no round, however
+/// long its work keeps the leading runtime busy, delays a keep-alive. Dropping it ends the thread.
+struct LeaseKeeper {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping `fence`'s lease alive (a keep-alive every `every`); the receiver gets why the lease was lost
+    /// (or is closed, if the thread ended without saying).
+    fn start(
+        cfg: &EtcdConfig,
+        fence: &Fence,
+        every: Duration,
+    ) -> (LeaseKeeper, oneshot::Receiver<StoreError>) {
+        let (lost_tx, lost_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (cfg, fence) = (cfg.clone(), fence.clone());
+        let thread = std::thread::Builder::new()
+            .name("lease-keeper".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                rt.block_on(async {
+                    let store = match Store::connect(&cfg).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = lost_tx.send(e);
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        e = keep_alive(&store, &fence, every) => {
+                            let _ = lost_tx.send(e);
+                        }
+                        _ = stop_rx => {}
+                    }
+                });
+            })
+            .expect("a thread starts");
+        let keeper = LeaseKeeper {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        (keeper, lost_rx)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -112,26 +228,31 @@ pub fn controller(args: &ControllerArgs) -> Result<(), CliError> {
         signal_hook::flag::register(sig, stop.clone()).map_err(CliError::Output)?;
     }
     let cfg = args.conn.resolve()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let every = Duration::from_secs((args.lease_ttl / 3).max(1) as u64);
     let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let result = Client::connect(&cfg).and_then(|client| {
-            client.block_on(async {
-                let store = client.store();
-                tracing::info!(%id, "campaigning for the controller lead");
-                let fence = tokio::select! {
-                    f = campaign(store, &id, args.lease_ttl, Duration::from_millis(500)) => f?,
-                    _ = wait_stop(&stop) => return Ok(()),
-                };
-                tracing::info!(%id, lease = fence.lease, "leading");
-                let every = Duration::from_secs((args.lease_ttl / 3).max(1) as u64);
-                tokio::select! {
-                    e = keep_alive(store, &fence, every) => {
-                        tracing::warn!(error = %e, "lost the controller lease; stopped writing");
-                        Ok(())
-                    }
-                    () = lead(store, &pools, &fence, &stop) => Ok(()),
+        let result = rt.block_on(async {
+            let store = Store::connect(&cfg).await?;
+            tracing::info!(%id, "campaigning for the controller lead");
+            let fence = tokio::select! {
+                f = campaign(&store, &id, args.lease_ttl, Duration::from_millis(500)) => f?,
+                _ = wait_stop(&stop) => return Ok(()),
+            };
+            tracing::info!(%id, lease = fence.lease, "leading");
+            let (_keeper, lost) = LeaseKeeper::start(&cfg, &fence, every);
+            tokio::select! {
+                e = lost => {
+                    let error = e.map_or_else(|_| "the keep-alive thread ended".to_string(), |e| e.to_string());
+                    tracing::warn!(%error, "lost the controller lease; stopped writing");
                 }
-            })
+                () = lead(&store, &pools, &fence) => {}
+                () = wait_stop(&stop) => resign(&store, &fence).await,
+            }
+            Ok::<(), StoreError>(())
         });
         match result {
             Ok(()) => failures = 0,
@@ -145,6 +266,19 @@ pub fn controller(args: &ControllerArgs) -> Result<(), CliError> {
     }
     tracing::info!("ironlb controller stopping");
     Ok(())
+}
+
+/// Gives up the lead on a clean stop: revoking the lease deletes the leader key, so a standby takes over at once
+/// instead of after the lease time. Best effort: if etcd does not answer, the lease lapses by itself.
+async fn resign(store: &Store, fence: &Fence) {
+    let lease = fence.lease;
+    match store
+        .call("lease revoke", |mut c| async move { c.lease_revoke(lease).await })
+        .await
+    {
+        Ok(_) => tracing::info!(lease, "gave up the controller lead"),
+        Err(e) => tracing::warn!(error = %e, "could not give up the lead; it lapses after the lease time"),
+    }
 }
 
 async fn wait_stop(stop: &AtomicBool) {

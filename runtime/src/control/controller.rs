@@ -15,7 +15,7 @@ use crate::api::{
 };
 use crate::validate::{validate_parsed, Destination, L4Protocol, Parsed, VipDomain};
 pub use ironlb_api::routing::routing_for;
-use ironlb_api::routing::routing_from;
+use ironlb_api::routing::InterfaceIndex;
 use ironlb_driver::LbSpec;
 use ironlb_hw::entry::{IcmpPolicy, Protocol as HwProtocol, RangeEntry};
 use ironlb_hw::{LbKey, Vip, DOMAIN_PUBLIC};
@@ -48,10 +48,6 @@ fn lb_issue(lb: &LoadBalancer, message: impl Into<String>) -> ControllerIssue {
     }
 }
 
-fn network_name(r: &Option<crate::api::LocalObjectReference>) -> Option<&str> {
-    r.as_ref().map(|r| r.name.as_str())
-}
-
 fn hw_protocol(p: L4Protocol) -> HwProtocol {
     match p {
         L4Protocol::Tcp => HwProtocol::Tcp,
@@ -80,56 +76,6 @@ pub struct Desired {
     /// The NetworkInterface each target of a load balancer comes from (the drain policy, [`crate::control::drain`],
     /// needs it once the target is gone from the spec).
     pub target_interfaces: BTreeMap<ObjectKey, BTreeMap<Ipv6Addr, ObjectKey>>,
-}
-
-/// NetworkInterfaces grouped for selector matching: by (namespace, network), and within that by label pair, so
-/// that a selector with `matchLabels` only looks at the interfaces carrying its rarest pair.
-struct NicIndex<'a> {
-    by_network: BTreeMap<(&'a str, Option<&'a str>), NetNics<'a>>,
-}
-
-#[derive(Default)]
-struct NetNics<'a> {
-    all: Vec<&'a NetworkInterface>,
-    by_label: BTreeMap<(&'a str, &'a str), Vec<&'a NetworkInterface>>,
-}
-
-impl<'a> NicIndex<'a> {
-    fn new(nics: &[&'a NetworkInterface]) -> Self {
-        let mut by_network: BTreeMap<(&str, Option<&str>), NetNics<'a>> = BTreeMap::new();
-        for &n in nics {
-            let net = by_network
-                .entry((n.metadata.namespace(), network_name(&n.spec.network_ref)))
-                .or_default();
-            net.all.push(n);
-            for (k, v) in &n.metadata.labels {
-                net.by_label.entry((k.as_str(), v.as_str())).or_default().push(n);
-            }
-        }
-        NicIndex { by_network }
-    }
-
-    /// Same result as [`routing_for`] over all interfaces.
-    fn routing_for(&self, lb: &LoadBalancer) -> Option<LoadBalancerRouting> {
-        let selector = lb.spec.network_interface_selector.as_ref()?;
-        let candidates: &[&NetworkInterface] = match self
-            .by_network
-            .get(&(lb.metadata.namespace(), network_name(&lb.spec.network_ref)))
-        {
-            None => &[],
-            Some(net) => selector
-                .match_labels
-                .iter()
-                .map(|(k, v)| {
-                    net.by_label
-                        .get(&(k.as_str(), v.as_str()))
-                        .map_or(&[][..], Vec::as_slice)
-                })
-                .min_by_key(|c| c.len())
-                .unwrap_or(&net.all),
-        };
-        Some(routing_from(lb, candidates.iter().copied()))
-    }
 }
 
 /// The desired [`LbSpec`] of every valid LoadBalancer in `objects` (validated here, see
@@ -186,7 +132,7 @@ pub fn desired_refs(
     let nic_by_key: BTreeMap<ObjectKey, &NetworkInterface> =
         nics.iter().rev().map(|&n| (n.metadata.key(), n)).collect();
 
-    let index = NicIndex::new(&nics);
+    let index = InterfaceIndex::new(nics.iter().copied());
     let mut out = Desired::default();
     let mut issues = Vec::new();
     for (_, o) in objects {

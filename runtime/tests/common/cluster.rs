@@ -128,6 +128,23 @@ impl Controller {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap()
     }
+
+    /// Stops it with SIGTERM and waits (bounded: 20 s) for it to exit 0; returns its log.
+    pub fn terminate(mut self) -> String {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let mut status = None;
+        until("the controller exits on SIGTERM", Duration::from_secs(20), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let log = self.log();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+        log
+    }
 }
 
 /// How much longer than its lease time a killed controller's successor may take to lead: etcd looks for expired
