@@ -344,7 +344,8 @@ impl Store {
         self.ordered && self.load_errors == 0 && self.idx.duplicates == 0
     }
 
-    /// Applies `changes` for an incremental sync. Returns the load balancers affected (closed over shared VIPs)
+    /// Applies `changes` for an incremental sync. Returns the load balancers affected (with those in `touched`,
+    /// closed over shared VIPs)
     /// and the positions of every object their validation and desired state read, in store order. Gives the
     /// changes back (and leaves the store untouched) when they need a full sync: a Network or Prefix changed, a
     /// file has load errors, or the store cannot be used incrementally (see [`Store::incremental_ok`]). The
@@ -352,6 +353,7 @@ impl Store {
     pub(crate) fn apply_incremental(
         &mut self,
         changes: Vec<FileChange>,
+        touched: BTreeSet<ObjectKey>,
     ) -> Result<(BTreeSet<ObjectKey>, Vec<Pos>), Vec<FileChange>> {
         let structural = |o: &Object| {
             matches!(
@@ -375,7 +377,7 @@ impl Store {
         if !eligible {
             return Err(changes);
         }
-        let mut scope = BTreeSet::new();
+        let mut scope = touched;
         let mut queue: Vec<IpAddr> = Vec::new();
         for c in changes {
             let old = self.files.remove(&c.path).unwrap_or_default().objects;

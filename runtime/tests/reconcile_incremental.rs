@@ -365,3 +365,99 @@ fn a_nic_edit_touches_only_the_load_balancers_that_select_it() {
     assert_eq!(targets(&rec, "lb0"), targets(&rec, "lb3"));
     assert!(targets(&rec, "lb1").contains(&"fd00:9::2".parse().unwrap()));
 }
+
+/// Public load balancers `lb0..lb3`, each selecting one NetworkInterface, as one manifest file.
+fn public_world() -> String {
+    let mut t = format!("{API}\nkind: Network\nmetadata: {{name: n}}\nspec: {{vni: 100}}\n");
+    for i in 0..4 {
+        t.push_str(&format!(
+            "---\n{API}\nkind: NetworkInterface\nmetadata: {{name: nic{i}, labels: {{app: a{i}}}}}\nspec: {{networkRef: {{name: n}}}}\nstatus: {{state: Available, underlayAddress: 'fd00:9::{i}'}}\n---\n{API}\nkind: LoadBalancer\nmetadata: {{name: lb{i}}}\nspec:\n  type: Public\n  ipFamilies: [IPv4]\n  networkRef: {{name: n}}\n  networkInterfaceSelector: {{matchLabels: {{app: a{i}}}}}\n  ports: [{{protocol: TCP, port: 80}}]\n"
+        ));
+    }
+    t
+}
+
+/// A cluster agent's reconciler: allocations given, not chosen.
+fn given_reconciler() -> Reconciler {
+    let dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::small()).unwrap())).unwrap();
+    let alloc = Allocator::given(dev.caps().lb_ids);
+    let host = HostConfig {
+        ports: vec![(0, PortKind::Public), (3, PortKind::Underlay)],
+        underlay_src: "fd00:ffff::1".parse().unwrap(),
+        mtu: 9000,
+        hop_limit: 64,
+    };
+    let mut rec = Reconciler::new(dev, alloc, &host).unwrap();
+    rec.set_clock(ironlb_runtime::clock::ManualClock::new().shared());
+    rec
+}
+
+/// Given allocations that change apart from the objects (a cluster agent's): reconciling only the load balancers
+/// whose record changed ends in the same device state (lb_ids included) and status as a full sync, step by step.
+#[test]
+fn given_allocations_reconciled_incrementally_agree_with_a_full_sync() {
+    use ironlb_runtime::alloc::{AllocState, LbAlloc};
+    use ironlb_runtime::api::ObjectKey;
+    let dir = PathBuf::from("/manifests");
+    let file = || FileChange {
+        path: dir.join("fleet.yaml"),
+        content: Some(load(&dir, "fleet.yaml", &public_world())),
+    };
+    let given = |v: &[(usize, u32, &str)]| AllocState {
+        lbs: v
+            .iter()
+            .map(|(i, id, ip)| {
+                let a = LbAlloc {
+                    lb_id: Some(*id),
+                    public_ips: vec![ip.parse().unwrap()],
+                    prefix_ips: BTreeMap::new(),
+                };
+                (ObjectKey::new("default", &format!("lb{i}")), a)
+            })
+            .collect(),
+        cursors: BTreeMap::new(),
+    };
+    let steps = [
+        given(&[(0, 1, "203.0.113.1")]),
+        given(&[
+            (0, 1, "203.0.113.1"),
+            (1, 2, "203.0.113.2"),
+            (2, 3, "203.0.113.3"),
+        ]),
+        // lb0 moves to another address, lb1 to another lb_id; lb3 arrives.
+        given(&[
+            (0, 1, "203.0.113.9"),
+            (1, 7, "203.0.113.2"),
+            (2, 3, "203.0.113.3"),
+            (3, 4, "203.0.113.4"),
+        ]),
+        // lb2's record is taken away (both keep its last good state).
+        given(&[
+            (0, 1, "203.0.113.9"),
+            (1, 7, "203.0.113.2"),
+            (3, 4, "203.0.113.4"),
+        ]),
+    ];
+    let (mut inc, mut full) = (given_reconciler(), given_reconciler());
+    inc.apply(vec![file()]).unwrap();
+    full.apply(vec![file()]).unwrap();
+    let mut last = AllocState::default();
+    for (n, state) in steps.into_iter().enumerate() {
+        let touched: BTreeSet<ObjectKey> = (0..4)
+            .map(|i| ObjectKey::new("default", &format!("lb{i}")))
+            .filter(|k| last.lbs.get(k) != state.lbs.get(k))
+            .collect();
+        inc.allocator_mut().set_given(state.clone());
+        let rep = inc.apply_touching(Vec::new(), touched.clone()).unwrap();
+        assert!(
+            rep.created + rep.updated + rep.removed + rep.unchanged + rep.errors.len() <= touched.len(),
+            "step {n}: only the touched load balancers are reconciled: {rep:?}"
+        );
+        full.allocator_mut().set_given(state.clone());
+        full.resync().unwrap();
+        let specs = |r: &mut Reconciler| r.device().read_state().unwrap().specs();
+        assert_eq!(specs(&mut inc), specs(&mut full), "step {n}");
+        assert_eq!(status_view(&inc), status_view(&full), "step {n}");
+        last = state;
+    }
+}

@@ -20,10 +20,11 @@ use crate::manifest::LoadCache;
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
 use crate::source::{EtcdHealth, EtcdSource, Source, SourceError};
+use ironlb_api::ObjectKey;
 use ironlb_cluster::EtcdConfig;
 use ironlb_driver::{Device, SharedModel};
 use ironlb_sim::DeviceConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,18 @@ enum Holder {
     Waiting(Option<Box<Device>>),
     /// Reconciled.
     Running(Box<Reconciler>),
+}
+
+/// The load balancers whose given allocation differs between `old` and `new` (given, changed or taken away).
+fn touched(old: &AllocState, new: &AllocState) -> BTreeSet<ObjectKey> {
+    let differs = |a: &AllocState, b: &AllocState| {
+        a.lbs
+            .iter()
+            .filter(|(k, v)| b.lbs.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>()
+    };
+    differs(old, new).into_iter().chain(differs(new, old)).collect()
 }
 
 /// One host's agent.
@@ -208,6 +221,12 @@ impl Agent {
         }
     }
 
+    /// What of the connection's health status.json and the metrics show.
+    fn health_seen(&self) -> (bool, bool, u64, u64) {
+        let h = self.source.health();
+        (h.connected, h.listed, h.outages, h.relists)
+    }
+
     /// How the connection to etcd is doing.
     pub fn health(&self) -> EtcdHealth {
         self.source.health()
@@ -272,13 +291,12 @@ impl Agent {
             tracing::warn!(error = %e, "stored value is not an object ironlb reads; serving its last good content");
         }
         let report = if given != self.given {
-            // New allocations: everything is reconciled against them (after the objects' changes are taken in).
+            // New allocations: the load balancers whose record changed are reconciled with the objects' changes
+            // (incrementally, as those alone would be).
+            let touched = touched(&self.given, &given);
             rec.allocator_mut().set_given(given.clone());
             self.given = given;
-            if !changes.is_empty() {
-                rec.apply(changes)?;
-            }
-            rec.resync()?
+            rec.apply_touching(changes, touched)?
         } else if changes.is_empty() {
             rec.resync()?
         } else {
@@ -382,25 +400,37 @@ impl Agent {
         Ok(())
     }
 
-    /// Runs until `stop` is set: sync, then wait for a change of the store or a due retry (at most 1 s).
+    /// Runs until `stop` is set: sync, then wait for a change of the store, a due retry or the periodic full
+    /// resync ([`crate::daemon::RESYNC`]), as `ironlb run` does; a change reconciles what it touches, the others
+    /// everything. Before the first listing it looks again every second (status.json says it is waiting).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
         tracing::info!(source = %self.source.describe(), "ironlb agent started");
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = self.sync() {
                 tracing::error!(error = %e, "sync failed; retrying");
             }
-            let next = self
-                .reconciler()
-                .and_then(|r| r.next_retry())
-                .map(|at| at.saturating_duration_since(std::time::Instant::now()));
-            let wait = next.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
-            let mut left = wait;
-            while !stop.load(Ordering::Relaxed) && !left.is_zero() {
-                let step = left.min(Duration::from_millis(250));
-                if self.source.wait_change(step)? {
+            let now = Instant::now();
+            let deadline = match self.reconciler() {
+                Some(r) => {
+                    let resync = now + crate::daemon::RESYNC;
+                    r.next_retry().map_or(resync, |at| at.min(resync))
+                }
+                None => now + Duration::from_secs(1),
+            };
+            let mut health = self.health_seen();
+            while !stop.load(Ordering::Relaxed) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
                     break;
                 }
-                left = left.saturating_sub(step);
+                // An outage starting or ending shows in status.json and the metrics at once, without a reconcile.
+                if self.health_seen() != health {
+                    health = self.health_seen();
+                    self.record_metrics(None);
+                    if let Err(e) = self.write_status() {
+                        tracing::error!(error = %e, "writing status.json failed");
+                    }
+                }
             }
         }
         tracing::info!("ironlb agent stopping; the device keeps its tables");

@@ -341,7 +341,18 @@ impl Reconciler {
     /// runs the full [`Reconciler::sync`] over every file with the changes applied. Both give the same device
     /// state and status (tested against each other).
     pub fn apply(&mut self, changes: Vec<FileChange>) -> Result<SyncReport, ReconcileError> {
-        if changes.is_empty() {
+        self.apply_touching(changes, BTreeSet::new())
+    }
+
+    /// [`Reconciler::apply`], reconciling the load balancers in `touched` as well, whatever the changes: those
+    /// whose allocation changed outside the objects (a cluster agent's given allocations, which the controller
+    /// writes apart from them). The same device state and status as a full sync.
+    pub fn apply_touching(
+        &mut self,
+        changes: Vec<FileChange>,
+        touched: BTreeSet<ObjectKey>,
+    ) -> Result<SyncReport, ReconcileError> {
+        if changes.is_empty() && touched.is_empty() {
             return Ok(SyncReport::default());
         }
         let started = Instant::now();
@@ -356,7 +367,7 @@ impl Reconciler {
             .collect();
         // LoadBalancers kept from documents that stopped loading need the full sync's restoring.
         let incremental = if self.kept_objects.is_empty() {
-            self.store.apply_incremental(changes)
+            self.store.apply_incremental(changes, touched)
         } else {
             Err(changes)
         };
