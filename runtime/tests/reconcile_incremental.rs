@@ -412,7 +412,7 @@ fn given_allocations_reconciled_incrementally_agree_with_a_full_sync() {
                     public_ips: vec![ip.parse().unwrap()],
                     prefix_ips: BTreeMap::new(),
                 };
-                (ObjectKey::new("default", &format!("lb{i}")), a)
+                (ObjectKey::new("default", format!("lb{i}")), a)
             })
             .collect(),
         cursors: BTreeMap::new(),
@@ -444,7 +444,7 @@ fn given_allocations_reconciled_incrementally_agree_with_a_full_sync() {
     let mut last = AllocState::default();
     for (n, state) in steps.into_iter().enumerate() {
         let touched: BTreeSet<ObjectKey> = (0..4)
-            .map(|i| ObjectKey::new("default", &format!("lb{i}")))
+            .map(|i| ObjectKey::new("default", format!("lb{i}")))
             .filter(|k| last.lbs.get(k) != state.lbs.get(k))
             .collect();
         inc.allocator_mut().set_given(state.clone());
