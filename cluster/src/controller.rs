@@ -14,7 +14,7 @@
 //! before it notices that it lost.
 
 use crate::alloc::Allocation;
-use crate::store::{transient, Listing, Store, StoreError, RESEND_PAUSE};
+use crate::store::{transient, Listing, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS, RESEND_PAUSE};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use ipnet::IpNet;
 use ironlb_api::types::IpFamily;
@@ -228,7 +228,120 @@ fn fenced(fence: Option<&Fence>) -> Vec<Compare> {
         .unwrap_or_default()
 }
 
-/// One round: allocates what is missing and releases what is gone, each LoadBalancer in its own transaction.
+/// One LoadBalancer's allocation as part of a transaction: that its record and every claim key are absent, and
+/// the LoadBalancer still at the revision read; then the record, the claims and its `status.ips`.
+struct Claim {
+    key: ObjectKey,
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    /// Bytes of the keys and values written.
+    bytes: usize,
+}
+
+impl Claim {
+    fn new(store: &Store, listing: &Listing, key: &ObjectKey, lb: &LbParsed, a: Allocation) -> Claim {
+        let record = store.layout().allocation_key(key);
+        let claims = claims_of(store, &a);
+        let mut compares = vec![Compare::create_revision(record.as_bytes(), CompareOp::Equal, 0)];
+        compares.extend(
+            claims
+                .iter()
+                .map(|c| Compare::create_revision(c.as_bytes(), CompareOp::Equal, 0)),
+        );
+        let value = a.encode();
+        let mut bytes = record.len() + value.len();
+        let mut ops = vec![TxnOp::put(record.as_bytes(), value, None)];
+        for c in &claims {
+            bytes += c.len() + key.to_string().len();
+            ops.push(TxnOp::put(c.as_bytes(), key.to_string(), None));
+        }
+        // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a
+        // concurrent edit makes the transaction fail; the next round plans from the edited object).
+        let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
+        if let Some(stored) = listing.objects.get(&lb_ref) {
+            if let Object::LoadBalancer(mut o) = stored.object.clone() {
+                o.status.ips = vips(lb, &a)
+                    .into_iter()
+                    .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
+                    .collect();
+                let lb_key = store.layout().object_key(&lb_ref);
+                let value = crate::codec::encode(&Object::LoadBalancer(o));
+                bytes += lb_key.len() + value.len();
+                compares.push(Compare::mod_revision(
+                    lb_key.as_bytes(),
+                    CompareOp::Equal,
+                    stored.revision,
+                ));
+                ops.push(TxnOp::put(lb_key.as_bytes(), value, None));
+            }
+        }
+        Claim {
+            key: key.clone(),
+            compares,
+            ops,
+            bytes,
+        }
+    }
+}
+
+/// Commits `claims` in as few transactions as etcd takes (up to [`MAX_TXN_OPS`] comparisons and writes each, and
+/// [`MAX_TXN_BYTES`]), each fenced. A transaction that fails (a race lost on one of its values, or a LoadBalancer
+/// edited meanwhile) is sent again one LoadBalancer at a time, so one conflict does not hold up the others.
+async fn commit_claims(
+    store: &Store,
+    fence: Option<&Fence>,
+    claims: Vec<Claim>,
+    round: &mut Round,
+) -> Result<(), StoreError> {
+    let fits = |batch: &[Claim], next: &Claim| {
+        let sum = |f: fn(&Claim) -> usize| batch.iter().map(f).sum::<usize>();
+        1 + sum(|c| c.compares.len()) + next.compares.len() <= MAX_TXN_OPS
+            && sum(|c| c.ops.len()) + next.ops.len() <= MAX_TXN_OPS
+            && sum(|c| c.bytes) + next.bytes <= MAX_TXN_BYTES
+    };
+    let mut batches: Vec<Vec<Claim>> = Vec::new();
+    for c in claims {
+        match batches.last_mut() {
+            Some(b) if fits(b, &c) => b.push(c),
+            _ => batches.push(vec![c]),
+        }
+    }
+    for batch in batches {
+        if commit_together(store, fence, &batch).await? {
+            round.allocated.extend(batch.iter().map(|c| c.key.clone()));
+            continue;
+        }
+        if batch.len() == 1 {
+            round.conflicts += 1;
+            continue;
+        }
+        for c in batch {
+            if commit_together(store, fence, std::slice::from_ref(&c)).await? {
+                round.allocated.push(c.key);
+            } else {
+                round.conflicts += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One fenced transaction of `claims`; whether it committed.
+async fn commit_together(store: &Store, fence: Option<&Fence>, claims: &[Claim]) -> Result<bool, StoreError> {
+    let mut compares = fenced(fence);
+    let mut ops = Vec::new();
+    for c in claims {
+        compares.extend(c.compares.iter().cloned());
+        ops.extend(c.ops.iter().cloned());
+    }
+    let resp = store
+        .txn("allocate", Txn::new().when(compares).and_then(ops))
+        .await?;
+    Ok(resp.succeeded())
+}
+
+/// One round: allocates what is missing (in transactions of many LoadBalancers) and releases what is gone (each
+/// in its own transaction).
 pub async fn allocate_round(
     store: &Store,
     pools: &Pools,
@@ -250,64 +363,22 @@ pub async fn allocate_listed(
     let parsed = checked.parsed();
     let mut used = Used::of(&listing.allocations);
     let mut round = Round::default();
+    let mut claims = Vec::new();
     for (key, lb) in &parsed.load_balancers {
         if listing.allocations.contains_key(key) {
             continue;
         }
-        let a = match plan(lb, &parsed.prefixes, pools, &mut used) {
-            Ok(a) => a,
-            Err(why) => {
-                round.failed.push((key.clone(), why));
-                continue;
+        match plan(lb, &parsed.prefixes, pools, &mut used) {
+            Ok(a) => {
+                // Taken for the rest of the round whether or not its transaction commits (a value a lost
+                // transaction held is free again next round).
+                used.add(&a);
+                claims.push(Claim::new(store, listing, key, lb, a));
             }
-        };
-        let record = store.layout().allocation_key(key);
-        let claims = claims_of(store, &a);
-        let mut compares = fenced(fence);
-        compares.push(Compare::create_revision(record.as_bytes(), CompareOp::Equal, 0));
-        compares.extend(
-            claims
-                .iter()
-                .map(|c| Compare::create_revision(c.as_bytes(), CompareOp::Equal, 0)),
-        );
-        let mut ops = vec![TxnOp::put(record.as_bytes(), a.encode(), None)];
-        ops.extend(
-            claims
-                .iter()
-                .map(|c| TxnOp::put(c.as_bytes(), key.to_string(), None)),
-        );
-        // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a
-        // concurrent edit makes the transaction fail; the next round plans from the edited object).
-        let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
-        if let Some(stored) = listing.objects.get(&lb_ref) {
-            if let ironlb_api::Object::LoadBalancer(mut o) = stored.object.clone() {
-                o.status.ips = vips(lb, &a)
-                    .into_iter()
-                    .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
-                    .collect();
-                let lb_key = store.layout().object_key(&lb_ref);
-                compares.push(Compare::mod_revision(
-                    lb_key.as_bytes(),
-                    CompareOp::Equal,
-                    stored.revision,
-                ));
-                ops.push(TxnOp::put(
-                    lb_key.as_bytes(),
-                    crate::codec::encode(&ironlb_api::Object::LoadBalancer(o)),
-                    None,
-                ));
-            }
-        }
-        let resp = store
-            .txn("allocate", Txn::new().when(compares).and_then(ops))
-            .await?;
-        if resp.succeeded() {
-            used.add(&a);
-            round.allocated.push(key.clone());
-        } else {
-            round.conflicts += 1;
+            Err(why) => round.failed.push((key.clone(), why)),
         }
     }
+    commit_claims(store, fence, claims, &mut round).await?;
     let present: BTreeSet<&ObjectKey> = listing.objects.keys().filter_map(|r| r.load_balancer()).collect();
     for (key, (a, revision)) in &listing.allocations {
         if present.contains(key) {

@@ -85,3 +85,58 @@ fn a_controller_that_lost_its_lease_writes_nothing_and_one_leads_at_a_time() {
     assert_eq!(r.released, vec![ObjectKey::new("default", "lb-0")]);
     assert_eq!(other.list().unwrap().allocations.len(), 2);
 }
+
+#[test]
+fn a_round_allocates_many_load_balancers_per_transaction_and_a_conflict_holds_up_none_of_the_others() {
+    let Some(etcd) = EtcdServer::start_or_skip("a_round_allocates_many_load_balancers_per_transaction")
+    else {
+        return;
+    };
+    use ironlb_cluster::controller::{allocate_listed, Checked};
+    use ironlb_cluster::testing::assert_allocated_once;
+    let c = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    // 40 dual-stack LoadBalancers: five writes and five conditions each, so 25 fit one transaction of 128.
+    c.apply(fleet(0..40)).unwrap();
+    let before = c.list().unwrap();
+    let r = c
+        .block_on(allocate_listed(
+            c.store(),
+            &before,
+            &Checked::new(&before),
+            &pools(),
+            None,
+        ))
+        .unwrap();
+    assert_eq!((r.allocated.len(), r.conflicts), (40, 0), "{r:?}");
+    let after = c.list().unwrap();
+    assert_allocated_once(&after, 40, "one round");
+    // Each transaction is one revision.
+    assert_eq!(after.revision - before.revision, 2, "two transactions");
+
+    // 20 more (the pool's 62 IPv4 addresses hold them), planned on a listing that one of them no longer matches
+    // (lb-57 was edited since): their transaction fails, is sent again one LoadBalancer at a time, and only lb-57
+    // is left for the next round.
+    c.apply(fleet(40..60)).unwrap();
+    let stale = c.list().unwrap();
+    let mut edited = fleet(57..58);
+    for i in &mut edited {
+        if let ironlb_api::Object::LoadBalancer(lb) = &mut i.object {
+            lb.metadata.labels.insert("edited".into(), "yes".into());
+        }
+    }
+    c.apply(edited).unwrap();
+    let r = c
+        .block_on(allocate_listed(
+            c.store(),
+            &stale,
+            &Checked::new(&stale),
+            &pools(),
+            None,
+        ))
+        .unwrap();
+    assert_eq!((r.allocated.len(), r.conflicts), (19, 1), "{r:?}");
+    assert!(!r.allocated.contains(&ObjectKey::new("default", "lb-57")));
+    let r = c.block_on(allocate_round(c.store(), &pools(), None)).unwrap();
+    assert_eq!(r.allocated, vec![ObjectKey::new("default", "lb-57")]);
+    assert_allocated_once(&c.list().unwrap(), 60, "after the conflict");
+}

@@ -1,8 +1,7 @@
 //! Cluster-mode benchmark (issue 17; docs/performance.md "Cluster mode (issue 17)"), a bench binary that prints its
 //! figures. A real etcd on loopback ([`EtcdServer`]), the real `ironlb controller` binary (two of them: one leads,
 //! one stands by), and three agents in this process, each on its own thread with its own in-process model device
-//! (`BackendSpec::Inproc`, the reference part), driven as `ironlb agent` drives itself (wait for a change of the
-//! store, at most 1 s, then sync).
+//! (`BackendSpec::Inproc`, the reference part), driven as `ironlb agent` drives itself (sync, then `Agent::wait_due`).
 //!
 //! The objects are those of the `sync` bench: one Network, N public dual-stack LoadBalancers (TCP 80, UDP
 //! 1024–2048) with a `networkInterfaceSelector`, LoadBalancer 0 selecting its own group of T NetworkInterfaces and
@@ -145,10 +144,20 @@ struct Shared {
     /// lb_id whose targets the agents report (`u32::MAX`: none).
     probe: AtomicU32,
     stop: AtomicBool,
+    /// Per agent: wake it from its wait (the probe was set, or the bench stops); it then syncs and reports.
+    wake: [AtomicBool; AGENTS],
 }
 
-/// Runs one agent (on this thread) until `stop`: wait for a change of the store (at most 1 s, as `ironlb agent`),
-/// sync, publish what the device holds.
+impl Shared {
+    fn wake_all(&self) {
+        for w in &self.wake {
+            w.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs one agent (on this thread) until `stop`: sync, publish what the device holds, wait as `ironlb agent` does
+/// (`Agent::wait_due`).
 fn run_agent(i: usize, cfg: EtcdConfig, lbs: usize, targets: usize, shared: Arc<Shared>) {
     let mut agent = Agent::start(AgentConfig {
         etcd: cfg,
@@ -218,10 +227,11 @@ fn run_agent(i: usize, cfg: EtcdConfig, lbs: usize, targets: usize, shared: Arc<
             g[i] = View { syncs, ..view };
             shared.cv.notify_all();
         }
-        // As `ironlb agent` does: the next sync at a change of the store, or after at most 1 s.
-        let _ = agent
-            .wait_change(Duration::from_secs(1))
+        // As `ironlb agent` does: the next sync at a change of the store, a due retry or the periodic resync.
+        agent
+            .wait_due(&shared.wake[i])
             .unwrap_or_else(|e| panic!("agent {i}: {e}"));
+        shared.wake[i].store(false, Ordering::Relaxed);
     }
 }
 
@@ -559,6 +569,7 @@ fn main() {
     let listing = writer.list().expect("list");
     let lb0 = listing.allocations[&ObjectKey::new("default", "lb-0")].0.lb_id;
     shared.probe.store(lb0, Ordering::Relaxed);
+    shared.wake_all();
     let all: BTreeSet<Ipv6Addr> = (0..a.targets).map(|n| underlay(SOLO, n)).collect();
     let names = |set: &BTreeSet<Ipv6Addr>| -> BTreeSet<String> {
         (0..a.targets)
@@ -576,8 +587,8 @@ fn main() {
     let mut after_routing: [Vec<Duration>; 2] = Default::default();
     let mut apply_call: Vec<Duration> = Vec::new();
     let mut before_routing = 0;
-    // Each write lands at a pseudo-random point of the controller's 500 ms round (a pause of 0–600 ms before it),
-    // as an operator's change would; without it the events would lock to the rounds' phase.
+    // Each write lands at a pseudo-random moment (a pause of 0–600 ms before it), as an operator's change would;
+    // without it the events would lock to the phase of the controller's and the agents' work.
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     for e in 0..a.events {
         rng = rng
@@ -702,6 +713,7 @@ fn main() {
 
     STOPPING.store(true, Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
+    shared.wake_all();
     for t in agents {
         t.join().expect("agent thread");
     }

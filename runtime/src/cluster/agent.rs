@@ -310,6 +310,36 @@ impl Agent {
         Ok(Some(report))
     }
 
+    /// Waits until the next sync is due, as `ironlb run` does: a change of the store (reconciles what it touches),
+    /// a due retry or the periodic full resync ([`crate::daemon::RESYNC`]); before the first listing, a second.
+    /// An outage starting or ending shows in status.json and the metrics at once, without a sync. Returns early
+    /// when `stop` is set (within 250 ms).
+    pub fn wait_due(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
+        let now = Instant::now();
+        let deadline = match self.reconciler() {
+            Some(r) => {
+                let resync = now + crate::daemon::RESYNC;
+                r.next_retry().map_or(resync, |at| at.min(resync))
+            }
+            None => now + Duration::from_secs(1),
+        };
+        let mut health = self.health_seen();
+        while !stop.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
+                break;
+            }
+            if self.health_seen() != health {
+                health = self.health_seen();
+                self.record_metrics(None);
+                if let Err(e) = self.write_status() {
+                    tracing::error!(error = %e, "writing status.json failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The reconciler, once running.
     pub fn reconciler(&mut self) -> Option<&mut Reconciler> {
         match &mut self.holder {
@@ -400,38 +430,14 @@ impl Agent {
         Ok(())
     }
 
-    /// Runs until `stop` is set: sync, then wait for a change of the store, a due retry or the periodic full
-    /// resync ([`crate::daemon::RESYNC`]), as `ironlb run` does; a change reconciles what it touches, the others
-    /// everything. Before the first listing it looks again every second (status.json says it is waiting).
+    /// Runs until `stop` is set: sync, then [`Agent::wait_due`].
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
         tracing::info!(source = %self.source.describe(), "ironlb agent started");
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = self.sync() {
                 tracing::error!(error = %e, "sync failed; retrying");
             }
-            let now = Instant::now();
-            let deadline = match self.reconciler() {
-                Some(r) => {
-                    let resync = now + crate::daemon::RESYNC;
-                    r.next_retry().map_or(resync, |at| at.min(resync))
-                }
-                None => now + Duration::from_secs(1),
-            };
-            let mut health = self.health_seen();
-            while !stop.load(Ordering::Relaxed) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
-                    break;
-                }
-                // An outage starting or ending shows in status.json and the metrics at once, without a reconcile.
-                if self.health_seen() != health {
-                    health = self.health_seen();
-                    self.record_metrics(None);
-                    if let Err(e) = self.write_status() {
-                        tracing::error!(error = %e, "writing status.json failed");
-                    }
-                }
-            }
+            self.wait_due(stop)?;
         }
         tracing::info!("ironlb agent stopping; the device keeps its tables");
         Ok(())
