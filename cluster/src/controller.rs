@@ -228,120 +228,161 @@ fn fenced(fence: Option<&Fence>) -> Vec<Compare> {
         .unwrap_or_default()
 }
 
-/// One LoadBalancer's allocation as part of a transaction: that its record and every claim key are absent, and
-/// the LoadBalancer still at the revision read; then the record, the claims and its `status.ips`.
-struct Claim {
-    key: ObjectKey,
-    compares: Vec<Compare>,
-    ops: Vec<TxnOp>,
+/// One object's share of a fenced transaction: its conditions and writes ([`commit_parts`]).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// What must hold.
+    pub compares: Vec<Compare>,
+    /// What is written when it does.
+    pub ops: Vec<TxnOp>,
     /// Bytes of the keys and values written.
-    bytes: usize,
+    pub bytes: usize,
 }
 
-impl Claim {
-    fn new(store: &Store, listing: &Listing, key: &ObjectKey, lb: &LbParsed, a: Allocation) -> Claim {
-        let record = store.layout().allocation_key(key);
-        let claims = claims_of(store, &a);
-        let mut compares = vec![Compare::create_revision(record.as_bytes(), CompareOp::Equal, 0)];
-        compares.extend(
-            claims
-                .iter()
-                .map(|c| Compare::create_revision(c.as_bytes(), CompareOp::Equal, 0)),
-        );
-        let value = a.encode();
-        let mut bytes = record.len() + value.len();
-        let mut ops = vec![TxnOp::put(record.as_bytes(), value, None)];
-        for c in &claims {
-            bytes += c.len() + key.to_string().len();
-            ops.push(TxnOp::put(c.as_bytes(), key.to_string(), None));
+impl Part {
+    /// A part of no conditions and no writes (built up with [`Part::put`] and [`Part::require`]).
+    pub fn new() -> Part {
+        Part {
+            compares: Vec::new(),
+            ops: Vec::new(),
+            bytes: 0,
         }
-        // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a
-        // concurrent edit makes the transaction fail; the next round plans from the edited object).
-        let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
-        if let Some(stored) = listing.objects.get(&lb_ref) {
-            if let Object::LoadBalancer(mut o) = stored.object.clone() {
-                o.status.ips = vips(lb, &a)
-                    .into_iter()
-                    .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
-                    .collect();
-                let lb_key = store.layout().object_key(&lb_ref);
-                let value = crate::codec::encode(&Object::LoadBalancer(o));
-                bytes += lb_key.len() + value.len();
-                compares.push(Compare::mod_revision(
-                    lb_key.as_bytes(),
-                    CompareOp::Equal,
-                    stored.revision,
-                ));
-                ops.push(TxnOp::put(lb_key.as_bytes(), value, None));
-            }
-        }
-        Claim {
-            key: key.clone(),
-            compares,
-            ops,
-            bytes,
-        }
+    }
+
+    /// Adds a condition.
+    pub fn require(&mut self, c: Compare) {
+        self.compares.push(c);
+    }
+
+    /// Adds a put of `value` at `key`.
+    pub fn put(&mut self, key: &str, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        self.ops.push(TxnOp::put(key.as_bytes(), value, None));
+    }
+
+    /// Adds a delete of `key`.
+    pub fn delete(&mut self, key: &str) {
+        self.bytes += key.len();
+        self.ops.push(TxnOp::delete(key.as_bytes(), None));
     }
 }
 
-/// Commits `claims` in as few transactions as etcd takes (up to [`MAX_TXN_OPS`] comparisons and writes each, and
-/// [`MAX_TXN_BYTES`]), each fenced. A transaction that fails (a race lost on one of its values, or a LoadBalancer
-/// edited meanwhile) is sent again one LoadBalancer at a time, so one conflict does not hold up the others.
-async fn commit_claims(
+impl Default for Part {
+    fn default() -> Self {
+        Part::new()
+    }
+}
+
+/// Commits `parts` in as few fenced transactions as etcd takes (up to [`MAX_TXN_OPS`] conditions and writes each,
+/// and [`MAX_TXN_BYTES`]); returns, per part, whether it was written. A transaction that fails (a race lost on one
+/// value, an object edited meanwhile) is sent again one part at a time, so one conflict holds up none of the
+/// others; with the lease gone every part fails.
+pub async fn commit_parts(
     store: &Store,
+    op: &'static str,
     fence: Option<&Fence>,
-    claims: Vec<Claim>,
-    round: &mut Round,
-) -> Result<(), StoreError> {
-    let fits = |batch: &[Claim], next: &Claim| {
-        let sum = |f: fn(&Claim) -> usize| batch.iter().map(f).sum::<usize>();
-        1 + sum(|c| c.compares.len()) + next.compares.len() <= MAX_TXN_OPS
-            && sum(|c| c.ops.len()) + next.ops.len() <= MAX_TXN_OPS
-            && sum(|c| c.bytes) + next.bytes <= MAX_TXN_BYTES
-    };
-    let mut batches: Vec<Vec<Claim>> = Vec::new();
-    for c in claims {
-        match batches.last_mut() {
-            Some(b) if fits(b, &c) => b.push(c),
-            _ => batches.push(vec![c]),
+    parts: &[Part],
+) -> Result<Vec<bool>, StoreError> {
+    let mut written = Vec::with_capacity(parts.len());
+    let mut start = 0;
+    while start < parts.len() {
+        let mut end = start + 1;
+        let (mut compares, mut ops, mut bytes) = (
+            1 + parts[start].compares.len(),
+            parts[start].ops.len(),
+            parts[start].bytes,
+        );
+        while let Some(next) = parts.get(end) {
+            if compares + next.compares.len() > MAX_TXN_OPS
+                || ops + next.ops.len() > MAX_TXN_OPS
+                || bytes + next.bytes > MAX_TXN_BYTES
+            {
+                break;
+            }
+            (compares, ops, bytes) = (
+                compares + next.compares.len(),
+                ops + next.ops.len(),
+                bytes + next.bytes,
+            );
+            end += 1;
         }
-    }
-    for batch in batches {
-        if commit_together(store, fence, &batch).await? {
-            round.allocated.extend(batch.iter().map(|c| c.key.clone()));
-            continue;
-        }
-        if batch.len() == 1 {
-            round.conflicts += 1;
-            continue;
-        }
-        for c in batch {
-            if commit_together(store, fence, std::slice::from_ref(&c)).await? {
-                round.allocated.push(c.key);
-            } else {
-                round.conflicts += 1;
+        let batch = &parts[start..end];
+        if commit_together(store, op, fence, batch).await? {
+            written.extend(batch.iter().map(|_| true));
+        } else if batch.len() == 1 {
+            written.push(false);
+        } else {
+            for p in batch {
+                written.push(commit_together(store, op, fence, std::slice::from_ref(p)).await?);
             }
         }
+        start = end;
     }
-    Ok(())
+    Ok(written)
 }
 
-/// One fenced transaction of `claims`; whether it committed.
-async fn commit_together(store: &Store, fence: Option<&Fence>, claims: &[Claim]) -> Result<bool, StoreError> {
+/// One fenced transaction of `parts`; whether it committed.
+async fn commit_together(
+    store: &Store,
+    op: &'static str,
+    fence: Option<&Fence>,
+    parts: &[Part],
+) -> Result<bool, StoreError> {
     let mut compares = fenced(fence);
     let mut ops = Vec::new();
-    for c in claims {
-        compares.extend(c.compares.iter().cloned());
-        ops.extend(c.ops.iter().cloned());
+    for p in parts {
+        compares.extend(p.compares.iter().cloned());
+        ops.extend(p.ops.iter().cloned());
     }
-    let resp = store
-        .txn("allocate", Txn::new().when(compares).and_then(ops))
-        .await?;
+    let resp = store.txn(op, Txn::new().when(compares).and_then(ops)).await?;
     Ok(resp.succeeded())
 }
 
-/// One round: allocates what is missing (in transactions of many LoadBalancers) and releases what is gone (each
-/// in its own transaction).
+/// Sorts `keys` by whether their part was `written`: into `done`, or counted in `conflicts`.
+fn tally(keys: Vec<ObjectKey>, written: Vec<bool>, done: &mut Vec<ObjectKey>, conflicts: &mut usize) {
+    for (key, ok) in keys.into_iter().zip(written) {
+        if ok {
+            done.push(key);
+        } else {
+            *conflicts += 1;
+        }
+    }
+}
+
+/// One LoadBalancer's allocation as a [`Part`]: its record and every claim key absent, and the LoadBalancer still
+/// at the revision read; then the record, the claims and its `status.ips`.
+fn claim(store: &Store, listing: &Listing, key: &ObjectKey, lb: &LbParsed, a: &Allocation) -> Part {
+    let mut part = Part::new();
+    let record = store.layout().allocation_key(key);
+    part.require(Compare::create_revision(record.as_bytes(), CompareOp::Equal, 0));
+    part.put(&record, a.encode());
+    for c in claims_of(store, a) {
+        part.require(Compare::create_revision(c.as_bytes(), CompareOp::Equal, 0));
+        part.put(&c, key.to_string().into_bytes());
+    }
+    // The LoadBalancer's status.ips, written in the same transaction, on the object as it was read (a concurrent
+    // edit makes the transaction fail; the next round plans from the edited object).
+    let lb_ref = key.clone().of(ironlb_api::Kind::LoadBalancer);
+    if let Some(stored) = listing.objects.get(&lb_ref) {
+        if let Object::LoadBalancer(mut o) = stored.object.clone() {
+            o.status.ips = vips(lb, a)
+                .into_iter()
+                .map(|ip| ironlb_api::types::StatusIp { ip: ip.to_string() })
+                .collect();
+            let lb_key = store.layout().object_key(&lb_ref);
+            part.require(Compare::mod_revision(
+                lb_key.as_bytes(),
+                CompareOp::Equal,
+                stored.revision,
+            ));
+            part.put(&lb_key, crate::codec::encode(&Object::LoadBalancer(o)));
+        }
+    }
+    part
+}
+
+/// One round: allocates what is missing and releases what is gone, many LoadBalancers per transaction
+/// ([`commit_parts`]).
 pub async fn allocate_round(
     store: &Store,
     pools: &Pools,
@@ -363,7 +404,8 @@ pub async fn allocate_listed(
     let parsed = checked.parsed();
     let mut used = Used::of(&listing.allocations);
     let mut round = Round::default();
-    let mut claims = Vec::new();
+    let mut keys = Vec::new();
+    let mut parts = Vec::new();
     for (key, lb) in &parsed.load_balancers {
         if listing.allocations.contains_key(key) {
             continue;
@@ -373,39 +415,37 @@ pub async fn allocate_listed(
                 // Taken for the rest of the round whether or not its transaction commits (a value a lost
                 // transaction held is free again next round).
                 used.add(&a);
-                claims.push(Claim::new(store, listing, key, lb, a));
+                parts.push(claim(store, listing, key, lb, &a));
+                keys.push(key.clone());
             }
             Err(why) => round.failed.push((key.clone(), why)),
         }
     }
-    commit_claims(store, fence, claims, &mut round).await?;
+    let written = commit_parts(store, "allocate", fence, &parts).await?;
+    tally(keys, written, &mut round.allocated, &mut round.conflicts);
     let present: BTreeSet<&ObjectKey> = listing.objects.keys().filter_map(|r| r.load_balancer()).collect();
+    let mut keys = Vec::new();
+    let mut parts = Vec::new();
     for (key, (a, revision)) in &listing.allocations {
         if present.contains(key) {
             continue;
         }
         let record = store.layout().allocation_key(key);
-        let mut compares = fenced(fence);
-        compares.push(Compare::mod_revision(
+        let mut part = Part::new();
+        part.require(Compare::mod_revision(
             record.as_bytes(),
             CompareOp::Equal,
             *revision,
         ));
-        let mut ops = vec![TxnOp::delete(record.as_bytes(), None)];
-        ops.extend(
-            claims_of(store, a)
-                .iter()
-                .map(|c| TxnOp::delete(c.as_bytes(), None)),
-        );
-        let resp = store
-            .txn("release", Txn::new().when(compares).and_then(ops))
-            .await?;
-        if resp.succeeded() {
-            round.released.push(key.clone());
-        } else {
-            round.conflicts += 1;
+        part.delete(&record);
+        for c in claims_of(store, a) {
+            part.delete(&c);
         }
+        parts.push(part);
+        keys.push(key.clone());
     }
+    let written = commit_parts(store, "release", fence, &parts).await?;
+    tally(keys, written, &mut round.released, &mut round.conflicts);
     Ok(round)
 }
 

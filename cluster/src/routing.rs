@@ -7,14 +7,15 @@
 //! The routings the controller writes carry the label [`OWNER_LABEL`]` = `[`OWNER_CONTROLLER`]. A routing without
 //! it (one applied from a cluster export, say) is the cluster's decision and is never touched. An owned routing is
 //! rewritten when the selector's result changes, and deleted when its LoadBalancer is gone or has no selector any
-//! more. Every write is fenced by the leader's lease and conditional on the routing's revision as read.
+//! more. Every write is fenced by the leader's lease and conditional on the routing's revision as read; the writes
+//! of a round go in as few transactions as etcd takes ([`commit_parts`]).
 
-use crate::controller::{Checked, Fence};
+use crate::controller::{commit_parts, Checked, Fence, Part};
 use crate::store::{Listing, Store, StoreError};
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp};
 use ironlb_api::routing::InterfaceIndex;
 use ironlb_api::types::LoadBalancerRouting;
-use ironlb_api::{Kind, Object, ObjectKey, ObjectRef};
+use ironlb_api::{Kind, Object, ObjectKey};
 
 /// The label that marks a routing the controller wrote.
 pub const OWNER_LABEL: &str = "ironlb.dev/routing-owner";
@@ -117,33 +118,37 @@ pub async fn routing_listed(
     fence: Option<&Fence>,
 ) -> Result<RoutingRound, StoreError> {
     let mut round = RoutingRound::default();
-    for (key, change) in plan(listing, checked) {
-        let r: ObjectRef = key.clone().of(Kind::LoadBalancerRouting);
-        let etcd_key = store.layout().object_key(&r);
-        let mut compares: Vec<Compare> = fence
-            .map(|f| vec![Compare::lease(f.key.as_bytes(), CompareOp::Equal, f.lease)])
-            .unwrap_or_default();
-        let (op, deleting) = match change {
-            Change::Put(routing, revision) => {
-                compares.push(match revision {
-                    None => Compare::create_revision(etcd_key.as_bytes(), CompareOp::Equal, 0),
-                    Some(rev) => Compare::mod_revision(etcd_key.as_bytes(), CompareOp::Equal, rev),
-                });
-                let value = crate::codec::encode(&Object::LoadBalancerRouting(*routing));
-                (TxnOp::put(etcd_key.as_bytes(), value, None), false)
+    let changes = plan(listing, checked);
+    let parts: Vec<Part> = changes
+        .iter()
+        .map(|(key, change)| {
+            let etcd_key = store
+                .layout()
+                .object_key(&key.clone().of(Kind::LoadBalancerRouting));
+            let mut part = Part::new();
+            match change {
+                Change::Put(routing, revision) => {
+                    part.require(match revision {
+                        None => Compare::create_revision(etcd_key.as_bytes(), CompareOp::Equal, 0),
+                        Some(rev) => Compare::mod_revision(etcd_key.as_bytes(), CompareOp::Equal, *rev),
+                    });
+                    let value = crate::codec::encode(&Object::LoadBalancerRouting((**routing).clone()));
+                    part.put(&etcd_key, value);
+                }
+                Change::Delete(rev) => {
+                    part.require(Compare::mod_revision(etcd_key.as_bytes(), CompareOp::Equal, *rev));
+                    part.delete(&etcd_key);
+                }
             }
-            Change::Delete(rev) => {
-                compares.push(Compare::mod_revision(etcd_key.as_bytes(), CompareOp::Equal, rev));
-                (TxnOp::delete(etcd_key.as_bytes(), None), true)
-            }
-        };
-        let resp = store
-            .txn("routing", Txn::new().when(compares).and_then(vec![op]))
-            .await?;
-        match (resp.succeeded(), deleting) {
+            part
+        })
+        .collect();
+    let written = commit_parts(store, "routing", fence, &parts).await?;
+    for ((key, change), ok) in changes.into_iter().zip(written) {
+        match (ok, change) {
             (false, _) => round.conflicts += 1,
-            (true, false) => round.written.push(key),
-            (true, true) => round.deleted.push(key),
+            (true, Change::Put(..)) => round.written.push(key),
+            (true, Change::Delete(_)) => round.deleted.push(key),
         }
     }
     Ok(round)
