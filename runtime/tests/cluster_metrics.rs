@@ -1,6 +1,7 @@
 //! An agent's metrics (issue 17: "agents report the outage in logs, metrics and `ironlb status`"): while etcd is
 //! up `ironlb_etcd_up` is 1 and the device's per-LoadBalancer series are there; when etcd goes away it is 0 and
-//! an outage is counted while the load balancers stay ready; when etcd is back it is 1 again after a relist.
+//! an outage is counted while the load balancers stay ready; when etcd is back it is 1 again after a relist. The
+//! device's counters follow traffic while the agent waits, without a sync.
 //! Skipped without etcd, except under CI=true.
 
 #[path = "common/cluster.rs"]
@@ -14,6 +15,8 @@ use ironlb_cluster::testing::{example_allocations, examples, EtcdServer};
 use ironlb_cluster::Client;
 use ironlb_runtime::cluster::agent::Agent;
 use scrape::scrape;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// [`converge`], then one more sync: the metrics record the state as of the last sync, so that one has seen what
 /// `done` saw.
@@ -61,6 +64,38 @@ fn agent_metrics_show_the_etcd_outage_beside_the_device() {
     assert!(
         m.contains("ironlb_lb_packets_total{namespace=\"default\",name=\"my-load-balancer\",lb_id=\"7\"}"),
         "the device's series, labelled with the objects: {m}"
+    );
+
+    // Traffic while the agent waits for a change of the store: the packet counter a scrape shows follows within
+    // about a second, without a sync.
+    let series = "ironlb_lb_packets_total{namespace=\"default\",name=\"my-load-balancer\",lb_id=\"7\"}";
+    let before: u64 = value(&m, series).unwrap().parse().unwrap();
+    let model = agent.model().expect("an inproc device has a model");
+    let pkt = ironlb_runtime::cli::build_packet("tcp 198.51.100.7:1234 -> 203.0.113.10:80").unwrap();
+    for _ in 0..10 {
+        model.lock().unwrap().process(0, &pkt);
+    }
+    let stop = AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let scraper = s.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut seen = None;
+            while seen.is_none() && Instant::now() < deadline {
+                let n: u64 = value(&scrape(addr), series).unwrap().parse().unwrap();
+                if n >= before + 10 {
+                    seen = Some(n);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stop.store(true, Ordering::Relaxed);
+            seen
+        });
+        agent.wait_due(&stop).unwrap();
+        scraper.join().unwrap()
+    });
+    assert!(
+        seen.is_some(),
+        "the scrape never showed the 10 packets while the agent waited (from {before})"
     );
 
     // etcd goes away: 0 and one outage; the load balancers stay ready on the device.

@@ -10,7 +10,8 @@
 //! the outage is logged, kept in [`EtcdHealth`], written to `STATE_DIR/status.json` (so `ironlb status
 //! --state-dir DIR` shows it) and, with [`Agent::serve_metrics`], in `ironlb_etcd_up` and
 //! `ironlb_etcd_outages_total` beside the daemon's metrics. The agent owns its device on its own thread, so the
-//! device figures a scrape shows are the ones read after the last sync (at most about a second old).
+//! device figures a scrape shows are the ones its thread read last: after each sync, and every second while it waits
+//! (at most about a second old).
 
 use crate::alloc::{AllocState, Allocator};
 use crate::backend::{BackendSpec, OpenError};
@@ -215,6 +216,15 @@ impl Agent {
             rec.load_errors().len(),
             rec.device_down().is_none(),
         );
+        self.refresh_device_stats();
+    }
+
+    /// Reads the device figures behind the metrics again when the last read is [`DEVICE_STATS_EVERY`] old (after a
+    /// sync, and while waiting for one: an idle agent's counters stay as fresh as a busy one's).
+    fn refresh_device_stats(&mut self) {
+        let (Some(m), Holder::Running(rec)) = (&mut self.metrics, &mut self.holder) else {
+            return;
+        };
         if m.read_at.is_none_or(|t| t.elapsed() >= DEVICE_STATS_EVERY) {
             *m.device.lock().expect("device stats lock") = crate::daemon::reconciler_stats(rec);
             m.read_at = Some(Instant::now());
@@ -312,8 +322,8 @@ impl Agent {
 
     /// Waits until the next sync is due, as `ironlb run` does: a change of the store (reconciles what it touches),
     /// a due retry or the periodic full resync ([`crate::daemon::RESYNC`]); before the first listing, a second.
-    /// An outage starting or ending shows in status.json and the metrics at once, without a sync. Returns early
-    /// when `stop` is set (within 250 ms).
+    /// An outage starting or ending shows in status.json and the metrics at once, without a sync, and the device
+    /// figures behind the metrics are read again every second. Returns early when `stop` is set (within 250 ms).
     pub fn wait_due(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
         let now = Instant::now();
         let deadline = match self.reconciler() {
@@ -336,6 +346,7 @@ impl Agent {
                     tracing::error!(error = %e, "writing status.json failed");
                 }
             }
+            self.refresh_device_stats();
         }
         Ok(())
     }
