@@ -57,6 +57,9 @@ pub struct Round {
     pub conflicts: usize,
     /// LoadBalancers that could not be allocated, with why (an exhausted pool, say).
     pub failed: Vec<(ObjectKey, String)>,
+    /// The store's revision after the round's last write (0: it wrote nothing); a round planned on a listing
+    /// older than this would try again what this one did.
+    pub revision: i64,
 }
 
 /// A listing with its objects validated, once per controller round for both of its steps (after the listing
@@ -282,8 +285,11 @@ pub async fn commit_parts(
     op: &'static str,
     fence: Option<&Fence>,
     parts: &[Part],
-) -> Result<Vec<bool>, StoreError> {
-    let mut written = Vec::with_capacity(parts.len());
+) -> Result<Committed, StoreError> {
+    let mut done = Committed {
+        written: Vec::with_capacity(parts.len()),
+        revision: 0,
+    };
     let mut start = 0;
     while start < parts.len() {
         let mut end = start + 1;
@@ -307,27 +313,49 @@ pub async fn commit_parts(
             end += 1;
         }
         let batch = &parts[start..end];
-        if commit_together(store, op, fence, batch).await? {
-            written.extend(batch.iter().map(|_| true));
-        } else if batch.len() == 1 {
-            written.push(false);
-        } else {
-            for p in batch {
-                written.push(commit_together(store, op, fence, std::slice::from_ref(p)).await?);
-            }
+        if done.take(commit_together(store, op, fence, batch).await?, batch.len()) || batch.len() == 1 {
+            start = end;
+            continue;
+        }
+        done.written.truncate(start);
+        for p in batch {
+            done.take(
+                commit_together(store, op, fence, std::slice::from_ref(p)).await?,
+                1,
+            );
         }
         start = end;
     }
-    Ok(written)
+    Ok(done)
 }
 
-/// One fenced transaction of `parts`; whether it committed.
+/// What [`commit_parts`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Per part, whether it was written.
+    pub written: Vec<bool>,
+    /// The store's revision after the last transaction that committed (0: none did).
+    pub revision: i64,
+}
+
+impl Committed {
+    /// Records a transaction of `n` parts that committed at `revision` (`Some`) or did not; whether it did.
+    fn take(&mut self, revision: Option<i64>, n: usize) -> bool {
+        if let Some(r) = revision {
+            self.revision = self.revision.max(r);
+        }
+        self.written.extend(std::iter::repeat_n(revision.is_some(), n));
+        revision.is_some()
+    }
+}
+
+/// One fenced transaction of `parts`; the store's revision after it, if it committed.
 async fn commit_together(
     store: &Store,
     op: &'static str,
     fence: Option<&Fence>,
     parts: &[Part],
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let mut compares = fenced(fence);
     let mut ops = Vec::new();
     for p in parts {
@@ -335,7 +363,9 @@ async fn commit_together(
         ops.extend(p.ops.iter().cloned());
     }
     let resp = store.txn(op, Txn::new().when(compares).and_then(ops)).await?;
-    Ok(resp.succeeded())
+    Ok(resp
+        .succeeded()
+        .then(|| resp.header().map_or(0, |h| h.revision())))
 }
 
 /// Sorts `keys` by whether their part was `written`: into `done`, or counted in `conflicts`.
@@ -421,8 +451,9 @@ pub async fn allocate_listed(
             Err(why) => round.failed.push((key.clone(), why)),
         }
     }
-    let written = commit_parts(store, "allocate", fence, &parts).await?;
-    tally(keys, written, &mut round.allocated, &mut round.conflicts);
+    let done = commit_parts(store, "allocate", fence, &parts).await?;
+    round.revision = round.revision.max(done.revision);
+    tally(keys, done.written, &mut round.allocated, &mut round.conflicts);
     let present: BTreeSet<&ObjectKey> = listing.objects.keys().filter_map(|r| r.load_balancer()).collect();
     let mut keys = Vec::new();
     let mut parts = Vec::new();
@@ -444,8 +475,9 @@ pub async fn allocate_listed(
         parts.push(part);
         keys.push(key.clone());
     }
-    let written = commit_parts(store, "release", fence, &parts).await?;
-    tally(keys, written, &mut round.released, &mut round.conflicts);
+    let done = commit_parts(store, "release", fence, &parts).await?;
+    round.revision = round.revision.max(done.revision);
+    tally(keys, done.written, &mut round.released, &mut round.conflicts);
     Ok(round)
 }
 

@@ -38,6 +38,8 @@ pub struct RoutingRound {
     pub deleted: Vec<ObjectKey>,
     /// Transactions that lost a race or a lease (planned again next round).
     pub conflicts: usize,
+    /// The store's revision after the round's last write (0: it wrote nothing).
+    pub revision: i64,
 }
 
 /// The change one LoadBalancer's routing needs.
@@ -143,8 +145,9 @@ pub async fn routing_listed(
             part
         })
         .collect();
-    let written = commit_parts(store, "routing", fence, &parts).await?;
-    for ((key, change), ok) in changes.into_iter().zip(written) {
+    let done = commit_parts(store, "routing", fence, &parts).await?;
+    round.revision = done.revision;
+    for ((key, change), ok) in changes.into_iter().zip(done.written) {
         match (ok, change) {
             (false, _) => round.conflicts += 1,
             (true, Change::Put(..)) => round.written.push(key),

@@ -62,12 +62,34 @@ async fn lead(store: &Store, pools: &Pools, fence: &Fence) {
     }
 }
 
+/// How long a round waits for the watch to bring back the writes of the round before it, at most (it then plans
+/// anyway; a write it sees again is a conflict, planned again).
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Rounds on `follower`'s listing until its watch ends; returns why it ended.
 async fn rounds(store: &Store, follower: &mut Follower, pools: &Pools, fence: &Fence) -> String {
     let mut due = true;
     loop {
         if due {
-            due = !round(store, follower.listing(), pools, fence).await;
+            let (settled, wrote) = round(store, follower.listing(), pools, fence).await;
+            due = !settled;
+            // The next round plans on a listing that holds this round's writes, or it would try them again.
+            let deadline = tokio::time::Instant::now() + CATCH_UP;
+            while follower.listing().revision < wrote {
+                match tokio::time::timeout_at(deadline, follower.next()).await {
+                    Err(_) => {
+                        tracing::debug!(
+                            wrote,
+                            "the watch has not brought back the round's writes; planning anyway"
+                        );
+                        break;
+                    }
+                    Ok(step) => match taken(step) {
+                        Ok(changed) => due |= changed,
+                        Err(why) => return why,
+                    },
+                }
+            }
         }
         let step = if due {
             match tokio::time::timeout(RETRY_EVERY, follower.next()).await {
@@ -77,30 +99,38 @@ async fn rounds(store: &Store, follower: &mut Follower, pools: &Pools, fence: &F
         } else {
             follower.next().await
         };
-        match step {
-            Ok(Step::Changed) => due = true,
-            Ok(Step::Quiet) => {}
-            Ok(Step::Ended(end)) => return format!("{end:?}"),
-            Err(e) => return e.to_string(),
+        match taken(step) {
+            Ok(changed) => due |= changed,
+            Err(why) => return why,
         }
         // Take in what else has arrived (without waiting), so one round covers every change made while the last
         // one ran.
         while let Ok(step) = tokio::time::timeout(Duration::ZERO, follower.next()).await {
-            match step {
-                Ok(Step::Changed) => due = true,
-                Ok(Step::Quiet) => {}
-                Ok(Step::Ended(end)) => return format!("{end:?}"),
-                Err(e) => return e.to_string(),
+            match taken(step) {
+                Ok(changed) => due |= changed,
+                Err(why) => return why,
             }
         }
     }
 }
 
+/// Whether a watch answer changed the listing, or why the watch ended.
+fn taken(step: Result<Step, StoreError>) -> Result<bool, String> {
+    match step {
+        Ok(Step::Changed) => Ok(true),
+        Ok(Step::Quiet) => Ok(false),
+        Ok(Step::Ended(end)) => Err(format!("{end:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One round on `listing`, validated once for both steps: allocation, then routings. Returns whether it left
-/// nothing to plan again (no lost race, no failed request).
-async fn round(store: &Store, listing: &Listing, pools: &Pools, fence: &Fence) -> bool {
+/// nothing to plan again (no lost race, no failed request), and the store's revision after its last write (0:
+/// none).
+async fn round(store: &Store, listing: &Listing, pools: &Pools, fence: &Fence) -> (bool, i64) {
     let checked = Checked::new(listing);
     let mut settled = true;
+    let mut wrote = 0;
     match allocate_listed(store, listing, &checked, pools, Some(fence)).await {
         Ok(r) => {
             if !r.allocated.is_empty() || !r.released.is_empty() || r.conflicts > 0 {
@@ -115,6 +145,7 @@ async fn round(store: &Store, listing: &Listing, pools: &Pools, fence: &Fence) -
                 tracing::warn!(%lb, %why, "cannot allocate");
             }
             settled &= r.conflicts == 0;
+            wrote = wrote.max(r.revision);
         }
         Err(e) => {
             tracing::warn!(error = %e, "allocation round failed; planning again");
@@ -132,13 +163,14 @@ async fn round(store: &Store, listing: &Listing, pools: &Pools, fence: &Fence) -
                 );
             }
             settled &= r.conflicts == 0;
+            wrote = wrote.max(r.revision);
         }
         Err(e) => {
             tracing::warn!(error = %e, "routing round failed; planning again");
             settled = false;
         }
     }
-    settled
+    (settled, wrote)
 }
 
 /// The thread that keeps the leader's lease alive, with its own runtime and connection, so that no round, however
