@@ -73,45 +73,57 @@ async fn rounds(store: &Store, follower: &mut Follower, pools: &Pools, fence: &F
         if due {
             let (settled, wrote) = round(store, follower.listing(), pools, fence).await;
             due = !settled;
-            // The next round plans on a listing that holds this round's writes, or it would try them again.
-            let deadline = tokio::time::Instant::now() + CATCH_UP;
-            while follower.listing().revision < wrote {
-                match tokio::time::timeout_at(deadline, follower.next()).await {
-                    Err(_) => {
-                        tracing::debug!(
-                            wrote,
-                            "the watch has not brought back the round's writes; planning anyway"
-                        );
-                        break;
-                    }
-                    Ok(step) => match taken(step) {
-                        Ok(changed) => due |= changed,
-                        Err(why) => return why,
-                    },
-                }
+            match catch_up(follower, wrote).await {
+                Ok(changed) => due |= changed,
+                Err(why) => return why,
             }
         }
-        let step = if due {
-            match tokio::time::timeout(RETRY_EVERY, follower.next()).await {
-                Ok(step) => step,
-                Err(_) => continue,
-            }
+        // A round left work undone: plan again after a pause even without a change.
+        let waited = if due {
+            tokio::time::timeout(RETRY_EVERY, follower.next()).await.ok()
         } else {
-            follower.next().await
+            Some(follower.next().await)
         };
-        match taken(step) {
-            Ok(changed) => due |= changed,
-            Err(why) => return why,
-        }
-        // Take in what else has arrived (without waiting), so one round covers every change made while the last
-        // one ran.
-        while let Ok(step) = tokio::time::timeout(Duration::ZERO, follower.next()).await {
+        if let Some(step) = waited {
             match taken(step) {
                 Ok(changed) => due |= changed,
                 Err(why) => return why,
             }
         }
+        match drain(follower).await {
+            Ok(changed) => due |= changed,
+            Err(why) => return why,
+        }
     }
+}
+
+/// Takes in watch answers until the listing holds the store's revision `wrote` (a round's last write), at most
+/// [`CATCH_UP`], so that the next round does not try again what the last one did. Whether any answer changed the
+/// listing, or why the watch ended.
+async fn catch_up(follower: &mut Follower, wrote: i64) -> Result<bool, String> {
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    let mut changed = false;
+    while follower.listing().revision < wrote {
+        let Ok(step) = tokio::time::timeout_at(deadline, follower.next()).await else {
+            tracing::debug!(
+                wrote,
+                "the watch has not brought back the round's writes; planning anyway"
+            );
+            break;
+        };
+        changed |= taken(step)?;
+    }
+    Ok(changed)
+}
+
+/// Takes in the watch answers that have arrived, without waiting, so that one round covers every change made
+/// while the last one ran. Whether any changed the listing, or why the watch ended.
+async fn drain(follower: &mut Follower) -> Result<bool, String> {
+    let mut changed = false;
+    while let Ok(step) = tokio::time::timeout(Duration::ZERO, follower.next()).await {
+        changed |= taken(step)?;
+    }
+    Ok(changed)
 }
 
 /// Whether a watch answer changed the listing, or why the watch ended.
