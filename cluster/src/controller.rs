@@ -7,7 +7,9 @@
 //! transaction as the record, on the condition that none of them exists yet (`create_revision == 0`). Of two
 //! transactions claiming one value etcd commits one; the other writes nothing and is planned again.
 //!
-//! The same transaction writes the LoadBalancer's `status.ips` (its VIPs), on the object as it was read.
+//! The same transaction writes the LoadBalancer's `status.ips` (its VIPs), on the object as it was read. One
+//! transaction carries many LoadBalancers' allocations ([`commit_parts`], shared with the routing step): one that
+//! fails is sent again a LoadBalancer at a time.
 //!
 //! **Fencing.** A leader passes its [`Fence`]: every transaction also requires that the leader key is still held
 //! under the leader's lease, so a controller whose lease expired (etcd then deletes its key) writes nothing, even

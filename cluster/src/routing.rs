@@ -105,7 +105,7 @@ fn plan(listing: &Listing, checked: &Checked) -> Vec<(ObjectKey, Change)> {
     changes
 }
 
-/// One round: lists the store and writes the routings that changed, each in its own fenced transaction.
+/// One round: lists the store and writes the routings that changed, in as few fenced transactions as etcd takes.
 pub async fn routing_round(store: &Store, fence: Option<&Fence>) -> Result<RoutingRound, StoreError> {
     let listing = store.list(None).await?;
     routing_listed(store, &listing, &Checked::new(&listing), fence).await
