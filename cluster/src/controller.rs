@@ -16,7 +16,7 @@
 //! before it notices that it lost.
 
 use crate::alloc::Allocation;
-use crate::store::{transient, Listing, Store, StoreError, MAX_TXN_BYTES, MAX_TXN_OPS, RESEND_PAUSE};
+use crate::store::{transient, txn_ends, Listing, Store, StoreError, TxnShare, RESEND_PAUSE};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use ipnet::IpNet;
 use ironlb_api::types::IpFamily;
@@ -270,6 +270,15 @@ impl Part {
         self.bytes += key.len();
         self.ops.push(TxnOp::delete(key.as_bytes(), None));
     }
+
+    /// What it adds to a transaction.
+    pub fn share(&self) -> TxnShare {
+        TxnShare {
+            compares: self.compares.len(),
+            ops: self.ops.len(),
+            bytes: self.bytes,
+        }
+    }
 }
 
 impl Default for Part {
@@ -278,10 +287,9 @@ impl Default for Part {
     }
 }
 
-/// Commits `parts` in as few fenced transactions as etcd takes (up to [`MAX_TXN_OPS`] conditions and writes each,
-/// and [`MAX_TXN_BYTES`]); returns, per part, whether it was written. A transaction that fails (a race lost on one
-/// value, an object edited meanwhile) is sent again one part at a time, so one conflict holds up none of the
-/// others; with the lease gone every part fails.
+/// Commits `parts` in as few fenced transactions as etcd takes ([`txn_ends`]); returns, per part, whether it was
+/// written. A transaction that fails (a race lost on one value, an object edited meanwhile) is sent again one part
+/// at a time, so one conflict holds up none of the others; with the lease gone every part fails.
 pub async fn commit_parts(
     store: &Store,
     op: &'static str,
@@ -292,39 +300,19 @@ pub async fn commit_parts(
         written: Vec::with_capacity(parts.len()),
         revision: 0,
     };
+    let shares: Vec<TxnShare> = parts.iter().map(Part::share).collect();
     let mut start = 0;
-    while start < parts.len() {
-        let mut end = start + 1;
-        let (mut compares, mut ops, mut bytes) = (
-            1 + parts[start].compares.len(),
-            parts[start].ops.len(),
-            parts[start].bytes,
-        );
-        while let Some(next) = parts.get(end) {
-            if compares + next.compares.len() > MAX_TXN_OPS
-                || ops + next.ops.len() > MAX_TXN_OPS
-                || bytes + next.bytes > MAX_TXN_BYTES
-            {
-                break;
-            }
-            (compares, ops, bytes) = (
-                compares + next.compares.len(),
-                ops + next.ops.len(),
-                bytes + next.bytes,
-            );
-            end += 1;
-        }
+    for end in txn_ends(&shares, fenced(fence).len()) {
         let batch = &parts[start..end];
-        if done.take(commit_together(store, op, fence, batch).await?, batch.len()) || batch.len() == 1 {
-            start = end;
-            continue;
-        }
-        done.written.truncate(start);
-        for p in batch {
-            done.take(
-                commit_together(store, op, fence, std::slice::from_ref(p)).await?,
-                1,
-            );
+        let committed = done.take(commit_together(store, op, fence, batch).await?, batch.len());
+        if !committed && batch.len() > 1 {
+            done.written.truncate(start);
+            for p in batch {
+                done.take(
+                    commit_together(store, op, fence, std::slice::from_ref(p)).await?,
+                    1,
+                );
+            }
         }
         start = end;
     }

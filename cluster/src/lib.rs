@@ -10,7 +10,7 @@
 //! - [`watch`]: following the store: list at a revision, watch from the next, relist after a compaction;
 //! - [`settings`]: endpoints, TLS files and the prefix, from flags and the configuration file;
 //! - [`store`]: list, get and transactional writes with optimistic concurrency (resourceVersion = `mod_revision`);
-//! - [`write`]: what `apply` and `delete` write, validated as `ironlb validate` does before anything is written;
+//! - [`write`](mod@write): what `apply` and `delete` write, validated as `ironlb validate` does before anything is written;
 //! - [`client`]: the same operations for synchronous callers (the CLI);
 //! - [`testing`]: a real etcd-server on loopback for tests.
 //!

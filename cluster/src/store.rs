@@ -452,13 +452,13 @@ impl Store {
                 (self.layout.object_key(&w.object_ref()), value)
             })
             .collect();
-        let sizes: Vec<usize> = encoded
+        let shares: Vec<TxnShare> = encoded
             .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .map(|(k, v)| TxnShare::write(k.len() + v.as_ref().map_or(0, Vec::len)))
             .collect();
         let mut revision = 0;
         let mut start = 0;
-        for end in txn_ends(&sizes) {
+        for end in txn_ends(&shares, 0) {
             revision = self.commit_one(&writes[start..end], &encoded[start..end]).await?;
             start = end;
         }
@@ -510,20 +510,58 @@ impl Store {
     }
 }
 
-/// Where each transaction of a commit ends, given the size of each write: as many writes as fit in
-/// [`MAX_TXN_OPS`] and [`MAX_TXN_BYTES`], at least one.
-fn txn_ends(sizes: &[usize]) -> Vec<usize> {
-    let mut ends = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, size) in sizes.iter().enumerate() {
-        if i > start && (i - start == MAX_TXN_OPS || bytes + size > MAX_TXN_BYTES) {
-            ends.push(i);
-            (start, bytes) = (i, 0);
+/// What one write, or one object's share of a transaction, adds to the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnShare {
+    /// Conditions.
+    pub compares: usize,
+    /// Writes.
+    pub ops: usize,
+    /// Bytes of keys and values written.
+    pub bytes: usize,
+}
+
+impl TxnShare {
+    /// One conditional write of `bytes`.
+    pub fn write(bytes: usize) -> TxnShare {
+        TxnShare {
+            compares: 1,
+            ops: 1,
+            bytes,
         }
-        bytes += size;
     }
-    if start < sizes.len() {
-        ends.push(sizes.len());
+}
+
+/// Where each transaction ends when `shares` are cut into as few as etcd takes, each also carrying `reserved`
+/// conditions of its own (a leader's fence): as many shares as fit [`MAX_TXN_OPS`] conditions, [`MAX_TXN_OPS`]
+/// writes and [`MAX_TXN_BYTES`], at least one.
+pub fn txn_ends(shares: &[TxnShare], reserved: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut start = 0;
+    let mut sum = TxnShare {
+        compares: reserved,
+        ops: 0,
+        bytes: 0,
+    };
+    for (i, s) in shares.iter().enumerate() {
+        let fits = sum.compares + s.compares <= MAX_TXN_OPS
+            && sum.ops + s.ops <= MAX_TXN_OPS
+            && sum.bytes + s.bytes <= MAX_TXN_BYTES;
+        if i > start && !fits {
+            ends.push(i);
+            start = i;
+            sum = TxnShare {
+                compares: reserved,
+                ops: 0,
+                bytes: 0,
+            };
+        }
+        sum.compares += s.compares;
+        sum.ops += s.ops;
+        sum.bytes += s.bytes;
+    }
+    if start < shares.len() {
+        ends.push(shares.len());
     }
     ends
 }
@@ -613,24 +651,41 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{prefix_end, transient, txn_ends, MAX_TXN_BYTES, MAX_TXN_OPS};
+    use super::{prefix_end, transient, txn_ends, TxnShare, MAX_TXN_BYTES, MAX_TXN_OPS};
     use etcd_client::Error;
     use tonic::{Code, Status};
 
     #[test]
-    fn transactions_are_cut_at_the_operation_and_byte_limits() {
-        assert_eq!(txn_ends(&[]), Vec::<usize>::new());
-        assert_eq!(txn_ends(&[10; 3]), [3]);
+    fn transactions_are_cut_at_the_condition_write_and_byte_limits() {
+        let w = |bytes| TxnShare::write(bytes);
+        let ends = |v: &[TxnShare]| txn_ends(v, 0);
+        assert_eq!(ends(&[]), Vec::<usize>::new());
+        assert_eq!(ends(&[w(10); 3]), [3]);
         assert_eq!(
-            txn_ends(&vec![10; 2 * MAX_TXN_OPS + 1]),
+            ends(&vec![w(10); 2 * MAX_TXN_OPS + 1]),
             [MAX_TXN_OPS, 2 * MAX_TXN_OPS, 2 * MAX_TXN_OPS + 1]
         );
         // Bytes: three writes of 0.4 MiB make two transactions; a write above the limit goes alone.
-        let w = MAX_TXN_BYTES * 2 / 5;
-        assert_eq!(txn_ends(&[w, w, w]), [2, 3]);
-        assert_eq!(txn_ends(&[10, 2 * MAX_TXN_BYTES, 10]), [1, 2, 3]);
+        let big = MAX_TXN_BYTES * 2 / 5;
+        assert_eq!(ends(&[w(big), w(big), w(big)]), [2, 3]);
+        assert_eq!(ends(&[w(10), w(2 * MAX_TXN_BYTES), w(10)]), [1, 2, 3]);
         // Exactly at the limit fits.
-        assert_eq!(txn_ends(&[MAX_TXN_BYTES / 2, MAX_TXN_BYTES / 2, 1]), [2, 3]);
+        let half = MAX_TXN_BYTES / 2;
+        assert_eq!(ends(&[w(half), w(half), w(1)]), [2, 3]);
+        // Shares of five conditions and four writes, with a fence: 25 fit (1 + 125 conditions), not 26.
+        let lb = TxnShare {
+            compares: 5,
+            ops: 4,
+            bytes: 100,
+        };
+        assert_eq!(txn_ends(&[lb; 30], 1), [25, 30]);
+        assert_eq!(txn_ends(&[lb; 30], 0), [25, 30]);
+        let wide = TxnShare {
+            compares: 1,
+            ops: 3,
+            bytes: 100,
+        };
+        assert_eq!(txn_ends(&[wide; 50], 1), [42, 50]);
     }
 
     #[test]
