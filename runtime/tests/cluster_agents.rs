@@ -130,3 +130,56 @@ fn agents_follow_the_controller_and_a_killed_leader_is_replaced() {
     assert_eq!(agents[1].dump_json().unwrap(), d0);
     drop(second);
 }
+
+#[test]
+fn a_device_reset_under_a_waiting_agent_is_found_and_repaired() {
+    let Some(etcd) = EtcdServer::start_or_skip("a_device_reset_under_a_waiting_agent_is_found_and_repaired")
+    else {
+        return;
+    };
+    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    writer.apply(examples()).unwrap();
+    for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
+        assert!(writer
+            .block_on(writer.store().put_allocation(&lb, &alloc, Expect::Absent))
+            .unwrap());
+    }
+    let state = tempfile::tempdir().unwrap();
+    let cfg = cluster::agent_config(
+        etcd.settings("/ironlb/").resolve().unwrap(),
+        Some(state.path().to_path_buf()),
+    );
+    let mut a = Agent::start(cfg).unwrap();
+    assert!(a.wait_listed(Duration::from_secs(20)));
+    converge(&mut a, "both ready", |a| ready(a) == 2);
+    let before = a.programmed();
+    assert!(!a.check_device(), "no reset yet");
+    // The device is reset under the agent (as a function level reset would): its tables are empty.
+    a.model().expect("inproc").lock().unwrap().reset();
+    // The agent, waiting for a change of the store (none comes), finds the reset within its health interval and
+    // re-programs the device; a watchdog ends the wait after 20 s if it does not.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let timed_out = std::thread::scope(|s| {
+        let stop = &stop;
+        let watchdog = s.spawn(move || {
+            let fired = finished.recv_timeout(Duration::from_secs(20)).is_err();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            fired
+        });
+        a.wait_due(&stop).unwrap();
+        done.send(()).unwrap();
+        watchdog.join().unwrap()
+    });
+    assert!(!timed_out, "the reset was not found while the agent waited");
+    assert_eq!(a.programmed(), before, "every load balancer re-programmed");
+    // The next sync writes the condition to status.json.
+    a.sync().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("status.json")).unwrap()).unwrap();
+    let text = status.to_string();
+    assert!(
+        text.contains("DeviceRestored") && text.contains("reset #1"),
+        "{status:#}"
+    );
+}

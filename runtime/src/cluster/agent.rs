@@ -117,6 +117,9 @@ pub struct Agent {
     last_status: Option<StatusFile>,
     metrics: Option<AgentMetrics>,
     drain_timeout: Duration,
+    /// Device resets found and repaired, and the condition naming the last ([`Agent::check_device`]).
+    device_resets: u64,
+    device_conditions: Vec<crate::status::Condition>,
 }
 
 /// The agent's metrics endpoint: the registry, its server, and the device figures of the last sync.
@@ -160,6 +163,8 @@ impl Agent {
             last_status: None,
             metrics: None,
             drain_timeout: crate::control::drain::DRAIN_TIMEOUT,
+            device_resets: 0,
+            device_conditions: Vec::new(),
         })
     }
 
@@ -321,9 +326,10 @@ impl Agent {
     }
 
     /// Waits until the next sync is due, as `ironlb run` does: a change of the store (reconciles what it touches),
-    /// a due retry or the periodic full resync ([`crate::daemon::RESYNC`]); before the first listing, a second.
-    /// An outage starting or ending shows in status.json and the metrics at once, without a sync, and the device
-    /// figures behind the metrics are read again every second. Returns early when `stop` is set (within 250 ms).
+    /// a due retry, the periodic full resync ([`crate::daemon::RESYNC`]) or a device reset found (and repaired:
+    /// [`Agent::check_device`], every second); before the first listing, a second. An outage starting or ending
+    /// shows in status.json and the metrics at once, without a sync, and the device figures behind the metrics are
+    /// read again every second. Returns early when `stop` is set (within 250 ms).
     pub fn wait_due(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
         let now = Instant::now();
         let deadline = match self.reconciler() {
@@ -334,6 +340,7 @@ impl Agent {
             None => now + Duration::from_secs(1),
         };
         let mut health = self.health_seen();
+        let mut device_due = now + crate::daemon::HEALTH_INTERVAL;
         while !stop.load(Ordering::Relaxed) {
             let left = deadline.saturating_duration_since(Instant::now());
             if self.source.wait_change(left.min(Duration::from_millis(250)))? || left.is_zero() {
@@ -346,9 +353,33 @@ impl Agent {
                     tracing::error!(error = %e, "writing status.json failed");
                 }
             }
+            if Instant::now() >= device_due {
+                device_due = Instant::now() + crate::daemon::HEALTH_INTERVAL;
+                if self.check_device() {
+                    break;
+                }
+            }
             self.refresh_device_stats();
         }
         Ok(())
+    }
+
+    /// Looks for a device reset that ironlb did not cause and, on one, re-programs every load balancer and reports
+    /// it as `ironlb run` does (log line, `ironlb_device_resets_total`, the `DeviceRestored` condition in
+    /// status.json); whether it found one. [`Agent::wait_due`] looks every second.
+    pub fn check_device(&mut self) -> bool {
+        let Holder::Running(rec) = &mut self.holder else {
+            return false;
+        };
+        let wall = std::time::SystemTime::now();
+        let Some(c) = crate::daemon::restore_after_reset(rec, &mut self.device_resets, wall) else {
+            return false;
+        };
+        self.device_conditions = vec![c];
+        if let Some(m) = &self.metrics {
+            m.metrics.device_reset();
+        }
+        true
     }
 
     /// The reconciler, once running.
@@ -418,7 +449,7 @@ impl Agent {
             load_errors,
             load_balancers,
             device_down: None,
-            device_conditions: Vec::new(),
+            device_conditions: self.device_conditions.clone(),
         };
         if self.last_status.as_ref() == Some(&status) {
             return Ok(());

@@ -206,44 +206,19 @@ impl Daemon {
     /// `DeviceRestored` condition in `ironlb status` and status.json. Returns true when it restored. A device that
     /// cannot be read is logged and left to the sync's own error handling.
     pub fn check_device(&mut self) -> bool {
+        let wall = self.clock.wall();
         let mut sh = self.shared.lock().expect("daemon state lock");
-        if sh.rec.device_down().is_some() {
-            // Not answering: the probe (with backoff) finds out when it does again.
+        let sh = &mut *sh;
+        let Some(condition) = restore_after_reset(&mut sh.rec, &mut sh.device_resets, wall) else {
             return false;
+        };
+        sh.device_conditions = vec![condition];
+        if let Some(m) = &self.metrics {
+            m.device_reset();
         }
-        match sh.rec.device().check_and_restore() {
-            Ok(None) => false,
-            Ok(Some((seen, report))) => {
-                tracing::warn!(
-                    evidence = %seen,
-                    load_balancers = report.load_balancers,
-                    commands = report.commands,
-                    "device reset detected (not caused by this daemon); re-programmed every load balancer"
-                );
-                sh.device_resets += 1;
-                let message = format!(
-                    "reset #{} detected: {seen}; {} load balancers re-programmed",
-                    sh.device_resets, report.load_balancers
-                );
-                sh.device_conditions = vec![Condition {
-                    kind: ConditionType::DeviceRestored,
-                    status: ConditionStatus::True,
-                    reason: Reason::DeviceReset,
-                    message,
-                    last_transition_time: rfc3339(self.clock.wall()),
-                }];
-                if let Some(m) = &self.metrics {
-                    m.device_reset();
-                }
-                // status.json is rewritten by the next sync.
-                self.last_status = None;
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "device health check failed");
-                false
-            }
-        }
+        // status.json is rewritten by the next sync.
+        self.last_status = None;
+        true
     }
 
     /// One reconcile of the source's current snapshot; writes `status.json` when it changed.
@@ -340,6 +315,47 @@ impl Drop for Daemon {
         // Only our own socket: another daemon may have been given the same path since.
         if fs::symlink_metadata(&self.socket_path).is_ok_and(|m| (m.dev(), m.ino()) == self.socket_id) {
             let _ = fs::remove_file(&self.socket_path);
+        }
+    }
+}
+
+/// Looks for a device reset that ironlb did not cause (docs/hw-spec.md §3.4: GENERATION, or on a v1.0 device its
+/// effects) and answers one by re-programming every load balancer: logs it, counts it in `resets` and returns the
+/// `DeviceRestored` condition that names it (as of `wall`). `None` when there was none, the device is down (its
+/// probe finds out when it answers again) or it cannot be read (logged, and left to the sync's own handling).
+/// Shared by the daemon and the cluster agent.
+pub(crate) fn restore_after_reset(
+    rec: &mut Reconciler,
+    resets: &mut u64,
+    wall: std::time::SystemTime,
+) -> Option<Condition> {
+    if rec.device_down().is_some() {
+        return None;
+    }
+    match rec.device().check_and_restore() {
+        Ok(None) => None,
+        Ok(Some((seen, report))) => {
+            tracing::warn!(
+                evidence = %seen,
+                load_balancers = report.load_balancers,
+                commands = report.commands,
+                "device reset detected (not caused by ironlb); re-programmed every load balancer"
+            );
+            *resets += 1;
+            Some(Condition {
+                kind: ConditionType::DeviceRestored,
+                status: ConditionStatus::True,
+                reason: Reason::DeviceReset,
+                message: format!(
+                    "reset #{resets} detected: {seen}; {} load balancers re-programmed",
+                    report.load_balancers
+                ),
+                last_transition_time: rfc3339(wall),
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "device health check failed");
+            None
         }
     }
 }
