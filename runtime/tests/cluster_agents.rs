@@ -167,7 +167,7 @@ fn a_device_reset_under_a_waiting_agent_is_found_and_repaired() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             fired
         });
-        a.wait_due(&stop).unwrap();
+        a.wait_due(stop).unwrap();
         done.send(()).unwrap();
         watchdog.join().unwrap()
     });
