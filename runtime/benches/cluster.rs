@@ -50,30 +50,15 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        lbs: 4096,
-        targets: 64,
-        events: 200,
-        lease_ttl: 5,
-        timeout: Duration::from_secs(600),
+    let f = fleet::number_flags(&["--lbs", "--targets", "--events", "--lease-ttl", "--timeout"]);
+    let n = |flag: &str, default: u64| f.get(flag).copied().unwrap_or(default);
+    let a = Args {
+        lbs: n("--lbs", 4096) as usize,
+        targets: n("--targets", 64) as usize,
+        events: n("--events", 200) as usize,
+        lease_ttl: n("--lease-ttl", 5) as u32,
+        timeout: Duration::from_secs(n("--timeout", 600)),
     };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        let next = || v.get(i + 1).and_then(|s| s.parse().ok()).expect("a number");
-        match v[i].as_str() {
-            "--lbs" => a.lbs = next(),
-            "--targets" => a.targets = next(),
-            "--events" => a.events = next(),
-            "--lease-ttl" => a.lease_ttl = next() as u32,
-            "--timeout" => a.timeout = Duration::from_secs(next() as u64),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
     assert!(a.lbs >= 1 && a.targets >= 2 && a.lease_ttl >= 2);
     a
 }

@@ -32,27 +32,13 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        lbs: 4096,
-        targets: 64,
-        events: 1000,
-    };
-    let v: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < v.len() {
-        let next = || v.get(i + 1).and_then(|s| s.parse().ok()).expect("a number");
-        match v[i].as_str() {
-            "--lbs" => a.lbs = next(),
-            "--targets" => a.targets = next(),
-            "--events" => a.events = next(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let f = fleet::number_flags(&["--lbs", "--targets", "--events"]);
+    let n = |flag: &str, default: usize| f.get(flag).map_or(default, |v| *v as usize);
+    Args {
+        lbs: n("--lbs", 4096),
+        targets: n("--targets", 64),
+        events: n("--events", 1000),
     }
-    a
 }
 
 /// Writes the manifests: one Network, `GROUPS` groups of `targets` NetworkInterfaces (one file per group), and

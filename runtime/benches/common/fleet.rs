@@ -80,3 +80,24 @@ pub fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// The bench's numeric flags: the value of each `--NAME N` on the command line whose name is in `names` (other
+/// words, such as cargo's `--bench`, are passed over); panics naming a flag not followed by a number.
+pub fn number_flags(names: &[&str]) -> std::collections::BTreeMap<String, u64> {
+    let v: Vec<String> = std::env::args().collect();
+    let mut flags = std::collections::BTreeMap::new();
+    let mut i = 1;
+    while i < v.len() {
+        if !names.contains(&v[i].as_str()) {
+            i += 1;
+            continue;
+        }
+        let n = v.get(i + 1).and_then(|s| s.parse().ok());
+        flags.insert(
+            v[i].clone(),
+            n.unwrap_or_else(|| panic!("{} takes a number", v[i])),
+        );
+        i += 2;
+    }
+    flags
+}
