@@ -229,11 +229,19 @@ fn status_view(rec: &Reconciler) -> Vec<String> {
 }
 
 fn reconciler(state: &Path) -> Reconciler {
+    reconciler_on(vec![(1, PortKind::Network { vni: 100 })], |cap| {
+        Allocator::open(&state.join("alloc.json"), Pools::default(), cap).unwrap()
+    })
+}
+
+/// A reconciler of a small in-process device with `ports` (and the underlay on port 3), its allocator made by
+/// `alloc` for the device's lb_id cap.
+fn reconciler_on(mut ports: Vec<(u32, PortKind)>, alloc: impl FnOnce(u32) -> Allocator) -> Reconciler {
     let dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::small()).unwrap())).unwrap();
-    let cap = dev.caps().lb_ids;
-    let alloc = Allocator::open(&state.join("alloc.json"), Pools::default(), cap).unwrap();
+    let alloc = alloc(dev.caps().lb_ids);
+    ports.push((3, PortKind::Underlay));
     let host = HostConfig {
-        ports: vec![(1, PortKind::Network { vni: 100 }), (3, PortKind::Underlay)],
+        ports,
         underlay_src: "fd00:ffff::1".parse().unwrap(),
         mtu: 9000,
         hop_limit: 64,
@@ -379,17 +387,7 @@ fn public_world() -> String {
 
 /// A cluster agent's reconciler: allocations given, not chosen.
 fn given_reconciler() -> Reconciler {
-    let dev = Device::open(Box::new(InprocBackend::new(DeviceConfig::small()).unwrap())).unwrap();
-    let alloc = Allocator::given(dev.caps().lb_ids);
-    let host = HostConfig {
-        ports: vec![(0, PortKind::Public), (3, PortKind::Underlay)],
-        underlay_src: "fd00:ffff::1".parse().unwrap(),
-        mtu: 9000,
-        hop_limit: 64,
-    };
-    let mut rec = Reconciler::new(dev, alloc, &host).unwrap();
-    rec.set_clock(ironlb_runtime::clock::ManualClock::new().shared());
-    rec
+    reconciler_on(vec![(0, PortKind::Public)], Allocator::given)
 }
 
 /// Given allocations that change apart from the objects (a cluster agent's): reconciling only the load balancers
