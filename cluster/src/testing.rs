@@ -11,6 +11,7 @@ use crate::alloc::Allocation;
 use crate::settings::EtcdSettings;
 use crate::store::Listing;
 use crate::write::Incoming;
+use crate::Client;
 use ironlb_api::ObjectKey;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -393,6 +394,11 @@ impl Drop for Members {
 #[derive(Debug)]
 pub struct EtcdServer(Members);
 
+fn connect(settings: &EtcdSettings) -> Client {
+    let cfg = settings.resolve().expect("the harness's settings resolve");
+    Client::connect(&cfg).unwrap_or_else(|e| panic!("connecting to the test etcd: {e}"))
+}
+
 impl EtcdServer {
     /// Starts etcd, or returns `None` after printing why the calling test is skipped when etcd is not installed.
     /// Under `CI=true` a missing etcd panics instead: CI installs it, so its absence is a broken CI.
@@ -418,6 +424,11 @@ impl EtcdServer {
     /// Settings reaching this server under `prefix`.
     pub fn settings(&self, prefix: &str) -> EtcdSettings {
         self.0.settings(vec![self.endpoint()], prefix)
+    }
+
+    /// A client of this server under `prefix` (a test's setup: panics when it cannot connect).
+    pub fn client(&self, prefix: &str) -> Client {
+        connect(&self.settings(prefix))
     }
 
     /// Stops etcd (SIGKILL), keeping its data: [`EtcdServer::restart`] brings it back with the same state.
@@ -458,6 +469,11 @@ impl EtcdCluster {
     /// Settings reaching the cluster through all three members under `prefix`.
     pub fn settings(&self, prefix: &str) -> EtcdSettings {
         self.0.settings(self.endpoints(), prefix)
+    }
+
+    /// A client of the cluster (all three members) under `prefix` (a test's setup: panics when it cannot connect).
+    pub fn client(&self, prefix: &str) -> Client {
+        connect(&self.settings(prefix))
     }
 
     /// Every member's log tail, headed by its name.

@@ -94,7 +94,7 @@ fn a_round_allocates_many_load_balancers_per_transaction_and_a_conflict_holds_up
     };
     use ironlb_cluster::controller::{allocate_listed, Checked};
     use ironlb_cluster::testing::assert_allocated_once;
-    let c = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let c = etcd.client("/ironlb/");
     // 40 dual-stack LoadBalancers: five writes and five conditions each, so 25 fit one transaction of 128.
     c.apply(fleet(0..40)).unwrap();
     let before = c.list().unwrap();

@@ -67,7 +67,7 @@ fn the_controller_writes_and_maintains_routings_from_selectors() {
     else {
         return;
     };
-    let c = Client::connect(&etcd.settings("/r/").resolve().unwrap()).unwrap();
+    let c = etcd.client("/r/");
     c.apply(incoming(OBJECTS)).unwrap();
     let fence = c
         .block_on(campaign(c.store(), "a", 5, Duration::from_millis(50)))
@@ -113,7 +113,7 @@ fn a_controller_without_its_lease_writes_no_routing() {
     let Some(etcd) = EtcdServer::start_or_skip("a_controller_without_its_lease_writes_no_routing") else {
         return;
     };
-    let c = Client::connect(&etcd.settings("/r/").resolve().unwrap()).unwrap();
+    let c = etcd.client("/r/");
     c.apply(incoming(OBJECTS)).unwrap();
     let fence = c
         .block_on(campaign(c.store(), "a", 5, Duration::from_millis(50)))

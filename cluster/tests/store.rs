@@ -7,18 +7,13 @@ use ironlb_cluster::client::WriteError;
 use ironlb_cluster::store::{Expect, StoreError, Write};
 use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_cluster::write::{Incoming, Outcome, Refusal};
-use ironlb_cluster::Client;
-
-fn client(etcd: &EtcdServer, prefix: &str) -> Client {
-    Client::connect(&etcd.settings(prefix).resolve().unwrap()).unwrap()
-}
 
 #[test]
 fn apply_get_delete_round_trip() {
     let Some(etcd) = EtcdServer::start_or_skip("apply_get_delete_round_trip") else {
         return;
     };
-    let c = client(&etcd, "/t1/");
+    let c = etcd.client("/t1/");
     let ex = examples();
     let plan = c.apply(ex.clone()).unwrap();
     assert!(plan.outcomes.iter().all(|(_, o)| *o == Outcome::Created));
@@ -34,7 +29,7 @@ fn apply_get_delete_round_trip() {
     assert!(again.writes.is_empty());
     assert_eq!(c.list().unwrap().objects, listing.objects);
     // Another prefix is another fleet: empty.
-    assert!(client(&etcd, "/t2/").list().unwrap().objects.is_empty());
+    assert!(etcd.client("/t2/").list().unwrap().objects.is_empty());
     // Deleting everything empties the store.
     let refs: Vec<ObjectRef> = listing.objects.keys().cloned().collect();
     let plan = c.delete(refs.clone(), false).unwrap();
@@ -52,7 +47,7 @@ fn bad_objects_are_refused_and_nothing_changes() {
     let Some(etcd) = EtcdServer::start_or_skip("bad_objects_are_refused_and_nothing_changes") else {
         return;
     };
-    let c = client(&etcd, "/ironlb/");
+    let c = etcd.client("/ironlb/");
     c.apply(examples()).unwrap();
     let before = c.list().unwrap();
     // One good new Network and one LoadBalancer whose port range is backwards: neither is written.
@@ -88,7 +83,7 @@ fn a_concurrent_change_is_a_conflict() {
     let Some(etcd) = EtcdServer::start_or_skip("a_concurrent_change_is_a_conflict") else {
         return;
     };
-    let c = client(&etcd, "/ironlb/");
+    let c = etcd.client("/ironlb/");
     c.apply(examples()).unwrap();
     let listing = c.list().unwrap();
     let (r, stored) = listing
@@ -148,7 +143,7 @@ fn a_watch_resumed_past_a_compaction_says_so() {
     let Some(etcd) = EtcdServer::start_or_skip("a_watch_resumed_past_a_compaction_says_so") else {
         return;
     };
-    let c = client(&etcd, "/ironlb/");
+    let c = etcd.client("/ironlb/");
     c.apply(examples()).unwrap();
     let old = c.list().unwrap();
     let mut edited = examples();
@@ -205,7 +200,7 @@ fn a_listing_larger_than_one_answer_is_one_cut_of_the_store() {
     else {
         return;
     };
-    let c = client(&etcd, "/ironlb/");
+    let c = etcd.client("/ironlb/");
     let put = |i: usize| Write::Put {
         object: Box::new(large_interface(i)),
         expect: Expect::Absent,

@@ -10,7 +10,6 @@ use cluster::{
 };
 use ironlb_cluster::store::Expect;
 use ironlb_cluster::testing::{examples, EtcdServer};
-use ironlb_cluster::Client;
 use ironlb_runtime::cluster::agent::Agent;
 use ironlb_runtime::status::Reason;
 use std::time::Duration;
@@ -20,7 +19,7 @@ fn three_agents_program_byte_identical_tables_and_a_late_joiner_writes_nothing()
     let Some(etcd) = EtcdServer::start_or_skip("three_agents_program_byte_identical_tables") else {
         return;
     };
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let writer = etcd.client("/ironlb/");
     writer.apply(examples()).unwrap();
     let mut agents: Vec<Agent> = (0..3).map(|_| agent(&etcd.settings("/ironlb/"))).collect();
     // No allocation yet: nothing is programmed, and the status says why.
@@ -109,7 +108,7 @@ fn agents_follow_the_controller_and_a_killed_leader_is_replaced() {
     else {
         return;
     };
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let writer = etcd.client("/ironlb/");
     let first = Controller::start(&[etcd.endpoint()], "c1", 2);
     writer.apply(examples()).unwrap();
     let mut agents: Vec<Agent> = (0..2).map(|_| agent(&etcd.settings("/ironlb/"))).collect();
@@ -137,7 +136,7 @@ fn a_device_reset_under_a_waiting_agent_is_found_and_repaired() {
     else {
         return;
     };
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let writer = etcd.client("/ironlb/");
     writer.apply(examples()).unwrap();
     for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
         assert!(writer

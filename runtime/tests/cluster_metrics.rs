@@ -12,7 +12,6 @@ mod scrape;
 use cluster::{agent_config, converge, ready};
 use ironlb_cluster::store::Expect;
 use ironlb_cluster::testing::{example_allocations, examples, EtcdServer};
-use ironlb_cluster::Client;
 use ironlb_runtime::cluster::agent::Agent;
 use scrape::scrape;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +37,7 @@ fn agent_metrics_show_the_etcd_outage_beside_the_device() {
     else {
         return;
     };
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let writer = etcd.client("/ironlb/");
     writer.apply(examples()).unwrap();
     for (lb, a) in example_allocations() {
         assert!(writer

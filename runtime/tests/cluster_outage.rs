@@ -15,7 +15,7 @@ use ironlb_cluster::alloc::Allocation;
 use ironlb_cluster::store::Expect;
 use ironlb_cluster::testing::EtcdServer;
 use ironlb_cluster::write::Incoming;
-use ironlb_cluster::{Client, EtcdSettings};
+use ironlb_cluster::EtcdSettings;
 use ironlb_driver::SharedModel;
 use ironlb_hw::DropReason;
 use ironlb_runtime::cluster::agent::Agent;
@@ -174,7 +174,7 @@ fn outage_keeps_the_device_forwarding_and_a_compaction_meanwhile_ends_in_a_relis
     };
     let target: SocketAddr = etcd.endpoint().trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(target);
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
+    let writer = etcd.client("/ironlb/");
     writer.apply(ironlb_cluster::testing::examples()).unwrap();
     for (lb, a) in ironlb_cluster::testing::example_allocations() {
         assert!(writer

@@ -14,7 +14,8 @@
 mod cluster;
 
 use cluster::{
-    agent, converge, converge_at, extra_lb, kill_and_wait_for_takeover, leader, ready, Controller,
+    agent, converge, converge_at, extra_lb, kill_and_wait_for_takeover, leader, leader_and_standby, ready,
+    Controller,
 };
 use ironlb_cluster::testing::{assert_allocated_once, examples, fleet, EtcdCluster};
 use ironlb_cluster::Client;
@@ -146,12 +147,8 @@ fn a_controller_killed_while_allocating_is_replaced_within_its_lease_time() {
     const LBS: usize = 200;
     const TTL: u32 = 2;
     let endpoints = etcd.endpoints();
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
-    let first = Controller::start(&endpoints, "c1", TTL);
-    cluster::until("c1 leads", Duration::from_secs(30), || {
-        leader(&writer).is_some_and(|(id, _)| id == "c1")
-    });
-    let second = Controller::start(&endpoints, "c2", TTL);
+    let writer = etcd.client("/ironlb/");
+    let (first, second) = leader_and_standby(&endpoints, &writer, TTL);
     writer.apply(fleet(0..LBS)).unwrap();
     // c1 is in the middle of the batch: some LoadBalancers have records, not all.
     let mut done = 0;
@@ -182,12 +179,8 @@ fn a_controller_stopped_hands_over_at_once() {
     // A lease time far beyond the wait below: only a resign can make c2 lead in time.
     const TTL: u32 = 120;
     let endpoints = etcd.endpoints();
-    let writer = Client::connect(&etcd.settings("/ironlb/").resolve().unwrap()).unwrap();
-    let first = Controller::start(&endpoints, "c1", TTL);
-    cluster::until("c1 leads", Duration::from_secs(30), || {
-        leader(&writer).is_some_and(|(id, _)| id == "c1")
-    });
-    let second = Controller::start(&endpoints, "c2", TTL);
+    let writer = etcd.client("/ironlb/");
+    let (first, second) = leader_and_standby(&endpoints, &writer, TTL);
     let stopped = Instant::now();
     let log = first.terminate();
     assert!(log.contains("gave up the controller lead"), "{log}");

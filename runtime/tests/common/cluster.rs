@@ -147,6 +147,16 @@ impl Controller {
     }
 }
 
+/// `ironlb controller` c1, once it leads (bounded: 30 s), and c2 started after it, standing by; both with lease time
+/// `lease_ttl`.
+pub fn leader_and_standby(endpoints: &[String], w: &Client, lease_ttl: u32) -> (Controller, Controller) {
+    let first = Controller::start(endpoints, "c1", lease_ttl);
+    until("c1 leads", Duration::from_secs(30), || {
+        leader(w).is_some_and(|(id, _)| id == "c1")
+    });
+    (first, Controller::start(endpoints, "c2", lease_ttl))
+}
+
 /// How much longer than its lease time a killed controller's successor may take to lead: etcd looks for expired
 /// leases every 500 ms and revokes them through raft, the successor campaigns every 500 ms, and the machine may be
 /// loaded. A bound on the lease mechanism, not a performance figure.
