@@ -8,7 +8,7 @@ use ironlb_tests::e2e::capture::{self, Capture};
 use ironlb_tests::e2e::topology::{
     Spec, Topology, CLIENT_A, CLIENT_B, INTERNAL_VIP, PUB_CLIENT4, PUB_CLIENT6, ROUTER4, ROUTER6,
 };
-use ironlb_tests::e2e::{eventually, run_bounded, script, should_run, PYTHON};
+use ironlb_tests::e2e::{eventually, poll_until, run_bounded, script, should_run, PYTHON};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -286,10 +286,50 @@ fn e2e_public_load_balancer() {
             format!("opts:{PUB_CLIENT4}:{vip4}:45000"),
         ],
     );
+    let vips: [IpAddr; 2] = [vip4.parse().unwrap(), vip6.parse().unwrap()];
+    let to_vip = |p: &[u8]| capture::addrs(p).is_some_and(|(_, d)| vips.contains(&d));
+    let sctp = |port: u16| {
+        move |p: &[u8]| capture::l4(p).is_some_and(|(pr, _)| pr == 132) && capture::dst_port(p) == Some(port)
+    };
+    // This step's own packets (client ports 41000, 41001, 45000, the SCTP and ICMP packets), which all start and
+    // end inside the captures; late packets of earlier steps may fall outside a capture.
+    let sport = |l4: &[u8]| l4.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let ours = |p: &[u8]| match capture::l4(p) {
+        Some((6, l4)) => matches!(sport(l4), Some(41000 | 41001 | 45000)),
+        Some((1 | 58 | 132, _)) => true,
+        _ => false,
+    };
+    // Sorted, to compare as multisets: what the client sent to the VIPs (less what the port filter drops), and what
+    // the targets received of it.
+    let sent_of = |client: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = client
+            .iter()
+            .filter(|p| to_vip(p) && ours(p) && !sctp(9001)(p))
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let got_of = |targets: &mut dyn Iterator<Item = &Vec<u8>>| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = targets.filter(|p| to_vip(p) && ours(p)).cloned().collect();
+        v.sort();
+        v
+    };
+    // Stop once the client's capture holds the last packet crafted (the one with IPv4 options, from port 45000;
+    // dumpcap writes in order) and the targets' captures hold every packet of it that the client's holds. Bounded:
+    // a packet that never arrives fails the assertions below, which say more than a timeout would.
+    let last_crafted =
+        |p: &Vec<u8>| p[0] == 0x46 && capture::l4(p).is_some_and(|(_, l4)| sport(l4) == Some(45000));
+    let settled = poll_until(Duration::from_secs(10), || {
+        let client = client_cap.packets();
+        let targets: Vec<Vec<u8>> = caps.iter().flat_map(|(_, c)| c.packets()).collect();
+        (client.iter().any(last_crafted) && sent_of(&client) == got_of(&mut targets.iter())).then_some(())
+    });
+    if settled.is_none() {
+        eprintln!("the captures did not settle within 10 s: the assertions below say what is missing");
+    }
     let target_pkts: BTreeMap<String, Vec<Vec<u8>>> = caps.into_iter().map(|(n, c)| (n, c.stop())).collect();
     let client_pkts = client_cap.stop();
-    let vips: [IpAddr; 2] = [vip4.parse().unwrap(), vip6.parse().unwrap()];
-    let to_vip = |p: &Vec<u8>| capture::addrs(p).is_some_and(|(_, d)| vips.contains(&d));
     let received: BTreeMap<&String, Vec<&Vec<u8>>> = target_pkts
         .iter()
         .map(|(n, ps)| (n, ps.iter().filter(|p| to_vip(p)).collect()))
@@ -317,9 +357,6 @@ fn e2e_public_load_balancer() {
         t.stats()["drops"]
     );
     // 4: SCTP to 9000 reaches one target per flow; to 9001 none.
-    let sctp = |port: u16| {
-        move |p: &[u8]| capture::l4(p).is_some_and(|(pr, _)| pr == 132) && capture::dst_port(p) == Some(port)
-    };
     let allowed: usize = received
         .values()
         .map(|ps| ps.iter().filter(|p| sctp(9000)(p)).count())
@@ -334,34 +371,15 @@ fn e2e_public_load_balancer() {
     );
     // 6: every packet the client sent to the VIPs (except the one the port filter drops) arrives byte-identical
     // (TTL, checksums, options) at exactly one target, with the client's real source address.
-    // Compared over this step's own flows (client ports 41000, 41001, 45000, the SCTP and ICMP packets), which
-    // all start and end inside the captures; late packets of earlier steps may fall outside a capture.
-    let ours = |p: &[u8]| {
-        let Some((proto, l4)) = capture::l4(p) else {
-            return false;
-        };
-        let sport = l4.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        match proto {
-            6 => matches!(sport, Some(41000 | 41001 | 45000)),
-            1 | 58 | 132 => true,
-            _ => false,
-        }
-    };
-    let sent: Vec<&Vec<u8>> = client_pkts
-        .iter()
-        .filter(|p| to_vip(p) && ours(p) && !sctp(9001)(p))
-        .collect();
-    let mut sent_sorted: Vec<&Vec<u8>> = sent.clone();
-    sent_sorted.sort();
-    let mut got: Vec<&Vec<u8>> = received.values().flatten().copied().filter(|p| ours(p)).collect();
-    got.sort();
+    let sent = sent_of(&client_pkts);
+    let got = got_of(&mut target_pkts.values().flatten());
     assert!(
         sent.len() >= 10,
         "the client capture holds the test's packets ({} packets)",
         sent.len()
     );
     assert!(
-        sent_sorted == got,
+        sent == got,
         "targets received exactly the client's packets, byte for byte ({} sent, {} received)",
         sent.len(),
         got.len()

@@ -51,10 +51,18 @@ impl Capture {
         Capture { proc, file }
     }
 
+    /// The packets written so far (dumpcap writes its file as it captures, in order; a record cut mid-write ends
+    /// the list, and a file without its header yet is empty). For waiting on a condition before [`Capture::stop`].
+    pub fn packets(&self) -> Vec<Vec<u8>> {
+        match std::fs::File::open(&self.file).map(PcapReader::new) {
+            Ok(Ok(r)) => read_records(r, &self.file),
+            _ => Vec::new(),
+        }
+    }
+
     /// Stop (SIGINT, so tshark flushes the file) and return the captured packets (IP packets, no link header).
+    /// Packets still in flight are not waited for: wait with [`Capture::packets`] for what the test expects first.
     pub fn stop(mut self) -> Vec<Vec<u8>> {
-        // Let packets still in flight through the TUNs and the model arrive.
-        std::thread::sleep(Duration::from_millis(300));
         let _ = run_bounded(
             None,
             &["kill", "-INT", &self.proc.pid().to_string()],
@@ -72,7 +80,12 @@ impl Capture {
 /// The packets of a pcap file of a TUN capture (link type RAW, or IPv4/IPv6).
 pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("capture {}: {e}", path.display()));
-    let mut r = PcapReader::new(f).unwrap_or_else(|e| panic!("capture {}: {e}", path.display()));
+    let r = PcapReader::new(f).unwrap_or_else(|e| panic!("capture {}: {e}", path.display()));
+    read_records(r, path)
+}
+
+/// The records of an open pcap file, up to its end or a record cut short; panics on a link type other than raw IP.
+fn read_records(mut r: PcapReader<std::fs::File>, path: &Path) -> Vec<Vec<u8>> {
     let link = r.header().datalink;
     let mut out = Vec::new();
     while let Some(p) = r.next_packet() {

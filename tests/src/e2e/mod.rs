@@ -337,16 +337,21 @@ impl Drop for Proc {
 }
 
 /// Poll `f` until it returns `Some` (bounded by `timeout`), or panic naming `what`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_until(timeout, f).unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Poll `f` every 25 ms until it returns `Some`, or `None` once `timeout` has passed (for a caller whose own
+/// assertions afterwards say better what went wrong than a timeout would).
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            t0.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if t0.elapsed() >= timeout {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
 }
