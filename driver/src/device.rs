@@ -64,6 +64,10 @@ pub struct Device {
     /// What this driver configured outside the tables, and the device generation it did it in (reset detection
     /// and restore, docs/hw-spec.md §3.4).
     pub(crate) intent: Intent,
+    /// A restore that did not finish (the device reset again, or stopped answering, while it re-programmed): what
+    /// the driver still owes the device. The driver state then holds only the part that was re-programmed; this
+    /// holds all of it, and [`Device::check_reset`] reports a reset until a restore finishes.
+    pub(crate) owed: Option<crate::health::Owed>,
 }
 
 /// How commands reached the device.
@@ -126,6 +130,7 @@ impl Device {
             next_flow_epoch: 1,
             skip_fences: false,
             intent: Intent::default(),
+            owed: None,
         };
         d.adopt()?;
         d.intent.adopt_registers(d.acc.as_mut(), &d.caps);
@@ -276,6 +281,9 @@ impl Device {
         }
         self.acc.write32(PORT_CFG + 4 * port, cfg.to_raw());
         self.intent.ports.insert(port, cfg);
+        self.owe(|o| {
+            o.intent.ports.insert(port, cfg);
+        });
         Ok(())
     }
 
@@ -299,6 +307,7 @@ impl Device {
         self.acc.write32(UNDERLAY_MTU, mtu);
         self.acc.write32(UNDERLAY_HOP_LIMIT, hop_limit as u32);
         self.intent.underlay = Some((src, mtu, hop_limit));
+        self.owe(|o| o.intent.underlay = Some((src, mtu, hop_limit)));
     }
 
     /// Underlay source address as configured.
@@ -326,6 +335,7 @@ impl Device {
     /// Enable or disable the pipeline.
     pub fn set_enabled(&mut self, on: bool) {
         self.intent.enabled = on;
+        self.owe(|o| o.intent.enabled = on);
         let c = self.acc.read32(CONTROL) & !CONTROL_RESET;
         self.acc.write32(
             CONTROL,
@@ -391,8 +401,8 @@ impl Device {
         )
     }
 
-    /// Reset the device (clears all tables) and forget all driver state. Only for tests and explicit operator
-    /// requests: a restart of the runtime adopts instead.
+    /// Reset the device (clears all tables) and forget all driver state, a restore still owed included. Only for
+    /// tests, explicit operator requests and [`Device::restore`]: a restart of the runtime adopts instead.
     pub fn reset(&mut self) -> Result<(), DriverError> {
         self.acc.write32(CONTROL, CONTROL_RESET);
         let acc = self.acc.as_mut();
@@ -415,6 +425,8 @@ impl Device {
         self.buckets = BlockAllocator::new(self.caps.bucket_slots);
         self.targets = BlockAllocator::new(self.caps.targets);
         self.lbs.clear();
+        self.stale = false;
+        self.owed = None;
         self.intent = Intent::default();
         self.intent.adopt_registers(self.acc.as_mut(), &self.caps);
         Ok(())

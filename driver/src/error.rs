@@ -114,6 +114,13 @@ pub enum DriverError {
         /// The device's minor version.
         minor: u16,
     },
+    /// The device was reset again while the driver re-programmed it after a reset ([`crate::Device::restore`]):
+    /// part of what was restored is gone again; the restore is still owed.
+    #[error("the device was reset again during the restore: {evidence}")]
+    ResetDuringRestore {
+        /// How the second reset was recognised.
+        evidence: String,
+    },
     /// The request itself is invalid (caller bug or unchecked input).
     #[error("invalid request: {0}")]
     Invalid(String),

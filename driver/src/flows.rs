@@ -103,6 +103,7 @@ impl Device {
         self.acc
             .write32(FLOW_CTRL, if cfg.enabled { FLOW_CTRL_ENABLE } else { 0 });
         self.intent.flow = Some(*cfg);
+        self.owe(|o| o.intent.flow = Some(*cfg));
         Ok(())
     }
 

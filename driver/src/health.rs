@@ -14,7 +14,18 @@
 
 use crate::device::Device;
 use crate::error::DriverError;
+use crate::state::Intent;
+use crate::LbSpec;
 use ironlb_hw::regs::*;
+use std::collections::BTreeMap;
+
+/// What a restore that did not finish still owes the device: everything the driver had configured before the
+/// reset, kept up to date with the changes made since (`apply`, `remove` and the register setters record theirs).
+#[derive(Debug, Clone)]
+pub(crate) struct Owed {
+    pub(crate) specs: BTreeMap<u32, LbSpec>,
+    pub(crate) intent: Intent,
+}
 
 /// A reset the driver did not cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +74,13 @@ impl Device {
                 evidence: "ID register does not read the ironlb magic (device in reset)",
             }));
         }
+        if self.owed.is_some() {
+            return Ok(Some(ResetSeen {
+                before: None,
+                after: None,
+                evidence: "a restore after an earlier reset did not finish",
+            }));
+        }
         if self.caps.has(FEATURE_GENERATION) {
             let g = acc.read32(GENERATION);
             if g == u32::MAX {
@@ -95,9 +113,30 @@ impl Device {
     /// Re-program everything this driver had configured — ports, underlay, every LB, the pipeline enable — on a
     /// device that lost it. The device is reset first, so the result does not depend on what a reset left (or,
     /// for a v1.0 device whose reset was only inferred, on what is still there).
+    ///
+    /// A restore that fails part-way (the device resets again, or stops answering) leaves the driver state holding
+    /// only what it re-programmed; what it still owes is kept, [`Device::check_reset`] keeps reporting a reset, and
+    /// the next restore programs all of it. Nothing the driver had configured is forgotten by a failed restore.
     pub fn restore(&mut self) -> Result<RestoreReport, DriverError> {
-        let specs: Vec<crate::LbSpec> = self.programmed().cloned().collect();
-        let intent = self.intent.clone();
+        let owed = match self.owed.take() {
+            Some(owed) => owed,
+            None => Owed {
+                specs: self.lbs.iter().map(|(&id, s)| (id, s.spec.clone())).collect(),
+                intent: self.intent.clone(),
+            },
+        };
+        self.reprogram(&owed).inspect_err(|_| self.owed = Some(owed))
+    }
+
+    /// While a restore is owed, a change made through the driver is also a change of what the restore programs.
+    pub(crate) fn owe(&mut self, change: impl FnOnce(&mut Owed)) {
+        if let Some(owed) = self.owed.as_mut() {
+            change(owed);
+        }
+    }
+
+    fn reprogram(&mut self, owed: &Owed) -> Result<RestoreReport, DriverError> {
+        let Owed { specs, intent } = owed;
         self.reset()?;
         for (&p, &c) in &intent.ports {
             self.set_port(p, c)?;
@@ -109,15 +148,18 @@ impl Device {
             self.set_flow_table(&flow)?;
         }
         let mut report = RestoreReport::default();
-        for spec in &specs {
+        for spec in specs.values() {
             report.commands += self.apply(spec)?.commands;
             report.load_balancers += 1;
         }
         self.set_enabled(intent.enabled);
-        self.intent.generation = self
-            .caps
-            .has(FEATURE_GENERATION)
-            .then(|| self.acc.read32(GENERATION));
+        // A reset in the middle of the re-programming (GENERATION moved on since `reset` read it, or on v1.0 its
+        // effects) may have emptied the device again without any command failing: then the restore is not done.
+        if let Some(again) = self.check_reset()? {
+            return Err(DriverError::ResetDuringRestore {
+                evidence: again.to_string(),
+            });
+        }
         Ok(report)
     }
 

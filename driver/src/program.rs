@@ -220,6 +220,14 @@ impl Device {
     /// VIP; (3) new VIPs are placed (cuckoo moves, then the entry). A `TableFull` or `Invalid` error leaves the
     /// device as it was before the failing step; for a new LB nothing of it remains.
     pub fn apply(&mut self, spec: &LbSpec) -> Result<ApplyReport, DriverError> {
+        let report = self.apply_now(spec)?;
+        self.owe(|o| {
+            o.specs.insert(spec.lb_id, spec.clone());
+        });
+        Ok(report)
+    }
+
+    fn apply_now(&mut self, spec: &LbSpec) -> Result<ApplyReport, DriverError> {
         self.validate(spec)?;
         let mut spec = spec.clone();
         spec.ranges.sort();
@@ -590,6 +598,14 @@ impl Device {
 
     /// Delete an LB: invalidate its entries first, then free its memory (§8.4).
     pub fn remove(&mut self, lb_id: u32) -> Result<(), DriverError> {
+        self.remove_now(lb_id)?;
+        self.owe(|o| {
+            o.specs.remove(&lb_id);
+        });
+        Ok(())
+    }
+
+    fn remove_now(&mut self, lb_id: u32) -> Result<(), DriverError> {
         let Some(st) = self.lbs.get(&lb_id).cloned() else {
             return Ok(());
         };

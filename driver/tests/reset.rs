@@ -7,11 +7,15 @@ mod common;
 
 use common::*;
 use etherparse::PacketBuilder;
-use ironlb_driver::{Device, DriverError, InprocBackend, SharedModel};
+use ironlb_driver::{
+    AccessCounts, AccessError, Device, DeviceAccess, DmaRegion, DriverError, InprocBackend, SharedModel,
+};
 use ironlb_hw::entry::Protocol::{Tcp, Udp};
 use ironlb_hw::regs::{CONTROL, CONTROL_RESET, GENERATION, ID};
 use ironlb_hw::DOMAIN_PUBLIC;
 use ironlb_sim::{DeviceConfig, Verdict};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 fn programmed(cfg: DeviceConfig) -> (Device, SharedModel) {
     let backend = InprocBackend::new(cfg).unwrap();
@@ -119,4 +123,108 @@ fn all_ones_is_a_removed_device() {
         dev.check_reset(),
         Err(DriverError::DeviceGone { register: "ID" })
     ));
+}
+
+/// The in-process backend, with a second function level reset of the model at the `n`th register write after the
+/// countdown is armed (0: disarmed): a device that resets again while the driver restores it.
+struct ResetAgainAt {
+    inner: InprocBackend,
+    model: SharedModel,
+    countdown: Arc<AtomicU32>,
+}
+
+impl DeviceAccess for ResetAgainAt {
+    fn bar_len(&self) -> usize {
+        self.inner.bar_len()
+    }
+    fn read32(&mut self, offset: u32) -> u32 {
+        self.inner.read32(offset)
+    }
+    fn write32(&mut self, offset: u32, value: u32) {
+        if self.countdown.load(Ordering::Relaxed) == 1 {
+            flr(&self.model);
+        }
+        let _ = self
+            .countdown
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.inner.write32(offset, value)
+    }
+    fn alloc_dma(&mut self, len: usize) -> Result<DmaRegion, AccessError> {
+        self.inner.alloc_dma(len)
+    }
+    fn counts(&self) -> AccessCounts {
+        self.inner.counts()
+    }
+    fn wait_hint(&mut self) {
+        self.inner.wait_hint()
+    }
+}
+
+/// A restore cut off by another reset (here: some way into re-programming the LBs) must not forget what it had
+/// still to re-program: the driver keeps reporting a reset, and the next restore brings back every LB, the ports,
+/// the underlay and the pipeline enable. (Before, the cut-off restore had already replaced the driver state with the
+/// new generation's, so the next check saw nothing to do: LBs missing from the device, the pipeline disabled, and
+/// nothing reported.) Changes made between the two restores are part of what comes back.
+fn a_cut_off_restore_is_finished_by_the_next(cfg: DeviceConfig, cut_at: u32) {
+    let backend = InprocBackend::new(cfg).unwrap();
+    let model = backend.model();
+    let countdown = Arc::new(AtomicU32::new(0));
+    let access = ResetAgainAt {
+        inner: backend,
+        model: model.clone(),
+        countdown: countdown.clone(),
+    };
+    let mut dev = Device::open(Box::new(access)).unwrap();
+    public_and_underlay(&mut dev);
+    for i in 0..20u32 {
+        let vip = format!("203.0.113.{}", 10 + i);
+        let s = spec(
+            i + 1,
+            &[v4(&vip, DOMAIN_PUBLIC)],
+            &[(Tcp, 80, 80)],
+            10 * i..10 * i + 3,
+        );
+        dev.apply(&s).unwrap();
+    }
+    dev.set_enabled(true);
+    let mut before = dev.read_state().unwrap().specs();
+    assert!(forwards_all(&model));
+
+    flr(&model);
+    countdown.store(cut_at, Ordering::Relaxed);
+    assert!(dev.check_and_restore().is_err(), "the restore was cut off");
+    assert_eq!(countdown.load(Ordering::Relaxed), 0, "the second reset happened");
+    assert!(!forwards_all(&model), "the second reset emptied the device again");
+    let seen = dev
+        .check_reset()
+        .unwrap()
+        .expect("the unfinished restore is still a reset");
+    assert_eq!(seen.evidence, "a restore after an earlier reset did not finish");
+
+    // Between the two restores the caller deletes LB 20 (not re-programmed yet) and moves the underlay source: the
+    // restore programs the state with those changes.
+    dev.remove(20).unwrap();
+    before.remove(&20);
+    let underlay = ("fd00:99::1".parse().unwrap(), 1600, 32);
+    dev.set_underlay(underlay.0, underlay.1, underlay.2);
+
+    let (_, report) = dev.check_and_restore().unwrap().expect("restored now");
+    assert_eq!(report.load_balancers, 19);
+    assert_eq!(dev.check_reset().unwrap(), None, "nothing owed any more");
+    assert_eq!(dev.read_state().unwrap().specs(), before);
+    assert!(dev.enabled(), "the pipeline enable came back");
+    assert_eq!(dev.underlay(), underlay);
+    let mut m = model.lock().unwrap();
+    let forwarded = (0..20).filter(|&i| matches!(m.process(0, &syn_to(i)), Verdict::Forward { .. }));
+    assert_eq!(forwarded.collect::<Vec<u8>>(), (0..19).collect::<Vec<u8>>());
+}
+
+#[test]
+fn a_restore_cut_off_by_another_reset_is_finished_by_the_next() {
+    // With the command ring the second reset disables it and the restore's next batch times out; through the
+    // mailbox every command completes, and only the generation (or on v1.0 the reset's effects) read at the end
+    // tells that the first LBs were lost again.
+    a_cut_off_restore_is_finished_by_the_next(DeviceConfig::small(), 60);
+    a_cut_off_restore_is_finished_by_the_next(DeviceConfig::small().without_ring(), 60);
+    a_cut_off_restore_is_finished_by_the_next(DeviceConfig::small().as_v1_0(), 60);
 }

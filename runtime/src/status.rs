@@ -80,6 +80,9 @@ pub enum Reason {
     DestinationsSkipped,
     /// `DeviceRestored=True`: a reset the daemon did not cause.
     DeviceReset,
+    /// `DeviceRestored=False`: a reset was detected and re-programming the device did not finish (it is tried again
+    /// every second).
+    RestoreFailed,
 }
 
 impl Reason {
@@ -105,6 +108,7 @@ impl Reason {
             Reason::Resolved => "Resolved",
             Reason::DestinationsSkipped => "DestinationsSkipped",
             Reason::DeviceReset => "DeviceReset",
+            Reason::RestoreFailed => "RestoreFailed",
         }
     }
 
@@ -318,6 +322,7 @@ mod tests {
             Resolved,
             DestinationsSkipped,
             DeviceReset,
+            RestoreFailed,
         ] {
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
         }

@@ -366,7 +366,7 @@ impl Agent {
 
     /// Looks for a device reset that ironlb did not cause and, on one, re-programs every load balancer and reports
     /// it as `ironlb run` does (log line, `ironlb_device_resets_total`, the `DeviceRestored` condition in
-    /// status.json); whether it found one. [`Agent::wait_due`] looks every second.
+    /// status.json); whether it restored one. [`Agent::wait_due`] looks every second.
     pub fn check_device(&mut self) -> bool {
         let Holder::Running(rec) = &mut self.holder else {
             return false;
@@ -375,11 +375,12 @@ impl Agent {
         let Some(c) = crate::daemon::restore_after_reset(rec, &mut self.device_resets, wall) else {
             return false;
         };
+        let restored = c.status == crate::status::ConditionStatus::True;
         self.device_conditions = vec![c];
-        if let Some(m) = &self.metrics {
+        if let (true, Some(m)) = (restored, &self.metrics) {
             m.metrics.device_reset();
         }
-        true
+        restored
     }
 
     /// The reconciler, once running.

@@ -212,13 +212,14 @@ impl Daemon {
         let Some(condition) = restore_after_reset(&mut sh.rec, &mut sh.device_resets, wall) else {
             return false;
         };
+        let restored = condition.status == ConditionStatus::True;
         sh.device_conditions = vec![condition];
-        if let Some(m) = &self.metrics {
+        if let (true, Some(m)) = (restored, &self.metrics) {
             m.device_reset();
         }
         // status.json is rewritten by the next sync.
         self.last_status = None;
-        true
+        restored
     }
 
     /// One reconcile of the source's current snapshot; writes `status.json` when it changed.
@@ -321,9 +322,11 @@ impl Drop for Daemon {
 
 /// Looks for a device reset that ironlb did not cause (docs/hw-spec.md §3.4: GENERATION, or on a v1.0 device its
 /// effects) and answers one by re-programming every load balancer: logs it, counts it in `resets` and returns the
-/// `DeviceRestored` condition that names it (as of `wall`). `None` when there was none, the device is down (its
-/// probe finds out when it answers again) or it cannot be read (logged, and left to the sync's own handling).
-/// Shared by the daemon and the cluster agent.
+/// `DeviceRestored` condition that names it (as of `wall`). A re-programming that does not finish (the device reset
+/// again, or stopped answering) is logged and returned as `DeviceRestored=False` (`RestoreFailed`); the driver keeps
+/// what it still owes the device, and the next check (a second later) tries again. `None` when there was no reset,
+/// the device is down (its probe finds out when it answers again) or it cannot be read (logged, and left to the
+/// sync's own handling). Shared by the daemon and the cluster agent.
 pub(crate) fn restore_after_reset(
     rec: &mut Reconciler,
     resets: &mut u64,
@@ -332,9 +335,16 @@ pub(crate) fn restore_after_reset(
     if rec.device_down().is_some() {
         return None;
     }
-    match rec.device().check_and_restore() {
-        Ok(None) => None,
-        Ok(Some((seen, report))) => {
+    let seen = match rec.device().check_reset() {
+        Ok(None) => return None,
+        Ok(Some(seen)) => seen,
+        Err(e) => {
+            tracing::error!(error = %e, "device health check failed");
+            return None;
+        }
+    };
+    match rec.device().restore() {
+        Ok(report) => {
             tracing::warn!(
                 evidence = %seen,
                 load_balancers = report.load_balancers,
@@ -354,8 +364,16 @@ pub(crate) fn restore_after_reset(
             })
         }
         Err(e) => {
-            tracing::error!(error = %e, "device health check failed");
-            None
+            tracing::error!(evidence = %seen, error = %e, "device reset detected (not caused by ironlb); re-programming it did not finish, tried again in a second");
+            Some(Condition {
+                kind: ConditionType::DeviceRestored,
+                status: ConditionStatus::False,
+                reason: Reason::RestoreFailed,
+                message: format!(
+                    "reset detected: {seen}; re-programming did not finish: {e} (tried again every second)"
+                ),
+                last_transition_time: rfc3339(wall),
+            })
         }
     }
 }
