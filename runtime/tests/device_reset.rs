@@ -250,6 +250,17 @@ fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
             assert_eq!(st.code(), Some(0), "{err}");
             err
         }
+        /// SIGKILL and the daemon's log (stderr), for a failure message.
+        fn kill_for_log(&mut self) -> String {
+            use std::io::Read as _;
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let mut err = String::new();
+            if let Some(mut e) = self.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            err
+        }
     }
     let t0 = Instant::now();
     while !(state.path().join("status.json").exists() && socket.exists()) {
@@ -305,10 +316,10 @@ fn a_restarted_served_model_is_reprogrammed_by_the_running_daemon() {
         if s.contains("device: DeviceRestored DeviceReset") {
             break;
         }
-        assert!(
-            t0.elapsed() < BOUND,
-            "the daemon did not restore the restarted model:\n{s}"
-        );
+        if t0.elapsed() >= BOUND {
+            let log = daemon_guard.kill_for_log();
+            panic!("the daemon did not restore the restarted model:\n{s}\ndaemon log:\n{log}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let t0 = Instant::now();
