@@ -56,7 +56,6 @@ pub fn example_allocations() -> Vec<(ObjectKey, Allocation)> {
     ]
 }
 
-/// How long etcd may take to become healthy.
 /// A Network `net` (VNI 100) and the public dual-stack LoadBalancers `lb-<i>` for each `i` in `lbs`, without
 /// status (the controller chooses every address), as objects to write.
 pub fn fleet(lbs: std::ops::Range<usize>) -> Vec<Incoming> {
@@ -71,6 +70,18 @@ pub fn fleet(lbs: std::ops::Range<usize>) -> Vec<Incoming> {
     let (objects, errors) = ironlb_api::load::load_str("fleet.yaml", &text);
     assert!(errors.is_empty(), "{errors:?}");
     Incoming::unpinned(objects)
+}
+
+/// How many allocation records the store holds: one count-only range request, cheap enough to poll while a
+/// controller allocates thousands (a [`Client::list`] reads and decodes every object).
+pub fn allocation_count(client: &Client) -> usize {
+    let prefix = client.store().layout().record_prefix(crate::alloc::AREA);
+    let mut etcd = client.store().client().clone();
+    let options = etcd_client::GetOptions::new().with_prefix().with_count_only();
+    let answer = client
+        .block_on(etcd.get(prefix, Some(options)))
+        .expect("a count of the allocation records");
+    usize::try_from(answer.count()).expect("a count fits usize")
 }
 
 /// Checks what the controller handed out to a [`fleet`] of `n` LoadBalancers (issue 17 test 2): every one has a

@@ -17,7 +17,7 @@ use cluster::{
     agent, converge, converge_at, extra_lb, kill_and_wait_for_takeover, leader, leader_and_standby, ready,
     Controller,
 };
-use ironlb_cluster::testing::{assert_allocated_once, examples, fleet, EtcdCluster};
+use ironlb_cluster::testing::{allocation_count, assert_allocated_once, examples, fleet, EtcdCluster};
 use ironlb_cluster::Client;
 use std::time::{Duration, Instant};
 
@@ -144,29 +144,46 @@ fn a_controller_killed_while_allocating_is_replaced_within_its_lease_time() {
     else {
         return;
     };
-    const LBS: usize = 200;
+    /// LoadBalancers applied at once: c1 allocates them in several transactions (of at most 128 writes each).
+    const WAVE: usize = 600;
+    /// Waves tried before giving up on catching c1 part-way through one.
+    const WAVES: usize = 6;
     const TTL: u32 = 2;
     let endpoints = etcd.endpoints();
     let writer = etcd.client("/ironlb/");
-    let (first, second) = leader_and_standby(&endpoints, &writer, TTL);
-    writer.apply(fleet(0..LBS)).unwrap();
-    // c1 is in the middle of the batch: some LoadBalancers have records, not all.
-    let mut done = 0;
-    cluster::until("c1 allocates", Duration::from_secs(30), || {
-        done = writer.list().unwrap().allocations.len();
-        done > 0
-    });
-    assert!(done < LBS, "c1 allocated all {LBS} before it could be killed");
+    // A public pool with room for every wave (the default IPv4 pool has 254 addresses).
+    let pools = ["--public-pool", "198.18.0.0/15,2001:db8:ff::/64"];
+    let (first, second) = leader_and_standby(&endpoints, &writer, TTL, &pools);
+    // c1 must be caught in the middle of a batch: some LoadBalancers with records, not all. Seeing a record and
+    // killing c1 are two steps, and c1 may finish the wave in between; so it is frozen (SIGSTOP) the moment a record
+    // of the wave shows, and only if part of the wave is still unallocated then is it killed. Otherwise it goes on,
+    // and a new wave is applied.
+    let mut total = 0;
+    let at_kill = loop {
+        assert!(
+            total < WAVE * WAVES,
+            "c1 finished each of {WAVES} waves of {WAVE} LoadBalancers before it could be frozen part-way"
+        );
+        writer.apply(fleet(total..total + WAVE)).unwrap();
+        total += WAVE;
+        cluster::until("c1 allocates", Duration::from_secs(30), || {
+            allocation_count(&writer) > total - WAVE
+        });
+        first.pause();
+        let done = allocation_count(&writer);
+        if done < total {
+            break done;
+        }
+        first.resume();
+    };
     let took = kill_and_wait_for_takeover(&writer, first, "c2", Duration::from_secs(TTL.into()));
-    let at_kill = done;
     cluster::until("c2 allocates the rest", Duration::from_secs(60), || {
-        done = writer.list().unwrap().allocations.len();
-        done == LBS
+        allocation_count(&writer) == total
     });
-    assert_allocated_once(&writer.list().unwrap(), LBS, "after the failover");
+    assert_allocated_once(&writer.list().unwrap(), total, "after the failover");
     eprintln!(
-        "c1 killed after {at_kill} of {LBS} allocations; c2 led after {took:?} (lease time {TTL} s) and allocated \
-         the rest; no lb_id or IP twice"
+        "c1 frozen and killed after {at_kill} of {total} allocations; c2 led {took:?} after the kill (lease time \
+         {TTL} s) and allocated the rest; no lb_id or IP twice"
     );
     drop(second);
 }
@@ -180,7 +197,7 @@ fn a_controller_stopped_hands_over_at_once() {
     const TTL: u32 = 120;
     let endpoints = etcd.endpoints();
     let writer = etcd.client("/ironlb/");
-    let (first, second) = leader_and_standby(&endpoints, &writer, TTL);
+    let (first, second) = leader_and_standby(&endpoints, &writer, TTL, &[]);
     let stopped = Instant::now();
     let log = first.terminate();
     assert!(log.contains("gave up the controller lead"), "{log}");

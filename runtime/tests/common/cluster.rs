@@ -113,10 +113,16 @@ pub struct Controller {
 impl Controller {
     /// Starts `ironlb controller --id ID --lease-ttl TTL` on `endpoints`.
     pub fn start(endpoints: &[String], id: &str, lease_ttl: u32) -> Controller {
+        Controller::start_with(endpoints, id, lease_ttl, &[])
+    }
+
+    /// [`Controller::start`] with further arguments (`--public-pool ...`).
+    pub fn start_with(endpoints: &[String], id: &str, lease_ttl: u32, args: &[&str]) -> Controller {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ironlb"))
             .args(["controller", "--etcd-endpoints", &endpoints.join(","), "--id", id])
             .args(["--lease-ttl", &lease_ttl.to_string()])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
@@ -129,13 +135,23 @@ impl Controller {
         std::fs::read_to_string(self.log.path()).unwrap()
     }
 
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Freezes it where it is (SIGSTOP): no request, no lease keep-alive, until [`Controller::resume`] or a kill.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused controller go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
     /// Stops it with SIGTERM and waits (bounded: 20 s) for it to exit 0; returns its log.
     pub fn terminate(mut self) -> String {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        self.signal(nix::sys::signal::Signal::SIGTERM);
         let mut status = None;
         until("the controller exits on SIGTERM", Duration::from_secs(20), || {
             status = self.child.try_wait().unwrap();
@@ -148,13 +164,18 @@ impl Controller {
 }
 
 /// `ironlb controller` c1, once it leads (bounded: 30 s), and c2 started after it, standing by; both with lease time
-/// `lease_ttl`.
-pub fn leader_and_standby(endpoints: &[String], w: &Client, lease_ttl: u32) -> (Controller, Controller) {
-    let first = Controller::start(endpoints, "c1", lease_ttl);
+/// `lease_ttl`, and both with the further arguments `args`.
+pub fn leader_and_standby(
+    endpoints: &[String],
+    w: &Client,
+    lease_ttl: u32,
+    args: &[&str],
+) -> (Controller, Controller) {
+    let first = Controller::start_with(endpoints, "c1", lease_ttl, args);
     until("c1 leads", Duration::from_secs(30), || {
         leader(w).is_some_and(|(id, _)| id == "c1")
     });
-    (first, Controller::start(endpoints, "c2", lease_ttl))
+    (first, Controller::start_with(endpoints, "c2", lease_ttl, args))
 }
 
 /// How much longer than its lease time a killed controller's successor may take to lead: etcd looks for expired
