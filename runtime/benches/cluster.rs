@@ -150,6 +150,7 @@ fn run_agent(i: usize, cfg: EtcdConfig, lbs: usize, targets: usize, shared: Arc<
         device_config: DeviceConfig::default(),
         host: host(),
         state_dir: None,
+        control: None,
     })
     .expect("agent starts");
     assert!(
@@ -169,15 +170,19 @@ fn run_agent(i: usize, cfg: EtcdConfig, lbs: usize, targets: usize, shared: Arc<
         let took = t.elapsed();
         sync_max = sync_max.max(took);
         let probe_id = shared.probe.load(Ordering::Relaxed);
-        let dev = agent.reconciler().expect("listed: running").device();
-        let (mut n, mut full, mut probe) = (0, 0, None);
-        for s in dev.programmed() {
-            n += 1;
-            full += usize::from(s.targets.len() == targets);
-            if s.lb_id == probe_id {
-                probe = Some(s.targets.clone());
-            }
-        }
+        let (n, full, probe) = agent
+            .with_reconciler(|r| {
+                let (mut n, mut full, mut probe) = (0, 0, None);
+                for s in r.device().programmed() {
+                    n += 1;
+                    full += usize::from(s.targets.len() == targets);
+                    if s.lb_id == probe_id {
+                        probe = Some(s.targets.clone());
+                    }
+                }
+                (n, full, probe)
+            })
+            .expect("listed: running");
         let now = Instant::now();
         if probe != last_probe {
             probe_changed = Some(now);

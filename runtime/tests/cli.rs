@@ -247,3 +247,25 @@ fn trace_takes_packets_from_a_capture_or_as_hex() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// An error that names its cause in its own message (`PATH: cause`) prints the cause once, not twice.
+#[test]
+fn an_error_prints_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    // The state directory would be below a regular file: it cannot be created.
+    let state = file.join("state");
+    let (code, _, err) = ironlb(&[
+        "run",
+        "--manifests",
+        "examples",
+        "--backend",
+        "inproc",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("{}: ", state.display())), "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+}

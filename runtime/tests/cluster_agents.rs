@@ -8,7 +8,6 @@ mod cluster;
 use cluster::{
     agent, converge, converge_at, extra_lb, kill_and_wait_for_takeover, leader, ready, reasons, Controller,
 };
-use ironlb_cluster::store::Expect;
 use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_runtime::cluster::agent::Agent;
 use ironlb_runtime::status::Reason;
@@ -29,11 +28,7 @@ fn three_agents_program_byte_identical_tables_and_a_late_joiner_writes_nothing()
         let d: serde_json::Value = serde_json::from_str(&a.dump_json().unwrap()).unwrap();
         assert_eq!(d["lbs"].as_object().map(|m| m.len()), Some(0), "{d}");
     }
-    for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
-        assert!(writer
-            .block_on(writer.store().put_allocation(&lb, &alloc, Expect::Absent))
-            .unwrap());
-    }
+    cluster::allocate_examples(&writer);
     let rev = writer.list().unwrap().revision;
     for a in &mut agents {
         converge_at(a, rev, "both LoadBalancers ready", |a| ready(a) == 2);
@@ -138,11 +133,7 @@ fn a_device_reset_under_a_waiting_agent_is_found_and_repaired() {
     };
     let writer = etcd.client("/ironlb/");
     writer.apply(examples()).unwrap();
-    for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
-        assert!(writer
-            .block_on(writer.store().put_allocation(&lb, &alloc, Expect::Absent))
-            .unwrap());
-    }
+    cluster::allocate_examples(&writer);
     let state = tempfile::tempdir().unwrap();
     let cfg = cluster::agent_config(
         etcd.settings("/ironlb/").resolve().unwrap(),

@@ -9,9 +9,8 @@ mod cluster;
 #[path = "common/scrape.rs"]
 mod scrape;
 
-use cluster::{agent_config, converge, ready};
-use ironlb_cluster::store::Expect;
-use ironlb_cluster::testing::{example_allocations, examples, EtcdServer};
+use cluster::{agent_config, allocate_examples, converge, ready};
+use ironlb_cluster::testing::{examples, EtcdServer};
 use ironlb_runtime::cluster::agent::Agent;
 use scrape::scrape;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,11 +38,7 @@ fn agent_metrics_show_the_etcd_outage_beside_the_device() {
     };
     let writer = etcd.client("/ironlb/");
     writer.apply(examples()).unwrap();
-    for (lb, a) in example_allocations() {
-        assert!(writer
-            .block_on(writer.store().put_allocation(&lb, &a, Expect::Absent))
-            .unwrap());
-    }
+    allocate_examples(&writer);
     let mut agent = Agent::start(agent_config(etcd.settings("/ironlb/").resolve().unwrap(), None)).unwrap();
     let addr = agent.serve_metrics("127.0.0.1:0".parse().unwrap()).unwrap();
     assert_eq!(agent.metrics_addr(), Some(addr));

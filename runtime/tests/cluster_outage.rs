@@ -162,7 +162,8 @@ impl Replay {
 /// Register writes the driver made to the device so far: every table change makes some (and so does every
 /// command that reads tables, such as a dump).
 fn device_writes(a: &mut Agent) -> u64 {
-    a.reconciler().expect("running").device().access_counts().writes
+    a.with_reconciler(|r| r.device().access_counts().writes)
+        .expect("running")
 }
 
 #[test]
@@ -176,11 +177,7 @@ fn outage_keeps_the_device_forwarding_and_a_compaction_meanwhile_ends_in_a_relis
     let proxy = Proxy::start(target);
     let writer = etcd.client("/ironlb/");
     writer.apply(ironlb_cluster::testing::examples()).unwrap();
-    for (lb, a) in ironlb_cluster::testing::example_allocations() {
-        assert!(writer
-            .block_on(writer.store().put_allocation(&lb, &a, Expect::Absent))
-            .unwrap());
-    }
+    cluster::allocate_examples(&writer);
     let state = tempfile::tempdir().unwrap();
     let mut cfg = EtcdSettings {
         endpoints: Some(vec![format!("http://127.0.0.1:{}", proxy.port)]),

@@ -60,11 +60,17 @@ impl Drop for Running {
 }
 
 fn start(manifests: &Path, state: &Path) -> Running {
+    start_with(manifests, state, &[])
+}
+
+/// [`start`] with more arguments to `ironlb run`.
+fn start_with(manifests: &Path, state: &Path, args: &[&str]) -> Running {
     let child = bin()
         .args(["run", "--manifests"])
         .arg(manifests)
         .arg("--state-dir")
         .arg(state)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -460,9 +466,10 @@ fn metrics_show_device_counters_by_name() {
 
 /// A model served over shared memory (as `ironlb-sim serve` runs it), programmed by `ironlb run --once
 /// --backend sim-shm:`; `ironlb trace --backend` then traces on a copy of its tables and `stats --backend` reads
-/// it; the served device counts none of the traced packets.
+/// it; the served device counts none of the traced packets. A daemon driving that device traces on a copy too,
+/// naming the load balancer.
 #[test]
-fn trace_and_stats_of_a_device_opened_directly() {
+fn trace_and_stats_of_a_device_opened_directly_and_through_its_daemon() {
     use ironlb_sim::serve;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -525,6 +532,28 @@ fn trace_and_stats_of_a_device_opened_directly() {
         .sum();
     assert_eq!(packets, 0, "traces must not count on the device: {stats}");
     assert_eq!(stats["drops"]["port_not_allowed"], 0, "{stats}");
+
+    // The daemon that drives the device answers a trace on a copy of its tables (the device is not a model of
+    // its own process), with the load balancer's name.
+    let daemon = start_with(Path::new("examples"), state.path(), &["--backend", &backend]);
+    let (code, out, err) = with_socket(
+        &daemon,
+        &[
+            "trace",
+            "--ingress",
+            "public",
+            "--packet",
+            "tcp 198.51.100.7:40000 -> 203.0.113.10:80",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["result"]["verdict"], "forward", "{t}");
+    assert_eq!(t["lb"], "default/my-load-balancer", "{t}");
+    assert_eq!(t["flow_table"], "not_copied", "{t}");
+    std::mem::drop(daemon);
 
     stop.store(true, Ordering::Relaxed);
     model.join().unwrap().unwrap();

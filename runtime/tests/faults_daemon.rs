@@ -190,7 +190,10 @@ fn a_second_daemon_does_not_steal_a_live_socket() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("control socket of a running daemon"), "{err}");
+    assert!(
+        err.contains("control socket of a running ironlb daemon or agent"),
+        "{err}"
+    );
     let (code, text, err) = status(&socket);
     assert_eq!(code, 0, "the first daemon no longer answers: {err}");
     assert!(text.contains("my-load-balancer"), "{text}");

@@ -9,14 +9,19 @@
 //! device's tables and leaves them as they are. While etcd is unreachable the device keeps its last good state;
 //! the outage is logged, kept in [`EtcdHealth`], written to `STATE_DIR/status.json` (so `ironlb status
 //! --state-dir DIR` shows it) and, with [`Agent::serve_metrics`], in `ironlb_etcd_up` and
-//! `ironlb_etcd_outages_total` beside the daemon's metrics. The agent owns its device on its own thread, so the
+//! `ironlb_etcd_outages_total` beside the daemon's metrics. The agent programs its device on its own thread, so the
 //! device figures a scrape shows are the ones its thread read last: after each sync, and every second while it waits
 //! (at most about a second old).
+//!
+//! With [`Agent::serve_control`] it answers `ironlb status`, `dump`, `stats` and `trace` on a control socket as
+//! `ironlb run` does: `status` from what the last sync published (with the etcd outage), the others from the device,
+//! which the socket's thread shares with the agent's ([`Core`]; busy rather than waiting without bound for a long
+//! sync). Before the first listing they show the device's tables as the agent found them.
 
 use crate::alloc::{AllocState, Allocator};
 use crate::backend::{BackendSpec, OpenError};
 use crate::daemon::metrics::{DeviceStats, Metrics, MetricsServer};
-use crate::daemon::StatusFile;
+use crate::daemon::{Answer, ControlServer, DaemonError, Published, Request, StatusFile};
 use crate::manifest::LoadCache;
 use crate::ops::{self, Format, OpError, View};
 use crate::reconcile::{HostConfig, ReconcileError, Reconciler, SyncReport};
@@ -27,7 +32,7 @@ use ironlb_driver::{Device, SharedModel};
 use ironlb_sim::DeviceConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +50,17 @@ pub struct AgentConfig {
     pub host: HostConfig,
     /// Where `status.json` is written (none: not written).
     pub state_dir: Option<PathBuf>,
+    /// The control socket to serve (none: not served).
+    pub control: Option<ControlSocket>,
+}
+
+/// Where the agent serves `ironlb status`, `dump`, `stats` and `trace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSocket {
+    /// The socket's path (`ironlb agent`: `--socket`, by default `STATE_DIR/ironlb.sock`).
+    pub path: PathBuf,
+    /// The group that owns it (mode 0660), when not the agent's own.
+    pub group: Option<u32>,
 }
 
 /// Why the agent failed as a whole.
@@ -74,6 +90,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The control socket could not be served.
+    #[error(transparent)]
+    Control(DaemonError),
     /// Writing status.json failed.
     #[error("{}: {source}", path.display())]
     Status {
@@ -93,6 +112,47 @@ enum Holder {
     Running(Box<Reconciler>),
 }
 
+/// What the agent's thread shares with its control socket: the device, its reconciler once listed, and the model.
+struct Core {
+    holder: Holder,
+    model: Option<SharedModel>,
+}
+
+impl Core {
+    fn device(&mut self) -> &mut Device {
+        match &mut self.holder {
+            Holder::Running(r) => r.device(),
+            Holder::Waiting(d) => d.as_mut().expect("a waiting agent holds its device"),
+        }
+    }
+
+    fn reconciler(&mut self) -> Option<&mut Reconciler> {
+        match &mut self.holder {
+            Holder::Running(r) => Some(r),
+            Holder::Waiting(_) => None,
+        }
+    }
+
+    /// `dump`, `stats` or `trace` of the device; load balancers are named once the agent reconciles them.
+    fn diagnose(&mut self, req: &Request) -> Result<String, OpError> {
+        let names = self.reconciler().map(|r| r.names()).unwrap_or_default();
+        let model = self.model.clone();
+        let view = View {
+            dev: self.device(),
+            model: model.as_ref(),
+            names: &names,
+            copy: false,
+        };
+        crate::daemon::diagnose(view, req)
+    }
+}
+
+impl Answer for Core {
+    fn answer(&mut self, req: &Request) -> Result<String, OpError> {
+        self.diagnose(req)
+    }
+}
+
 /// The load balancers whose given allocation differs between `old` and `new` (given, changed or taken away).
 fn touched(old: &AllocState, new: &AllocState) -> BTreeSet<ObjectKey> {
     let differs = |a: &AllocState, b: &AllocState| {
@@ -108,8 +168,7 @@ fn touched(old: &AllocState, new: &AllocState) -> BTreeSet<ObjectKey> {
 /// One host's agent.
 pub struct Agent {
     source: EtcdSource,
-    holder: Holder,
-    model: Option<SharedModel>,
+    core: Arc<Mutex<Core>>,
     host: HostConfig,
     cache: LoadCache,
     given: AllocState,
@@ -120,6 +179,9 @@ pub struct Agent {
     /// Device resets found and repaired, and the condition naming the last ([`Agent::check_device`]).
     device_resets: u64,
     device_conditions: Vec<crate::status::Condition>,
+    /// What `status` on the control socket answers (kept current while [`Agent::serve_control`] serves).
+    published: Arc<Mutex<Published>>,
+    control: Option<ControlServer>,
 }
 
 /// The agent's metrics endpoint: the registry, its server, and the device figures of the last sync.
@@ -142,7 +204,8 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    /// Opens the device (adopting its tables) and starts following etcd. Nothing is programmed yet.
+    /// Opens the device (adopting its tables), serves the control socket when one is configured (refused when
+    /// another daemon or agent answers there) and starts following etcd. Nothing is programmed yet.
     pub fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
         let opened = cfg
             .backend
@@ -152,10 +215,12 @@ impl Agent {
                 source,
             })?;
         let source = EtcdSource::start(cfg.etcd)?;
-        Ok(Agent {
+        let mut agent = Agent {
             source,
-            holder: Holder::Waiting(Some(Box::new(opened.device))),
-            model: opened.model,
+            core: Arc::new(Mutex::new(Core {
+                holder: Holder::Waiting(Some(Box::new(opened.device))),
+                model: opened.model,
+            })),
             host: cfg.host,
             cache: LoadCache::default(),
             given: AllocState::default(),
@@ -165,14 +230,50 @@ impl Agent {
             drain_timeout: crate::control::drain::DRAIN_TIMEOUT,
             device_resets: 0,
             device_conditions: Vec::new(),
-        })
+            published: Arc::default(),
+            control: None,
+        };
+        if let Some(dir) = &agent.state_dir {
+            crate::fsmode::ensure_dir(dir, crate::fsmode::STATE_DIR_MODE).map_err(|source| {
+                AgentError::Status {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        }
+        if let Some(c) = &cfg.control {
+            agent.serve_control(&c.path, c.group)?;
+        }
+        Ok(agent)
+    }
+
+    /// The device and its reconciler, locked against the control socket's thread.
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        // A panic while a request held the lock leaves the device as the driver left it: usable.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves the control socket at `path` (mode 0660, owned by `group` when given) for `ironlb status`, `dump`,
+    /// `stats` and `trace`.
+    fn serve_control(&mut self, path: &Path, group: Option<u32>) -> Result<(), AgentError> {
+        let server = ControlServer::start(path, group, self.core.clone(), self.published.clone())
+            .map_err(AgentError::Control)?;
+        tracing::info!(socket = %path.display(), "serving the control socket");
+        self.control = Some(server);
+        self.last_status = None;
+        self.write_status()
+    }
+
+    /// The control socket's path, when serving one.
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.control.as_ref().map(ControlServer::path)
     }
 
     /// How long a target that leaves drains before it is removed (`--drain-timeout`; docs/operations.md
     /// "Draining targets"), from the next sync on.
     pub fn set_drain_timeout(&mut self, timeout: Duration) {
         self.drain_timeout = timeout;
-        if let Holder::Running(rec) = &mut self.holder {
+        if let Some(rec) = self.core().reconciler() {
             rec.set_drain_timeout(timeout);
         }
     }
@@ -211,26 +312,36 @@ impl Agent {
         };
         let h = self.source.health();
         m.metrics.set_etcd(h.connected, h.outages, h.relists);
-        let (Some(report), Holder::Running(rec)) = (report, &mut self.holder) else {
+        let Some(report) = report else {
             return;
         };
-        let statuses: Vec<_> = rec.status().values().cloned().collect();
-        m.metrics.record_sync(
-            report,
-            &statuses,
-            rec.load_errors().len(),
-            rec.device_down().is_none(),
-        );
+        {
+            let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(rec) = core.reconciler() else {
+                return;
+            };
+            let statuses: Vec<_> = rec.status().values().cloned().collect();
+            m.metrics.record_sync(
+                report,
+                &statuses,
+                rec.load_errors().len(),
+                rec.device_down().is_none(),
+            );
+        }
         self.refresh_device_stats();
     }
 
     /// Reads the device figures behind the metrics again when the last read is [`DEVICE_STATS_EVERY`] old (after a
     /// sync, and while waiting for one: an idle agent's counters stay as fresh as a busy one's).
     fn refresh_device_stats(&mut self) {
-        let (Some(m), Holder::Running(rec)) = (&mut self.metrics, &mut self.holder) else {
+        let Some(m) = &mut self.metrics else {
             return;
         };
         if m.read_at.is_none_or(|t| t.elapsed() >= DEVICE_STATS_EVERY) {
+            let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(rec) = core.reconciler() else {
+                return;
+            };
             *m.device.lock().expect("device stats lock") = crate::daemon::reconciler_stats(rec);
             m.read_at = Some(Instant::now());
         }
@@ -261,11 +372,8 @@ impl Agent {
     /// lb_id order: equal on hosts that hold the same configuration, whatever their history (unlike raw table
     /// bytes, whose memory placement and shadow-set generation reflect the order changes arrived in).
     pub fn programmed(&mut self) -> Vec<ironlb_driver::LbSpec> {
-        let dev = match &mut self.holder {
-            Holder::Running(r) => r.device(),
-            Holder::Waiting(d) => d.as_mut().expect("a waiting agent holds its device"),
-        };
-        let mut v: Vec<_> = dev.programmed().cloned().collect();
+        let mut core = self.core();
+        let mut v: Vec<_> = core.device().programmed().cloned().collect();
         v.sort_by_key(|s| s.lb_id);
         v
     }
@@ -273,7 +381,7 @@ impl Agent {
     /// The in-process model behind the device (backend `inproc`), to send packets through it as the host's traffic
     /// would; `None` for other backends.
     pub fn model(&self) -> Option<SharedModel> {
-        self.model.clone()
+        self.core().model.clone()
     }
 
     /// Waits up to `timeout` for a change of the source.
@@ -289,16 +397,17 @@ impl Agent {
             return Ok(None);
         }
         let (snap, given) = self.source.snapshot_with_allocations();
-        if let Holder::Waiting(dev) = &mut self.holder {
+        let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        if let Holder::Waiting(dev) = &mut core.holder {
             let dev = dev.take().expect("a waiting agent holds its device");
             let mut alloc = Allocator::given(dev.caps().lb_ids);
             alloc.set_given(given.clone());
             self.given = given.clone();
             let mut rec = Reconciler::new(*dev, alloc, &self.host)?;
             rec.set_drain_timeout(self.drain_timeout);
-            self.holder = Holder::Running(Box::new(rec));
+            core.holder = Holder::Running(Box::new(rec));
         }
-        let Holder::Running(rec) = &mut self.holder else {
+        let Some(rec) = core.reconciler() else {
             unreachable!("set above")
         };
         let changes = self.cache.changes(&snap);
@@ -317,6 +426,7 @@ impl Agent {
         } else {
             rec.apply(changes)?
         };
+        drop(core);
         for e in &report.errors {
             tracing::info!(lb = %e.key, reason = %e.reason, error = %e.message, "load balancer not programmed as desired");
         }
@@ -332,10 +442,10 @@ impl Agent {
     /// read again every second. Returns early when `stop` is set (within 250 ms).
     pub fn wait_due(&mut self, stop: &AtomicBool) -> Result<(), AgentError> {
         let now = Instant::now();
-        let deadline = match self.reconciler() {
-            Some(r) => {
+        let deadline = match self.with_reconciler(|r| r.next_retry()) {
+            Some(retry) => {
                 let resync = now + crate::daemon::RESYNC;
-                r.next_retry().map_or(resync, |at| at.min(resync))
+                retry.map_or(resync, |at| at.min(resync))
             }
             None => now + Duration::from_secs(1),
         };
@@ -368,13 +478,15 @@ impl Agent {
     /// it as `ironlb run` does (log line, `ironlb_device_resets_total`, the `DeviceRestored` condition in
     /// status.json); whether it restored one. [`Agent::wait_due`] looks every second.
     pub fn check_device(&mut self) -> bool {
-        let Holder::Running(rec) = &mut self.holder else {
+        let wall = std::time::SystemTime::now();
+        let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(rec) = core.reconciler() else {
             return false;
         };
-        let wall = std::time::SystemTime::now();
         let Some(c) = crate::daemon::restore_after_reset(rec, &mut self.device_resets, wall) else {
             return false;
         };
+        drop(core);
         let restored = c.status == crate::status::ConditionStatus::True;
         self.device_conditions = vec![c];
         if let (true, Some(m)) = (restored, &self.metrics) {
@@ -383,26 +495,21 @@ impl Agent {
         restored
     }
 
-    /// The reconciler, once running.
-    pub fn reconciler(&mut self) -> Option<&mut Reconciler> {
-        match &mut self.holder {
-            Holder::Running(r) => Some(r),
-            Holder::Waiting(_) => None,
-        }
+    /// `f` of the reconciler, once running (`None` before the first listing).
+    pub fn with_reconciler<R>(&self, f: impl FnOnce(&mut Reconciler) -> R) -> Option<R> {
+        self.core().reconciler().map(f)
     }
 
-    /// The device's tables (`ironlb dump -o json`'s text).
+    /// The device's tables (`ironlb dump -o json`'s text, without names: equal on every host that holds the same
+    /// configuration).
     pub fn dump_json(&mut self) -> Result<String, OpError> {
-        let names = BTreeMap::new();
-        let dev = match &mut self.holder {
-            Holder::Running(r) => r.device(),
-            Holder::Waiting(d) => d.as_mut().expect("a waiting agent holds its device"),
-        };
+        let mut core = self.core();
+        let model = core.model.clone();
         ops::dump(
             View {
-                dev,
-                model: self.model.as_ref(),
-                names: &names,
+                dev: core.device(),
+                model: model.as_ref(),
+                names: &BTreeMap::new(),
                 copy: false,
             },
             "all",
@@ -411,64 +518,73 @@ impl Agent {
         )
     }
 
-    /// The etcd outage, as the line `ironlb status` shows.
-    fn outage_line(&self) -> Option<String> {
+    /// The source's state as `ironlb status` shows it, when it is not simply serving: etcd unreachable (since when,
+    /// why) or not reached yet, and no listing yet.
+    fn source_state(&self, listed: bool) -> Vec<String> {
         let h = self.source.health();
-        if h.connected {
-            return None;
+        let mut lines = Vec::new();
+        if !h.connected {
+            lines.push(match h.down_since {
+                Some(since) => format!(
+                    "{}: unreachable since {}: {}; the device keeps its last good state",
+                    self.source.describe(),
+                    crate::clock::rfc3339(since),
+                    h.last_error.as_deref().unwrap_or("no answer")
+                ),
+                None => format!("{}: connecting", self.source.describe()),
+            });
         }
-        let since = h.down_since.map(crate::clock::rfc3339).unwrap_or_default();
-        Some(format!(
-            "{}: unreachable since {since}: {}; the device keeps its last good state",
-            self.source.describe(),
-            h.last_error.as_deref().unwrap_or("not connected yet")
-        ))
+        if !listed {
+            lines.push("waiting for the first listing from etcd; the device is left as it is".into());
+        }
+        lines
     }
 
-    fn write_status(&mut self) -> Result<(), AgentError> {
-        let Some(dir) = self.state_dir.clone() else {
-            return Ok(());
+    /// What `ironlb status` shows: the load balancers' statuses, the source's state, the device's.
+    fn status_now(&self) -> StatusFile {
+        let mut core = self.core();
+        let (generation, load_errors, load_balancers, device_down) = match core.reconciler() {
+            Some(r) => (
+                self.source.health().revision as u64,
+                r.load_errors().iter().map(ToString::to_string).collect(),
+                r.status().values().cloned().collect(),
+                r.device_down().cloned(),
+            ),
+            None => (0, Vec::new(), Vec::new(), None),
         };
-        let mut source_errors: Vec<String> = self.outage_line().into_iter().collect();
-        let (generation, load_errors, load_balancers) = match &self.holder {
-            Holder::Running(r) => {
-                let snap_generation = self.source.health().revision as u64;
-                (
-                    snap_generation,
-                    r.load_errors().iter().map(ToString::to_string).collect(),
-                    r.status().values().cloned().collect(),
-                )
-            }
-            Holder::Waiting(_) => (0, Vec::new(), Vec::new()),
-        };
-        if let Holder::Waiting(_) = self.holder {
-            source_errors.push("waiting for the first listing from etcd; the device is left as it is".into());
-        }
-        let status = StatusFile {
+        let listed = core.reconciler().is_some();
+        drop(core);
+        StatusFile {
             generation,
-            source_errors,
+            source_errors: Vec::new(),
+            source_state: self.source_state(listed),
             load_errors,
             load_balancers,
-            device_down: None,
+            device_down,
             device_conditions: self.device_conditions.clone(),
-        };
+        }
+    }
+
+    /// Publishes the status to the control socket and writes it to `STATE_DIR/status.json`, when it changed.
+    fn write_status(&mut self) -> Result<(), AgentError> {
+        if self.state_dir.is_none() && self.control.is_none() {
+            return Ok(());
+        }
+        let status = self.status_now();
         if self.last_status.as_ref() == Some(&status) {
             return Ok(());
         }
-        crate::fsmode::ensure_dir(&dir, crate::fsmode::STATE_DIR_MODE).map_err(|source| {
-            AgentError::Status {
-                path: dir.clone(),
-                source,
-            }
-        })?;
-        let p = dir.join("status.json");
-        let json = serde_json::to_vec_pretty(&status).expect("status serializes");
-        crate::fsmode::write_atomic(&p, &json, crate::fsmode::STATE_FILE_MODE).map_err(|e| {
-            AgentError::Status {
-                path: e.path,
-                source: e.source,
-            }
-        })?;
+        if self.control.is_some() {
+            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = status.clone().published();
+        }
+        if let Some(dir) = &self.state_dir {
+            let json = serde_json::to_vec_pretty(&status).expect("status serializes");
+            crate::fsmode::write_atomic(&dir.join("status.json"), &json, crate::fsmode::STATE_FILE_MODE)
+                .map_err(|e| AgentError::Status {
+                    path: e.path,
+                    source: e.source,
+                })?;
+        }
         self.last_status = Some(status);
         Ok(())
     }

@@ -1,11 +1,10 @@
 //! `ironlb agent`: the per-host agent of cluster mode (docs/cluster.md "Agents"). Its settings are `ironlb run`'s
-//! (backend, ports, underlay, state directory, log format, metrics, drain timeout) plus the `[etcd]` table, from
-//! `--config` and flags. `manifests`, `public-pool`, `lenient` and `release-grace` do not apply (objects and
-//! allocations come from etcd, where `apply` validated them and the controller keeps the allocations), nor do
-//! `socket`, `socket-group` and `debounce-ms` (the agent has no control socket: `ironlb status --state-dir` reads
-//! its status.json): given as flags they are refused rather than ignored.
+//! (backend, ports, underlay, state directory, control socket and its group, log format, metrics, drain timeout)
+//! plus the `[etcd]` table, from `--config` and flags. `manifests`, `public-pool`, `lenient`, `release-grace` and
+//! `debounce-ms` do not apply (objects and allocations come from etcd, where `apply` validated them and the
+//! controller keeps the allocations): given as flags they are refused rather than ignored.
 
-use super::agent::{Agent, AgentConfig};
+use super::agent::{Agent, AgentConfig, ControlSocket};
 use super::cli::CliError;
 use crate::config::{ConfigError, LogFormat, RunSettings};
 use crate::reconcile::HostConfig;
@@ -38,8 +37,6 @@ impl AgentArgs {
             ("public-pool", flags.public_pool.is_some()),
             ("lenient", flags.lenient.is_some()),
             ("release-grace", flags.release_grace.is_some()),
-            ("socket", flags.socket.is_some()),
-            ("socket-group", flags.socket_group.is_some()),
             ("debounce-ms", flags.debounce_ms.is_some()),
         ] {
             if given {
@@ -80,6 +77,18 @@ impl AgentArgs {
                 mtu: s.mtu.expect("defaulted"),
                 hop_limit: s.hop_limit.expect("defaulted"),
             },
+            control: Some(ControlSocket {
+                path: s
+                    .socket
+                    .clone()
+                    .unwrap_or_else(|| s.state_dir.clone().expect("defaulted").join("ironlb.sock")),
+                group: s
+                    .socket_group
+                    .as_deref()
+                    .map(crate::config::group_id)
+                    .transpose()
+                    .map_err(|e| bad("socket-group", e))?,
+            }),
             state_dir: s.state_dir.clone(),
         })
     }
@@ -127,8 +136,6 @@ mod tests {
             ("--public-pool=10.0.0.0/24", "--public-pool"),
             ("--lenient", "--lenient"),
             ("--release-grace=1m", "--release-grace"),
-            ("--socket=/s", "--socket"),
-            ("--socket-group=0", "--socket-group"),
             ("--debounce-ms=5", "--debounce-ms"),
         ] {
             let c = Cmd::try_parse_from(["agent", "--etcd-endpoints=http://127.0.0.1:2379", flag]).unwrap();

@@ -83,7 +83,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// Another daemon answers on the control socket path.
-    #[error("{} is the control socket of a running daemon (another ironlb daemon uses it; pass another --socket)", path.display())]
+    #[error("{} is the control socket of a running ironlb daemon or agent (it answers there; pass another --socket or --state-dir)", path.display())]
     SocketInUse {
         /// The socket path.
         path: PathBuf,

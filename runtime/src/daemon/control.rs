@@ -78,6 +78,8 @@ pub struct Published {
     pub device_conditions: Vec<Condition>,
     /// Manifest files and documents that do not load, rendered (listed below the LoadBalancers).
     pub load_errors: Vec<String>,
+    /// The source's own state when it cannot serve what it holds now ([`super::StatusFile::source_state`]).
+    pub source_state: Vec<String>,
 }
 
 impl Published {
@@ -92,15 +94,22 @@ impl Published {
                 ));
             }
         }
-        match (&self.device_down, format) {
-            (Some(d), Format::Table) => format!(
-                "device: DOWN since {} ({} failed probes): {}; retrying with backoff\n{body}",
+        if format != Format::Table {
+            return body;
+        }
+        let mut head = String::new();
+        for line in &self.source_state {
+            head.push_str(&format!("source: {}\n", crate::printable::printable(line)));
+        }
+        if let Some(d) = &self.device_down {
+            head.push_str(&format!(
+                "device: DOWN since {} ({} failed probes): {}; retrying with backoff\n",
                 d.since,
                 d.failed_probes,
                 crate::printable::printable(&d.error)
-            ),
-            _ => body,
+            ));
         }
+        head + &body
     }
 }
 
@@ -117,6 +126,19 @@ pub struct Shared {
     pub device_resets: u64,
     /// `DeviceRestored` once a reset was detected: when, how, and what was re-programmed.
     pub device_conditions: Vec<Condition>,
+}
+
+/// What a control socket answers `dump`, `stats` and `trace` from (the device's owner: the daemon's [`Shared`],
+/// the cluster agent's core); `status` is answered from [`Published`].
+pub trait Answer {
+    /// Answers one request from the device.
+    fn answer(&mut self, req: &Request) -> Result<String, OpError>;
+}
+
+impl Answer for Shared {
+    fn answer(&mut self, req: &Request) -> Result<String, OpError> {
+        self.handle(req)
+    }
 }
 
 impl Shared {
@@ -149,14 +171,39 @@ impl Shared {
                 }
                 Ok(out)
             }
-            Request::Dump { table, format, flows } => ops::dump(view, table, *format, flows),
-            Request::Stats { format } => ops::stats(view, *format),
-            Request::Trace {
-                ingress,
-                packet,
-                format,
-            } => ops::trace(view, ingress, packet, *format),
+            _ => diagnose(view, req),
         }
+    }
+}
+
+/// Answers `dump`, `stats` or `trace` from `view` (`status` is not the device's: a bad request here). A trace of a
+/// device that is not an in-process model (sim-shm, vfio) runs through a copy of its tables ([`ops::mirror`]).
+pub fn diagnose(view: View<'_>, req: &Request) -> Result<String, OpError> {
+    if let (Request::Trace { .. }, None) = (req, view.model) {
+        let (mut copy, model) = ops::mirror(view.dev)
+            .map_err(|e| OpError::Failed(format!("copying the device's tables for the trace: {e}")))?;
+        return diagnose(
+            View {
+                dev: &mut copy,
+                model: Some(&model),
+                names: view.names,
+                copy: true,
+            },
+            req,
+        );
+    }
+    match req {
+        Request::Dump { table, format, flows } => ops::dump(view, table, *format, flows),
+        Request::Stats { format } => ops::stats(view, *format),
+        Request::Trace {
+            ingress,
+            packet,
+            format,
+        } => ops::trace(view, ingress, packet, *format),
+        Request::Status { .. } => Err(crate::cli::BadInput(
+            "status comes from the daemon or agent (--socket/--state-dir), not from a device".into(),
+        )
+        .into()),
     }
 }
 
@@ -165,7 +212,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<String, OpError> {
     let fail = |m: String| OpError::Failed(format!("control socket {}: {m}", socket.display()));
     let mut s = UnixStream::connect(socket).map_err(|e| {
         fail(format!(
-            "{e} (is `ironlb run` running with this --state-dir / --socket?)"
+            "{e} (is `ironlb run` or `ironlb agent` running with this --state-dir / --socket?)"
         ))
     })?;
     s.set_read_timeout(Some(Duration::from_secs(60)))
@@ -186,14 +233,75 @@ pub fn request(socket: &Path, req: &Request) -> Result<String, OpError> {
     }
 }
 
+/// A served control socket: its thread, and the socket file it removes when dropped (only that file: another
+/// daemon may have been given the same path since).
+pub struct ControlServer {
+    path: PathBuf,
+    /// (device, inode) of the socket bound.
+    id: (u64, u64),
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlServer {
+    /// Binds the socket at `path` ([`bind_control`]: a live daemon's socket is refused) and serves it on a thread
+    /// of its own: `status` from `published`, the other requests from `owner` (busy after [`BUSY_WAIT`]).
+    pub fn start<T: Answer + Send + 'static>(
+        path: &Path,
+        group: Option<u32>,
+        owner: Arc<Mutex<T>>,
+        published: Arc<Mutex<Published>>,
+    ) -> Result<ControlServer, DaemonError> {
+        let (listener, id) = bind_control(path, group)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("ironlb-control".into())
+                .spawn(move || serve_control(listener, owner, published, stop))
+                .map_err(io_err(path))?
+        };
+        Ok(ControlServer {
+            path: path.to_path_buf(),
+            id,
+            thread: Some(thread),
+            stop,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        self.stop.store(true, Ordering::Relaxed);
+        // The control thread sees the flag within CONTROL_POLL.
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Binds the control socket at `path` with mode [`crate::fsmode::SOCKET_MODE`] (and `group`), without ever
 /// removing the socket of a live daemon: a socket that accepts a connection is refused; a stale one (nobody
 /// listening) is replaced. The socket is bound under a temporary name, given its mode and group, then renamed into
 /// place, so it is never reachable with the umask's mode. Returns the listener and the socket's inode.
-pub(super) fn bind_control(
-    path: &Path,
-    group: Option<u32>,
-) -> Result<(UnixListener, (u64, u64)), DaemonError> {
+fn bind_control(path: &Path, group: Option<u32>) -> Result<(UnixListener, (u64, u64)), DaemonError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
@@ -233,11 +341,11 @@ pub(super) fn bind_control(
 }
 
 /// How often the control thread looks at its stop flag while no client connects.
-pub(super) const CONTROL_POLL: Duration = Duration::from_millis(100);
+const CONTROL_POLL: Duration = Duration::from_millis(100);
 
-pub(super) fn serve_control(
+fn serve_control<T: Answer + Send + 'static>(
     listener: UnixListener,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<T>>,
     published: Arc<Mutex<Published>>,
     stop: Arc<AtomicBool>,
 ) {
@@ -278,9 +386,9 @@ pub(super) fn serve_control(
 
 /// Answers one request: `status` from what was published; the others from the device, refused at once while it is
 /// down, and answered busy rather than waiting without bound for a long sync.
-fn answer_request(
+fn answer_request<T: Answer>(
     req: &Request,
-    shared: &Mutex<Shared>,
+    shared: &Mutex<T>,
     published: &Mutex<Published>,
 ) -> Result<String, OpError> {
     let p = published.lock().expect("published lock");
@@ -297,21 +405,21 @@ fn answer_request(
     let deadline = Instant::now() + BUSY_WAIT;
     loop {
         match shared.try_lock() {
-            Ok(mut sh) => return sh.handle(req),
-            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner().handle(req),
+            Ok(mut sh) => return sh.answer(req),
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner().answer(req),
             Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(std::sync::TryLockError::WouldBlock) => {
                 return Err(OpError::Failed(format!(
-                    "the daemon is busy (a sync or a device probe has run for over {BUSY_WAIT:?}); try again"
+                    "busy (a sync or a device probe has run for over {BUSY_WAIT:?}); try again"
                 )))
             }
         }
     }
 }
 
-fn answer_control(conn: UnixStream, shared: &Mutex<Shared>, published: &Mutex<Published>) {
+fn answer_control<T: Answer>(conn: UnixStream, shared: &Mutex<T>, published: &Mutex<Published>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     let mut reader = BufReader::new(&conn);

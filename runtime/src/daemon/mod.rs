@@ -27,7 +27,7 @@ pub use config::{
     default_state_dir, DaemonConfig, DaemonError, DEFAULT_HOP_LIMIT, DEFAULT_MTU, DEFAULT_PORTS,
     DEFAULT_PUBLIC_POOLS, DEFAULT_UNDERLAY_SRC,
 };
-pub use control::{request, Published, Request, Response, Shared};
+pub use control::{diagnose, request, Answer, ControlServer, Published, Request, Response, Shared};
 pub use oneshot::{program_dir, Programmed};
 pub use run::{HEALTH_INTERVAL, RESYNC};
 pub use state::StatusFile;
@@ -40,12 +40,11 @@ use crate::source::{DirSource, Source};
 use crate::status::{Condition, ConditionStatus, ConditionType, LbStatus, Reason};
 use config::io_err;
 use metrics::{Metrics, MetricsServer};
-use std::fs::{self, File};
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// A running daemon.
@@ -58,11 +57,7 @@ pub struct Daemon {
     probe_failures: u32,
     next_probe: Option<Instant>,
     _lock: File,
-    socket_path: PathBuf,
-    /// (device, inode) of the socket we bound: only that file is removed on exit.
-    socket_id: (u64, u64),
-    control: Option<JoinHandle<()>>,
-    control_stop: Arc<AtomicBool>,
+    control: ControlServer,
     metrics: Option<Arc<Metrics>>,
     _metrics_server: Option<MetricsServer>,
     last_generation: Option<u64>,
@@ -128,16 +123,9 @@ impl Daemon {
             .socket
             .clone()
             .unwrap_or_else(|| cfg.state_dir.join("ironlb.sock"));
-        let (listener, socket_id) = control::bind_control(&socket_path, cfg.socket_group)?;
         let published = Arc::new(Mutex::new(Published::default()));
-        let control_stop = Arc::new(AtomicBool::new(false));
-        let control = {
-            let (shared, published, stop) = (shared.clone(), published.clone(), control_stop.clone());
-            std::thread::Builder::new()
-                .name("ironlb-control".into())
-                .spawn(move || control::serve_control(listener, shared, published, stop))
-                .map_err(io_err(&socket_path))?
-        };
+        let control =
+            ControlServer::start(&socket_path, cfg.socket_group, shared.clone(), published.clone())?;
 
         let (metrics, metrics_server) = match cfg.metrics {
             None => (None, None),
@@ -161,10 +149,7 @@ impl Daemon {
             probe_failures: 0,
             next_probe: None,
             _lock: lock,
-            socket_path,
-            socket_id,
-            control: Some(control),
-            control_stop,
+            control,
             metrics,
             _metrics_server: metrics_server,
             last_generation: None,
@@ -188,7 +173,7 @@ impl Daemon {
 
     /// The control socket's path.
     pub fn socket_path(&self) -> &Path {
-        &self.socket_path
+        self.control.path()
     }
 
     /// The bound metrics address, when serving.
@@ -256,6 +241,7 @@ impl Daemon {
                 device_down: device_down.clone(),
                 device_conditions: sh.device_conditions.clone(),
                 load_errors: sh.rec.load_errors().iter().map(ToString::to_string).collect(),
+                source_state: Vec::new(),
             };
             let statuses: Vec<LbStatus> = sh.rec.status().values().cloned().collect();
             (
@@ -292,6 +278,7 @@ impl Daemon {
         let status = StatusFile {
             generation: snap.generation,
             source_errors: snap.errors.iter().map(|e| e.to_string()).collect(),
+            source_state: Vec::new(),
             load_errors: load_errors.iter().map(|e| e.to_string()).collect(),
             load_balancers: statuses,
             device_down,
@@ -302,21 +289,6 @@ impl Daemon {
             self.last_status = Some(status);
         }
         Ok(report)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        self.control_stop.store(true, Ordering::Relaxed);
-        // The control thread sees the flag within CONTROL_POLL.
-        if let Some(h) = self.control.take() {
-            let _ = h.join();
-        }
-        // Only our own socket: another daemon may have been given the same path since.
-        if fs::symlink_metadata(&self.socket_path).is_ok_and(|m| (m.dev(), m.ino()) == self.socket_id) {
-            let _ = fs::remove_file(&self.socket_path);
-        }
     }
 }
 

@@ -69,7 +69,7 @@ impl Daemon {
             backend = %self.cfg.backend,
             manifests = %self.cfg.manifests.display(),
             state_dir = %self.cfg.state_dir.display(),
-            socket = %self.socket_path.display(),
+            socket = %self.socket_path().display(),
             "ironlb daemon started"
         );
         let mut failures = 0u32;

@@ -18,6 +18,10 @@ pub struct StatusFile {
     pub generation: u64,
     /// Manifest files that do not parse (served from their last good content).
     pub source_errors: Vec<String>,
+    /// How the source itself is doing when it cannot serve what it holds now (`ironlb agent`: etcd unreachable
+    /// since when, or no listing yet); shown by `ironlb status` above the load balancers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_state: Vec<String>,
     /// Documents that did not load.
     pub load_errors: Vec<String>,
     /// One per LoadBalancer.
@@ -45,6 +49,17 @@ impl StatusFile {
             .iter()
             .map(|s| (ObjectKey::new(s.namespace.clone(), s.name.clone()), s.clone()))
             .collect()
+    }
+
+    /// What `ironlb status` shows of it (the daemon or agent that wrote it is not running).
+    pub fn published(self) -> super::Published {
+        super::Published {
+            statuses: self.by_key(),
+            device_down: self.device_down,
+            device_conditions: self.device_conditions,
+            load_errors: self.load_errors,
+            source_state: self.source_state,
+        }
     }
 
     /// Writes `STATE_DIR/status.json` atomically (temporary file, fsync, rename, fsync of the directory).

@@ -24,6 +24,19 @@ pub fn agent_config(etcd: EtcdConfig, state_dir: Option<PathBuf>) -> AgentConfig
         device_config: DeviceConfig::default(),
         host: host::host_with_networks(&[(1, 100), (2, 200)]),
         state_dir,
+        control: None,
+    }
+}
+
+/// Writes the examples' allocation records (lb_ids 7 and 9, their VIPs), as the controller would.
+pub fn allocate_examples(writer: &Client) {
+    for (lb, alloc) in ironlb_cluster::testing::example_allocations() {
+        let stored = writer.block_on(writer.store().put_allocation(
+            &lb,
+            &alloc,
+            ironlb_cluster::store::Expect::Absent,
+        ));
+        assert!(stored.unwrap(), "{lb:?}: an allocation record was already there");
     }
 }
 
@@ -69,18 +82,19 @@ pub fn converge(a: &mut Agent, what: &str, done: impl Fn(&mut Agent) -> bool) {
 
 /// Load balancers the agent has programmed and reports Ready.
 pub fn ready(a: &mut Agent) -> usize {
-    a.reconciler()
-        .map_or(0, |r| r.status().values().filter(|s| s.ready()).count())
+    a.with_reconciler(|r| r.status().values().filter(|s| s.ready()).count())
+        .unwrap_or(0)
 }
 
 /// Every condition reason of the agent's load balancers.
 pub fn reasons(a: &mut Agent) -> Vec<Reason> {
-    a.reconciler().map_or(Vec::new(), |r| {
+    a.with_reconciler(|r| {
         r.status()
             .values()
             .flat_map(|s| s.conditions.iter().map(|c| c.reason))
             .collect()
     })
+    .unwrap_or_default()
 }
 
 /// A public IPv4 LoadBalancer `name` on the examples' Network, port `port`, with the examples' web servers as

@@ -198,20 +198,6 @@ pub(super) fn diagnose(t: &Target, req: Request) -> Result<String> {
             ));
         }
         // A trace runs the model's pipeline: on a copy of the device's tables when the device is not one.
-        if let (Request::Trace { .. }, None) = (&req, &opened.model) {
-            let (mut copy, model) = ops::mirror(&mut opened.device)
-                .map_err(op_err)
-                .with_context(|| format!("copying the tables of --backend {b}"))?;
-            return answer(
-                View {
-                    dev: &mut copy,
-                    model: Some(&model),
-                    names: &names,
-                    copy: true,
-                },
-                &req,
-            );
-        }
         return answer(
             View {
                 dev: &mut opened.device,
@@ -232,30 +218,14 @@ pub(super) fn diagnose(t: &Target, req: Request) -> Result<String> {
             let Request::Status { format: fmt } = req else {
                 unreachable!()
             };
-            Ok(daemon::Published {
-                statuses: f.by_key(),
-                device_down: f.device_down,
-                device_conditions: f.device_conditions,
-                load_errors: f.load_errors,
-            }
-            .render(fmt))
+            Ok(f.published().render(fmt))
         }
         Err(e) => Err(op_err(e)),
     }
 }
 
 pub(super) fn answer(v: View<'_>, req: &Request) -> Result<String> {
-    match req {
-        Request::Dump { table, format, flows } => ops::dump(v, table, *format, flows),
-        Request::Stats { format } => ops::stats(v, *format),
-        Request::Trace {
-            ingress,
-            packet,
-            format,
-        } => ops::trace(v, ingress, packet, *format),
-        Request::Status { .. } => unreachable!("handled by the caller"),
-    }
-    .map_err(op_err)
+    daemon::diagnose(v, req).map_err(op_err)
 }
 
 /// `trace --in FILE --index N`: the IP packet at that index of a pcap, read here (the daemon may not see the file).

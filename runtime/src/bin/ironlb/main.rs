@@ -51,13 +51,13 @@ struct Target {
     /// Program this manifest directory into an in-process model (allocations from --public-pool).
     #[arg(long, conflicts_with_all = ["backend", "socket"])]
     manifests: Option<PathBuf>,
-    /// Open a device directly: `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]` (not while a daemon drives it).
+    /// Open a device directly: `sim-shm:PREFIX` or `vfio:PCI_ADDR[@BAR]` (not while a daemon or agent drives it).
     #[arg(long, conflicts_with = "socket")]
     backend: Option<String>,
-    /// The daemon's control socket (default: STATE_DIR/ironlb.sock).
+    /// The control socket of `ironlb run` or `ironlb agent` (default: STATE_DIR/ironlb.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// The daemon's state directory (for its default socket).
+    /// Their state directory (for the default socket, and status.json when neither runs).
     #[arg(long, env = "IRONLB_STATE_DIR")]
     state_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -317,7 +317,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ironlb: error: {e:#}");
+            eprintln!("ironlb: error: {}", chain(&e));
             if e.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -325,6 +325,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes, `: `-separated as `{:#}` would print them, leaving out a cause whose text the message
+/// before it already ends with (an error that names its cause in its own message, as `path: cause` errors do).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn format(o: &str) -> Format {
