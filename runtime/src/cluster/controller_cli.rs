@@ -24,8 +24,9 @@ use tokio::sync::oneshot;
 /// `ironlb controller`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerArgs {
-    /// Public address pool(s), CIDR, comma-separated or repeated; one per family at least.
-    #[arg(long = "public-pool", default_value = crate::daemon::DEFAULT_PUBLIC_POOLS)]
+    /// Public address pool(s), CIDR, comma-separated or repeated; one per family at least [default: the
+    /// `public-pool` key of --config, else 203.0.113.0/24,2001:db8:ff::/64].
+    #[arg(long = "public-pool")]
     pub public_pool: Vec<String>,
     /// lb_ids are handed out below this (the devices' CAP_LB_IDS) [default: the reference part's].
     #[arg(long)]
@@ -38,6 +39,19 @@ pub struct ControllerArgs {
     pub id: Option<String>,
     #[command(flatten)]
     pub conn: Connection,
+}
+
+/// The pools to allocate from: `--public-pool`, else the config file's `public-pool` (the key `ironlb run` reads, so
+/// one file serves a host's daemon or agent and the controller), else the documentation prefixes.
+fn public_pools(args: &ControllerArgs) -> Result<Vec<String>, CliError> {
+    if !args.public_pool.is_empty() {
+        return Ok(args.public_pool.clone());
+    }
+    let from_file = match &args.conn.config {
+        Some(path) => crate::config::RunSettings::load(path)?.public_pool,
+        None => None,
+    };
+    Ok(from_file.unwrap_or_else(|| vec![crate::daemon::DEFAULT_PUBLIC_POOLS.to_string()]))
 }
 
 /// How soon a round that left work undone (a lost race, an etcd error) is planned again without a change.
@@ -253,7 +267,7 @@ pub fn controller(args: &ControllerArgs) -> Result<(), CliError> {
             reason,
         })
     };
-    let p = PoolsArg::parse(&args.public_pool).map_err(|e| bad("public-pool", e.to_string()))?;
+    let p = PoolsArg::parse(&public_pools(args)?).map_err(|e| bad("public-pool", e.to_string()))?;
     if args.lease_ttl < 2 {
         return Err(bad("lease-ttl", "at least 2 seconds".into()));
     }
@@ -328,5 +342,40 @@ async fn resign(store: &Store, fence: &Fence) {
 async fn wait_stop(stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    }
+
+    fn pools_of(args: &[&str]) -> Vec<String> {
+        let c = Cmd::try_parse_from(std::iter::once("controller").chain(args.iter().copied())).unwrap();
+        public_pools(&c.controller).unwrap()
+    }
+
+    #[test]
+    fn public_pools_come_from_the_flag_else_the_config_file_else_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironlb.toml");
+        std::fs::write(
+            &file,
+            "public-pool = [\"198.18.0.0/24\", \"2001:db8:aa::/64\"]\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        )
+        .unwrap();
+        let config = format!("--config={}", file.display());
+        assert_eq!(pools_of(&[&config]), ["198.18.0.0/24", "2001:db8:aa::/64"]);
+        assert_eq!(
+            pools_of(&[&config, "--public-pool=192.0.2.0/24,2001:db8:bb::/64"]),
+            ["192.0.2.0/24,2001:db8:bb::/64"]
+        );
+        assert_eq!(pools_of(&[]), [crate::daemon::DEFAULT_PUBLIC_POOLS]);
     }
 }
