@@ -323,7 +323,7 @@ fn bind_control(path: &Path, group: Option<u32>) -> Result<(UnixListener, (u64, 
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).map_err(io_err(&tmp))?;
+    let listener = UnixListener::bind(&tmp).map_err(io_err(path))?;
     let placed = (|| {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(crate::fsmode::SOCKET_MODE))?;
         if let Some(gid) = group {
