@@ -277,38 +277,21 @@ impl RunSettings {
     /// The daemon's configuration from effective settings (after [`RunSettings::with_defaults`]).
     pub fn daemon_config(&self, remove_unclaimed: bool) -> Result<DaemonConfig, ConfigError> {
         let s = self.clone().with_defaults();
-        let bad = |key: &'static str, reason: String| ConfigError::Value {
-            origin: "--".to_string(),
-            key,
-            reason,
-        };
-        let manifests = s.manifests.ok_or(ConfigError::Missing { key: "manifests" })?;
+        let manifests = s
+            .manifests
+            .clone()
+            .ok_or(ConfigError::Missing { key: "manifests" })?;
         let pools = Pools::parse(s.public_pool.as_deref().unwrap_or_default())
-            .map_err(|e| bad("public-pool", e.to_string()))?;
-        let ports = s
-            .port
-            .unwrap_or_default()
-            .iter()
-            .map(|p| HostConfig::parse_port(p).map_err(|e| bad("port", e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let socket_group = s
-            .socket_group
-            .as_deref()
-            .map(group_id)
-            .transpose()
-            .map_err(|e| bad("socket-group", e))?;
+            .map_err(|e| flag_value("public-pool", e.to_string()))?;
+        let host = s.host_config()?;
+        let socket_group = s.socket_gid()?;
         Ok(DaemonConfig {
             manifests,
             state_dir: s.state_dir.expect("defaulted"),
             backend: s.backend.expect("defaulted"),
             device_config: DeviceConfig::default(),
             pools,
-            host: HostConfig {
-                ports,
-                underlay_src: s.underlay_src.expect("defaulted"),
-                mtu: s.mtu.expect("defaulted"),
-                hop_limit: s.hop_limit.expect("defaulted"),
-            },
+            host,
             socket: s.socket,
             socket_group,
             metrics: s.metrics,
@@ -322,6 +305,43 @@ impl RunSettings {
                 LoadOptions::default()
             },
         })
+    }
+}
+
+impl RunSettings {
+    /// The device ports and underlay of effective settings (after [`RunSettings::with_defaults`]): `ironlb run`'s
+    /// and `ironlb agent`'s.
+    pub fn host_config(&self) -> Result<HostConfig, ConfigError> {
+        let ports = self
+            .port
+            .iter()
+            .flatten()
+            .map(|p| HostConfig::parse_port(p).map_err(|reason| flag_value("port", reason)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HostConfig {
+            ports,
+            underlay_src: self.underlay_src.expect("defaulted"),
+            mtu: self.mtu.expect("defaulted"),
+            hop_limit: self.hop_limit.expect("defaulted"),
+        })
+    }
+
+    /// The gid `socket-group` names, if given.
+    pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
+        self.socket_group
+            .as_deref()
+            .map(group_id)
+            .transpose()
+            .map_err(|reason| flag_value("socket-group", reason))
+    }
+}
+
+/// A bad value of the effective settings (flags over the file), named by its flag.
+fn flag_value(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Value {
+        origin: "--".to_string(),
+        key,
+        reason,
     }
 }
 

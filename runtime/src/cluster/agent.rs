@@ -132,9 +132,11 @@ impl Core {
             Holder::Waiting(_) => None,
         }
     }
+}
 
+impl Answer for Core {
     /// `dump`, `stats` or `trace` of the device; load balancers are named once the agent reconciles them.
-    fn diagnose(&mut self, req: &Request) -> Result<String, OpError> {
+    fn answer(&mut self, req: &Request) -> Result<String, OpError> {
         let names = self.reconciler().map(|r| r.names()).unwrap_or_default();
         let model = self.model.clone();
         let view = View {
@@ -144,12 +146,6 @@ impl Core {
             copy: false,
         };
         crate::daemon::diagnose(view, req)
-    }
-}
-
-impl Answer for Core {
-    fn answer(&mut self, req: &Request) -> Result<String, OpError> {
-        self.diagnose(req)
     }
 }
 
@@ -543,6 +539,7 @@ impl Agent {
     /// What `ironlb status` shows: the load balancers' statuses, the source's state, the device's.
     fn status_now(&self) -> StatusFile {
         let mut core = self.core();
+        let listed = core.reconciler().is_some();
         let (generation, load_errors, load_balancers, device_down) = match core.reconciler() {
             Some(r) => (
                 self.source.health().revision as u64,
@@ -552,7 +549,6 @@ impl Agent {
             ),
             None => (0, Vec::new(), Vec::new(), None),
         };
-        let listed = core.reconciler().is_some();
         drop(core);
         StatusFile {
             generation,

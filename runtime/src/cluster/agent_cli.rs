@@ -7,7 +7,6 @@
 use super::agent::{Agent, AgentConfig, ControlSocket};
 use super::cli::CliError;
 use crate::config::{ConfigError, LogFormat, RunSettings};
-use crate::reconcile::HostConfig;
 use ironlb_sim::DeviceConfig;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -53,41 +52,14 @@ impl AgentArgs {
     /// The agent's configuration.
     pub fn agent_config(&self) -> Result<AgentConfig, CliError> {
         let s = self.effective()?;
-        let bad = |key: &'static str, reason: String| {
-            CliError::Config(ConfigError::Value {
-                origin: "--".into(),
-                key,
-                reason,
-            })
-        };
-        let ports = s
-            .port
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .map(|p| HostConfig::parse_port(p).map_err(|e| bad("port", e)))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(AgentConfig {
             etcd: s.etcd.resolve()?,
             backend: s.backend.clone().expect("defaulted"),
             device_config: DeviceConfig::default(),
-            host: HostConfig {
-                ports,
-                underlay_src: s.underlay_src.expect("defaulted"),
-                mtu: s.mtu.expect("defaulted"),
-                hop_limit: s.hop_limit.expect("defaulted"),
-            },
+            host: s.host_config()?,
             control: Some(ControlSocket {
-                path: s
-                    .socket
-                    .clone()
-                    .unwrap_or_else(|| s.state_dir.clone().expect("defaulted").join("ironlb.sock")),
-                group: s
-                    .socket_group
-                    .as_deref()
-                    .map(crate::config::group_id)
-                    .transpose()
-                    .map_err(|e| bad("socket-group", e))?,
+                path: s.socket.clone().expect("defaulted"),
+                group: s.socket_gid()?,
             }),
             state_dir: s.state_dir.clone(),
         })

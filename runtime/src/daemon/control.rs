@@ -158,19 +158,13 @@ impl Shared {
             copy: false,
         };
         match req {
-            Request::Status { format } => {
-                let errors: Vec<String> = self.rec.load_errors().iter().map(ToString::to_string).collect();
-                let mut out = ops::status_with_errors(self.rec.status(), &errors, *format);
-                if *format == Format::Table {
-                    for c in &self.device_conditions {
-                        out.push_str(&format!(
-                            "device: {} {} since {}: {}\n",
-                            c.kind, c.reason, c.last_transition_time, c.message
-                        ));
-                    }
-                }
-                Ok(out)
+            Request::Status { format } => Ok(Published {
+                statuses: self.rec.status().clone(),
+                device_conditions: self.device_conditions.clone(),
+                load_errors: self.rec.load_errors().iter().map(ToString::to_string).collect(),
+                ..Published::default()
             }
+            .render(*format)),
             _ => diagnose(view, req),
         }
     }
